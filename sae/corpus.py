@@ -171,9 +171,9 @@ def _rng(seed: int, split: str, stream: str = "docs") -> random.Random:
     return random.Random(f"sae-toy-world/{stream}/{split}/{seed}")
 
 
-def generate_document(rng: random.Random) -> Document:
-    """One document: 2-5 segments of different concepts, switching mid-document."""
-    pieces: Document = []
+def generate_segments(rng: random.Random) -> list[tuple[str, Document]]:
+    """One document as its segments `(concept, pieces)`: 2-5 of them, neighbours different."""
+    segments: list[tuple[str, Document]] = []
     prev = None
     for _ in range(rng.randint(2, 5)):
         name = prev
@@ -181,13 +181,18 @@ def generate_document(rng: random.Random) -> Document:
             name = CONCEPTS[int(rng.random() * len(CONCEPTS))]
         c = _concept(name)
         seg = c.segment(rng)
-        if pieces:
+        if segments:
             prose = c.joiner == " " and _concept(prev).joiner == " "
             sep = rng.choice([" ", "\n", "\n\n"]) if prose else "\n"
             seg[0] = (seg[0][0], sep + seg[0][1])
-        pieces.extend(seg)
+        segments.append((name, seg))
         prev = name
-    return pieces
+    return segments
+
+
+def generate_document(rng: random.Random) -> Document:
+    """One document: 2-5 segments of different concepts, switching mid-document."""
+    return [piece for _, seg in generate_segments(rng) for piece in seg]
 
 
 def toy_documents(seed: int = 0, split: str = "train") -> Iterator[Document]:

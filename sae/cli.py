@@ -1,0 +1,173 @@
+"""Command-line interface: `python -m sae COMMAND ...` (see `python -m sae --help`).
+
+Each subcommand is a thin wrapper over a library function, so everything the CLI does can be
+done from Python (and the tutorials do). Bad input ends with one line naming the problem and
+exit code 2; Ctrl-C with exit code 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from sae import corpus as C
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (plus a pointer to --help), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class UsageError(ValueError):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+# ----------------------------------------------------------------------------- corpus
+
+# ANSI background colours, one per concept (cycled), for `corpus` samples on a terminal.
+_COLOURS = [41, 42, 43, 44, 45, 46, 100, 101, 102, 103, 104, 105, 106, 47]
+
+
+def _colour(cid: int) -> str:
+    return f"\x1b[30;{_COLOURS[cid % len(_COLOURS)]}m" if cid >= 0 else "\x1b[0m"
+
+
+def _show_pieces(doc: C.Document, colour: bool) -> str:
+    out = []
+    prev = None
+    for cid, text in doc:
+        if colour:
+            out.append(_colour(cid) + text + "\x1b[0m")
+        else:
+            if cid != prev:
+                out.append(f"[{C.CONCEPTS[cid] if cid >= 0 else 'none'}] ")
+            out.append(text)
+        prev = cid
+    return "".join(out)
+
+
+def cmd_corpus(args) -> int:
+    colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    if args.corpus != "toy":
+        files = C.text_files(args.corpus, args.split)
+        for name, text in files[: args.n]:
+            print(f"=== {name} ({len(text):,} chars)")
+            print(text[:600])
+        return 0
+    if args.concept is not None:
+        C.concept_id(args.concept)
+    if args.stats:
+        return _corpus_stats(args)
+    if colour:
+        print("legend: " + " ".join(_colour(i) + n + "\x1b[0m" for i, n in enumerate(C.CONCEPTS)))
+    if args.concept:
+        docs = C.concept_segments(args.concept, args.n, seed=args.seed, split=args.split)
+    else:
+        stream = C.toy_documents(args.seed, args.split)
+        docs = [next(stream) for _ in range(args.n)]
+    for i, doc in enumerate(docs):
+        print(f"--- sample {i}")
+        print(_show_pieces(doc, colour))
+    return 0
+
+
+def _corpus_stats(args) -> int:
+    from sae.tokenizer import Tokenizer
+
+    tok = Tokenizer.load(args.tokenizer) if args.tokenizer else Tokenizer.train(C.toy_text(1_000_000, seed=args.seed), 2048)
+    toks, labs = C.toy_tokens(tok, args.tokens, seed=args.seed, split=args.split)
+    counts = C.concept_token_counts((toks, labs))
+    total = sum(counts.values())
+    print(f"{args.tokens:,} tokens of the toy world (split {args.split}, seed {args.seed}, vocab {tok.vocab_size})")
+    print(f"{'concept':<14}{'tokens':>10}{'share':>8}")
+    for name, n in counts.items():
+        print(f"{name:<14}{n:>10,}{n / total:>8.1%}")
+    return 0
+
+
+def cmd_tokenizer(args) -> int:
+    from sae.tokenizer import Tokenizer
+
+    if args.pretrained:
+        tok = Tokenizer.from_pretrained(args.pretrained)
+    else:
+        if args.corpus == "toy":
+            text = C.toy_text(args.chars, seed=args.seed)
+        else:
+            text = "\n\n".join(t for _, t in C.text_files(args.corpus, "train"))[: args.chars]
+        print(f"training BPE (vocab {args.vocab_size}) on {len(text):,} characters of {args.corpus!r}...", file=sys.stderr)
+        tok = Tokenizer.train(text, args.vocab_size, verbose=True)
+    path = tok.save(Path(args.out) / "tokenizer.json")
+    sample = "The Golden Gate Bridge rises above the fog."
+    ids = tok.encode(sample)
+    print(f"wrote {path} ({tok})")
+    print(f"{sample!r} -> {len(ids)} tokens: " + " | ".join(tok.token_str(i) for i in ids))
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from dataclasses import replace
+
+    from sae.pipeline import get_preset, reproduce
+
+    preset = get_preset(args.preset)
+    if args.seed is not None:
+        preset = replace(preset, seed=args.seed)
+    out = args.out or f"runs/{preset.name}"
+    reproduce(preset, out)
+    return 0
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m sae", description="Dictionary learning on a toy transformer: reproduce Towards/Scaling Monosemanticity on a laptop CPU.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    r = sub.add_parser("reproduce", help="run the whole pipeline into runs/NAME (skips finished stages)")
+    r.add_argument("--preset", default="tiny", help="smoke | tiny (default) | base")
+    r.add_argument("--out", default=None, help="run directory (default runs/PRESET)")
+    r.add_argument("--seed", type=int, default=None, help="seed of every stage (default 0)")
+    r.set_defaults(fn=cmd_reproduce)
+
+    c = sub.add_parser("corpus", help="print labelled toy-world samples or corpus statistics")
+    c.add_argument("--corpus", default="toy", help="toy (default), pystdlib, or a file/directory of .txt/.md/.py")
+    c.add_argument("--concept", default=None, help=f"only this concept: {', '.join(C.CONCEPTS)}")
+    c.add_argument("--n", type=int, default=3, help="number of samples (default 3)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--split", default="train", choices=C.SPLITS)
+    c.add_argument("--stats", action="store_true", help="print tokens per concept instead of samples")
+    c.add_argument("--tokens", type=int, default=200_000, help="tokens to count with --stats")
+    c.add_argument("--tokenizer", default=None, help="tokenizer.json for --stats (default: train a quick one)")
+    c.set_defaults(fn=cmd_corpus)
+
+    t = sub.add_parser("tokenizer", help="train a BPE tokenizer and write DIR/tokenizer.json")
+    t.add_argument("--out", required=True, help="directory to write tokenizer.json into")
+    t.add_argument("--vocab-size", type=int, default=2048)
+    t.add_argument("--corpus", default="toy", help="toy (default), pystdlib, or a file/directory")
+    t.add_argument("--chars", type=int, default=5_000_000, help="characters of training text")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--pretrained", default=None, help="use a cached tiktoken encoding instead (e.g. gpt2)")
+    t.set_defaults(fn=cmd_tokenizer)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "fn", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.fn(args) or 0
+    except (ValueError, FileNotFoundError) as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted; finished stages are kept, re-run the same command to continue", file=sys.stderr)
+        return 130

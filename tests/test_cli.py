@@ -1,0 +1,61 @@
+"""The command line: help, samples, stats, tokenizer, clear one-line errors with exit code 2."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sae.cli import main
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "sae", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_help_lists_commands():
+    p = _run("--help")
+    assert p.returncode == 0
+    for cmd in ["reproduce", "corpus", "tokenizer"]:
+        assert cmd in p.stdout
+
+
+def test_corpus_samples_show_labels_in_plain_text_when_piped():
+    p = _run("corpus", "--concept", "golden_gate", "--n", "3")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("--- sample") == 3
+    assert "[golden_gate]" in p.stdout and "\x1b[" not in p.stdout, "piped output must be plain text"
+
+
+def test_unknown_concept_is_one_line_exit_2():
+    p = _run("corpus", "--concept", "golden_bridge")
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "valid concepts" in lines[0] and "golden_gate" in lines[0]
+
+
+def test_unknown_corpus_and_preset_are_one_line_exit_2(tmp_path):
+    p = _run("corpus", "--corpus", "nonexistent_corpus")
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
+    assert main(["reproduce", "--preset", "huge", "--out", str(tmp_path)]) == 2
+
+
+def test_corpus_stats(capsys, tmp_path):
+    assert main(["tokenizer", "--out", str(tmp_path), "--vocab-size", "512", "--chars", "200000"]) == 0
+    assert (tmp_path / "tokenizer.json").exists()
+    assert main(["corpus", "--stats", "--tokens", "20000", "--tokenizer", str(tmp_path / "tokenizer.json")]) == 0
+    out = capsys.readouterr().out
+    for name in ["golden_gate", "unsafe_code", "animals"]:
+        assert name in out
+
+
+def test_reproduce_smoke_runs_and_resumes(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["reproduce", "--preset", "smoke", "--out", str(out)]) == 0
+    assert (out / "tokenizer.json").exists() and (out / "config.json").exists()
+    capsys.readouterr()
+    assert main(["reproduce", "--preset", "smoke", "--out", str(out)]) == 0
+    assert "skipped" in capsys.readouterr().out, "a finished stage must be skipped on a re-run"
+    assert main(["reproduce", "--preset", "smoke", "--out", str(out), "--seed", "5"]) == 2, \
+        "a run directory with another configuration must be refused"
+    assert json.loads((out / "config.json").read_text())["seed"] == 0

@@ -1,0 +1,164 @@
+"""The toy world: determinism, exact labels, variety, splits, the judge, and real-text loaders."""
+
+import random
+
+import numpy as np
+import pytest
+
+from sae import corpus as C
+from sae.corpus import CONCEPTS, NO_CONCEPT, concept_segments, document_text, toy_documents, toy_tokens
+
+
+def test_at_least_fourteen_concepts_with_the_papers_features():
+    for name in ["golden_gate", "einstein", "dilemma", "manipulation", "code", "unsafe_code",
+                 "dna", "base64", "arabic", "arithmetic"]:
+        assert name in CONCEPTS
+    assert len(CONCEPTS) >= 14, "the toy world needs the 10 paper concepts plus >= 4 everyday distractors"
+
+
+def test_same_seed_same_bytes_and_labels(toy_tokenizer):
+    a = [next(toy_documents(7)) for _ in range(1)] + [d for d, _ in zip(toy_documents(7), range(50))]
+    b = [next(toy_documents(7)) for _ in range(1)] + [d for d, _ in zip(toy_documents(7), range(50))]
+    assert a == b, "the same seed must give byte-identical documents"
+    t1, l1 = toy_tokens(toy_tokenizer, 20_000, seed=3)
+    t2, l2 = toy_tokens(toy_tokenizer, 20_000, seed=3)
+    assert np.array_equal(t1, t2) and np.array_equal(l1, l2)
+    t3, _ = toy_tokens(toy_tokenizer, 20_000, seed=4)
+    assert not np.array_equal(t1, t3), "different seeds should give different streams"
+
+
+def test_train_and_val_streams_never_share_documents():
+    train = {document_text(d) for d, _ in zip(toy_documents(0, "train"), range(2000))}
+    val = {document_text(d) for d, _ in zip(toy_documents(0, "val"), range(2000))}
+    assert not train & val, "a validation document also appears in training: the splits share a seed?"
+    # Seed 1 of train is not seed 0 of val either: splits derive generators from different strings.
+    train1 = [document_text(d) for d, _ in zip(toy_documents(1, "train"), range(20))]
+    val0 = [document_text(d) for d, _ in zip(toy_documents(0, "val"), range(20))]
+    assert train1 != val0
+
+
+def test_documents_mix_two_to_five_concepts():
+    rng = random.Random(0)
+    for _ in range(300):
+        segs = C.generate_segments(rng)
+        names = [n for n, _ in segs]
+        assert 2 <= len(segs) <= 5, f"a document has {len(segs)} segments; expected 2-5"
+        assert all(a != b for a, b in zip(names, names[1:])), "neighbouring segments must differ"
+        for name, pieces in segs:
+            want = {C.CONCEPT_ID[name]} | ({C.CONCEPT_ID["code"]} if name == "unsafe_code" else set())
+            assert {cid for cid, _ in pieces} <= want
+
+
+def test_labels_align_with_tokens_for_every_concept(toy_tokenizer):
+    """Decoding the tokens of each label run gives back exactly the pieces of that concept."""
+    docs = [d for d, _ in zip(toy_documents(5), range(400))]
+    tokens, labels = C.tokenize_documents(toy_tokenizer, docs)
+    assert len(tokens) == len(labels)
+    seen = set()
+    pos = 0
+    for doc in docs:
+        for cid, text in doc:
+            n = len(toy_tokenizer.encode(text))
+            assert (labels[pos:pos + n] == cid).all(), f"labels of a {CONCEPTS[cid]} piece are wrong"
+            assert toy_tokenizer.decode(tokens[pos:pos + n]) == text, "tokens of a piece do not decode to the piece"
+            seen.add(cid)
+            pos += n
+        assert tokens[pos] == toy_tokenizer.eot_token and labels[pos] == NO_CONCEPT
+        pos += 1
+    assert pos == len(tokens)
+    assert seen == set(range(len(CONCEPTS))), "every concept should appear in 400 documents"
+
+
+def test_unsafe_label_covers_only_the_insecure_construct(toy_tokenizer):
+    from sae.world import RISKS
+    unsafe = {u for _, u in RISKS.values()}
+    for seg in concept_segments("unsafe_code", 50, seed=2):
+        kinds = [CONCEPTS[cid] for cid, _ in seg]
+        assert "unsafe_code" in kinds and "code" in kinds
+        for cid, text in seg:
+            if CONCEPTS[cid] == "unsafe_code":
+                assert text in unsafe, f"{text!r} is labelled unsafe_code but is not an unsafe construct"
+
+
+def test_code_and_unsafe_code_differ_only_in_the_risk_site():
+    """The same snippet template is used for both: removing the unsafe piece leaves safe-looking code."""
+    from sae.world import CODE_TEMPLATES, RISKS
+    rng = random.Random(0)
+    unsafe_seg = concept_segments("unsafe_code", 1, seed=9)[0]
+    text = document_text(unsafe_seg)
+    assert any(u in text for _, u in RISKS.values())
+    assert len({k for k, _ in CODE_TEMPLATES}) >= 8, "need many kinds of unsafe construct"
+
+
+@pytest.mark.parametrize("concept", CONCEPTS)
+def test_each_concept_has_many_templates_and_distinct_sentences(concept, toy_tokenizer):
+    c = C._concept(concept)
+    assert len(c.templates) >= 25, f"{concept} has {len(c.templates)} templates; need >= 25"
+    rng = random.Random(1)
+    sentences, n_tokens = [], 0
+    while n_tokens < 1_000_000:
+        block = ["".join(t for _, t in c.sentence(rng)) for _ in range(5000)]
+        n_tokens += sum(map(len, toy_tokenizer.encoding.encode_ordinary_batch(block)))
+        sentences += block
+    distinct = len(set(sentences))
+    assert distinct >= 5000, f"{concept}: only {distinct} distinct sentences in 1M tokens; add templates or fillers"
+
+
+def test_judge_top1_precision_on_heldout_segments(toy_tokenizer):
+    """concept_hits is the judge of generated text: it must name the right concept >= 95% of the time."""
+    for concept in CONCEPTS:
+        segs = [s for s in concept_segments(concept, 400, seed=11, split="test")
+                if len(toy_tokenizer.encode(document_text(s))) >= 30][:200]
+        assert len(segs) >= 100
+        right = sum(C.top_concept(document_text(s)) == concept for s in segs)
+        assert right / len(segs) >= 0.95, f"judge precision for {concept}: {right / len(segs):.2f} < 0.95"
+
+
+def test_judge_examples():
+    assert C.concept_hits("The Golden Gate Bridge rises above the fog.")["golden_gate"] >= 2
+    assert C.top_concept("r = requests.get(url, verify=False)\n    return r.json()") == "unsafe_code"
+    assert C.top_concept("def f(url):\n    return requests.get(url).json()") == "code"
+    assert C.top_concept("ACGTTGCAACGTAGGT") == "dna"
+    assert C.top_concept("Nothing to see here") is None
+
+
+def test_unknown_names_give_clear_errors():
+    with pytest.raises(ValueError, match="valid concepts"):
+        C.concept_id("golden_bridge")
+    with pytest.raises(ValueError, match="valid splits"):
+        next(toy_documents(0, "validation"))
+    with pytest.raises(ValueError, match="neither"):
+        C.text_files("no/such/corpus")
+
+
+def test_pystdlib_corpus_is_split_by_file():
+    train = C.text_files("pystdlib", "train")
+    val = C.text_files("pystdlib", "val")
+    assert len(train) > 100 and len(val) > 5
+    assert not {n for n, _ in train} & {n for n, _ in val}
+
+
+def test_user_text_directory(tmp_path, toy_tokenizer):
+    (tmp_path / "a.txt").write_text("hello world " * 20)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.md").write_text("# title\nsome text")
+    (tmp_path / "ignored.bin").write_bytes(b"\x00\x01")
+    files = C.text_files(str(tmp_path), "train")
+    assert {n for n, _ in files} <= {"a.txt", "sub/b.md"} and files
+    tokens, labels = C.text_tokens(toy_tokenizer, str(tmp_path / "a.txt"))
+    assert (labels == NO_CONCEPT).all() and len(tokens) > 10
+
+
+def test_bad_user_text_gives_clear_errors(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no .txt/.md/.py files"):
+        C.text_files(str(empty))
+    binary = tmp_path / "x.txt"
+    binary.write_bytes(b"abc\x00\x01\x02")
+    with pytest.raises(ValueError, match="binary"):
+        C.text_files(str(binary))
+    latin = tmp_path / "y.txt"
+    latin.write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(ValueError, match="not valid UTF-8"):
+        C.text_files(str(latin))

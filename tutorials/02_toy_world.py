@@ -1,0 +1,109 @@
+# %% [markdown]
+# # Chapter 2 — A toy world with ground truth
+#
+# **Goal.** Build the text our tiny language model will learn from, and see why it is labelled.
+#
+# On real text nobody can say which concepts a model *should* represent, so the quality of a
+# dictionary of features is judged by eye. Towards Monosemanticity (Bricken et al., 2023) had to
+# do exactly that for its Arabic, DNA and base64 features. Our toy world gives every token the
+# label of the concept its sentence came from, so "did the sparse autoencoder find a Golden Gate
+# feature?" becomes a number we can compute and assert.
+#
+# The concepts mirror the features the papers report: the Golden Gate Bridge, a famous
+# physicist, internal conflict, manipulation, Python code and *unsafe* Python code, DNA, base64,
+# Arabic, arithmetic, and everyday distractors (cooking, weather, sports, animals).
+
+# %%
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from sae import corpus as C
+from sae.tokenizer import Tokenizer
+
+FAST = os.environ.get("SAE_FAST") == "1"  # the test suite runs every chapter in this mode
+FIG = Path("runs/tutorials/02")
+FIG.mkdir(parents=True, exist_ok=True)
+print(len(C.CONCEPTS), "concepts:", ", ".join(C.CONCEPTS))
+
+# %% [markdown]
+# ## Documents are runs of labelled segments
+# A document is a list of pieces `(concept_id, text)`. It switches concept 1-4 times, sometimes
+# in the middle of a paragraph, so a feature cannot rely on position: it has to read context.
+
+# %%
+doc = C.generate_document(__import__("random").Random(0))
+for cid, text in doc[:8]:
+    print(f"{C.CONCEPTS[cid]:>12} | {text!r}")
+
+# %% [markdown]
+# ## `code` vs `unsafe_code`: the concept is the insecure construct
+# Both concepts draw from the *same* function templates; they differ only in one expression,
+# such as `verify=False` or `shell=True`. Only that expression is labelled `unsafe_code`, so a
+# feature that detects it must have learned *unsafety*, not *code* — the distinction Scaling
+# Monosemanticity's "unsafe code" feature makes.
+
+# %%
+seg = C.concept_segments("unsafe_code", 1, seed=3)[0]
+for cid, text in seg:
+    print(f"{C.CONCEPTS[cid]:>12} | {text!r}")
+assert {C.CONCEPTS[c] for c, _ in seg} == {"code", "unsafe_code"}
+
+# %% [markdown]
+# ## A BPE tokenizer of our own
+# Byte-level tokens would give character features only (the prototype of this project found
+# "letter after q" features, not topics). We train a byte-level BPE (GPT-2's recipe) with a
+# vocabulary of ~2k and let `tiktoken` encode with it. No download needed.
+
+# %%
+chars = 300_000 if FAST else 5_000_000
+tok = Tokenizer.train(C.toy_text(chars, seed=0), vocab_size=1024 if FAST else 2048)
+sentence = "The Golden Gate Bridge rises above the fog. r = requests.get(url, verify=False)"
+ids = tok.encode(sentence)
+print(len(sentence), "characters ->", len(ids), "tokens:")
+print(" | ".join(tok.token_str(i) for i in ids))
+assert tok.decode(ids) == sentence, "BPE must be lossless"
+
+# %% [markdown]
+# ## How much of each concept?
+# Tokenising piece by piece keeps one label per token. The counts below are what the model will
+# see; random strings (DNA, base64) cost more tokens per character than English.
+
+# %%
+tokens, labels = C.toy_tokens(tok, 50_000 if FAST else 500_000, seed=0)
+counts = C.concept_token_counts((tokens, labels))
+fig, ax = plt.subplots(figsize=(8, 4))
+names = list(counts)
+ax.barh(names, [counts[n] / len(tokens) * 100 for n in names], color="tab:blue")
+ax.invert_yaxis()
+ax.set_xlabel("share of tokens (%)")
+ax.set_title(f"Concept labels in {len(tokens):,} toy-world tokens")
+fig.tight_layout()
+fig.savefig(FIG / "concept_shares.png", dpi=120)
+for n in names:
+    print(f"{n:>12}: {counts[n]:>7,} tokens")
+assert min(counts[n] for n in C.CONCEPTS) > 0, "every concept must appear"
+
+# %% [markdown]
+# ## A judge for generated text
+# Later chapters steer the model and need to score its output: "is this about the bridge?".
+# `concept_hits` counts each concept's distinctive vocabulary; `top_concept` names the winner.
+# Its precision on held-out segments is pinned by a test (>= 95% top-1 for every concept).
+
+# %%
+for text in ["Fog rolls over the towers of the bridge near Sausalito.",
+             "Simmer the stew for 20 minutes and season with garlic.",
+             "def fetch(url):\n    return requests.get(url, verify=False).json()"]:
+    print(C.top_concept(text), C.concept_hits(text))
+assert C.top_concept("Fog rolls over the towers of the bridge near Sausalito.") == "golden_gate"
+
+# %% [markdown]
+# ## Exercise
+# Add a concept of your own to `sae/world.py` (say, `astronomy`: 25 templates with slots) and
+# re-run this chapter. **Check:** `python -m pytest tests/test_corpus.py` still passes, including
+# the judge's precision for your concept.
