@@ -154,7 +154,7 @@ class Tokenizer:
         except ValueError as e:  # unknown name
             raise ValueError(f"tiktoken has no encoding {name!r}: {e}") from None
         except Exception as e:  # no network: requests' ConnectionError and friends
-            raise RuntimeError(
+            raise ValueError(
                 f"the tiktoken encoding {name!r} is not cached on this machine and cannot be "
                 f"downloaded ({type(e).__name__}). Either train our own BPE (the default: "
                 f"`python -m sae tokenizer --out DIR`), or copy tiktoken's cached file for {name!r} "
