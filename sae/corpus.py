@@ -125,7 +125,9 @@ class _Concept:
                 self.templates.append(("text", _compile(t, spec["slots"])))
         if len(self.templates) < 25:
             raise ValueError(f"concept {name} has {len(self.templates)} templates; the toy world needs >= 25")
-        self.n_sentences = (1, 2) if self.is_code else (2, 4) if self.joiner == "\n" else (2, 5)
+        # Segments are long enough (~40-90 tokens) that a topic persists for a while, as in real
+        # documents; a few sentences of context is what the model reads to know the concept.
+        self.n_sentences = spec.get("sentences", (2, 3) if self.is_code else (3, 6))
 
     def sentence(self, rng: random.Random) -> Document:
         """One sentence (or code snippet) as pieces."""

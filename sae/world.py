@@ -348,6 +348,7 @@ DNA = dict(
         "contig_{n} {seq}", "amplicon {seq}", "motif TATAAA {seq}", "{gene} cDNA {seq}",
     ],
     patterns=[r"[ACGT]{8,}"],
+    sentences=(3, 5),
     keywords=["primer", "codons", "exon", "contig*", "amplicon", "grna", "cdna", "locus",
               "probe", "consensus", "adapter", "motif", "forward read", "reverse read"],
     joiner="\n",
@@ -374,6 +375,7 @@ BASE64 = dict(
     patterns=[r"(?=[A-Za-z0-9+/]*[0-9+/])(?=[A-Za-z0-9+/]*[A-Z])(?=[A-Za-z0-9+/]*[a-z])[A-Za-z0-9+/]{12,}={0,2}"],
     keywords=["base64"],
     joiner="\n",
+    sentences=(3, 5),
 )
 
 # ----------------------------------------------------------------------------- arabic
@@ -441,6 +443,7 @@ ARITHMETIC = dict(
     ]],
     patterns=[r"\d+\s*[-+*]\s*\d+\s*=+\s*\d+", r"\d+ (?:plus|minus|times) \d+"],
     keywords=["equals", "answer", "compute", "calculate", "sum", "mental math"],
+    sentences=(4, 8),
 )
 
 # ----------------------------------------------------------------------------- distractors

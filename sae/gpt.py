@@ -1,0 +1,329 @@
+"""A tiny GPT with named hook points: the model the whole reproduction dissects.
+
+Towards Monosemanticity (Bricken et al. 2023, "Problem Setup: Transformer") trains its dictionaries
+on a one-layer transformer with a residual stream of 128 and an MLP of 512 neurons; `GPTConfig()`
+defaults to that shape. The code follows nanoGPT (`model.py`): pre-LayerNorm blocks, learned
+positions, causal self-attention, a GELU (or ReLU) MLP, no dropout (our data is tiny and we want
+bit-for-bit repeatable runs).
+
+Interpretability needs to *read* and *write* activations in the middle of the model. Every block
+holds `HookPoint` modules (identity layers that do nothing but give an activation a name):
+
+    x = blocks.i.hook_resid_pre(x)
+    x = x + blocks.i.attn.hook_out( attn(ln_1(x)) )            # after the output projection
+    h = blocks.i.mlp.hook_pre( ln_2(x) @ W_in + b_in )          # neuron pre-activations
+    h = blocks.i.mlp.hook_post( gelu(h) )                       # the MLP neurons (default SAE site)
+    x = blocks.i.hook_resid_post( x + h @ W_out + b_out )
+
+`run_with_cache` records activations at chosen sites; the `hooks` context manager runs functions
+`fn(act) -> act` there, which may replace them (that is how an SAE is spliced in for steering).
+
+The unembedding is *untied* from the token embedding. In a one-layer model the direct path
+`embed -> unembed` is the model's bigram table; with tied weights it would be `W_E @ W_E.T`
+(up to LayerNorm), a symmetric matrix that cannot say "A is followed by B, but B not by A". An
+untied `lm_head` also gives feature logit effects their own readout matrix, as in the papers.
+The cost is `vocab_size * d_model` extra parameters (262k at the default shape).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from sae.utils import atomic_torch_save, resolve_device
+
+HookFn = Callable[[torch.Tensor], "torch.Tensor | None"]
+
+
+@dataclass
+class GPTConfig:
+    n_layer: int = 1  # number of transformer blocks; Towards Monosemanticity used 1
+    d_model: int = 128  # width of the residual stream
+    n_head: int = 4  # attention heads per block; each head has d_model // n_head dimensions
+    d_mlp: int = 512  # MLP neurons per block (the default SAE site, blocks.{last}.mlp.hook_post)
+    n_ctx: int = 128  # context length: the longest sequence the model can read (learned positions)
+    vocab_size: int = 2048  # number of token ids; must match the tokenizer's n_vocab
+    activation: str = "gelu"  # MLP nonlinearity: "gelu" (as in the papers) or "relu"
+
+    def __post_init__(self) -> None:
+        for name in ("n_layer", "d_model", "n_head", "d_mlp", "n_ctx", "vocab_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+        if self.d_model % self.n_head != 0:
+            divisors = [h for h in range(1, self.d_model + 1) if self.d_model % h == 0][:8]
+            raise ValueError(
+                f"GPTConfig: d_model={self.d_model} is not divisible by n_head={self.n_head}, so the "
+                f"heads cannot split the residual stream evenly; pick n_head from the divisors of "
+                f"d_model (e.g. {divisors}) or change d_model"
+            )
+        if self.activation not in ("gelu", "relu"):
+            raise ValueError(f"GPTConfig.activation must be 'gelu' or 'relu', got {self.activation!r}")
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_head
+
+
+class HookPoint(nn.Identity):
+    """Returns its input unchanged; exists so that an activation has a name to hook."""
+
+
+class _StopForward(Exception):
+    """Raised by a hook to end a forward pass early (`run_with_cache(..., stop_at=site)`)."""
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.c_attn = nn.Linear(cfg.d_model, 3 * cfg.d_model)  # q, k, v for all heads at once
+        self.c_proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.hook_out = HookPoint()  # this block's write into the residual stream
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        # softmax(q k^T / sqrt(hs) + causal mask) v, in one fused kernel
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads side by side
+        return self.hook_out(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(cfg.d_model, cfg.d_mlp)
+        self.hook_pre = HookPoint()  # neuron pre-activations
+        self.act = nn.GELU() if cfg.activation == "gelu" else nn.ReLU()
+        self.hook_post = HookPoint()  # the neurons: what Towards Monosemanticity decomposes
+        self.c_proj = nn.Linear(cfg.d_mlp, cfg.d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c_proj(self.hook_post(self.act(self.hook_pre(self.c_fc(x)))))
+
+
+class Block(nn.Module):
+    # Modules are created in the order they run, so `GPT.sites` lists sites in execution order.
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.hook_resid_pre = HookPoint()
+        self.ln_1 = nn.LayerNorm(cfg.d_model)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = MLP(cfg)
+        self.hook_resid_post = HookPoint()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.hook_resid_pre(x)
+        x = x + self.attn(self.ln_1(x))
+        x = x + self.mlp(self.ln_2(x))
+        return self.hook_resid_post(x)
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)  # token embedding W_E
+        self.wpe = nn.Embedding(cfg.n_ctx, cfg.d_model)  # learned position embedding
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)  # unembedding W_U, untied
+
+        self.hook_points = {name: m for name, m in self.named_modules() if isinstance(m, HookPoint)}
+        self.sites: list[str] = list(self.hook_points)  # every hookable site, in execution order
+
+        # nanoGPT's init: N(0, 0.02) everywhere, zero biases, and the projections that write into
+        # the residual stream scaled by 1/sqrt(2 * n_layer) so its variance does not grow with depth.
+        for name, p in self.named_parameters():
+            if name.endswith("bias"):
+                nn.init.zeros_(p)
+            elif name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+            elif p.dim() >= 2:
+                nn.init.normal_(p, mean=0.0, std=0.02)
+        # (LayerNorm weights keep their init of 1: they are 1-D and not named "bias".)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, T) long -> logits (B, T, vocab_size) for the next token at every position."""
+        B, T = tokens.shape
+        if T > self.cfg.n_ctx:
+            raise ValueError(
+                f"sequence of {T} tokens is longer than the context n_ctx={self.cfg.n_ctx}: "
+                f"crop it (tokens[:, -{self.cfg.n_ctx}:]) or train a model with a larger n_ctx"
+            )
+        pos = torch.arange(T, device=tokens.device)
+        x = self.wte(tokens) + self.wpe(pos)  # (B, T, C)
+        for block in self.blocks:
+            x = block(x)
+        return self.lm_head(self.ln_f(x))  # (B, T, V)
+
+    # ------------------------------------------------------------------ hooks
+    def _hook_point(self, site: str) -> HookPoint:
+        if site not in self.hook_points:
+            close = difflib.get_close_matches(site, self.sites, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown site {site!r}{hint}; valid sites are: {', '.join(self.sites)}")
+        return self.hook_points[site]
+
+    @contextmanager
+    def hooks(self, fns: dict[str, HookFn]) -> Iterator["GPT"]:
+        """Within the block, every forward pass calls `fn(act)` at each site and uses its result.
+
+        `fn` may return a tensor of the same shape (which replaces the activation for the rest of
+        the forward pass) or None (keep it, e.g. to record it). Hooks are removed on exit, also
+        when an exception escapes the block.
+        """
+        handles = []
+        try:
+            for site, fn in fns.items():
+                handles.append(self._hook_point(site).register_forward_hook(_as_forward_hook(site, fn)))
+            yield self
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def run_with_cache(
+        self, tokens: torch.Tensor, sites: list[str] | None = None, stop_at: str | None = None
+    ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+        """Forward `tokens` and return (logits, {site: activation}) for `sites` (default: all).
+
+        `stop_at=site` ends the forward pass as soon as that site has been computed (the
+        activation buffer needs activations, not logits); logits is then None. Runs under the
+        caller's grad mode, so wrap it in `torch.no_grad()` when you only read.
+        """
+        sites = list(self.sites) if sites is None else list(sites)
+        for site in sites + ([stop_at] if stop_at is not None else []):
+            self._hook_point(site)  # fail early, with the list of valid names
+        if stop_at is not None:
+            late = [s for s in sites if self.sites.index(s) > self.sites.index(stop_at)]
+            if late:
+                raise ValueError(f"sites {late} run after stop_at={stop_at!r}, so they would never be cached")
+
+        cache: dict[str, torch.Tensor] = {}
+
+        def saver(site: str) -> HookFn:
+            def save(act: torch.Tensor) -> None:
+                cache[site] = act
+
+            return save
+
+        fns: dict[str, HookFn] = {site: saver(site) for site in sites}
+        with self.hooks(fns):
+            if stop_at is None:
+                return self(tokens), cache
+            # registered after the savers, so the activation at stop_at is saved before we stop
+            stopper = self.hook_points[stop_at].register_forward_hook(_raise_stop)
+            try:
+                self(tokens)
+            except _StopForward:
+                pass
+            finally:
+                stopper.remove()
+            return None, cache
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def generate(
+        self,
+        prompt_tokens: torch.Tensor | list[int],
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        seed: int = 0,
+    ) -> torch.Tensor:
+        """Sample `max_new_tokens` tokens after the prompt; returns prompt + continuation.
+
+        `prompt_tokens` is a list of ids, a 1-D tensor (returns 1-D) or a (B, T) tensor (returns
+        (B, T + max_new_tokens)). Sampling draws from a private generator seeded with `seed`, so
+        the same seed gives the same text, and global RNG state is untouched. `temperature=0`
+        takes the most likely token. Active `hooks(...)` apply at every step (used for steering).
+        """
+        idx = torch.as_tensor(prompt_tokens, dtype=torch.long, device=self.wte.weight.device)
+        squeeze = idx.dim() == 1
+        if squeeze:
+            idx = idx[None, :]
+        if idx.shape[1] == 0:
+            raise ValueError("generate needs a prompt of at least one token (e.g. the end-of-text token)")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        gen = torch.Generator(device="cpu").manual_seed(seed)  # sample on CPU: same result on any device
+        was_training = self.training
+        self.eval()
+        try:
+            for _ in range(max_new_tokens):
+                context = idx[:, -self.cfg.n_ctx :]  # crop: the model sees at most n_ctx tokens
+                logits = self(context)[:, -1, :].float().cpu()  # (B, V) at the last position
+                if temperature == 0:
+                    next_id = logits.argmax(dim=-1, keepdim=True)
+                else:
+                    logits = logits / temperature
+                    if top_k is not None:
+                        kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, [-1]]
+                        logits[logits < kth] = -float("inf")
+                    next_id = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=gen)  # (B, 1)
+                idx = torch.cat([idx, next_id.to(idx.device)], dim=1)
+        finally:
+            self.train(was_training)
+        return idx[0] if squeeze else idx
+
+    # ------------------------------------------------------------------ save / load
+    def save(self, path: str | Path) -> Path:
+        """Atomically write {"config", "state_dict"}; read it back with `GPT.load`."""
+        return atomic_torch_save({"config": asdict(self.cfg), "state_dict": self.state_dict()}, path)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "GPT":  # device may be "auto"
+        """Load a model saved by `save` or a training checkpoint of `train_lm` (same two keys)."""
+        device = resolve_device(str(device))
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+        model = cls(GPTConfig(**ckpt["config"]))
+        model.load_state_dict(ckpt["state_dict"])
+        return model.to(device)
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Parameter count; by default without the embeddings (lookups, not matmuls), as in nanoGPT."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.wte.weight.numel() + self.wpe.weight.numel()
+        return n
+
+
+def _as_forward_hook(site: str, fn: HookFn):
+    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        new = fn(output)
+        if new is not None and new.shape != output.shape:
+            raise ValueError(
+                f"hook at {site!r} returned shape {tuple(new.shape)} but the activation has shape "
+                f"{tuple(output.shape)}; a replacing hook must keep the shape (return None to only read)"
+            )
+        return new
+
+    return hook
+
+
+def _raise_stop(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+    raise _StopForward
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Next-token loss: logits (B, T, V) scored against targets (B, T), in at least float32.
+
+    For logits of `model(tokens)` the targets are the tokens shifted by one:
+    `cross_entropy(logits[:, :-1], tokens[:, 1:])`. reduction="none" gives a (B, T) tensor.
+    """
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # upcast half precision only
+    loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction=reduction)
+    return loss.view(targets.shape) if reduction == "none" else loss
