@@ -109,16 +109,58 @@ def cmd_tokenizer(args) -> int:
     return 0
 
 
-def cmd_reproduce(args) -> int:
+def _preset_from_args(args):
     from dataclasses import replace
 
-    from sae.pipeline import get_preset, reproduce
+    from sae.pipeline import get_preset
 
     preset = get_preset(args.preset)
-    if args.seed is not None:
-        preset = replace(preset, seed=args.seed)
-    out = args.out or f"runs/{preset.name}"
+    for field in ("seed", "device", "corpus"):
+        value = getattr(args, field, None)
+        if value is not None:
+            preset = replace(preset, **{field: value})
+    if preset.corpus != "toy":
+        C.text_files(preset.corpus, "train")  # fail now, with a clear message, not after training
+    return preset, Path(args.out or f"runs/{preset.name}")
+
+
+def cmd_reproduce(args) -> int:
+    from sae.pipeline import reproduce
+
+    preset, out = _preset_from_args(args)
     reproduce(preset, out)
+    return 0
+
+
+def cmd_train_lm(args) -> int:
+    from sae.pipeline import reproduce
+
+    preset, out = _preset_from_args(args)
+    reproduce(preset, out, until="lm")
+    return 0
+
+
+def _load_run(run: str):
+    from sae.gpt import GPT
+    from sae.tokenizer import Tokenizer
+
+    run = Path(run)
+    if not (run / "lm.pt").exists():
+        raise FileNotFoundError(f"no trained model in {run} (lm.pt missing); train one with `python -m sae train-lm --out {run}`")
+    return Tokenizer.load(run / "tokenizer.json"), GPT.load(run / "lm.pt", device=getattr(_load_run, "device", "cpu"))
+
+
+def cmd_generate(args) -> int:
+    tok, model = _load_run(args.run)
+    if args.n < 1 or args.max_new_tokens < 1:
+        raise ValueError("--n and --max-new-tokens must be >= 1")
+    prompt = [tok.eot_token] + tok.encode(args.prompt)
+    for i in range(args.n):
+        out = model.generate(prompt, args.max_new_tokens, temperature=args.temperature,
+                             top_k=args.top_k, seed=args.seed + i)
+        text = tok.decode(out[len(prompt):].tolist())
+        print(f"--- sample {i} (seed {args.seed + i})")
+        print(args.prompt + text)
     return 0
 
 
@@ -133,7 +175,24 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--preset", default="tiny", help="smoke | tiny (default) | base")
     r.add_argument("--out", default=None, help="run directory (default runs/PRESET)")
     r.add_argument("--seed", type=int, default=None, help="seed of every stage (default 0)")
+    r.add_argument("--device", default=None, help="auto (default: cuda, then mps, then cpu) | cpu | cuda")
+    r.add_argument("--corpus", default=None, help="toy (default, labelled), pystdlib, or a file/directory of text")
     r.set_defaults(fn=cmd_reproduce)
+
+    lm = sub.add_parser("train-lm", help="train the tokenizer and the tiny GPT into runs/NAME")
+    for a in r._actions[1:]:
+        lm._add_action(a)
+    lm.set_defaults(fn=cmd_train_lm)
+
+    g = sub.add_parser("generate", help="sample continuations of a prompt from a trained run")
+    g.add_argument("--run", required=True, help="run directory holding lm.pt and tokenizer.json")
+    g.add_argument("--prompt", required=True)
+    g.add_argument("--n", type=int, default=3, help="number of samples (default 3)")
+    g.add_argument("--max-new-tokens", type=int, default=48)
+    g.add_argument("--temperature", type=float, default=1.0)
+    g.add_argument("--top-k", type=int, default=None)
+    g.add_argument("--seed", type=int, default=0)
+    g.set_defaults(fn=cmd_generate)
 
     c = sub.add_parser("corpus", help="print labelled toy-world samples or corpus statistics")
     c.add_argument("--corpus", default="toy", help="toy (default), pystdlib, or a file/directory of .txt/.md/.py")

@@ -1,0 +1,42 @@
+"""The end-to-end pipeline: presets, resuming, and the quality of the default (`tiny`) run."""
+
+import json
+
+import pytest
+
+from sae.gpt import GPT
+from sae.pipeline import get_preset, on_concept_rate, reproduce
+from sae.tokenizer import Tokenizer
+
+
+def test_smoke_pipeline_resumes_only_missing_stages(tmp_path):
+    p = get_preset("smoke")
+    out = tmp_path / "run"
+    reproduce(p, out, until="lm", log=lambda *_: None)
+    stamp = {f: (out / f).stat().st_mtime_ns for f in ["tokenizer.json", "lm.pt"]}
+    (out / "lm.pt").unlink()
+    lines = []
+    reproduce(p, out, until="lm", log=lines.append)
+    assert (out / "tokenizer.json").stat().st_mtime_ns == stamp["tokenizer.json"], "tokenizer must be skipped"
+    assert (out / "lm.pt").exists(), "the deleted stage must be recomputed"
+    assert any("tokenizer" in l and "skipped" in l for l in lines)
+    summary = json.loads((out / "stages.json").read_text())
+    assert summary["lm"]["steps"] == p.lm_steps
+
+
+def test_unknown_stage_and_preset_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="valid presets"):
+        get_preset("huge")
+    with pytest.raises(ValueError, match="unknown stage"):
+        reproduce(get_preset("smoke"), tmp_path, until="lmm")
+
+
+@pytest.mark.slow
+def test_tiny_lm_stays_on_topic(tiny_run):
+    """Issue #3's quality bar: >= 80% of sampled continuations stay on the prompt's concept."""
+    tok = Tokenizer.load(tiny_run / "tokenizer.json")
+    model = GPT.load(tiny_run / "lm.pt")
+    rates = on_concept_rate(model, tok, n_per_concept=10, seed=0)
+    assert rates["overall"] >= 0.80, f"on-concept rate {rates['overall']:.2f} < 0.80: {rates}"
+    losses = json.loads((tiny_run / "stages.json").read_text())["lm"]["val_loss_by_concept"]
+    assert losses["golden_gate"] < 1.0, "the model should predict templated English well"

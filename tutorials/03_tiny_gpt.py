@@ -1,0 +1,112 @@
+# %% [markdown]
+# # Chapter 3 — A tiny GPT with hook points
+#
+# **Goal.** Train the language model whose neurons we will decompose, and learn how to read and
+# write its activations by name.
+#
+# Towards Monosemanticity (Bricken et al., 2023) studied a *one-layer* transformer with a
+# residual stream of 128 dimensions and an MLP of 512 neurons. Ours has the same shape; it is
+# trained on the toy world of chapter 2 instead of the Pile. One layer is enough for features to
+# appear, and small enough to train on a laptop CPU in a few minutes.
+
+# %%
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import torch
+
+from sae.corpus import CONCEPTS
+from sae.gpt import GPT
+from sae.pipeline import get_preset, on_concept_rate, reproduce
+from sae.tokenizer import Tokenizer
+
+FAST = os.environ.get("SAE_FAST") == "1"  # the test suite runs every chapter in this mode
+PRESET = get_preset("smoke" if FAST else "tiny")
+RUN = Path(f"runs/{PRESET.name}")
+FIG = Path("runs/tutorials/03")
+FIG.mkdir(parents=True, exist_ok=True)
+
+# %% [markdown]
+# ## Train (or reuse) the model
+# `reproduce(..., until="lm")` trains the tokenizer and the model into `runs/tiny/` and skips
+# whatever is already there, so re-running this chapter is instant. On a 2-core CPU the `tiny`
+# model takes about three minutes. The same thing from a shell: `python -m sae train-lm`.
+
+# %%
+reproduce(PRESET, RUN, until="lm")
+tok = Tokenizer.load(RUN / "tokenizer.json")
+model = GPT.load(RUN / "lm.pt")
+print(model.cfg)
+print(f"{model.num_params():,} parameters outside the embeddings")
+
+# %% [markdown]
+# ## Where the hook points are
+# Every block has named identity layers (`HookPoint`s). `blocks.0.mlp.hook_post` is the MLP
+# neurons after the GELU: the activations Towards Monosemanticity decomposes.
+
+# %%
+for site in model.sites:
+    print(site)
+tokens = torch.tensor([tok.encode("The Golden Gate Bridge rises above the fog.")])
+logits, cache = model.run_with_cache(tokens, ["blocks.0.mlp.hook_post", "blocks.0.hook_resid_post"])
+for site, act in cache.items():
+    print(f"{site:<28} {tuple(act.shape)}")
+assert cache["blocks.0.mlp.hook_post"].shape[-1] == model.cfg.d_mlp
+
+# %% [markdown]
+# A hook may also *replace* an activation. Zeroing the MLP neurons (zero-ablation) shows how much
+# the model depends on them; chapter 6 uses exactly this as the baseline of "loss recovered".
+
+# %%
+from sae.gpt import cross_entropy
+
+with torch.no_grad():
+    clean = cross_entropy(model(tokens)[:, :-1], tokens[:, 1:]).item()
+    with model.hooks({"blocks.0.mlp.hook_post": lambda act: torch.zeros_like(act)}):
+        ablated = cross_entropy(model(tokens)[:, :-1], tokens[:, 1:]).item()
+print(f"loss clean {clean:.3f} nats, with the MLP neurons zeroed {ablated:.3f} nats")
+assert ablated > clean, "the MLP should matter: zeroing it must hurt"
+
+# %% [markdown]
+# ## The training curve and the loss per concept
+# The labels let us split the validation loss by concept. Templated English becomes very
+# predictable; random strings (DNA, base64) stay expensive because their characters are random.
+
+# %%
+history = json.loads((RUN / "lm_history.json").read_text())
+fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4))
+a1.plot([h["step"] for h in history], [h["loss"] for h in history], lw=0.7, label="train (batch)")
+ev = [h for h in history if "val_loss" in h]
+a1.plot([h["step"] for h in ev], [h["val_loss"] for h in ev], "o-", label="validation")
+a1.set_xlabel("step"); a1.set_ylabel("cross-entropy (nats/token)"); a1.set_title("LM training"); a1.legend()
+by = ev[-1]["val_loss_by_label"]
+a2.barh(list(by), list(by.values())); a2.invert_yaxis()
+a2.set_xlabel("validation loss (nats/token)"); a2.set_title("Loss by concept of the predicted token")
+fig.tight_layout(); fig.savefig(FIG / "lm_training.png", dpi=120)
+print({k: round(v, 2) for k, v in by.items()})
+
+# %% [markdown]
+# ## Does the model stay on topic?
+# Prompted with the first words of a held-out segment, the model should continue on the same
+# concept. The judge of chapter 2 scores each sampled continuation (48 tokens, temperature 1).
+# If the model had not learned the concepts, the SAE would have nothing to find.
+
+# %%
+for prompt in ["The Golden Gate", "Einstein", "def fetch_user(url):\n"]:
+    out = model.generate([tok.eot_token] + tok.encode(prompt), 40, seed=0)
+    print(repr(tok.decode(out[1:].tolist())))
+rates = on_concept_rate(model, tok, n_per_concept=2 if FAST else 10)
+print({k: round(v, 2) for k, v in rates.items()})
+if not FAST:
+    assert rates["overall"] >= 0.8, "the tiny model should stay on topic in >= 80% of continuations"
+
+# %% [markdown]
+# ## Exercise
+# Train a model with ReLU neurons (as in Towards Monosemanticity):
+# `reproduce(dataclasses.replace(PRESET, activation="relu"), "runs/relu", until="lm")`.
+# **Check:** its validation loss (`runs/relu/stages.json`) is within 0.1 nats of the GELU model's.
