@@ -140,6 +140,53 @@ def cmd_train_lm(args) -> int:
     return 0
 
 
+def cmd_train_sae(args) -> int:
+    from dataclasses import replace
+
+    from sae.autoencoder import ARCHS
+    from sae.pipeline import preset_of_run, train_sae_on_run
+
+    run = Path(args.run)
+    p = preset_of_run(run)
+    overrides = {"site": args.site, "d_sae": args.d_sae, "l1_coeff": args.l1, "sae_arch": args.arch,
+                 "k": args.k, "sae_tokens": args.tokens, "device": args.device}
+    p = replace(p, **{k: v for k, v in overrides.items() if v is not None})
+    if args.no_resample:
+        p = replace(p, resample=False)
+    if p.sae_arch not in ARCHS:
+        raise ValueError(f"unknown --arch {p.sae_arch!r}; valid: {', '.join(ARCHS)}")
+    sae_path = run / f"{args.name}.pt"
+    if sae_path.exists():
+        raise ValueError(f"{sae_path} exists; pass another --name, or delete it to retrain")
+    info = train_sae_on_run(p, run, sae_path, run / f"{args.name}_history.json")
+    print(f"wrote {sae_path}: {info}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import json
+
+    from sae.pipeline import evaluate_run, preset_of_run
+    from sae.utils import atomic_write_json
+
+    run = Path(args.run)
+    p = preset_of_run(run)
+    sae_path = run / f"{args.sae}.pt"
+    if not sae_path.exists():
+        raise FileNotFoundError(f"no SAE at {sae_path}; train one with `python -m sae train-sae --run {run}`")
+    metrics = evaluate_run(p, run, sae_path)
+    out = run / ("metrics.json" if args.sae == "sae" else f"{args.sae}_metrics.json")
+    atomic_write_json(out, metrics)
+    s = metrics["sae"]
+    print(f"wrote {out}")
+    print(f"L0 {s['l0']:.1f} | FVU {s['fvu']:.3f} | dead {s['dead_fraction']:.1%} | "
+          f"CE recovered {s['ce_recovered_zero']:.3f} (zero-ablation), {s['ce_recovered_mean']:.3f} (mean-ablation)")
+    for name, c in metrics.get("concepts", {}).items():
+        print(f"  {name:<13} feature {c['feature']:>5}  AUROC {c['auroc']:.3f}  mass share {c['mass_share']:.2f}"
+              f"  | best neuron AUROC {c.get('neuron_auroc', float('nan')):.3f}")
+    return 0
+
+
 def _load_run(run: str):
     from sae.gpt import GPT
     from sae.tokenizer import Tokenizer
@@ -183,6 +230,24 @@ def build_parser() -> argparse.ArgumentParser:
     for a in r._actions[1:]:
         lm._add_action(a)
     lm.set_defaults(fn=cmd_train_lm)
+
+    ts = sub.add_parser("train-sae", help="train a sparse autoencoder on a run's model (writes NAME.pt)")
+    ts.add_argument("--run", required=True, help="run directory with a trained lm.pt")
+    ts.add_argument("--name", default="sae", help="output name: NAME.pt and NAME_history.json (default sae)")
+    ts.add_argument("--site", default=None, help="hook site (default blocks.0.mlp.hook_post)")
+    ts.add_argument("--d-sae", type=int, default=None, help="dictionary size")
+    ts.add_argument("--l1", type=float, default=None, help="L1 coefficient")
+    ts.add_argument("--arch", default=None, help="relu | relu_april | topk")
+    ts.add_argument("--k", type=int, default=None, help="active features per token (topk)")
+    ts.add_argument("--tokens", type=int, default=None, help="training activations")
+    ts.add_argument("--no-resample", action="store_true", help="disable dead-feature resampling")
+    ts.add_argument("--device", default=None)
+    ts.set_defaults(fn=cmd_train_sae)
+
+    ev = sub.add_parser("evaluate", help="evaluate a run's SAE on held-out text (writes metrics.json)")
+    ev.add_argument("--run", required=True)
+    ev.add_argument("--sae", default="sae", help="which SAE of the run: NAME.pt (default sae)")
+    ev.set_defaults(fn=cmd_evaluate)
 
     g = sub.add_parser("generate", help="sample continuations of a prompt from a trained run")
     g.add_argument("--run", required=True, help="run directory holding lm.pt and tokenizer.json")

@@ -9,7 +9,9 @@ mix).
 Stages (outputs in `runs/NAME/`):
     tokenizer   tokenizer.json       BPE trained on toy-world text
     lm          lm.pt, lm_history.json   the tiny GPT (resumable through lm_ckpt.pt)
-    (later issues add: sae, evaluate, dashboard, steering, report)
+    sae         sae.pt, sae_history.json the SAE on the MLP neurons (resumable through sae.ckpt)
+    evaluate    metrics.json         reconstruction, sparsity, CE recovered, concept detection
+    (later issues add: dashboard, steering, report)
 """
 
 from __future__ import annotations
@@ -25,9 +27,13 @@ import numpy as np
 import torch
 
 from sae.corpus import CONCEPTS, concept_segments, document_text, text_tokens, toy_text, toy_tokens, top_concept
+from sae.autoencoder import SAEConfig, SparseAutoencoder
+from sae.buffer import ActivationBuffer
 from sae.gpt import GPT, GPTConfig
+from sae.metrics import concept_table, evaluate_sae
 from sae.tokenizer import Tokenizer
 from sae.train_lm import TrainLMConfig, per_label_loss, train_lm
+from sae.train_sae import TrainSAEConfig, train_sae
 from sae.utils import atomic_write_json, resolve_device
 
 
@@ -57,11 +63,35 @@ class Preset:
     lm_lr: float = 3e-3
     lm_warmup: int = 50
     lm_judge_samples: int = 10  # continuations per concept for the on-concept rate
+    # sparse autoencoder (Towards Monosemanticity: the MLP neurons of the one layer)
+    site: str = "blocks.0.mlp.hook_post"
+    sae_arch: str = "relu"  # relu | relu_april | topk
+    d_sae: int = 2048  # dictionary size (4x the 512 neurons)
+    l1_coeff: float = 5.0  # sparsity penalty λ, in the scaled space E||x|| = sqrt(d_in)
+    k: int = 32  # active features per token for topk
+    sae_tokens: int = 3_000_000  # activations the SAE trains on
+    sae_batch_size: int = 4096
+    sae_lr: float = 1e-3
+    buffer_tokens: int = 2**17  # rows in the shuffling buffer (2^17 x 512 x 4 B = 256 MiB)
+    resample: bool = True  # Anthropic's dead-feature resampling
+    resample_at: tuple[float, ...] = (0.2, 0.4)  # fractions of training at which to resample
+    dead_window_frac: float = 0.1  # a feature is dead after this fraction of steps without firing
+    eval_tokens: int = 200_000  # held-out tokens for the evaluation stage
 
     def gpt_config(self, vocab_size: int) -> GPTConfig:
         return GPTConfig(n_layer=self.n_layer, d_model=self.d_model, n_head=self.n_head,
                          d_mlp=self.d_mlp, n_ctx=self.n_ctx, vocab_size=vocab_size,
                          activation=self.activation)
+
+    def sae_config(self, d_in: int) -> SAEConfig:
+        return SAEConfig(d_in=d_in, d_sae=self.d_sae, arch=self.sae_arch, l1_coeff=self.l1_coeff, k=self.k)
+
+    def sae_train_config(self) -> TrainSAEConfig:
+        steps = max(self.sae_tokens // self.sae_batch_size, 1)
+        return TrainSAEConfig(
+            n_steps=steps, lr=self.sae_lr, dead_window=max(int(steps * self.dead_window_frac), 1),
+            resample_steps=tuple(int(steps * f) for f in self.resample_at) if self.resample else (),
+            log_every=max(steps // 20, 1), checkpoint_every=max(steps // 10, 1), seed=self.seed)
 
     def lm_train_config(self) -> TrainLMConfig:
         return TrainLMConfig(steps=self.lm_steps, batch_size=self.lm_batch_size, lr=self.lm_lr,
@@ -74,13 +104,25 @@ PRESETS: dict[str, Preset] = {
     "smoke": Preset("smoke", "seconds; for tests", vocab_size=512, tokenizer_chars=300_000,
                     d_model=64, n_head=2, d_mlp=256, n_ctx=64, lm_train_tokens=300_000,
                     lm_val_tokens=20_000, lm_steps=60, lm_batch_size=16, lm_warmup=10,
-                    lm_judge_samples=2),
+                    lm_judge_samples=2, d_sae=256, sae_tokens=100_000, sae_batch_size=512,
+                    buffer_tokens=8192, eval_tokens=8192),
     "tiny": Preset("tiny", "the default: the whole reproduction on a 2-core CPU"),
     "base": Preset("base", "larger model and dictionary, for a GPU", vocab_size=4096,
                    tokenizer_chars=20_000_000, d_model=256, n_head=8, d_mlp=1024,
                    lm_train_tokens=50_000_000, lm_val_tokens=500_000, lm_steps=5000,
-                   lm_batch_size=64, lm_lr=2e-3, lm_warmup=200),
+                   lm_batch_size=64, lm_lr=2e-3, lm_warmup=200, d_sae=16384,
+                   sae_tokens=100_000_000, buffer_tokens=2**19, eval_tokens=1_000_000),
 }
+
+
+def preset_of_run(out: str | Path) -> Preset:
+    """The preset a run directory was made with (its `config.json`)."""
+    path = Path(out) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{out} is not a run directory (no config.json); make one with `python -m sae train-lm --out {out}`")
+    d = json.loads(path.read_text())
+    d["resample_at"] = tuple(d.get("resample_at", ()))
+    return Preset(**d)
 
 
 def get_preset(name: str) -> Preset:
@@ -143,6 +185,79 @@ def stage_lm(p: Preset, out: Path) -> dict:
     return info
 
 
+def load_run(out: Path, device: str = "cpu") -> tuple[Tokenizer, GPT]:
+    """The tokenizer and the language model of a run directory."""
+    out = Path(out)
+    if not (out / "lm.pt").exists():
+        raise FileNotFoundError(f"no trained model in {out} (lm.pt missing); run `python -m sae train-lm --out {out}` first")
+    return Tokenizer.load(out / "tokenizer.json"), GPT.load(out / "lm.pt", device=device)
+
+
+def train_sae_on_run(p: Preset, out: Path, sae_path: Path, history_path: Path) -> dict:
+    """Train the preset's SAE on the run's model; resumable through `<sae_path>.ckpt`."""
+    device = resolve_device(p.device)
+    tok, model = load_run(out, device)
+    model.requires_grad_(False)
+    tokens, _ = corpus_tokens(p, tok, "train", p.lm_train_tokens)
+    cfg = p.sae_train_config()
+    batch = min(p.sae_batch_size, p.buffer_tokens // 2)
+    buffer = ActivationBuffer(model, tokens, p.site, buffer_tokens=p.buffer_tokens, batch_size=batch,
+                              seed=p.seed, device=device)
+    torch.manual_seed(p.seed)
+    sae = SparseAutoencoder(p.sae_config(buffer.d_in)).to(device)
+    sae.set_input_scale_(buffer.estimate_scale())
+    ckpt = sae_path.with_suffix(".ckpt")
+    history = train_sae(sae, buffer, cfg, checkpoint_path=ckpt, resume=ckpt.exists())
+    sae.save(sae_path, site=p.site, preset=p.name)
+    atomic_write_json(history_path, history)
+    last = history[-1]
+    return {"steps": last["step"], "l0": round(last["l0"], 2), "fvu": round(last["fvu"], 4),
+            "dead_frac": round(last["dead_frac"], 4),
+            "resamples": [h["resample"] for h in history if "resample" in h]}
+
+
+def stage_sae(p: Preset, out: Path) -> dict:
+    return train_sae_on_run(p, out, out / "sae.pt", out / "sae_history.json")
+
+
+def evaluate_run(p: Preset, out: Path, sae_path: Path | None = None) -> dict:
+    """Evaluate the run's SAE on held-out text: the nested `metrics.json` dictionary."""
+    device = resolve_device(p.device)
+    tok, model = load_run(out, device)
+    sae = SparseAutoencoder.load(sae_path or out / "sae.pt", device=device)
+    site = getattr(sae, "meta", {}).get("site", p.site)
+    labelled = p.corpus == "toy"
+    tokens, labels = corpus_tokens(p, tok, "val", p.eval_tokens + p.n_ctx)
+    ev = evaluate_sae(model, sae, tokens, site, labels=labels if labelled else None,
+                      n_concepts=len(CONCEPTS) if labelled else 0, n_tokens=p.eval_tokens)
+    stages = json.loads((out / "stages.json").read_text()) if (out / "stages.json").exists() else {}
+    metrics = {
+        "lm": {"val_loss": stages.get("lm", {}).get("val_loss"), "on_concept_rate": stages.get("lm", {}).get("on_concept_rate")},
+        "sae": {"site": site, "arch": sae.cfg.arch, "d_sae": sae.cfg.d_sae, **ev.metrics},
+    }
+    if labelled:
+        metrics["concepts"] = concept_table(ev, CONCEPTS)
+        share, top = ev.features.mass_share()
+        alive = ev.fire_counts > 0
+        metrics["monosemanticity"] = {
+            "mean_top_concept_share": share[alive].mean().item(),
+            "share_histogram": np.histogram(share[alive].numpy(), bins=10, range=(0, 1))[0].tolist(),
+        }
+    torch.save({"fire_counts": ev.fire_counts, "max_act": ev.max_act}, out / "feature_stats.pt")
+    return metrics
+
+
+def stage_evaluate(p: Preset, out: Path) -> dict:
+    metrics = evaluate_run(p, out)
+    atomic_write_json(out / "metrics.json", metrics)
+    s = metrics["sae"]
+    info = {k: round(s[k], 4) for k in ("l0", "fvu", "dead_fraction", "ce_recovered_zero", "ce_recovered_mean")}
+    if "concepts" in metrics:
+        aucs = [c["auroc"] for c in metrics["concepts"].values()]
+        info["concepts_auroc_ge_0.9"] = sum(a >= 0.9 for a in aucs)
+    return info
+
+
 @torch.no_grad()
 def on_concept_rate(model: GPT, tok: Tokenizer, n_per_concept: int = 10, prompt_tokens: int = 6,
                     max_new_tokens: int = 48, temperature: float = 1.0, seed: int = 0) -> dict[str, float]:
@@ -173,8 +288,8 @@ def on_concept_rate(model: GPT, tok: Tokenizer, n_per_concept: int = 10, prompt_
 STAGES: list[Stage] = [
     Stage("tokenizer", ["tokenizer.json"], stage_tokenizer),
     Stage("lm", ["lm.pt", "lm_history.json"], stage_lm),
-    Stage("sae", ["sae.pt"], None, issue="#5 dictionary learning"),
-    Stage("evaluate", ["metrics.json"], None, issue="#6 metrics"),
+    Stage("sae", ["sae.pt", "sae_history.json"], stage_sae),
+    Stage("evaluate", ["metrics.json"], stage_evaluate),
     Stage("dashboard", ["dashboard/index.html"], None, issue="#7 interpretation"),
     Stage("steering", ["steering.json"], None, issue="#8 steering"),
     Stage("report", ["report.md"], None, issue="#9 report"),
@@ -183,7 +298,7 @@ STAGES: list[Stage] = [
 
 def _check_config(p: Preset, out: Path) -> None:
     cfg_path = out / "config.json"
-    cfg = asdict(p)
+    cfg = json.loads(json.dumps(asdict(p)))  # as it reads back from JSON (tuples become lists)
     if cfg_path.exists():
         old = json.loads(cfg_path.read_text())
         if old != cfg:

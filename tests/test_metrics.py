@@ -1,0 +1,69 @@
+"""Each metric against a hand computation or an invariant."""
+
+import numpy as np
+import pytest
+import torch
+
+from sae import metrics as M
+
+
+def test_reconstruction_metrics_by_hand():
+    x = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    x_hat = torch.tensor([[1.0, 1.0], [3.0, 5.0]])
+    assert M.mse(x, x_hat) == pytest.approx((1 + 1) / 2)
+    # mean = (2, 3); Σ‖x − mean‖² = (1+1) + (1+1) = 4; Σ‖x − x̂‖² = 2
+    assert M.fvu(x, x_hat) == pytest.approx(0.5)
+    assert M.explained_variance(x, x_hat) == pytest.approx(0.5)
+    assert M.nmse(x, x_hat) == pytest.approx(2 / 30)
+
+
+def test_fvu_is_zero_for_perfect_and_one_for_the_mean():
+    x = torch.randn(100, 8)
+    assert M.fvu(x, x) == 0
+    assert M.fvu(x, x.mean(0).expand_as(x)) == pytest.approx(1.0), "predicting the mean must give FVU 1"
+
+
+def test_sparsity_and_density():
+    f = torch.tensor([[0.0, 2.0, 0.0], [1.0, 0.0, 0.0]])
+    assert M.l0(f) == 1.0 and M.l1(f) == 1.5
+    counts = torch.tensor([0, 5, 200_000, 1])
+    s = M.density_summary(counts, 1_000_000)
+    assert s["dead_fraction"] == 0.25
+    assert s["ultralow_fraction"] == 0.5  # 5e-6 and 1e-6 are below 1e-5
+    assert s["dense_fraction"] == 0.25  # 20% > 10%
+    hist, edges = M.log_density_histogram(counts, 1_000_000)
+    assert hist.sum() == 3, "dead features are not part of the log-density histogram"
+
+
+def test_ce_recovered_endpoints():
+    assert M.ce_recovered(2.0, 2.0, 5.0) == 1.0, "a perfect splice recovers everything"
+    assert M.ce_recovered(2.0, 5.0, 5.0) == 0.0, "a splice as bad as the ablation recovers nothing"
+    assert M.ce_recovered(2.0, 2.3, 5.0) == pytest.approx(0.9)
+
+
+def test_histogram_auroc_matches_bruteforce_pair_count():
+    rng = np.random.default_rng(0)
+    n, units, concepts = 600, 5, 3
+    labels = rng.integers(-1, concepts, size=n)
+    acts = rng.exponential(1.0, size=(n, units)) * (rng.random((n, units)) < 0.3)  # sparse, with ties at 0
+    acts[:, 0] += (labels == 1) * 2.0  # unit 0 detects concept 1
+    acts[:, 4] = rng.normal(size=n)  # a dense unit with negative values (like a GELU neuron)
+    h = M.ConceptHistogram(units, concepts, n_bins=4096, lo=1e-4, hi=1e2)
+    h.add(torch.tensor(acts[:300], dtype=torch.float32), torch.tensor(labels[:300]))
+    h.add(torch.tensor(acts[300:], dtype=torch.float32), torch.tensor(labels[300:]))
+    got = h.auroc()
+    for c in range(concepts):
+        for j in range(units - 1):
+            want = M.auroc_bruteforce(acts[:, j], labels == c)
+            assert got[c, j].item() == pytest.approx(want, abs=2e-3), f"AUROC of unit {j} for concept {c}"
+    assert got[1, 0] > 0.95
+    share, top = h.mass_share()
+    assert int(top[0]) == 1, "unit 0's activation mass is mostly on concept 1"
+
+
+def test_best_f1_on_a_perfect_detector():
+    h = M.ConceptHistogram(1, 2)
+    acts = torch.tensor([[0.0], [0.0], [3.0], [3.0]])
+    h.add(acts, torch.tensor([0, -1, 1, 1]))
+    r = h.best_f1(1, 0)
+    assert r["precision"] == 1.0 and r["recall"] == 1.0
