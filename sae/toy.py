@@ -1,0 +1,191 @@
+"""Toy worlds with a known answer: superposition in a tiny ReLU model, and activations built from a
+known dictionary, on which a sparse autoencoder can be graded exactly.
+
+1. Toy Models of Superposition (Elhage et al. 2022, sections 2-3): n sparse features squeezed
+   through d_hidden < n dimensions and read back out,
+       h = W x,   x' = ReLU(Wᵀ h + b),   loss = Σ_i I_i (x_i - x'_i)²,
+   where x_i = 0 with probability 1 - p, else uniform in [0, 1], and I_i is feature i's importance.
+   Dense features (p = 1): the model keeps the d_hidden most important ones, orthogonal, and drops
+   the rest. Sparse features: it stores more features than it has dimensions, in superposition,
+   paying a little interference for a lot of reconstruction. Several instances (one per
+   feature probability) train side by side in one batched model.
+2. Synthetic activations (Sharkey, Braun & Millidge 2022, "Taking features out of superposition
+   with sparse autoencoders"): `n_features` random unit directions in `d` dimensions; feature i
+   fires with probability p_i ∝ decay^i (a few active per sample), with a magnitude uniform in
+   [0, 1]; optionally correlated. The dictionary is known, so `mmcs` says how much of it an SAE found.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+# ------------------------------------------------------------------------------------------------
+# 1. Toy models of superposition
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class ToyModelConfig:
+    n_features: int = 20  # n: sparse input features
+    d_hidden: int = 5  # m < n: the bottleneck
+    feature_probability: tuple[float, ...] = (1.0, 0.3, 0.1, 0.03, 0.01)  # p = 1 - S, one instance each
+    importance_decay: float = 0.7  # I_i = importance_decay ** i
+    linear: bool = False  # x' = Wᵀ h + b without the ReLU (a linear model never superposes)
+
+
+class ToyModel(nn.Module):
+    """`n_instances` independent toy models, h = W x, x' = ReLU(Wᵀ h + b), trained in one batch."""
+
+    def __init__(self, cfg: ToyModelConfig, generator: torch.Generator | None = None):
+        super().__init__()
+        self.cfg = cfg
+        n_inst = len(cfg.feature_probability)
+        std = math.sqrt(2.0 / (cfg.d_hidden + cfg.n_features))  # Xavier-normal
+        self.W = nn.Parameter(torch.randn(n_inst, cfg.d_hidden, cfg.n_features, generator=generator) * std)
+        self.b = nn.Parameter(torch.zeros(n_inst, cfg.n_features))
+        self.register_buffer("feature_probability", torch.tensor(cfg.feature_probability))  # (n_inst,)
+        self.register_buffer("importance", cfg.importance_decay ** torch.arange(cfg.n_features).float())
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (n_inst, batch, n_features) -> reconstruction of the same shape."""
+        h = x @ self.W.transpose(1, 2)  # (n_inst, batch, d_hidden)
+        out = h @ self.W + self.b[:, None, :]  # (n_inst, batch, n_features)
+        return out if self.cfg.linear else out.relu()
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Tensor:
+        """x_i = 0 with probability 1 - p (per instance), else uniform in [0, 1]; (n_inst, batch, n_features)."""
+        shape = (len(self.cfg.feature_probability), batch_size, self.cfg.n_features)
+        dev = self.W.device
+        fires = torch.rand(shape, generator=generator, device=dev) < self.feature_probability[:, None, None]
+        return torch.rand(shape, generator=generator, device=dev) * fires
+
+    def loss(self, x: Tensor) -> Tensor:
+        """Importance-weighted squared error, mean over the batch, summed over instances."""
+        return (self.importance * (x - self(x)).pow(2)).sum(-1).mean(-1).sum()
+
+
+def train_toy_model(
+    model: ToyModel, n_steps: int = 5000, batch_size: int = 1024, lr: float = 1e-3, seed: int = 0
+) -> list[float]:
+    """Adam with a cosine learning-rate decay, as in the paper; returns the loss per step."""
+    gen = torch.Generator(device=model.W.device).manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for step in range(n_steps):
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / n_steps))
+        loss = model.loss(model.sample(batch_size, gen))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+@torch.no_grad()
+def feature_norms(model: ToyModel) -> Tensor:
+    """‖W_i‖ per instance and feature (n_inst, n_features): about 1 if feature i is stored, 0 if dropped."""
+    return model.W.norm(dim=1)
+
+
+@torch.no_grad()
+def features_stored(model: ToyModel, threshold: float = 0.5) -> Tensor:
+    """How many features each instance represents (‖W_i‖ > threshold); more than d_hidden = superposition."""
+    return (feature_norms(model) > threshold).sum(-1)
+
+
+@torch.no_grad()
+def dimensions_per_feature(model: ToyModel) -> Tensor:
+    """d_hidden / ‖W‖_F² per instance (Elhage et al. section 6): 1 with no superposition, 1/2 for antipodal pairs."""
+    return model.cfg.d_hidden / model.W.pow(2).sum(dim=(1, 2))
+
+
+@torch.no_grad()
+def superposition(model: ToyModel) -> Tensor:
+    """Σ_{j≠i} (Ŵ_i · W_j)² per instance and feature (n_inst, n_features): how much feature i shares its direction."""
+    W = model.W  # (n_inst, d_hidden, n_features)
+    W_hat = W / W.norm(dim=1, keepdim=True).clamp_min(1e-6)
+    overlap = (W_hat.transpose(1, 2) @ W).pow(2)  # (n_inst, n_features, n_features)
+    return overlap.sum(-1) - overlap.diagonal(dim1=1, dim2=2)
+
+
+# ------------------------------------------------------------------------------------------------
+# 2. Synthetic activations with a known dictionary
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class SyntheticConfig:
+    n_features: int = 512  # ground-truth dictionary size
+    d: int = 256  # activation width
+    decay: float = 0.99  # firing probability p_i ∝ decay^i: a few common features, a long tail of rare ones
+    mean_active: float = 5.0  # Σ_i p_i, the expected number of active features per sample
+    correlation: float = 0.0  # in [0, 1): share of each feature's firing noise that comes from common factors
+    n_factors: int = 16  # common factors behind the correlated variant
+    seed: int = 0  # fixes the dictionary, the probabilities and the correlation structure
+
+
+class SyntheticActivations:
+    """x = Σ_i c_i D_i with D_i unit directions, c_i ~ U[0, 1] when feature i fires, else 0.
+
+    `dictionary` (n_features, d) is the ground truth an SAE should find; `probs` (n_features,)
+    the firing probabilities. With correlation ρ > 0, feature i fires when z_i < Φ⁻¹(p_i) where
+    z_i = sqrt(ρ)·(F g)_i + sqrt(1-ρ)·ε_i, g and ε standard normal and F a fixed matrix of unit rows:
+    each p_i is kept, but features that load on the same factors tend to fire together.
+    """
+
+    def __init__(self, cfg: SyntheticConfig):
+        if not 0.0 <= cfg.correlation < 1.0:
+            raise ValueError(f"SyntheticConfig.correlation must be in [0, 1), got {cfg.correlation}")
+        self.cfg = cfg
+        gen = torch.Generator().manual_seed(cfg.seed)
+        self.dictionary = F.normalize(torch.randn(cfg.n_features, cfg.d, generator=gen), dim=1)
+        p = cfg.decay ** torch.arange(cfg.n_features, dtype=torch.float64)
+        self.probs = (p * cfg.mean_active / p.sum()).clamp(max=1.0).float()
+        self.factors = F.normalize(torch.randn(cfg.n_features, cfg.n_factors, generator=gen), dim=1)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """n samples: activations x (n, d) and the true coefficients c (n, n_features)."""
+        cfg = self.cfg
+        if cfg.correlation > 0:
+            g = torch.randn(n, cfg.n_factors, generator=generator)
+            eps = torch.randn(n, cfg.n_features, generator=generator)
+            z = math.sqrt(cfg.correlation) * (g @ self.factors.T) + math.sqrt(1 - cfg.correlation) * eps
+            u = torch.special.ndtr(z)  # uniform on [0, 1], correlated across features
+        else:
+            u = torch.rand(n, cfg.n_features, generator=generator)
+        # fires iff u < p_i; given that, u / p_i is uniform on [0, 1]: one draw gives both
+        coeffs = torch.where(u < self.probs, u / self.probs, 0.0)
+        return coeffs @ self.dictionary, coeffs
+
+    def batches(self, batch_size: int, seed: int = 0, n_batches: int | None = None) -> Iterator[Tensor]:
+        """An iterator of activation batches (batch_size, d), deterministic from `seed`; endless by default."""
+        gen = torch.Generator().manual_seed(seed)
+        i = 0
+        while n_batches is None or i < n_batches:
+            yield self.sample(batch_size, gen)[0]
+            i += 1
+
+
+@torch.no_grad()
+def max_cosine(decoder: Tensor, true_dictionary: Tensor) -> Tensor:
+    """For each true feature (rows of `true_dictionary`), its best cosine similarity with any decoder row."""
+    if decoder.shape[-1] != true_dictionary.shape[-1]:
+        raise ValueError(
+            f"decoder rows have width {decoder.shape[-1]} but true features {true_dictionary.shape[-1]}: "
+            "pass W_dec (d_sae, d_in), not W_enc (d_in, d_sae)"
+        )
+    D = F.normalize(decoder.detach().float(), dim=1)
+    T = F.normalize(true_dictionary.detach().float().to(D.device), dim=1)
+    return (T @ D.T).max(dim=1).values
+
+
+def mmcs(decoder: Tensor, true_dictionary: Tensor) -> float:
+    """Mean max cosine similarity: mean over true features of the best cosine with any decoder row.
+
+    1.0 means every true feature has a decoder row pointing exactly its way (Sharkey et al. 2022).
+    """
+    return max_cosine(decoder, true_dictionary).mean().item()

@@ -1,0 +1,329 @@
+"""Training a sparse autoencoder: one flat loop over any iterator of activation batches.
+
+What the loop does each step (Towards Monosemanticity appendix "Autoencoder Training"; Anthropic
+April 2024 update "Training SAEs"; Gao et al. 2024 section 2):
+
+1. the learning rate and the L1 coefficient come from the schedules: λ ramps up linearly over the
+   first `l1_warmup_frac` of the steps, the learning rate decays linearly to 0 over the last
+   `lr_decay_frac`;
+2. forward, backward; for the unit-norm variants (relu, topk) the decoder gradient's component
+   parallel to each row is removed; optional gradient-norm clipping; Adam step; rows renormalised;
+3. bookkeeping: per-feature "steps since fired" counters. A feature that has not fired for
+   `dead_window` steps is *dead*. TopK's AuxK loss uses the dead ones; resampling replaces them.
+
+Resampling (Towards Monosemanticity, appendix "Neuron Resampling"): at each step listed in
+`resample_steps`, the loop draws `resample_inputs` fresh inputs from the batch iterator (these
+are used to choose directions, not trained on: with a shuffled activation buffer they are a random
+sample of the data, as Anthropic's 819,200 inputs were), computes the SAE's loss on each, and
+gives each dead feature one input drawn with probability ∝ loss². See `resample_dead_`.
+
+Checkpoints hold the SAE, Adam's state, the counters, the random generator, the history and the
+number of batches drawn. To resume, pass the *same* stream of batches from its beginning and
+`resume=True`: the loop skips the batches the interrupted run already drew, so the resumed run
+sees exactly what the uninterrupted one would have (bit-identical on CPU, tested).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import torch
+from torch import Tensor
+
+from sae.autoencoder import SAEConfig, SparseAutoencoder
+from sae.utils import atomic_torch_save
+
+
+@dataclass
+class TrainSAEConfig:
+    n_steps: int = 10_000  # optimizer steps, one batch each
+    lr: float = 1e-3  # Adam learning rate (no weight decay)
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # Adam's β1, β2
+    l1_warmup_frac: float = 0.05  # λ ramps linearly from 0 over this first fraction of the steps
+    lr_decay_frac: float = 0.2  # the learning rate decays linearly to 0 over this last fraction
+    grad_clip: float = 0.0  # clip the gradient norm to this (0: off; the April update uses 1.0)
+    dead_window: int = 1000  # steps without firing after which a feature counts as dead (Anthropic: 12,500)
+    resample_steps: tuple[int, ...] = ()  # steps at which dead features are resampled (Anthropic: 25k, 50k, 75k, 100k)
+    resample_inputs: int = 16_384  # inputs drawn to choose new directions (Anthropic: 819,200)
+    resample_encoder_scale: float = 0.2  # new encoder column = direction × this × mean alive encoder norm
+    resample_fire_frac: float = 0.01  # new b_enc <= 0 set so a new feature fires on <= this share of the sample (0: b_enc = 0, Anthropic)
+    init_b_dec: bool = True  # start b_dec at the geometric median of the first batch (not on resume)
+    log_every: int = 100  # print a progress line every this many steps (0: silent)
+    checkpoint_every: int = 0  # write the training checkpoint every this many steps (0: only at the end)
+    seed: int = 0  # seeds the resampling draws
+
+
+def lr_at(step: int, cfg: TrainSAEConfig) -> float:
+    """Constant, then linear decay to 0 over the last `lr_decay_frac` of the steps."""
+    decay_start = cfg.n_steps * (1 - cfg.lr_decay_frac)
+    if step < decay_start or cfg.lr_decay_frac <= 0:
+        return cfg.lr
+    return cfg.lr * (cfg.n_steps - step) / (cfg.n_steps - decay_start)
+
+
+def l1_coeff_at(step: int, l1_coeff: float, cfg: TrainSAEConfig) -> float:
+    """Linear warm-up from 0 over the first `l1_warmup_frac` of the steps, then constant."""
+    warmup = cfg.n_steps * cfg.l1_warmup_frac
+    return l1_coeff if warmup <= 0 else l1_coeff * min(1.0, (step + 1) / warmup)
+
+
+def make_optimizer(sae: SparseAutoencoder, cfg: TrainSAEConfig) -> torch.optim.Adam:
+    # fused Adam: one kernel for all parameters instead of a dozen elementwise passes each
+    fused = sae.W_enc.device.type in ("cpu", "cuda")
+    return torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=cfg.adam_betas, fused=fused)
+
+
+# ------------------------------------------------------------------------------------------------
+# Resampling
+# ------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def resample_dead_(
+    sae: SparseAutoencoder,
+    opt: torch.optim.Optimizer,
+    dead: Tensor,
+    sample: Tensor,
+    generator: torch.Generator | None = None,
+    encoder_scale: float = 0.2,
+    fire_frac: float = 0.01,
+) -> dict:
+    """Give every dead feature a new direction taken from an input the SAE reconstructs badly.
+
+    For a sample of inputs, compute each one's loss (its squared reconstruction error); draw one
+    input per dead feature with probability ∝ loss²; with v = (x_s - b_dec) / ‖x_s - b_dec‖ the
+    scaled, centred input, set
+        W_dec[i] = v,   W_enc[:, i] = v · encoder_scale · mean_{alive j} ‖W_enc[:, j]‖,   b_enc[i] = 0,
+    and zero Adam's moments (exp_avg, exp_avg_sq) of exactly those rows, columns and biases,
+    looked up by parameter (`opt.state[p]`), so nothing else moves.
+
+    The small encoder scale matters: the new feature must start gently. Returns a summary with
+    the fraction of the sample each new feature fires on right away (`fire_frac_*`); if that is
+    near 1/2 for hundreds of features, the next step's loss jumps.
+    """
+    dead_idx = dead.nonzero().squeeze(1)
+    n_dead = dead_idx.numel()
+    if n_dead == 0:
+        return {"n_resampled": 0}
+    scale = sae.input_scale
+    losses = []
+    for chunk in sample.split(4096):
+        x_s = chunk * scale
+        x_hat_s = sae(chunk).x_hat * scale
+        losses.append((x_hat_s - x_s).pow(2).sum(-1))
+    loss = torch.cat(losses)  # (n_sample,)
+    weights = loss.double().pow(2).cpu()
+    if weights.sum() <= 0:
+        weights = torch.ones_like(weights)
+    pick = torch.multinomial(weights, n_dead, replacement=n_dead > len(weights), generator=generator)
+    v = sample[pick.to(sample.device)] * scale - sae.b_dec  # (n_dead, d_in)
+    v = v / v.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    alive = ~dead
+    enc_norm = sae.W_enc[:, alive].norm(dim=0).mean() if bool(alive.any()) else torch.tensor(1.0)
+    if sae.cfg.unit_norm_decoder:
+        sae.W_dec[dead_idx] = v
+    else:  # relu_april: match the typical alive decoder norm so the L1 price is ordinary
+        dec_norm = sae.W_dec[alive].norm(dim=1).mean() if bool(alive.any()) else torch.tensor(1.0)
+        sae.W_dec[dead_idx] = v * dec_norm
+    sae.W_enc[:, dead_idx] = v.T * (encoder_scale * enc_norm)
+    sae.b_enc[dead_idx] = 0.0
+    if fire_frac > 0:  # lower each new bias until the feature fires on at most `fire_frac` of the sample
+        x_c = sample * scale - sae.b_dec if sae.cfg.pre_encoder_bias else sample * scale
+        pre_new = x_c @ sae.W_enc[:, dead_idx]  # (n_sample, n_dead)
+        kth = max(1, len(sample) - int(fire_frac * len(sample)))
+        threshold = pre_new.kthvalue(kth, dim=0).values  # (n_dead,)
+        sae.b_enc[dead_idx] = -threshold.clamp_min(0.0)
+
+    for p, rows in ((sae.W_dec, (dead_idx,)), (sae.W_enc, (slice(None), dead_idx)), (sae.b_enc, (dead_idx,))):
+        state = opt.state.get(p, {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in state:
+                state[key][rows] = 0.0
+
+    fires = torch.cat([(sae.encode(chunk)[:, dead_idx] > 0).float().sum(0, keepdim=True) for chunk in sample.split(4096)])
+    fire_frac = fires.sum(0) / len(sample)  # (n_dead,)
+    return {
+        "n_resampled": n_dead,
+        "sample_loss_mean": loss.mean().item(),
+        "fire_frac_mean": fire_frac.mean().item(),
+        "fire_frac_max": fire_frac.max().item(),
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# The training loop
+# ------------------------------------------------------------------------------------------------
+def _checkpoint(sae, opt, cfg, step, n_drawn, steps_since_fired, gen, history) -> dict:
+    return {
+        "config": asdict(sae.cfg),
+        "train_config": asdict(cfg),
+        "state_dict": sae.state_dict(),
+        "optimizer": opt.state_dict(),
+        "step": step,
+        "batches_drawn": n_drawn,
+        "steps_since_fired": steps_since_fired,
+        "generator": gen.get_state(),
+        "history": history,
+    }
+
+
+def _all_finite(sae: SparseAutoencoder) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in sae.parameters())
+
+
+def train_sae(
+    sae: SparseAutoencoder,
+    batches: Iterable[Tensor],
+    cfg: TrainSAEConfig,
+    checkpoint_path: str | os.PathLike | None = None,
+    resume: bool = False,
+) -> list[dict]:
+    """Train `sae` on an iterator of raw activation batches (batch, d_in); returns the history.
+
+    The history has one dict per step: step, loss, mse, l1, l0, fvu, dead_frac, lr, l1_coeff,
+    elapsed_s; a step that resampled also has "resample" (see `resample_dead_`).
+    With `checkpoint_path`, a checkpoint is written every `checkpoint_every` steps and at the end;
+    `resume=True` continues from it (pass the same batch stream from its beginning). If the loss
+    stops being finite, training stops with FloatingPointError and the last checkpoint (which
+    was finite) is left as it was.
+    """
+    device = sae.W_enc.device
+    opt = make_optimizer(sae, cfg)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    steps_since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=device)
+    history: list[dict] = []
+    step = n_drawn = 0
+    stream: Iterator[Tensor] = iter(batches)
+
+    if resume:
+        if checkpoint_path is None or not Path(checkpoint_path).exists():
+            raise FileNotFoundError(f"resume=True but there is no checkpoint at {checkpoint_path}")
+        ckpt = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        if ckpt["config"] != asdict(sae.cfg):
+            raise ValueError(f"the checkpoint was made for {ckpt['config']}, not this SAE's {asdict(sae.cfg)}")
+        sae.load_state_dict(ckpt["state_dict"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step, n_drawn = ckpt["step"], ckpt["batches_drawn"]
+        steps_since_fired = ckpt["steps_since_fired"].to(device)
+        gen.set_state(ckpt["generator"].cpu())
+        history = ckpt["history"]
+        stream = itertools.islice(stream, n_drawn, None)  # the batches the interrupted run already used
+    elif cfg.init_b_dec:
+        first = next(stream)
+        sae.init_b_dec_(first.to(device))
+        stream = itertools.chain([first], stream)
+
+    def draw() -> Tensor:
+        nonlocal n_drawn
+        try:
+            x = next(stream)
+        except StopIteration:
+            raise ValueError(
+                f"the batch iterator ran out after {n_drawn} batches, before step {cfg.n_steps}: "
+                "give more batches, ask for fewer steps, or fewer resample_inputs"
+            ) from None
+        n_drawn += 1
+        return x.to(device, non_blocking=True)
+
+    def save_checkpoint() -> None:
+        if checkpoint_path is None:
+            return
+        if not _all_finite(sae):
+            raise FloatingPointError(
+                f"SAE parameters stopped being finite at step {step} (an inf gradient?); the last good "
+                f"checkpoint, {checkpoint_path}, was kept. Lower the learning rate or set grad_clip."
+            )
+        atomic_torch_save(_checkpoint(sae, opt, cfg, step, n_drawn, steps_since_fired, gen, history), checkpoint_path)
+
+    t_start = time.perf_counter() - (history[-1]["elapsed_s"] if history else 0.0)
+    t_log, step_log = time.perf_counter(), step
+    while step < cfg.n_steps:
+        dead = steps_since_fired >= cfg.dead_window
+        resample_info = None
+        if step in cfg.resample_steps:
+            chunks, n = [], 0
+            while n < cfg.resample_inputs:
+                chunks.append(draw())
+                n += len(chunks[-1])
+            sample = torch.cat(chunks)[: cfg.resample_inputs]
+            resample_info = resample_dead_(
+                sae, opt, dead, sample, gen, cfg.resample_encoder_scale, cfg.resample_fire_frac
+            )
+            steps_since_fired[dead] = 0  # give the new features a full window to prove themselves
+            dead = steps_since_fired >= cfg.dead_window
+            if cfg.log_every:
+                print(f"step {step:>7}: resampled {resample_info['n_resampled']} dead features; right after, "
+                      f"they fire on {resample_info.get('fire_frac_mean', 0.0):.2%} of the sample inputs on average "
+                      f"(max {resample_info.get('fire_frac_max', 0.0):.2%})", flush=True)
+
+        x = draw()
+        lr, lam = lr_at(step, cfg), l1_coeff_at(step, sae.cfg.l1_coeff, cfg)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        out = sae(x, l1_coeff=lam, dead_mask=dead if sae.cfg.arch == "topk" else None)
+        if not torch.isfinite(out.loss):
+            where = f"the last good checkpoint, {checkpoint_path}, was kept" if checkpoint_path else "no checkpoint was written"
+            raise FloatingPointError(
+                f"SAE training diverged at step {step}: loss = {out.loss.item()} (mse {out.mse.item()}, "
+                f"l1 {out.l1.item()}); {where}. Is there a NaN/inf in the activations, is the input scale "
+                f"set (E‖x·s‖ should be sqrt(d_in)), or is the learning rate ({lr:g}) too high?"
+            )
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        if sae.cfg.unit_norm_decoder:
+            sae.remove_parallel_decoder_grad_()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
+        opt.step()
+        if sae.cfg.unit_norm_decoder:
+            sae.unit_norm_decoder_()
+
+        with torch.no_grad():
+            f = out.f.reshape(-1, sae.cfg.d_sae)
+            fired = f.amax(0) > 0  # (d_sae,)
+            steps_since_fired += 1
+            steps_since_fired[fired] = 0
+            # L0 = mean count of f > 0; f >= 0, so Σ sign(f) counts it in one float pass ((f > 0).sum()
+            # converts a (batch, d_sae) bool tensor to int64 first: 20x slower, a sixth of a training step)
+            x_s = x * sae.input_scale
+            fvu = out.mse * len(x_s) / (x_s - x_s.mean(0)).pow(2).sum().clamp_min(1e-12)
+            dead_frac = (steps_since_fired >= cfg.dead_window).float().mean()
+            loss, mse, l1, l0, fvu, dead_frac = torch.stack(
+                [out.loss, out.mse, out.l1, f.sign().sum() / len(f), fvu, dead_frac]
+            ).tolist()
+        step += 1
+        entry = {"step": step, "loss": loss, "mse": mse, "l1": l1, "l0": l0, "fvu": fvu, "dead_frac": dead_frac,
+                 "lr": lr, "l1_coeff": lam, "batch_size": len(x), "elapsed_s": time.perf_counter() - t_start}
+        if resample_info is not None:
+            entry["resample"] = resample_info
+        history.append(entry)
+
+        if cfg.log_every and (step % cfg.log_every == 0 or step == cfg.n_steps):
+            now = time.perf_counter()
+            steps_per_s = (step - step_log) / max(now - t_log, 1e-9)
+            t_log, step_log = now, step
+            eta = (cfg.n_steps - step) / max(steps_per_s, 1e-9)
+            print(f"step {step:>7}/{cfg.n_steps} | loss {loss:8.4f} | mse {mse:8.4f} | L0 {l0:6.1f} | "
+                  f"dead {dead_frac:6.1%} | {steps_per_s * len(x):9,.0f} tok/s | ETA {_hms(eta)}", flush=True)
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+            save_checkpoint()
+
+    save_checkpoint()
+    return history
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def load_checkpoint_sae(path: str | os.PathLike, device: str = "cpu") -> SparseAutoencoder:
+    """The SAE inside a training checkpoint (to save it as a plain `sae.pt`, call `.save`)."""
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    sae = SparseAutoencoder(SAEConfig(**ckpt["config"])).to(device)
+    sae.load_state_dict(ckpt["state_dict"])
+    return sae
