@@ -14,7 +14,8 @@ not a sample of the corpus). The buffer fixes that cheaply:
    rows from ~`buffer_tokens / n_ctx` contexts and no row is served twice between refills.
 
 Memory is bounded by `buffer_tokens × d_in × 4` bytes (the buffer, float32) plus one model batch
-(`model_batch × n_ctx` tokens of activations): 2^17 rows of 512 neurons is 256 MiB.
+(`model_batch × n_ctx` tokens of activations) and a refill chunk of 8,192 rows: 2^17 rows of 512
+neurons is 256 MiB.
 
 The scale: `estimate_scale()` computes once, from a sample, the constant s with
 `E‖s·x‖ = sqrt(d_in)` (Anthropic's April 2024 update). The SAE stores s and applies it inside
@@ -145,11 +146,12 @@ class ActivationBuffer:
             parts.append(rows.to(self.device))
             have += len(rows)
         rows = torch.cat(parts)
-        self._pending = rows[n:]
+        self._pending = rows[n:].clone()  # a copy, so the big concatenation can be freed
         return rows[:n]
 
     def _fill(self, idx: torch.Tensor) -> None:
-        self.buffer[idx.to(self.device)] = self._rows(len(idx))
+        for chunk in idx.split(8192):  # in chunks, so no second buffer-sized tensor is ever built
+            self.buffer[chunk.to(self.device)] = self._rows(len(chunk))
 
     def next_batch(self) -> torch.Tensor:
         if self.pos + self.batch_size > len(self.buffer) // 2:

@@ -177,6 +177,10 @@ def cmd_evaluate(args) -> int:
     metrics = evaluate_run(p, run, sae_path)
     out = run / ("metrics.json" if args.sae == "sae" else f"{args.sae}_metrics.json")
     atomic_write_json(out, metrics)
+    if args.sae == "sae":
+        from sae.pipeline import write_figures
+        for f in write_figures(run):
+            print(f"wrote {f}")
     s = metrics["sae"]
     print(f"wrote {out}")
     print(f"L0 {s['l0']:.1f} | FVU {s['fvu']:.3f} | dead {s['dead_fraction']:.1%} | "

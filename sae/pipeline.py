@@ -10,7 +10,7 @@ Stages (outputs in `runs/NAME/`):
     tokenizer   tokenizer.json       BPE trained on toy-world text
     lm          lm.pt, lm_history.json   the tiny GPT (resumable through lm_ckpt.pt)
     sae         sae.pt, sae_history.json the SAE on the MLP neurons (resumable through sae.ckpt)
-    evaluate    metrics.json         reconstruction, sparsity, CE recovered, concept detection
+    evaluate    metrics.json, figures/*.png   reconstruction, sparsity, CE recovered, concepts
     (later issues add: dashboard, steering, report)
 """
 
@@ -34,7 +34,7 @@ from sae.metrics import concept_table, evaluate_sae
 from sae.tokenizer import Tokenizer
 from sae.train_lm import TrainLMConfig, per_label_loss, train_lm
 from sae.train_sae import TrainSAEConfig, train_sae
-from sae.utils import atomic_write_json, resolve_device
+from sae.utils import atomic_torch_save, atomic_write_json, resolve_device
 
 
 @dataclass(frozen=True)
@@ -66,12 +66,12 @@ class Preset:
     # sparse autoencoder (Towards Monosemanticity: the MLP neurons of the one layer)
     site: str = "blocks.0.mlp.hook_post"
     sae_arch: str = "relu"  # relu | relu_april | topk
-    d_sae: int = 2048  # dictionary size (4x the 512 neurons)
-    l1_coeff: float = 5.0  # sparsity penalty λ, in the scaled space E||x|| = sqrt(d_in)
+    d_sae: int = 1024  # dictionary size (2x the 512 neurons)
+    l1_coeff: float = 3.0  # sparsity penalty λ, in the scaled space E||x|| = sqrt(d_in)
     k: int = 32  # active features per token for topk
     sae_tokens: int = 3_000_000  # activations the SAE trains on
     sae_batch_size: int = 4096
-    sae_lr: float = 1e-3
+    sae_lr: float = 3e-3
     buffer_tokens: int = 2**17  # rows in the shuffling buffer (2^17 x 512 x 4 B = 256 MiB)
     resample: bool = True  # Anthropic's dead-feature resampling
     resample_at: tuple[float, ...] = (0.2, 0.4)  # fractions of training at which to resample
@@ -243,13 +243,40 @@ def evaluate_run(p: Preset, out: Path, sae_path: Path | None = None) -> dict:
             "mean_top_concept_share": share[alive].mean().item(),
             "share_histogram": np.histogram(share[alive].numpy(), bins=10, range=(0, 1))[0].tolist(),
         }
-    torch.save({"fire_counts": ev.fire_counts, "max_act": ev.max_act}, out / "feature_stats.pt")
+    stats_path = out / f"{Path(sae_path or out / 'sae.pt').stem}_stats.pt"
+    atomic_torch_save({"fire_counts": ev.fire_counts, "max_act": ev.max_act}, stats_path)
     return metrics
+
+
+def write_figures(out: Path) -> list[Path]:
+    """Draw the run's figures into `out/figures/` from the files earlier stages wrote."""
+    from sae import plots
+
+    out = Path(out)
+    figs = out / "figures"
+    metrics = json.loads((out / "metrics.json").read_text())
+    written = []
+    if (out / "lm_history.json").exists() and (out / "sae_history.json").exists():
+        written.append(plots.training_curves(json.loads((out / "lm_history.json").read_text()),
+                                             json.loads((out / "sae_history.json").read_text()),
+                                             figs / "training_curves.png"))
+    stats = torch.load(out / "sae_stats.pt", weights_only=True)
+    written.append(plots.log_density_histogram(stats["fire_counts"], metrics["sae"]["n_tokens"],
+                                               figs / "log_density.png"))
+    points = [{"l0": metrics["sae"]["l0"], "fvu": metrics["sae"]["fvu"], "label": "sae.pt", "default": True}]
+    for mf in sorted((out / "sweep").glob("*_metrics.json")) if (out / "sweep").exists() else []:
+        m = json.loads(mf.read_text())["sae"]
+        points.append({"l0": m["l0"], "fvu": m["fvu"], "label": mf.name.removesuffix("_metrics.json")})
+    written.append(plots.l0_fvu_frontier(points, figs / "l0_fvu_frontier.png"))
+    if "concepts" in metrics:
+        written.append(plots.concept_auroc(metrics["concepts"], figs / "concept_auroc.png"))
+    return written
 
 
 def stage_evaluate(p: Preset, out: Path) -> dict:
     metrics = evaluate_run(p, out)
     atomic_write_json(out / "metrics.json", metrics)
+    write_figures(out)
     s = metrics["sae"]
     info = {k: round(s[k], 4) for k in ("l0", "fvu", "dead_fraction", "ce_recovered_zero", "ce_recovered_mean")}
     if "concepts" in metrics:

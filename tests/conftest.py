@@ -25,5 +25,5 @@ def tiny_run(tmp_path_factory):
     from sae.pipeline import get_preset, reproduce
 
     out = Path(os.environ.get("SAE_TINY_RUN") or tmp_path_factory.mktemp("tiny"))
-    reproduce(get_preset("tiny"), out, until="lm")
+    reproduce(get_preset("tiny"), out, until="evaluate")
     return out

@@ -40,3 +40,30 @@ def test_tiny_lm_stays_on_topic(tiny_run):
     assert rates["overall"] >= 0.80, f"on-concept rate {rates['overall']:.2f} < 0.80: {rates}"
     losses = json.loads((tiny_run / "stages.json").read_text())["lm"]["val_loss_by_concept"]
     assert losses["golden_gate"] < 1.0, "the model should predict templated English well"
+
+
+def test_smoke_sae_reconstructs(tmp_path):
+    """End to end on the smoke preset: an SAE trains on the model's neurons and explains >= half the variance."""
+    out = tmp_path / "run"
+    reproduce(get_preset("smoke"), out, until="evaluate", log=lambda *_: None)
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["sae"]["fvu"] < 0.5, f"smoke SAE FVU {m['sae']['fvu']:.3f}: is the input scale applied?"
+    for key in ["lm", "sae", "concepts"]:
+        assert key in m
+    for key in ["l0", "fvu", "dead_fraction", "ultralow_fraction", "ce_recovered_zero", "ce_recovered_mean", "ce_added_nats"]:
+        assert key in m["sae"], f"metrics.json lacks sae.{key}"
+    for c in m["concepts"].values():
+        assert {"auroc", "feature", "neuron_auroc", "mass_share"} <= set(c)
+    assert m["lm"]["val_loss"] > 0
+    for fig in ["training_curves", "log_density", "l0_fvu_frontier", "concept_auroc"]:
+        path = out / "figures" / f"{fig}.png"
+        assert path.exists() and path.stat().st_size > 5000, f"figure {path.name} missing or empty"
+
+
+@pytest.mark.slow
+def test_tiny_sae_is_sparse_and_faithful(tiny_run):
+    """Issue #5's fidelity bar on the default run: L0 <= 20, CE loss recovered >= 0.85, <= 2% dead."""
+    s = json.loads((tiny_run / "metrics.json").read_text())["sae"]
+    assert s["l0"] <= 20, f"L0 {s['l0']:.1f} > 20: raise l1_coeff"
+    assert s["ce_recovered_zero"] >= 0.85, f"CE loss recovered {s['ce_recovered_zero']:.3f} < 0.85"
+    assert s["dead_fraction"] <= 0.02, f"{s['dead_fraction']:.1%} dead features on 200k held-out tokens"
