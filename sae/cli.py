@@ -191,6 +191,52 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _parse_features(text: str) -> list[int]:
+    try:
+        ids = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--features must be comma-separated feature ids like 10,20, got {text!r}") from None
+    return ids
+
+
+def _check_features(ids: list[int], d_sae: int) -> None:
+    bad = [i for i in ids if not 0 <= i < d_sae]
+    if bad:
+        raise ValueError(f"feature ids {bad} are out of range: this SAE has features 0..{d_sae - 1}")
+
+
+def cmd_dashboard(args) -> int:
+    from sae.autoencoder import SparseAutoencoder
+    from sae.dashboard import build_dashboard
+
+    run = Path(args.run)
+    if not (run / "sae.pt").exists():
+        raise FileNotFoundError(f"no SAE in {run} (sae.pt missing); run `python -m sae reproduce --out {run}` first")
+    features = None
+    if args.features:
+        features = _parse_features(args.features)
+        _check_features(features, SparseAutoencoder.load(run / "sae.pt", device="cpu").cfg.d_sae)
+    index = build_dashboard(run, Path(args.out) if args.out else run / "dashboard", features=features)
+    print(f"wrote {index} (open it in a browser; the folder is self-contained)")
+    return 0
+
+
+def cmd_feature(args) -> int:
+    from sae.autoencoder import SparseAutoencoder
+    from sae.dashboard import format_feature
+    from sae.interpret import run_feature_stats
+
+    run = Path(args.run)
+    if not (run / "sae.pt").exists():
+        raise FileNotFoundError(f"no SAE in {run} (sae.pt missing); run `python -m sae reproduce --out {run}` first")
+    sae = SparseAutoencoder.load(run / "sae.pt", device="cpu")
+    _check_features([args.id], sae.cfg.d_sae)
+    stats = run_feature_stats(run)
+    tok, model = _load_run(run)
+    print(format_feature(stats, tok, model, sae, args.id))
+    return 0
+
+
 def _load_run(run: str):
     from sae.gpt import GPT
     from sae.tokenizer import Tokenizer
@@ -253,6 +299,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--sae", default="sae", help="which SAE of the run: NAME.pt (default sae)")
     ev.set_defaults(fn=cmd_evaluate)
 
+    db = sub.add_parser("dashboard", help="write the static HTML feature dashboard of a run")
+    db.add_argument("--run", required=True)
+    db.add_argument("--features", default=None, help="comma-separated feature ids (default: top features of each concept + a random sample)")
+    db.add_argument("--out", default=None, help="output folder (default RUN/dashboard)")
+    db.set_defaults(fn=cmd_dashboard)
+
+    fe = sub.add_parser("feature", help="print one feature's contexts, density and logit effects")
+    fe.add_argument("--run", required=True)
+    fe.add_argument("id", type=int, help="feature id")
+    fe.set_defaults(fn=cmd_feature)
+
     g = sub.add_parser("generate", help="sample continuations of a prompt from a trained run")
     g.add_argument("--run", required=True, help="run directory holding lm.pt and tokenizer.json")
     g.add_argument("--prompt", required=True)
@@ -296,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `python -m sae feature ... | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("\ninterrupted; finished stages are kept, re-run the same command to continue", file=sys.stderr)
         return 130

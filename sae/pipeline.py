@@ -11,7 +11,8 @@ Stages (outputs in `runs/NAME/`):
     lm          lm.pt, lm_history.json   the tiny GPT (resumable through lm_ckpt.pt)
     sae         sae.pt, sae_history.json the SAE on the MLP neurons (resumable through sae.ckpt)
     evaluate    metrics.json, figures/*.png   reconstruction, sparsity, CE recovered, concepts
-    (later issues add: dashboard, steering, report)
+    dashboard   feature_stats.pt, dashboard/   per-feature statistics and the static HTML dashboard
+    (later issues add: steering, report)
 """
 
 from __future__ import annotations
@@ -285,6 +286,16 @@ def stage_evaluate(p: Preset, out: Path) -> dict:
     return info
 
 
+def stage_dashboard(p: Preset, out: Path) -> dict:
+    from sae.dashboard import build_dashboard, default_features
+    from sae.interpret import run_feature_stats
+
+    stats = run_feature_stats(out, device=str(resolve_device(p.device)))
+    features = default_features(stats)
+    build_dashboard(out, out / "dashboard", features=features, device=str(resolve_device(p.device)))
+    return {"pages": len(features)}
+
+
 @torch.no_grad()
 def on_concept_rate(model: GPT, tok: Tokenizer, n_per_concept: int = 10, prompt_tokens: int = 6,
                     max_new_tokens: int = 48, temperature: float = 1.0, seed: int = 0) -> dict[str, float]:
@@ -317,7 +328,7 @@ STAGES: list[Stage] = [
     Stage("lm", ["lm.pt", "lm_history.json"], stage_lm),
     Stage("sae", ["sae.pt", "sae_history.json"], stage_sae),
     Stage("evaluate", ["metrics.json"], stage_evaluate),
-    Stage("dashboard", ["dashboard/index.html"], None, issue="#7 interpretation"),
+    Stage("dashboard", ["dashboard/index.html"], stage_dashboard),
     Stage("steering", ["steering.json"], None, issue="#8 steering"),
     Stage("report", ["report.md"], None, issue="#9 report"),
 ]

@@ -1,0 +1,427 @@
+"""What does a feature mean? Activation statistics, contexts and logit effects of SAE features.
+
+Towards Monosemanticity ("Interpretability" and the feature browser) reads a feature from two
+sides, and so do we:
+
+- **Activations** (what makes it fire). `feature_stats` streams held-out text through the model
+  and the SAE once and keeps, per feature i, with a memory independent of the number of tokens:
+    top-k        the k largest activations a_i(t) and their global token indices t, kept by merging
+                 each batch's top-k with the running top-k (the top-k of a union is the top-k of
+                 the union of the top-ks, so the merge is exact);
+    sample       a uniform random sample (without replacement) of up to n_samples tokens on which
+                 the feature fired: every firing token gets a random key u ~ U(0, 1) and we keep
+                 the n_samples largest keys, merged like the top-k (a "bottom-k sketch"; same law
+                 as reservoir sampling, and vectorised). Sorted by activation, the sample gives
+                 examples from each activation quantile and an unbiased activation histogram;
+    fire count   #{t : a_i(t) > 0}; density = fire count / n_tokens;
+    act sum      Σ_t a_i(t); mean activation when firing = act sum / fire count;
+    max act      max_t a_i(t) (steering clamps features to multiples of it);
+    concept mass Σ_{t in concept c} a_i(t) per concept (toy world only); the share of feature i's
+                 mass on its top concept measures how monosemantic it is (as in `sae.metrics`).
+  The token stream itself is kept (a few MB), so any token's context can be rebuilt: `contexts`
+  re-runs the model on the n_ctx window the token was read in, which reproduces its activation
+  exactly (the model only ever saw that window).
+
+- **Logit effects** (what it does). `logit_weights` pushes each decoder direction through the
+  rest of the model to the unembedding along the direct path ("direct logit attribution"):
+
+      d_i   = W_dec[i] / s                      raw-unit direction at the site (s: input scale)
+      r_i   = W_out d_i                         the MLP's output projection, bias left out
+                                                (for residual-stream sites r_i = d_i)
+      u_i   = γ ⊙ (r_i − mean(r_i))             the final LayerNorm, treated as linear
+      ℓ_i   = W_U u_i                           (vocab,) logit effect of one unit of feature i
+
+  LayerNorm also divides by the norm of the whole residual stream; that is a positive number
+  shared by every vocabulary entry, so it rescales ℓ_i but changes no ranking of promoted and
+  suppressed tokens. The ln_f bias and everything that is not on the direct path (later blocks,
+  attention reading the feature at later positions) are left out.
+
+Search helpers answer "which feature is about X?" by concept, by the tokens it fires on, and by
+the tokens it promotes. `sae.dashboard` renders all of this as HTML and as terminal text.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, fields
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+@dataclass
+class FeatureStats:
+    """Streaming statistics of every feature of one SAE over `n_tokens` held-out tokens."""
+
+    site: str  # hook site the SAE reads
+    n_ctx: int  # window length the text was read in (the model's context)
+    drop_first: int  # positions at the start of each window that were not encoded
+    n_tokens: int  # tokens encoded (windows × (n_ctx − drop_first))
+    tokens: Tensor  # (n_windows · n_ctx,) int32 the token stream, to rebuild contexts
+    labels: Tensor | None  # (n_windows · n_ctx,) int8 concept of each token (−1: none), or None
+    top_acts: Tensor  # (d_sae, top_k) largest activations, descending (0: fewer firings than k)
+    top_idx: Tensor  # (d_sae, top_k) int64 their indices into `tokens` (−1: empty slot)
+    sample_acts: Tensor  # (d_sae, n_samples) a uniform sample of non-zero activations (0: empty)
+    sample_idx: Tensor  # (d_sae, n_samples) int64 their token indices (−1: empty slot)
+    fire_count: Tensor  # (d_sae,) int64 tokens on which the feature fired
+    act_sum: Tensor  # (d_sae,) float64 Σ of activations
+    max_act: Tensor  # (d_sae,) float32 largest activation
+    concept_mass: Tensor | None  # (n_concepts + 1, d_sae) float64 Σ activations per concept (last: no concept)
+
+    @property
+    def d_sae(self) -> int:
+        return self.top_acts.shape[0]
+
+    @property
+    def density(self) -> Tensor:
+        return self.fire_count.double() / max(self.n_tokens, 1)
+
+    @property
+    def mean_act(self) -> Tensor:
+        """Mean activation over the tokens on which the feature fired (0 for dead features)."""
+        return (self.act_sum / self.fire_count.clamp_min(1)).float()
+
+    @property
+    def alive(self) -> Tensor:
+        return self.fire_count > 0
+
+    def concept_share(self) -> Tensor | None:
+        """(n_concepts, d_sae): the share of each feature's activation mass on each concept."""
+        if self.concept_mass is None:
+            return None
+        return (self.concept_mass[:-1] / self.concept_mass.sum(0).clamp_min(1e-12)).float()
+
+    def best_concept(self) -> tuple[Tensor, Tensor] | None:
+        """Per feature: (share of its mass on its top concept, that concept's id (−1: never fired))."""
+        share = self.concept_share()
+        if share is None:
+            return None
+        best_share, best = share.max(0)
+        return best_share, torch.where(self.alive, best, torch.full_like(best, -1))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """One dict of tensors and numbers, written atomically; read it back with `FeatureStats.load`."""
+        from sae.utils import atomic_torch_save
+
+        atomic_torch_save({f.name: getattr(self, f.name) for f in fields(self)}, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "FeatureStats":
+        return cls(**torch.load(path, map_location="cpu", weights_only=True))
+
+
+def _merge_top(vals: Tensor, idx: Tensor, new_vals: Tensor, new_idx: Tensor) -> tuple[Tensor, Tensor]:
+    """Keep the k largest of two (d_sae, ·) candidate sets, k = vals.shape[1]."""
+    all_vals = torch.cat([vals, new_vals], 1)
+    all_idx = torch.cat([idx, new_idx], 1)
+    top, pos = all_vals.topk(vals.shape[1], dim=1)
+    return top, all_idx.gather(1, pos)
+
+
+@torch.no_grad()
+def feature_stats(model, sae, tokens: np.ndarray, labels: np.ndarray | None = None, site: str | None = None,
+                  n_tokens: int = 500_000, top_k: int = 20, n_samples: int = 200, batch_contexts: int = 32,
+                  drop_first: int = 1, n_concepts: int | None = None, seed: int = 0,
+                  log: bool = True) -> FeatureStats:
+    """Stream consecutive n_ctx windows of `tokens` (at most `n_tokens`) through the model and the
+    SAE and collect the statistics of `FeatureStats`. Memory: one batch of activations plus
+    (d_sae × (top_k + n_samples)) kept values. `site` defaults to `sae.meta["site"]`.
+    """
+    from sae.corpus import CONCEPTS
+
+    site = site or getattr(sae, "meta", {}).get("site")
+    if site is None:
+        raise ValueError("feature_stats needs the SAE's site (pass site=..., or save the SAE with site=...)")
+    device = next(model.parameters()).device
+    n_ctx = model.cfg.n_ctx
+    n_windows = min(len(tokens) // n_ctx, max(n_tokens // n_ctx, 1))
+    if n_windows == 0:
+        raise ValueError(f"need at least n_ctx={n_ctx} tokens, got {len(tokens)}")
+    stream = torch.from_numpy(np.asarray(tokens[: n_windows * n_ctx], dtype=np.int32))
+    windows = stream.long().view(n_windows, n_ctx)
+    lab = None
+    if labels is not None:
+        lab = torch.from_numpy(np.asarray(labels[: n_windows * n_ctx], dtype=np.int8))
+        n_concepts = len(CONCEPTS) if n_concepts is None else n_concepts
+    d_sae = sae.cfg.d_sae
+    gen = torch.Generator().manual_seed(seed)
+    top_acts = torch.zeros(d_sae, top_k)
+    top_idx = torch.full((d_sae, top_k), -1, dtype=torch.int64)
+    keys = torch.full((d_sae, n_samples), -1.0)  # the random keys of the kept sample (−1: empty)
+    sample_acts = torch.zeros(d_sae, n_samples)
+    sample_idx = torch.full((d_sae, n_samples), -1, dtype=torch.int64)
+    fire = torch.zeros(d_sae, dtype=torch.int64)
+    act_sum = torch.zeros(d_sae, dtype=torch.float64)
+    max_act = torch.zeros(d_sae)
+    mass = torch.zeros(n_concepts + 1, d_sae, dtype=torch.float64) if lab is not None else None
+    positions = torch.arange(drop_first, n_ctx)  # positions that are encoded in every window
+    model.eval()
+    t0 = time.time()
+
+    for start in range(0, n_windows, batch_contexts):
+        ctx = windows[start:start + batch_contexts]
+        B = len(ctx)
+        _, cache = model.run_with_cache(ctx.to(device), [site], stop_at=site)
+        x = cache[site][:, drop_first:]  # (B, T − drop_first, d_in)
+        f = sae.encode(x.reshape(-1, x.shape[-1]).float()).cpu()  # (N, d_sae), N = B·(T − drop_first)
+        # global index into `stream` of each row of f
+        gidx = ((start + torch.arange(B))[:, None] * n_ctx + positions[None, :]).reshape(-1)  # (N,)
+
+        k = min(top_k, len(f))
+        v, r = f.topk(k, dim=0)  # (k, d_sae)
+        top_acts, top_idx = _merge_top(top_acts, top_idx, v.T, gidx[r].T)
+
+        fired = f > 0
+        u = torch.rand(f.shape, generator=gen).masked_fill_(~fired, -1.0)  # keys; non-firing never win
+        ks = min(n_samples, len(f))
+        ku, r = u.topk(ks, dim=0)  # (ks, d_sae)
+        new_acts, new_idx = f.gather(0, r), gidx[r]
+        new_idx = new_idx.masked_fill(ku < 0, -1)
+        all_keys = torch.cat([keys, ku.T], 1)
+        keys, pos = all_keys.topk(n_samples, dim=1)
+        sample_acts = torch.cat([sample_acts, new_acts.T], 1).gather(1, pos)
+        sample_idx = torch.cat([sample_idx, new_idx.T], 1).gather(1, pos)
+
+        fire += fired.sum(0)
+        act_sum += f.sum(0).double()
+        max_act = torch.maximum(max_act, f.max(0).values)
+        if mass is not None:
+            lb = lab[gidx].long()
+            lb[lb < 0] = n_concepts
+            mass.index_add_(0, lb, f.double())
+        done = min(start + batch_contexts, n_windows)
+        if log and (done == n_windows or (start // batch_contexts) % 50 == 49):
+            print(f"  feature_stats: {done * n_ctx:,}/{n_windows * n_ctx:,} tokens ({time.time() - t0:.0f}s)",
+                  file=sys.stderr, flush=True)
+
+    # sort each feature's sample by activation, so that quantiles are slices
+    sample_acts, pos = sample_acts.sort(1, descending=True)
+    sample_idx = sample_idx.gather(1, pos)
+    top_idx = top_idx.masked_fill(top_acts <= 0, -1)
+    return FeatureStats(site=site, n_ctx=n_ctx, drop_first=drop_first,
+                        n_tokens=n_windows * (n_ctx - drop_first), tokens=stream, labels=lab,
+                        top_acts=top_acts, top_idx=top_idx, sample_acts=sample_acts, sample_idx=sample_idx,
+                        fire_count=fire, act_sum=act_sum, max_act=max_act, concept_mass=mass)
+
+
+def run_feature_stats(run_dir: str | os.PathLike, device: str = "cpu", n_tokens: int | None = None,
+                      recompute: bool = False, **kw) -> FeatureStats:
+    """The statistics of a run's SAE on its validation text, cached in `run_dir/feature_stats.pt`."""
+    from pathlib import Path
+
+    from sae.autoencoder import SparseAutoencoder
+    from sae.pipeline import corpus_tokens, load_run, preset_of_run
+
+    run_dir = Path(run_dir)
+    path = run_dir / "feature_stats.pt"
+    fresh = path.exists() and path.stat().st_mtime >= (run_dir / "sae.pt").stat().st_mtime
+    if fresh and not recompute:  # a cache older than the SAE describes another SAE
+        return FeatureStats.load(path)
+    p = preset_of_run(run_dir)
+    tok, model = load_run(run_dir, device)
+    sae = SparseAutoencoder.load(run_dir / "sae.pt", device=device)
+    n_tokens = n_tokens or p.eval_tokens
+    tokens, labels = corpus_tokens(p, tok, "val", n_tokens + p.n_ctx)
+    stats = feature_stats(model, sae, tokens, labels if p.corpus == "toy" else None,
+                          site=sae.meta.get("site", p.site), n_tokens=n_tokens, **kw)
+    stats.save(path)
+    return stats
+
+
+# ----------------------------------------------------------------------------- contexts
+
+
+class Context(NamedTuple):
+    """A stretch of text around one token, with one feature's activation on each of its tokens."""
+
+    index: int  # the token's index into `stats.tokens`
+    token_ids: list[int]  # the window's tokens, the token itself included
+    acts: list[float]  # the feature's activation on each (0 on positions that were not encoded)
+    focus: int  # position of the token within `token_ids`
+
+
+@torch.no_grad()
+def contexts_many(stats: FeatureStats, model, sae, requests: dict[int, list[int]], before: int = 12,
+                  after: int = 4, batch_contexts: int = 64) -> dict[int, list[Context]]:
+    """Rebuild the text around token indices with a feature's activation on every token, for
+    several features at once: `requests` maps feature -> token indices (−1 entries are skipped).
+
+    The context is clipped to the n_ctx window the token was read in, and the activations are
+    recomputed by re-running the model on that whole window: exactly what `feature_stats` saw.
+    Each window is run once, however many requests need it.
+    Memory: (windows needed × n_ctx × features requested) floats.
+    """
+    device = next(model.parameters()).device
+    feats = list(requests)
+    col = {f: j for j, f in enumerate(feats)}
+    reqs = {f: [int(i) for i in idx if int(i) >= 0] for f, idx in requests.items()}
+    n_ctx = stats.n_ctx
+    wins = sorted({i // n_ctx for idx in reqs.values() for i in idx})
+    row = {w: r for r, w in enumerate(wins)}
+    acts = torch.zeros(len(wins), n_ctx, len(feats))
+    sel = torch.tensor(feats, dtype=torch.long)
+    for s in range(0, len(wins), batch_contexts):
+        ws = torch.tensor(wins[s:s + batch_contexts])
+        ctx = stats.tokens.view(-1, n_ctx)[ws].long()  # (b, n_ctx)
+        _, cache = model.run_with_cache(ctx.to(device), [stats.site], stop_at=stats.site)
+        x = cache[stats.site]  # (b, n_ctx, d_in)
+        f = sae.encode(x.reshape(-1, x.shape[-1]).float())[:, sel.to(x.device)]  # (b·n_ctx, n_feats)
+        acts[s:s + len(ws)] = f.reshape(len(ws), n_ctx, len(feats)).cpu()
+    acts[:, : stats.drop_first] = 0  # never encoded by feature_stats (the SAE never saw them)
+    out: dict[int, list[Context]] = {}
+    for feat, idx in reqs.items():
+        out[feat] = []
+        for i in idx:
+            w, p = divmod(i, n_ctx)
+            lo, hi = max(p - before, 0), min(p + after + 1, n_ctx)
+            out[feat].append(Context(i, stats.tokens[w * n_ctx + lo: w * n_ctx + hi].tolist(),
+                                     acts[row[w], lo:hi, col[feat]].tolist(), p - lo))
+    return out
+
+
+def contexts(stats: FeatureStats, model, sae, feature: int, indices: list[int] | Tensor,
+             before: int = 12, after: int = 4) -> list[Context]:
+    """The contexts of one feature at token `indices` (see `contexts_many`)."""
+    return contexts_many(stats, model, sae, {feature: list(indices)}, before, after)[feature]
+
+
+def top_contexts(stats: FeatureStats, model, sae, feature: int, k: int | None = None, **kw) -> list[Context]:
+    """Contexts of the feature's k largest activations, largest first."""
+    idx = stats.top_idx[feature]
+    idx = idx[idx >= 0][:k]
+    return contexts(stats, model, sae, feature, idx, **kw)
+
+
+def quantile_indices(stats: FeatureStats, feature: int, n_bins: int = 4, per_bin: int = 5,
+                     seed: int = 0) -> list[tuple[float, float, list[int]]]:
+    """Split the feature's sampled activations into `n_bins` equal-count bins (highest first) and
+    draw up to `per_bin` token indices from each: [(lo, hi, indices), ...]."""
+    acts, idx = stats.sample_acts[feature], stats.sample_idx[feature]
+    keep = idx >= 0
+    acts, idx = acts[keep], idx[keep]  # sorted by activation, descending
+    if len(acts) == 0:
+        return []
+    gen = torch.Generator().manual_seed(seed + feature)
+    out = []
+    for chunk_a, chunk_i in zip(acts.tensor_split(n_bins), idx.tensor_split(n_bins)):
+        if len(chunk_a) == 0:
+            continue
+        pick = torch.randperm(len(chunk_a), generator=gen)[:per_bin].sort().values
+        out.append((float(chunk_a[-1]), float(chunk_a[0]), chunk_i[pick].tolist()))
+    return out
+
+
+# ----------------------------------------------------------------------------- logit effects
+
+
+class LogitEffects(NamedTuple):
+    promoted: list[tuple[int, float]]  # (token id, logit change per unit of activation), largest first
+    suppressed: list[tuple[int, float]]  # most negative first
+
+
+def _site_to_residual(model, site: str) -> Tensor | None:
+    """The matrix that writes an activation at `site` into the residual stream (None: identity)."""
+    m = re.fullmatch(r"blocks\.(\d+)\.(mlp\.hook_post|hook_resid_pre|hook_resid_post|attn\.hook_out)", site)
+    if m is None:
+        raise ValueError(f"no direct path from {site!r} to the logits: logit effects are defined for "
+                         "blocks.i.mlp.hook_post and residual-stream sites (hook_resid_pre/post, attn.hook_out)")
+    if m.group(2) == "mlp.hook_post":
+        return model.blocks[int(m.group(1))].mlp.c_proj.weight  # (d_model, d_mlp)
+    return None
+
+
+@torch.no_grad()
+def _direct_logits(model, d: Tensor, site: str) -> Tensor:
+    """(n, d_in) raw-unit directions at `site` -> (n, vocab) direct logit effects."""
+    proj = _site_to_residual(model, site)
+    r = d @ proj.T if proj is not None else d  # (n, d_model) write into the residual stream
+    u = (r - r.mean(1, keepdim=True)) * model.ln_f.weight  # final LayerNorm without the positive 1/σ
+    return (u @ model.lm_head.weight.T).float().cpu()  # (n, vocab)
+
+
+def logit_weights(model, sae, site: str | None = None) -> Tensor:
+    """(d_sae, vocab) direct logit effect of one unit of each feature (module docstring)."""
+    return _direct_logits(model, sae.W_dec / sae.input_scale, site or sae.meta["site"])
+
+
+def logit_effects(model, sae, feature: int, k: int = 10, site: str | None = None) -> LogitEffects:
+    """The k tokens whose logits feature `feature` raises most, and the k it lowers most."""
+    d = (sae.W_dec[feature] / sae.input_scale)[None]  # (1, d_in)
+    logits = _direct_logits(model, d, site or sae.meta["site"])[0]  # (vocab,)
+    top, bottom = logits.topk(k), (-logits).topk(k)
+    return LogitEffects([(int(i), float(v)) for v, i in zip(top.values, top.indices)],
+                        [(int(i), -float(v)) for v, i in zip(bottom.values, bottom.indices)])
+
+
+# ----------------------------------------------------------------------------- search
+
+
+def features_for_concept(stats: FeatureStats, concept: str | int, k: int = 10,
+                         min_fires: int = 10) -> list[tuple[int, float]]:
+    """Features sorted by the share of their activation mass on `concept`: [(feature, share)].
+    Features that fired fewer than `min_fires` times are left out (one firing gives share 1)."""
+    from sae.corpus import CONCEPTS
+
+    share = stats.concept_share()
+    if share is None:
+        raise ValueError("these statistics have no concept labels (real text): search by token instead")
+    c = CONCEPTS.index(concept) if isinstance(concept, str) else int(concept)
+    s = share[c].masked_fill(stats.fire_count < min_fires, -1.0)
+    v, i = s.topk(min(k, len(s)))
+    return [(int(f), float(x)) for f, x in zip(i, v) if x >= 0]
+
+
+def _matching_ids(tok, text: str, match: str) -> list[int]:
+    if match not in ("equals", "contains"):
+        raise ValueError(f"match must be 'equals' or 'contains', got {match!r}")
+    strs = [tok.token_str(i) for i in range(tok.vocab_size)]
+    return [i for i, s in enumerate(strs) if (s == text if match == "equals" else text in s)]
+
+
+@torch.no_grad()
+def features_for_token(stats: FeatureStats, model, sae, tok, text: str, match: str = "equals",
+                       k: int = 10, max_occurrences: int = 256) -> list[tuple[int, float]]:
+    """Features with the largest mean activation on tokens whose string equals (or contains)
+    `text`, e.g. " Golden": [(feature, mean activation on those tokens)], over up to
+    `max_occurrences` occurrences in the statistics' token stream (activations recomputed)."""
+    ids = torch.tensor(_matching_ids(tok, text, match), dtype=torch.int32)
+    if len(ids) == 0:
+        raise ValueError(f"no token string {match} {text!r}")
+    pos = torch.arange(len(stats.tokens))
+    hit = torch.isin(stats.tokens, ids) & (pos % stats.n_ctx >= stats.drop_first)
+    where = hit.nonzero()[:, 0][:max_occurrences]
+    if len(where) == 0:
+        return []
+    device = next(model.parameters()).device
+    wins, inv = (where // stats.n_ctx).unique(return_inverse=True)
+    ctx = stats.tokens.view(-1, stats.n_ctx)[wins].long()
+    total = torch.zeros(sae.cfg.d_sae)
+    for s in range(0, len(wins), 64):
+        _, cache = model.run_with_cache(ctx[s:s + 64].to(device), [stats.site], stop_at=stats.site)
+        sel = (inv >= s) & (inv < s + 64)
+        x = cache[stats.site][inv[sel] - s, where[sel] % stats.n_ctx]  # (n_hits, d_in)
+        total += sae.encode(x.float()).sum(0).cpu()
+    mean = total / len(where)
+    v, i = mean.topk(min(k, len(mean)))
+    return [(int(f), float(x)) for f, x in zip(i, v)]
+
+
+def features_for_logit_token(model, sae, tok, text: str, match: str = "equals", k: int = 10,
+                             weights: Tensor | None = None) -> list[tuple[int, float]]:
+    """Features that promote a token whose string equals (or contains) `text` the most:
+    [(feature, largest direct logit effect on such a token)]."""
+    ids = _matching_ids(tok, text, match)
+    if not ids:
+        raise ValueError(f"no token string {match} {text!r}")
+    W = logit_weights(model, sae) if weights is None else weights
+    best = W[:, ids].max(1).values
+    v, i = best.topk(min(k, len(best)))
+    return [(int(f), float(x)) for f, x in zip(i, v)]

@@ -1,0 +1,184 @@
+# %% [markdown]
+# # Chapter 7 — Interpreting features
+#
+# **Goal.** Read what individual features of the chapter-5 dictionary mean, the way Towards
+# Monosemanticity's feature browser does, and learn to distrust a label until two independent
+# views agree.
+#
+# Two views of feature i (maths in `sae/interpret.py`):
+# 1. *What makes it fire*: its largest activations in held-out text with their contexts, examples
+#    from each activation quantile (a feature can be clean at the top and messy below), its
+#    density, and which toy-world concept carries its activation mass.
+# 2. *What it does*: its logit effects, the decoder direction `W_dec[i]` pushed along the direct
+#    path (MLP output projection, final LayerNorm treated as linear, unembedding): the next tokens
+#    it promotes and suppresses.
+#
+# We look at the features chapter 6 picked as the best detectors of five concepts: Golden Gate,
+# DNA, base64, Arabic and unsafe code. The same pages, as HTML, are in a dashboard built at the end.
+
+# %%
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from sae.autoencoder import SparseAutoencoder
+from sae.corpus import CONCEPTS
+from sae.dashboard import build_dashboard, format_feature
+from sae.interpret import (features_for_concept, features_for_logit_token, features_for_token, logit_effects,
+                           run_feature_stats, top_contexts)
+from sae.pipeline import get_preset, load_run, reproduce
+
+FAST = os.environ.get("SAE_FAST") == "1"
+PRESET = get_preset("smoke" if FAST else "tiny")
+RUN = Path(f"runs/{PRESET.name}")
+FIG = Path("runs/tutorials/07")
+FIG.mkdir(parents=True, exist_ok=True)
+reproduce(PRESET, RUN, until="evaluate")
+tok, model = load_run(RUN)
+sae = SparseAutoencoder.load(RUN / "sae.pt", device="cpu")
+concepts = json.loads((RUN / "metrics.json").read_text())["concepts"]
+
+# %% [markdown]
+# ## 1. One pass over held-out text
+# `feature_stats` streams the validation text through the model and the SAE once. Per feature it
+# keeps the top-20 activations (merging each batch's top-k into the running top-k), a uniform
+# random sample of 200 firing tokens (for quantiles and histograms), the fire count, the sum and
+# maximum of the activations, and the activation mass per concept. Memory does not grow with the
+# number of tokens. The result is cached in the run directory (`feature_stats.pt`): the dashboard
+# and steering (which clamps features to multiples of their max activation) reuse it.
+
+# %%
+stats = run_feature_stats(RUN)
+print(f"{stats.n_tokens:,} tokens, {int(stats.alive.sum())} of {stats.d_sae} features fired at least once")
+share, best = stats.best_concept()
+NAMES = ["golden_gate", "dna", "base64", "arabic", "unsafe_code"]
+chosen = {name: concepts[name]["feature"] for name in NAMES}
+print(f"{'concept':<12}{'feature':>8}{'density':>9}{'max act':>9}  best concept (share of mass)")
+for name, f in chosen.items():
+    print(f"{name:<12}{f:>8}{float(stats.density[f]):>9.2%}{float(stats.max_act[f]):>9.2f}  "
+          f"{CONCEPTS[int(best[f])]} ({float(share[f]):.0%})")
+
+# %% [markdown]
+# ## 2. Contexts and logit effects, feature by feature
+# In the listings below a token on which the feature is active (above 10% of its maximum) is
+# marked «token activation»; the number at the left is the activation on the example token.
+# Contexts are rebuilt by re-running the model on the 128-token window the token was read in,
+# so the activations are exactly those the statistics recorded (checked by the assert).
+
+# %%
+for name, f in chosen.items():
+    print(f"=== {name} ===")
+    print(format_feature(stats, tok, model, sae, f, n_top=5, per_quantile=1))
+    print()
+    ctxs = top_contexts(stats, model, sae, f, 3)
+    for c, v in zip(ctxs, stats.top_acts[f]):
+        assert abs(c.acts[c.focus] - float(v)) < 1e-3, "a rebuilt context should reproduce the recorded activation"
+
+# %% [markdown]
+# **Reading them.** The DNA and base64 features are the easy cases: their top activations *and*
+# their lower quantiles are all nucleotides or base64 characters, nearly all their activation
+# mass is on that concept, and their logit effects agree with the contexts (they promote more
+# nucleotide pairs, more base64 characters). The Arabic feature fires on Arabic words and promotes
+# Arabic tokens (the article " ال"), again two views that agree. The Golden Gate feature is
+# precise at the top (the bridge, Fort Point, the fog) and promotes " fog" and " over"; in its
+# lowest quantile it fires weakly on unrelated text, which is why its density overstates how often
+# the concept is present.
+#
+# **A feature that is not clean: "unsafe code".** The feature with the best AUROC for
+# `unsafe_code` is a mixture. On the tiny run its top activations are not code at all: they are
+# one byte-fragment token inside the Arabic word الظهر ("noon": the letter ظ is split across two
+# byte tokens by our small BPE), and its middle quantiles are code tokens such as `yaml` and
+# `subprocess.run(... check=True`. Less than a third of its activation mass is on unsafe code,
+# more is on ordinary code. Two reasons, both worth remembering:
+# - the toy world's `code` and `unsafe_code` documents share their templates and differ in a
+#   single expression (`yaml.load` vs `yaml.safe_load`, `shell=True`...), so there is little for
+#   a one-layer model, and hence for its dictionary, to separate: the concept may not be a
+#   direction in this model at all;
+# - a 2x dictionary of 1,024 features has to pack rare, unrelated things together: a single
+#   byte-token of Arabic shares a feature with some code tokens. Larger dictionaries split such
+#   features (Towards Monosemanticity's "feature splitting").
+# The lesson: the label "best feature for concept X" comes from a metric; only the contexts tell
+# you whether the feature *is* X.
+
+# %%
+for name in ("dna", "golden_gate"):
+    print(f"most {name} features by mass share:", features_for_concept(stats, name, k=3))
+
+# %% [markdown]
+# ## 3. Searching for features
+# Three ways to find a feature for an idea: by concept mass (above), by the tokens it fires on,
+# and by the tokens it promotes.
+
+# %%
+print("fire most on ' Golden':", features_for_token(stats, model, sae, tok, " Golden", k=3))
+print("promote ' Gate' the most:", features_for_logit_token(model, sae, tok, " Gate", k=3))
+
+# %% [markdown]
+# ## 4. Activation histograms
+# From each feature's uniform sample of firing tokens. A clean feature has a long right tail of
+# confident, on-concept activations; the bulk near zero is where interpretations get murky.
+
+# %%
+fig, axes = plt.subplots(1, len(chosen), figsize=(3.2 * len(chosen), 2.8))
+for ax, (name, f) in zip(axes, chosen.items()):
+    acts = stats.sample_acts[f]
+    ax.hist(acts[acts > 0].numpy(), bins=30, color="#f07800")
+    ax.set(title=f"{name} (#{f})", xlabel="activation", ylabel="sampled tokens")
+fig.tight_layout(); fig.savefig(FIG / "activation_histograms.png", dpi=110)
+plt.close(fig)
+
+fig, axes = plt.subplots(1, len(chosen), figsize=(3.2 * len(chosen), 3.0))
+for ax, (name, f) in zip(axes, chosen.items()):
+    eff = logit_effects(model, sae, f, k=5)
+    rows = eff.promoted + eff.suppressed[::-1]
+    ax.barh([repr(tok.token_str(t))[:14] for t, _ in rows][::-1], [v for _, v in rows][::-1],
+            color=["#2a7" if v > 0 else "#c33" for _, v in rows][::-1])
+    ax.set(title=f"{name} (#{f})", xlabel="logit effect")
+fig.tight_layout(); fig.savefig(FIG / "logit_effects.png", dpi=110)
+plt.close(fig)
+
+# %% [markdown]
+# ## 5. The dashboard
+# The same information as static HTML: an index of every alive feature (sortable by clicking a
+# header) and one page per feature with coloured contexts (hover a token for its activation),
+# quantile examples, a histogram and the logit-effect tables. Open
+# `runs/tutorials/07/dashboard/index.html` in a browser; no server or network needed.
+
+# %%
+index = build_dashboard((model, sae, tok, stats), FIG / "dashboard", features=list(chosen.values()),
+                        title=f"Chapter 7: features of {RUN.name}")
+print("dashboard:", index)
+assert all((FIG / "dashboard" / "features" / f"f{f}.html").exists() for f in chosen.values())
+
+# %% [markdown]
+# What a good result looks like on the tiny run: the DNA, base64 and Arabic features put at least
+# 90% of their activation mass on their concept, the Golden Gate feature at least 75%; the Arabic
+# feature promotes Arabic tokens; and the unsafe-code feature does *not* pass this bar.
+
+# %%
+for name, f in chosen.items():
+    assert 0 < float(stats.density[f]) < 0.5, f"{name}: a concept feature should fire, but not everywhere"
+if not FAST:
+    for name in ("dna", "base64", "arabic"):
+        f = chosen[name]
+        assert CONCEPTS[int(best[f])] == name and float(share[f]) >= 0.9, f"{name} feature #{f} is not clean"
+    assert float(share[chosen["golden_gate"]]) >= 0.75
+    arabic_promoted = [tok.token_str(t) for t, _ in logit_effects(model, sae, chosen["arabic"], k=5).promoted]
+    assert sum(any("\u0600" <= ch <= "\u06ff" for ch in s) for s in arabic_promoted) >= 3, arabic_promoted
+    unsafe = CONCEPTS.index("unsafe_code")
+    assert float(stats.concept_share()[unsafe, chosen["unsafe_code"]]) < 0.5, "unsafe code got clean?"
+
+# %% [markdown]
+# ## Exercise
+# `features_for_token(stats, model, sae, tok, " Golden")` finds a feature that fires strongly on
+# the token " Golden". Is it a Golden Gate feature or a "the word Golden" feature? Print it with
+# `format_feature`, compare its top contexts, lower quantiles, concept mass share and logit effects
+# with those of the Golden Gate feature above, and decide. **Check:** a token feature should fire
+# on " Golden" in every concept where the word occurs and promote the next word (" Gate"), while a
+# concept feature fires across the whole passage (fog, bridge, Fort Point) with little mass on the
+# " Golden" token itself.
