@@ -237,6 +237,41 @@ def cmd_feature(args) -> int:
     return 0
 
 
+def cmd_steer(args) -> int:
+    import json
+
+    from sae.autoencoder import SparseAutoencoder
+    from sae.interpret import run_feature_stats
+    from sae.steering import choose_feature, clamp_features, parse_value
+
+    run = Path(args.run)
+    if not (run / "sae.pt").exists():
+        raise FileNotFoundError(f"no SAE in {run} (sae.pt missing); run `python -m sae reproduce --out {run}` first")
+    if (args.feature is None) == (args.concept is None):
+        raise ValueError("give exactly one of --feature ID or --concept NAME")
+    sae = SparseAutoencoder.load(run / "sae.pt", device="cpu")
+    if args.concept is not None:
+        C.concept_id(args.concept)
+        feature = choose_feature(json.loads((run / "metrics.json").read_text()), args.concept)
+    else:
+        feature = args.feature
+    _check_features([feature], sae.cfg.d_sae)
+    max_act = float(run_feature_stats(run).max_act[feature])
+    value = parse_value(args.value, max_act)
+    tok, model = _load_run(run)
+    site = sae.meta.get("site", "blocks.0.mlp.hook_post")
+    prompt = [tok.eot_token] + tok.encode(args.prompt)
+    print(f"feature {feature} (max activation {max_act:.2f}) clamped to {value:.2f} at {site}")
+    for i in range(args.n):
+        plain = model.generate(prompt, args.max_new_tokens, seed=args.seed + i)
+        with clamp_features(model, sae, site, clamp={feature: value}):
+            steered = model.generate(prompt, args.max_new_tokens, seed=args.seed + i)
+        print(f"--- sample {i} (seed {args.seed + i})")
+        print(f"  unsteered: {args.prompt + tok.decode(plain[len(prompt):].tolist())!r}")
+        print(f"  steered:   {args.prompt + tok.decode(steered[len(prompt):].tolist())!r}")
+    return 0
+
+
 def _load_run(run: str):
     from sae.gpt import GPT
     from sae.tokenizer import Tokenizer
@@ -309,6 +344,17 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--run", required=True)
     fe.add_argument("id", type=int, help="feature id")
     fe.set_defaults(fn=cmd_feature)
+
+    st = sub.add_parser("steer", help="clamp a feature and compare steered with unsteered continuations")
+    st.add_argument("--run", required=True)
+    st.add_argument("--feature", type=int, default=None, help="feature id")
+    st.add_argument("--concept", default=None, help="or: the concept whose best held-out detector to clamp")
+    st.add_argument("--value", default="10x", help="absolute activation (3.5) or a multiple of the max (10x); default 10x")
+    st.add_argument("--prompt", required=True)
+    st.add_argument("--n", type=int, default=3)
+    st.add_argument("--max-new-tokens", type=int, default=40)
+    st.add_argument("--seed", type=int, default=0)
+    st.set_defaults(fn=cmd_steer)
 
     g = sub.add_parser("generate", help="sample continuations of a prompt from a trained run")
     g.add_argument("--run", required=True, help="run directory holding lm.pt and tokenizer.json")

@@ -12,7 +12,8 @@ Stages (outputs in `runs/NAME/`):
     sae         sae.pt, sae_history.json the SAE on the MLP neurons (resumable through sae.ckpt)
     evaluate    metrics.json, figures/*.png   reconstruction, sparsity, CE recovered, concepts
     dashboard   feature_stats.pt, dashboard/   per-feature statistics and the static HTML dashboard
-    (later issues add: steering, report)
+    steering    steering.json        Golden Gate and unsafe-code clamping demos (+ metrics.json)
+    (a later issue adds: report)
 """
 
 from __future__ import annotations
@@ -296,6 +297,33 @@ def stage_dashboard(p: Preset, out: Path) -> dict:
     return {"pages": len(features)}
 
 
+def stage_steering(p: Preset, out: Path) -> dict:
+    """The Golden Gate and unsafe-code demonstrations; adds `steering.*` to metrics.json."""
+    from sae.interpret import run_feature_stats
+    from sae.steering import choose_feature, golden_gate_demo, unsafe_code_demo
+
+    if p.corpus != "toy":
+        atomic_write_json(out / "steering.json", {"skipped": "steering demos need the labelled toy world"})
+        return {"skipped": True}
+    device = str(resolve_device(p.device))
+    tok, model = load_run(out, device)
+    sae = SparseAutoencoder.load(out / "sae.pt", device=device)
+    site = sae.meta.get("site", p.site)
+    metrics = json.loads((out / "metrics.json").read_text())
+    stats = run_feature_stats(out, device=device)
+    res = {}
+    for name, demo in [("golden_gate", golden_gate_demo), ("unsafe_code", unsafe_code_demo)]:
+        f = choose_feature(metrics, name)
+        res[name] = demo(model, sae, tok, site, f, float(stats.max_act[f]), seed=p.seed)
+    atomic_write_json(out / "steering.json", res)
+    keys = {"golden_gate": ["rate_clamped", "rate_baseline", "multiple", "feature"],
+            "unsafe_code": ["rate_clamped", "rate_baseline", "rate_suppressed", "detector_auroc", "feature"]}
+    metrics["steering"] = {c: {k: res[c][k] for k in ks} for c, ks in keys.items()}
+    atomic_write_json(out / "metrics.json", metrics)
+    return {f"{c}_{k}": round(v, 3) if isinstance(v, float) else v
+            for c, d in metrics["steering"].items() for k, v in d.items() if k != "feature"}
+
+
 @torch.no_grad()
 def on_concept_rate(model: GPT, tok: Tokenizer, n_per_concept: int = 10, prompt_tokens: int = 6,
                     max_new_tokens: int = 48, temperature: float = 1.0, seed: int = 0) -> dict[str, float]:
@@ -329,7 +357,7 @@ STAGES: list[Stage] = [
     Stage("sae", ["sae.pt", "sae_history.json"], stage_sae),
     Stage("evaluate", ["metrics.json"], stage_evaluate),
     Stage("dashboard", ["dashboard/index.html"], stage_dashboard),
-    Stage("steering", ["steering.json"], None, issue="#8 steering"),
+    Stage("steering", ["steering.json"], stage_steering),
     Stage("report", ["report.md"], None, issue="#9 report"),
 ]
 

@@ -1,0 +1,111 @@
+"""Steering: the splice is a no-op until a feature is edited, edits act exactly on that feature."""
+
+import json
+
+import pytest
+import torch
+
+from sae.autoencoder import SAEConfig, SparseAutoencoder
+from sae.gpt import GPT, GPTConfig
+from sae.steering import add_direction, clamp_features, parse_value
+
+SITE = "blocks.0.mlp.hook_post"
+
+
+@pytest.fixture(scope="module")
+def small():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=1, d_model=32, n_head=2, d_mlp=64, n_ctx=16, vocab_size=50)).eval()
+    sae = SparseAutoencoder(SAEConfig(d_in=64, d_sae=128))
+    with torch.no_grad():
+        sae.b_enc.fill_(0.05)  # so that plenty of features fire on random activations
+    sae.set_input_scale_(3.0)
+    tokens = torch.randint(0, 50, (4, 16), generator=torch.Generator().manual_seed(1))
+    return model, sae, tokens
+
+
+def test_parse_value():
+    assert parse_value("10x", 2.5) == 25.0
+    assert parse_value("0.5X", 4.0) == 2.0
+    assert parse_value("3.5", 100.0) == 3.5 and parse_value(2, 100.0) == 2.0
+    assert parse_value("-2x", 1.0) == -2.0
+    for bad in ["abc", "10xx", "x10", ""]:
+        with pytest.raises(ValueError, match="10x"):
+            parse_value(bad, 1.0)
+    with pytest.raises(ValueError, match="negative"):
+        parse_value("-2x", 1.0, allow_negative=False)
+
+
+def test_unedited_splice_is_a_no_op(small):
+    model, sae, tokens = small
+    with torch.no_grad():
+        clean = model(tokens)
+        with clamp_features(model, sae, SITE):
+            spliced = model(tokens)
+    assert (spliced - clean).abs().max() < 1e-5, "with no feature changed the splice must be the identity: is the error term kept?"
+
+
+def test_without_error_term_the_splice_changes_logits(small):
+    model, sae, tokens = small
+    with torch.no_grad():
+        clean = model(tokens)
+        with clamp_features(model, sae, SITE, keep_error=False):
+            spliced = model(tokens)
+    assert (spliced - clean).abs().max() > 1e-3
+
+
+def test_clamping_changes_exactly_that_features_contribution(small):
+    model, sae, tokens = small
+    i, value = 7, 4.0
+    _, cache = model.run_with_cache(tokens, [SITE])
+    x = cache[SITE]
+    f = sae.encode(x)
+    # by hand: x' = x + (value - f_i) * W_dec[i] / s
+    want = x + (value - f[..., i:i + 1]) * (sae.W_dec[i] / sae.input_scale)
+    # read the spliced activation where the MLP output projection receives it
+    spliced = []
+    handle = model.blocks[0].mlp.c_proj.register_forward_pre_hook(lambda m, a: spliced.append(a[0]))
+    try:
+        with clamp_features(model, sae, SITE, clamp={i: value}):
+            model(tokens)
+    finally:
+        handle.remove()
+    assert torch.allclose(spliced[0], want, atol=1e-5), "clamping should move x along W_dec[i] by (value - f_i)"
+
+
+def test_additive_steering_adds_the_direction(small):
+    model, sae, tokens = small
+    spliced = []
+    handle = model.blocks[0].mlp.c_proj.register_forward_pre_hook(lambda m, a: spliced.append(a[0]))
+    try:
+        with torch.no_grad():
+            _, cache = model.run_with_cache(tokens, [SITE])
+            with add_direction(model, sae, SITE, {3: 2.0}):
+                model(tokens)
+    finally:
+        handle.remove()
+    want = cache[SITE] + 2.0 * sae.W_dec[3] / sae.input_scale
+    assert torch.allclose(spliced[-1], want, atol=1e-6)
+
+
+def test_unknown_feature_is_a_clear_error(small):
+    model, sae, _ = small
+    with pytest.raises(ValueError, match="features 0..127"):
+        with clamp_features(model, sae, SITE, clamp={500: 1.0}):
+            pass
+
+
+@pytest.mark.slow
+def test_golden_gate_clamping_on_the_tiny_run(tiny_run):
+    """Issue #8's Golden Gate target: >= 80% on-topic at the best multiple, <= 10% without."""
+    from sae.interpret import run_feature_stats
+    from sae.pipeline import load_run
+    from sae.steering import choose_feature, golden_gate_demo
+
+    tok, model = load_run(tiny_run)
+    sae = SparseAutoencoder.load(tiny_run / "sae.pt", device="cpu")
+    f = choose_feature(json.loads((tiny_run / "metrics.json").read_text()), "golden_gate")
+    stats = run_feature_stats(tiny_run)
+    r = golden_gate_demo(model, sae, tok, SITE, f, float(stats.max_act[f]))
+    assert r["rate_baseline"] <= 0.10, f"baseline rate {r['rate_baseline']:.2f}"
+    assert r["rate_clamped"] >= 0.80, f"best clamped rate {r['rate_clamped']:.2f}: {r['sweep']}"
