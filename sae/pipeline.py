@@ -13,7 +13,7 @@ Stages (outputs in `runs/NAME/`):
     evaluate    metrics.json, figures/*.png   reconstruction, sparsity, CE recovered, concepts
     dashboard   feature_stats.pt, dashboard/   per-feature statistics and the static HTML dashboard
     steering    steering.json        Golden Gate and unsafe-code clamping demos (+ metrics.json)
-    (a later issue adds: report)
+    report      report.md, report.html   every number and figure of the run, readable on its own
 """
 
 from __future__ import annotations
@@ -292,7 +292,9 @@ def stage_dashboard(p: Preset, out: Path) -> dict:
     from sae.interpret import run_feature_stats
 
     stats = run_feature_stats(out, device=str(resolve_device(p.device)))
-    features = default_features(stats)
+    concepts = json.loads((out / "metrics.json").read_text()).get("concepts", {})
+    # the best detector of each concept too, so that the report's links all have a page
+    features = list(dict.fromkeys(default_features(stats) + [c["feature"] for c in concepts.values()]))
     build_dashboard(out, out / "dashboard", features=features, device=str(resolve_device(p.device)))
     return {"pages": len(features)}
 
@@ -322,6 +324,13 @@ def stage_steering(p: Preset, out: Path) -> dict:
     atomic_write_json(out / "metrics.json", metrics)
     return {f"{c}_{k}": round(v, 3) if isinstance(v, float) else v
             for c, d in metrics["steering"].items() for k, v in d.items() if k != "feature"}
+
+
+def stage_report(p: Preset, out: Path) -> dict:
+    from sae.report import write_report
+
+    md, html_path = write_report(out)
+    return {"report": md.name}
 
 
 @torch.no_grad()
@@ -358,7 +367,7 @@ STAGES: list[Stage] = [
     Stage("evaluate", ["metrics.json"], stage_evaluate),
     Stage("dashboard", ["dashboard/index.html"], stage_dashboard),
     Stage("steering", ["steering.json"], stage_steering),
-    Stage("report", ["report.md"], None, issue="#9 report"),
+    Stage("report", ["report.md", "report.html"], stage_report),
 ]
 
 
@@ -406,6 +415,12 @@ def reproduce(preset: Preset, out: str | Path, until: str | None = None, log=pri
             log(f"{tag} finished in {info['seconds']:.1f}s {_fmt(info)}")
         if st.name == until:
             break
+    done = {k: v for k, v in summary.items() if isinstance(v, dict)}
+    if done:
+        log("summary: " + " | ".join(f"{k} {v.get('seconds', 0):.0f}s" for k, v in done.items())
+            + f" | total {sum(v.get('seconds', 0) for v in done.values()):.0f}s")
+        if (out / "report.md").exists():
+            log(f"report: {out / 'report.md'} (and report.html); dashboard: {out / 'dashboard' / 'index.html'}")
     return summary
 
 

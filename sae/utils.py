@@ -27,6 +27,9 @@ def _atomic_write(path: str | os.PathLike, write_fn, mode: str) -> Path:
             write_fn(f)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)  # mkstemp makes 0600 files; give the usual permissions instead
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

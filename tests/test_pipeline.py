@@ -67,3 +67,25 @@ def test_tiny_sae_is_sparse_and_faithful(tiny_run):
     assert s["l0"] <= 20, f"L0 {s['l0']:.1f} > 20: raise l1_coeff"
     assert s["ce_recovered_zero"] >= 0.85, f"CE loss recovered {s['ce_recovered_zero']:.3f} < 0.85"
     assert s["dead_fraction"] <= 0.02, f"{s['dead_fraction']:.1%} dead features on 200k held-out tokens"
+
+
+def test_smoke_reproduce_writes_a_complete_report(tmp_path):
+    """The whole pipeline on the smoke preset: every stage runs, the report has every section,
+    and every link in it (figures, dashboard pages) points at a file of the run."""
+    import re
+
+    out = tmp_path / "run"
+    lines = []
+    reproduce(get_preset("smoke"), out, log=lines.append)
+    assert not any("not built yet" in l for l in lines)
+    assert any(l.startswith("summary:") for l in lines), "reproduce should end with a summary line"
+    md = (out / "report.md").read_text()
+    for section in ["## Configuration", "## Wall time per stage", "## Language model", "## Sparse autoencoder",
+                    "## Concepts", "## Steering", "## Figures", "## Dashboard"]:
+        assert section in md, f"report.md lacks {section!r}"
+    for target in re.findall(r"\]\(([^)]+)\)", md):
+        assert (out / target).exists(), f"report.md links to {target}, which does not exist"
+    html_text = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html_text and "<table>" in html_text
+    steering = json.loads((out / "metrics.json").read_text())["steering"]
+    assert {"golden_gate", "unsafe_code"} <= set(steering)
