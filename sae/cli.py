@@ -273,13 +273,9 @@ def cmd_steer(args) -> int:
 
 
 def _load_run(run: str):
-    from sae.gpt import GPT
-    from sae.tokenizer import Tokenizer
+    from sae.pipeline import load_run
 
-    run = Path(run)
-    if not (run / "lm.pt").exists():
-        raise FileNotFoundError(f"no trained model in {run} (lm.pt missing); train one with `python -m sae train-lm --out {run}`")
-    return Tokenizer.load(run / "tokenizer.json"), GPT.load(run / "lm.pt", device=getattr(_load_run, "device", "cpu"))
+    return load_run(Path(run))
 
 
 def cmd_generate(args) -> int:
