@@ -258,5 +258,5 @@ class CachedActivations:
                 yield x.to(self.device)
 
     def estimate_scale(self, n: int = 65_536) -> float:
-        x = torch.from_numpy(np.asarray(self.data[:n]))
+        x = torch.from_numpy(np.array(self.data[:n]))  # a copy: the memmap is read-only
         return float(self.d_in ** 0.5 / x.norm(dim=1).mean())

@@ -1,0 +1,135 @@
+"""Feature splitting (Towards Monosemanticity, "Feature Splitting"): dictionaries of growing size
+trained on the same activations, and the features linked across sizes.
+
+A concept that one feature covers in a small dictionary is often covered by several finer
+features in a larger one (the paper's "San Francisco": 1 feature at 1M, 2 at 4M, 11 at 34M). To
+see it we train SAEs of several sizes on *the same* cached activations (one `write_cache`, so
+the only difference is the size), then link each feature of a larger dictionary to its nearest
+feature of the next smaller one by decoder cosine similarity:
+
+    parent(j) = argmax_i cos(W_dec_large[j], W_dec_small[i])
+
+A *family* is a feature of the smallest dictionary with its descendants: the features of each
+larger dictionary whose chain of parents leads back to it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sae.autoencoder import SAEConfig, SparseAutoencoder
+from sae.buffer import CachedActivations, write_cache
+from sae.corpus import CONCEPTS
+from sae.metrics import evaluate_sae
+from sae.train_sae import TrainSAEConfig, train_sae
+from sae.utils import atomic_write_json
+
+
+def train_dictionaries(run: str | Path, sizes: tuple[int, ...] = (256, 512, 1024, 2048),
+                       n_tokens: int = 1_000_000, batch_size: int = 4096) -> dict[int, Path]:
+    """Train one SAE per size on the same cached activations; returns {size: path}. Resumable:
+    SAEs (and the cache) already in `run/splitting/` are kept."""
+    from sae.pipeline import corpus_tokens, load_run, preset_of_run
+
+    run = Path(run)
+    p = preset_of_run(run)
+    tok, model = load_run(run)
+    d = run / "splitting"
+    cache = d / "acts.npy"
+    if not cache.exists():
+        tokens, _ = corpus_tokens(p, tok, "train", p.lm_train_tokens)
+        write_cache(cache, model, tokens, p.site, n_tokens, seed=p.seed)
+    paths = {}
+    for size in sizes:
+        path = d / f"sae_{size}.pt"
+        if not path.exists():
+            acts = CachedActivations(cache, model, p.site, batch_size=min(batch_size, n_tokens // 2), seed=p.seed)
+            torch.manual_seed(p.seed)
+            sae = SparseAutoencoder(SAEConfig(d_in=acts.d_in, d_sae=size, l1_coeff=p.l1_coeff))
+            sae.set_input_scale_(acts.estimate_scale())
+            steps = max(n_tokens // acts.batch_size, 1)
+            cfg = replace(p.sae_train_config(), n_steps=steps, dead_window=max(steps // 10, 1),
+                          resample_steps=tuple(int(steps * f) for f in p.resample_at), log_every=max(steps // 5, 1),
+                          checkpoint_every=0)
+            train_sae(sae, acts, cfg)
+            sae.save(path, site=p.site, preset=p.name)
+        paths[size] = path
+    return paths
+
+
+def parents(small: SparseAutoencoder, large: SparseAutoencoder) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each feature of `large`: its nearest feature of `small` by decoder cosine, and the cosine."""
+    a = torch.nn.functional.normalize(small.W_dec.detach(), dim=1)
+    b = torch.nn.functional.normalize(large.W_dec.detach(), dim=1)
+    cos = b @ a.T  # (d_large, d_small)
+    best, idx = cos.max(dim=1)
+    return idx, best
+
+
+def split_concepts(run: str | Path, paths: dict[int, Path], n_eval: int = 100_000,
+                   share: float = 0.5) -> dict:
+    """Per size and concept: the features whose activation mass is mostly (>= `share`) on the
+    concept; and, for each concept, the family of its best feature in the smallest dictionary.
+    Written to `run/splitting/families.json` and returned."""
+    from sae.pipeline import corpus_tokens, load_run, preset_of_run
+
+    run = Path(run)
+    p = preset_of_run(run)
+    tok, model = load_run(run)
+    tokens, labels = corpus_tokens(p, tok, "val", n_eval + p.n_ctx)
+    sizes = sorted(paths)
+    saes = {s: SparseAutoencoder.load(paths[s], device="cpu") for s in sizes}
+    mass = {}
+    for s in sizes:
+        ev = evaluate_sae(model, saes[s], tokens, p.site, labels=labels, n_concepts=len(CONCEPTS),
+                          n_tokens=n_eval, neurons=False, log=False)
+        sh, top = ev.features.mass_share()
+        mass[s] = (sh, top, ev.metrics)
+    out = {"sizes": sizes, "metrics": {s: {k: mass[s][2][k] for k in ("l0", "fvu", "dead_fraction")} for s in sizes},
+           "concepts": {}}
+    links = {sizes[i + 1]: parents(saes[sizes[i]], saes[sizes[i + 1]]) for i in range(len(sizes) - 1)}
+    for c, name in enumerate(CONCEPTS):
+        per_size = {s: int(((mass[s][1] == c) & (mass[s][0] >= share)).sum()) for s in sizes}
+        sh0, top0, _ = mass[sizes[0]]
+        cand = torch.where(top0 == c, sh0, torch.zeros_like(sh0))
+        root = int(cand.argmax())
+        family = {sizes[0]: [root]}
+        for s in sizes[1:]:
+            idx, cos = links[s]
+            prev = set(family[sorted(family)[-1]])
+            family[s] = [int(j) for j in torch.nonzero(torch.tensor([int(i) in prev for i in idx.tolist()])).flatten()
+                         if mass[s][1][j] == c]
+        out["concepts"][name] = {"features_per_size": per_size, "root": root,
+                                 "root_share": float(sh0[root]), "family": family}
+    atomic_write_json(run / "splitting" / "families.json", out)
+    return out
+
+
+def plot_splitting(result: dict, path: str | Path) -> Path:
+    """Features mostly about each concept, against dictionary size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = result["sizes"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, c in result["concepts"].items():
+        ax.plot(sizes, [c["features_per_size"][s] if s in c["features_per_size"] else c["features_per_size"][str(s)]
+                        for s in sizes], "o-", lw=1, label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.set(title="Feature splitting: features mostly about one concept", xlabel="dictionary size (features)",
+           ylabel="features with >= 50% of their mass on the concept")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
