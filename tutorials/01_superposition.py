@@ -185,3 +185,9 @@ for l1 in l1s:
     assert grid[(l1, 2 * n_true)] > grid[(l1, n_true // 4)], "a bigger dictionary should recover more of the truth"
 assert max(grid.values()) > 0.9, "some setting should recover most of the dictionary"
 print(f"figures in {OUT}/")
+
+# %% [markdown]
+# ## Exercise
+# Make the true features *correlated* (`SyntheticConfig(correlation=0.5)`) and train the same SAE.
+# **Check:** does MMCS at the largest dictionary stay above 0.9, or do correlated features get
+# merged into shared directions (Sharkey et al. report that correlation makes recovery harder)?
