@@ -187,7 +187,8 @@ def cmd_evaluate(args) -> int:
           f"CE recovered {s['ce_recovered_zero']:.3f} (zero-ablation), {s['ce_recovered_mean']:.3f} (mean-ablation)")
     for name, c in metrics.get("concepts", {}).items():
         print(f"  {name:<13} feature {c['feature']:>5}  AUROC {c['auroc']:.3f}  mass share {c['mass_share']:.2f}"
-              f"  | best neuron AUROC {c.get('neuron_auroc', float('nan')):.3f}")
+              f"  | best neuron AUROC {c.get('neuron_auroc', float('nan')):.3f}"
+              f"  | linear probe AUROC {c.get('probe_auroc', float('nan')):.3f}")
     return 0
 
 

@@ -25,6 +25,10 @@ Concepts (toy world; one label per token):
     paper's claim that features are more monosemantic than neurons, the MLP neurons themselves.
     Monosemanticity of feature j: the largest share of its activation mass Σ_t a_j(t) that falls
     on one concept, and which concept.
+    What one direction can do: a linear probe on the raw activations, the difference
+    of class means d_c = mean(x | c) − mean(x | not c) fitted on the first half of the evaluation
+    tokens, scored as AUROC of x·d_c on the second half. If the probe detects a concept and no
+    feature does, the concept is in the activations but the dictionary did not make it a feature.
 
 Positions before `drop_first` are left untouched (the SAE never saw position 0 in training).
 """
@@ -91,6 +95,17 @@ def log_density_histogram(fire_counts: Tensor, n_tokens: int, bins: int = 40) ->
 def ce_recovered(ce_clean: float, ce_sae: float, ce_ablated: float) -> float:
     """(CE_ablated − CE_sae) / (CE_ablated − CE_clean): 1 when the splice is perfect, 0 when it is as bad as the ablation."""
     return (ce_ablated - ce_sae) / (ce_ablated - ce_clean)
+
+
+def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Exact AUROC (ties count ½) from average ranks: the Mann-Whitney U statistic, O(n log n)."""
+    scores, positive = np.asarray(scores, dtype=np.float64), np.asarray(positive, dtype=bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"AUROC needs positives and negatives, got {n_pos} and {n_neg}")
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2)[inverse]  # 1-based, ties share their mean rank
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def auroc_bruteforce(scores: np.ndarray, positive: np.ndarray) -> float:
@@ -181,6 +196,47 @@ class ConceptHistogram:
         return share.float(), top
 
 
+class MeanDiffProbe:
+    """A linear probe per concept c, the direction d_c = mean(x | c) − mean(x | not c).
+
+    Streaming in two phases: `fit(x, labels)` accumulates class sums (call it on the first part
+    of the data); `score(x, labels)` projects later data on the fitted directions and keeps only
+    the (n, n_concepts) scores, so memory is small. `auroc()` is then exact per concept.
+    """
+
+    def __init__(self, d: int, n_concepts: int):
+        self.sums = torch.zeros(n_concepts + 1, d, dtype=torch.float64)  # last row: no concept
+        self.counts = torch.zeros(n_concepts + 1, dtype=torch.float64)
+        self.directions: Tensor | None = None
+        self.scores: list[Tensor] = []
+        self.labels: list[Tensor] = []
+
+    def fit(self, x: Tensor, labels: Tensor) -> None:
+        lab = labels.cpu().long().clone()
+        lab[lab < 0] = len(self.counts) - 1
+        self.sums.index_add_(0, lab, x.detach().cpu().double())
+        self.counts += torch.bincount(lab, minlength=len(self.counts)).double()
+
+    def score(self, x: Tensor, labels: Tensor) -> None:
+        if self.directions is None:
+            c = self.counts[:-1, None]
+            inside = self.sums[:-1] / c.clamp_min(1)
+            outside = (self.sums.sum(0) - self.sums[:-1]) / (self.counts.sum() - c).clamp_min(1)
+            self.directions = (inside - outside).float()  # (n_concepts, d)
+        self.scores.append(x.detach().cpu().float() @ self.directions.T)
+        self.labels.append(labels.cpu().long())
+
+    def auroc(self) -> np.ndarray:
+        """(n_concepts,) AUROC of each concept's probe on the scored data (nan: concept absent)."""
+        s, lab = torch.cat(self.scores).numpy(), torch.cat(self.labels).numpy()
+        out = np.full(s.shape[1], np.nan)
+        for c in range(s.shape[1]):
+            pos = lab == c
+            if 0 < pos.sum() < len(pos) and self.counts[c] > 0:
+                out[c] = auroc(s[:, c], pos)
+        return out
+
+
 # ----------------------------------------------------------------------------- the evaluator
 
 
@@ -193,6 +249,7 @@ class Evaluation:
     max_act: Tensor  # (d_sae,) largest activation seen
     features: ConceptHistogram | None
     neurons: ConceptHistogram | None
+    probe: MeanDiffProbe | None = None  # a mean-difference linear probe on the site's activations
 
 
 @torch.no_grad()
@@ -221,6 +278,7 @@ def evaluate_sae(model, sae, tokens: np.ndarray, site: str, labels: np.ndarray |
     max_act = torch.zeros(d_sae)
     feat_h = ConceptHistogram(d_sae, n_concepts) if labels is not None and n_concepts else None
     neur_h = None
+    probe = MeanDiffProbe(sae.cfg.d_in, n_concepts) if feat_h is not None else None
     sums = dict(sq_err=0.0, sq_x=0.0, l0=0.0, l1=0.0, n=0, ce_clean=0.0, ce_sae=0.0, ce_zero=0.0,
                 ce_mean=0.0, kl=0.0, n_pred=0)
     x_sum = None
@@ -285,6 +343,8 @@ def evaluate_sae(model, sae, tokens: np.ndarray, site: str, labels: np.ndarray |
                 if neur_h is None:
                     neur_h = ConceptHistogram(d_in, n_concepts)
                 neur_h.add(x, lab)
+            # fit the probe on the first half of the contexts, score it on the second half
+            (probe.fit if start < n_windows // 2 else probe.score)(x, lab)
         done = min(start + batch_contexts, n_windows)
         if log and (done == n_windows or (start // batch_contexts) % 20 == 19):
             print(f"  evaluate: {done * n_ctx:,}/{n_windows * n_ctx:,} tokens ({time.time() - t0:.0f}s)",
@@ -313,16 +373,18 @@ def evaluate_sae(model, sae, tokens: np.ndarray, site: str, labels: np.ndarray |
         "ce_added_nats": ce_sae - ce_clean,
         "kl": sums["kl"] / sums["n_pred"],
     }
-    return Evaluation(m, fire, max_act, feat_h, neur_h)
+    return Evaluation(m, fire, max_act, feat_h, neur_h, probe if probe is not None and probe.scores else None)
 
 
 def concept_table(ev: Evaluation, names: list[str]) -> dict:
     """Per concept: the best feature (by AUROC), its AUROC, precision/recall/F1 at its best
-    threshold and its activation-mass share on the concept; the best neuron's AUROC beside it."""
+    threshold and its activation-mass share on the concept; the best neuron's AUROC and the
+    AUROC of a mean-difference linear probe (`MeanDiffProbe`) beside them."""
     out = {}
     fa = ev.features.auroc()
     share, top = ev.features.mass_share()
     na = ev.neurons.auroc() if ev.neurons is not None else None
+    pa = ev.probe.auroc() if ev.probe is not None else None
     for c, name in enumerate(names):
         j = int(fa[c].argmax())
         row = {"feature": j, "auroc": fa[c, j].item(), **ev.features.best_f1(c, j),
@@ -332,5 +394,7 @@ def concept_table(ev: Evaluation, names: list[str]) -> dict:
         if na is not None:
             k = int(na[c].argmax())
             row.update(neuron=k, neuron_auroc=na[c, k].item())
+        if pa is not None and not np.isnan(pa[c]):
+            row["probe_auroc"] = float(pa[c])
         out[name] = row
     return out

@@ -79,16 +79,18 @@ def l0_fvu_frontier(points: list[dict], path: str | Path) -> Path:
 
 
 def concept_auroc(concepts: dict[str, dict], path: str | Path) -> Path:
-    """Best single feature vs best single neuron AUROC for every concept (grouped bars)."""
+    """Best single feature vs best single neuron vs a linear probe, AUROC per concept (grouped bars)."""
     names = list(concepts)
     y = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.5))
-    ax.barh(y - 0.2, [concepts[n]["auroc"] for n in names], 0.4, label="best SAE feature")
-    ax.barh(y + 0.2, [concepts[n].get("neuron_auroc", np.nan) for n in names], 0.4, label="best MLP neuron")
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.5))
+    ax.barh(y - 0.27, [concepts[n]["auroc"] for n in names], 0.27, label="best SAE feature")
+    ax.barh(y, [concepts[n].get("neuron_auroc", np.nan) for n in names], 0.27, label="best MLP neuron")
+    ax.barh(y + 0.27, [concepts[n].get("probe_auroc", np.nan) for n in names], 0.27,
+            label="linear probe (mean difference)", color="0.6")
     ax.axvline(0.9, color="gray", ls=":", lw=1)
     ax.set_yticks(y, names)
     ax.invert_yaxis()
     ax.set_xlim(0.5, 1.0)
     ax.set(title="Detecting each concept's tokens with one unit", xlabel="token-level AUROC")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize=8)
     return _save(fig, path)

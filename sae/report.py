@@ -79,13 +79,15 @@ def report_markdown(run: str | Path) -> str:
         out += ["## Concepts: best feature vs best neuron", "",
                 "Token-level AUROC of the best single unit at detecting each concept's tokens; the feature's "
                 "precision/recall at its best threshold and the share of its activation mass on the concept "
-                "(Towards Monosemanticity's Arabic feature: 81%).", "",
-                "| concept | feature | AUROC | precision | recall | mass share | neuron | neuron AUROC |",
-                "|---|---|---|---|---|---|---|---|"]
+                "(Towards Monosemanticity's Arabic feature: 81%). The last column is a linear probe on the same "
+                "activations (difference of class means, fitted and scored on disjoint halves of the held-out "
+                "tokens): what one direction can do when it is *told* the concept.", "",
+                "| concept | feature | AUROC | precision | recall | mass share | neuron | neuron AUROC | probe AUROC |",
+                "|---|---|---|---|---|---|---|---|---|"]
         for name, c in m["concepts"].items():
             out.append(f"| {name} | [{c['feature']}](dashboard/features/f{c['feature']}.html) | {c['auroc']:.3f} | "
                        f"{c['precision']:.2f} | {c['recall']:.2f} | {c['mass_share']:.2f} | {c.get('neuron', '')} | "
-                       f"{_f(c.get('neuron_auroc'))} |")
+                       f"{_f(c.get('neuron_auroc'))} | {_f(c.get('probe_auroc'))} |")
         out += [""]
 
     if steer.get("golden_gate"):

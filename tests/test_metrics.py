@@ -67,3 +67,30 @@ def test_best_f1_on_a_perfect_detector():
     h.add(acts, torch.tensor([0, -1, 1, 1]))
     r = h.best_f1(1, 0)
     assert r["precision"] == 1.0 and r["recall"] == 1.0
+
+
+def test_rank_auroc_matches_bruteforce_with_ties():
+    rng = np.random.default_rng(1)
+    scores = rng.integers(0, 5, 400).astype(float)  # many ties
+    pos = rng.random(400) < 0.3
+    assert M.auroc(scores, pos) == pytest.approx(M.auroc_bruteforce(scores, pos), abs=1e-12)
+    with pytest.raises(ValueError, match="positives and negatives"):
+        M.auroc(scores, np.zeros(400, bool))
+
+
+def test_mean_difference_probe_finds_a_planted_concept_and_not_noise():
+    g = torch.Generator().manual_seed(0)
+    n, d = 4000, 32
+    labels = torch.randint(-1, 3, (n,), generator=g)  # concepts 0..2, -1: none
+    noise = torch.randn(n, d, generator=g)
+    x = noise.clone()
+    x[labels == 0, 5] += 2.0  # concept 0 shifts one coordinate
+
+    def fitted(x):
+        probe = M.MeanDiffProbe(d, 3)
+        probe.fit(x[: n // 2], labels[: n // 2])
+        probe.score(x[n // 2:], labels[n // 2:])
+        return probe.auroc()
+
+    assert fitted(x)[0] > 0.9  # the planted shift: AUROC of N(2,1) vs N(0,1) is 0.92
+    assert np.abs(fitted(noise) - 0.5).max() < 0.05  # nothing planted: chance, out of sample

@@ -69,6 +69,19 @@ def test_tiny_sae_is_sparse_and_faithful(tiny_run):
     assert s["dead_fraction"] <= 0.02, f"{s['dead_fraction']:.1%} dead features on 200k held-out tokens"
 
 
+@pytest.mark.slow
+def test_tiny_features_are_purer_than_neurons_and_topics_are_linear(tiny_run):
+    """What issue #5's concept analysis does establish on the default run: the typical concept's
+    best feature puts >= 80% of its activation mass on it (the paper's Arabic feature: 81%), and
+    every concept is a direction in the activations (a held-out linear probe has AUROC >= 0.9),
+    even though no single sparse feature covers a whole concept (see the README's results)."""
+    concepts = json.loads((tiny_run / "metrics.json").read_text())["concepts"]
+    shares = sorted(c["mass_share"] for c in concepts.values())
+    assert shares[len(shares) // 2] >= 0.8, f"median best-feature mass share {shares[len(shares) // 2]:.2f} < 0.8"
+    weak = {k: round(c["probe_auroc"], 3) for k, c in concepts.items() if c["probe_auroc"] < 0.9}
+    assert not weak, f"concepts the linear probe cannot find: {weak}"
+
+
 def test_smoke_reproduce_writes_a_complete_report(tmp_path):
     """The whole pipeline on the smoke preset: every stage runs, the report has every section,
     and every link in it (figures, dashboard pages) points at a file of the run."""
