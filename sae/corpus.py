@@ -228,26 +228,49 @@ def concept_segments(concept: str, n: int, seed: int = 0, split: str = "val") ->
 
 
 def tokenize_documents(tokenizer, docs: Iterable[Document], n_tokens: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Tokenise documents piece by piece; returns `(tokens int32, labels int8)` of equal length.
+    """Tokenise documents; returns `(tokens int32, labels int8)` of equal length.
 
+    Each document is encoded as one text, exactly as the model will see text at run time, and
+    each token takes the label of the piece its last byte comes from. (Encoding piece by piece
+    would be simpler, but it forces a token boundary at every label change: "chmod(path, " +
+    "0o777" then tokenises differently from the safe "chmod(path, 0o600", and the model learns to
+    read the label off the token boundary instead of the text.)
     Each document is followed by the end-of-text token (label `NO_CONCEPT`). Stops once
     `n_tokens` tokens are collected (then truncates to exactly `n_tokens`), or when `docs` ends.
     """
     eot = tokenizer.eot_token
-    toks: list[int] = []
-    labs: list[int] = []
+    token_len = _token_byte_lengths(tokenizer)
+    toks: list[np.ndarray] = []
+    labs: list[np.ndarray] = []
+    total = 0
     for doc in docs:
-        for cid, text in doc:
-            ids = tokenizer.encode(text)
-            toks.extend(ids)
-            labs.extend([cid] * len(ids))
-        toks.append(eot)
-        labs.append(NO_CONCEPT)
-        if n_tokens is not None and len(toks) >= n_tokens:
+        text = "".join(t for _, t in doc)
+        ids = np.asarray(tokenizer.encode(text) + [eot], dtype=np.int64)
+        byte_labels = np.concatenate([np.full(len(t.encode("utf-8")), cid, dtype=np.int8) for cid, t in doc]
+                                     + [np.full(1, NO_CONCEPT, dtype=np.int8)])  # + the end-of-text "byte"
+        lengths = token_len[ids]
+        lengths[-1] = 1
+        toks.append(ids.astype(np.int32))
+        labs.append(byte_labels[np.cumsum(lengths) - 1])  # the label of each token's last byte
+        total += len(ids)
+        if n_tokens is not None and total >= n_tokens:
             break
+    tokens = np.concatenate(toks) if toks else np.zeros(0, np.int32)
+    labels = np.concatenate(labs) if labs else np.zeros(0, np.int8)
     if n_tokens is not None:
-        toks, labs = toks[:n_tokens], labs[:n_tokens]
-    return np.asarray(toks, dtype=np.int32), np.asarray(labs, dtype=np.int8)
+        tokens, labels = tokens[:n_tokens], labels[:n_tokens]
+    return tokens, labels
+
+
+def _token_byte_lengths(tokenizer) -> np.ndarray:
+    """(vocab_size,) number of bytes of each token (cached on the tokenizer object)."""
+    cached = getattr(tokenizer, "_byte_lengths", None)
+    if cached is None:
+        eot = tokenizer.eot_token
+        cached = np.array([1 if i == eot else len(tokenizer.token_bytes(i)) for i in range(tokenizer.vocab_size)],
+                          dtype=np.int64)
+        tokenizer._byte_lengths = cached
+    return cached
 
 
 def toy_tokens(tokenizer, n_tokens: int, seed: int = 0, split: str = "train") -> tuple[np.ndarray, np.ndarray]:

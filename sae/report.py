@@ -104,7 +104,14 @@ def report_markdown(run: str | Path) -> str:
             out += ["", f"**Unsafe code** (feature {us['feature']}): unsafe completions {us['rate_baseline']:.0%} "
                     f"unsteered, {us['rate_clamped']:.0%} clamped at {us['multiple']}×; on prompts that start unsafe "
                     f"{us['rate_unsafe_start']:.0%}, {us['rate_suppressed']:.0%} with the feature at 0; as a detector of "
-                    f"unsafe snippets, AUROC {us['detector_auroc']:.3f}.", ""]
+                    f"unsafe snippets, AUROC {us['detector_auroc']:.3f}."]
+            if us.get("lm_context"):
+                lc = us["lm_context"]
+                out += ["", f"Does the model know unsafe code comes in unsafe files? It gives an insecure construct "
+                        f"probability {lc['p_after_unsafe']:.2f} after insecure snippets and {lc['p_after_safe']:.2f} "
+                        f"after the same snippets made safe ({lc['n_segments']} held-out segments); if these are "
+                        "equal, no feature can carry an unsafe context."]
+            out += [""]
 
     figs = sorted((run / "figures").glob("*.png")) if (run / "figures").exists() else []
     if figs:

@@ -50,23 +50,48 @@ def test_documents_mix_two_to_five_concepts():
 
 
 def test_labels_align_with_tokens_for_every_concept(toy_tokenizer):
-    """Decoding the tokens of each label run gives back exactly the pieces of that concept."""
+    """Tokens are the document's text encoded as a whole (labels never change tokenisation), and
+    each token carries the label of the piece its last byte comes from."""
     docs = [d for d, _ in zip(toy_documents(5), range(400))]
     tokens, labels = C.tokenize_documents(toy_tokenizer, docs)
     assert len(tokens) == len(labels)
     seen = set()
     pos = 0
     for doc in docs:
+        ids = toy_tokenizer.encode(document_text(doc))
+        assert tokens[pos:pos + len(ids)].tolist() == ids, "a document must tokenise as its plain text does"
+        ends, piece_ends, n = [], [], 0
+        for i in ids:  # byte offset of each token's last byte
+            n += len(toy_tokenizer.token_bytes(i))
+            ends.append(n - 1)
+        n = 0
         for cid, text in doc:
-            n = len(toy_tokenizer.encode(text))
-            assert (labels[pos:pos + n] == cid).all(), f"labels of a {CONCEPTS[cid]} piece are wrong"
-            assert toy_tokenizer.decode(tokens[pos:pos + n]) == text, "tokens of a piece do not decode to the piece"
-            seen.add(cid)
-            pos += n
+            n += len(text.encode("utf-8"))
+            piece_ends.append((n, cid))
+        for k, e in enumerate(ends):
+            want = next(cid for end, cid in piece_ends if e < end)
+            assert labels[pos + k] == want, f"token {k} ({toy_tokenizer.token_str(ids[k])!r}) has the wrong label"
+            seen.add(want)
+        pos += len(ids)
         assert tokens[pos] == toy_tokenizer.eot_token and labels[pos] == NO_CONCEPT
         pos += 1
     assert pos == len(tokens)
     assert seen == set(range(len(CONCEPTS))), "every concept should appear in 400 documents"
+
+
+def test_unsafe_and_safe_code_tokenise_alike_before_the_risk_site(toy_tokenizer):
+    """No label leak through token boundaries: an unsafe snippet and the same snippet made safe
+    give the same tokens up to the construct, so only the text tells them apart."""
+    from sae.world import RISKS
+    to_safe = {u: s for s, u in RISKS.values()}
+    for seg in concept_segments("unsafe_code", 50, seed=4):
+        cut = next(i for i, (cid, _) in enumerate(seg) if CONCEPTS[cid] == "unsafe_code")
+        unsafe = seg[: cut + 1]
+        safe = [(C.CONCEPT_ID["code"], document_text(seg[:cut]) + to_safe[seg[cut][1]])]  # as `code` writes it
+        tu, lu = C.tokenize_documents(toy_tokenizer, [unsafe])
+        ts, _ = C.tokenize_documents(toy_tokenizer, [safe])
+        k = int(np.argmax(lu == C.CONCEPT_ID["unsafe_code"]))  # the first token of the construct
+        assert tu[:k].tolist() == ts[:k].tolist(), f"tokens differ before the risk site in {document_text(unsafe)!r}"
 
 
 def test_unsafe_label_covers_only_the_insecure_construct(toy_tokenizer):

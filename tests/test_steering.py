@@ -109,3 +109,16 @@ def test_golden_gate_clamping_on_the_tiny_run(tiny_run):
     r = golden_gate_demo(model, sae, tok, SITE, f, float(stats.max_act[f]))
     assert r["rate_baseline"] <= 0.10, f"baseline rate {r['rate_baseline']:.2f}"
     assert r["rate_clamped"] >= 0.80, f"best clamped rate {r['rate_clamped']:.2f}: {r['sweep']}"
+
+
+def test_unsafe_context_sensitivity_compares_the_same_construct_in_two_contexts(toy_tokenizer):
+    from sae.steering import unsafe_context_sensitivity
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=1, d_model=32, n_head=2, d_mlp=64, n_ctx=128,
+                          vocab_size=toy_tokenizer.vocab_size)).eval()
+    r = unsafe_context_sensitivity(model, toy_tokenizer, n=20)
+    assert r["n_segments"] > 0
+    assert 0 < r["p_after_unsafe"] <= 1 and 0 < r["p_after_safe"] <= 1
+    # an untrained model has no idea of either context: the two probabilities are close
+    assert abs(r["p_after_unsafe"] - r["p_after_safe"]) < 0.5 * max(r["p_after_unsafe"], r["p_after_safe"])

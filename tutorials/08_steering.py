@@ -84,9 +84,11 @@ if not FAST:
     assert gg["rate_baseline"] <= 0.1 and gg["rate_clamped"] >= 0.8
 
 # %% [markdown]
-# At about 2× the text is still sentences, now about cables, fog and Crissy Field; by 10× the
-# model is obsessed (every sample on topic) and the coherence cost climbs: the paper's "±100×
-# gives nonsense" arrives earlier in a model this small. Here is 100×:
+# At 1× the text is still fluent and sometimes drifts to the bridge ("Commuters walk across the
+# bridge from San Francisco to Marin County"); at 2× every sample is about it, in broken
+# sentences; by 10× it is a list of bridge words and the coherence cost has climbed from 0.8 to
+# about 10 nats/token: the paper's "±100× gives nonsense" arrives earlier in a model this small.
+# Here is 100×:
 
 # %%
 with clamp_features(model, sae, SITE, clamp={f: 100 * max_act}):
@@ -106,13 +108,17 @@ with torch.no_grad():
 print(f"no edit, error term dropped: logits move by up to {(bare - clean).abs().max():.2f}")
 
 # %% [markdown]
-# ## Unsafe code: where the small dictionary falls short
+# ## Unsafe code: where the tiny model falls short
 # The same experiment for `unsafe_code`, plus the feature as a *detector* of insecure snippets.
-# On the tiny run the best held-out detector of unsafe tokens is not a clean unsafe-code feature
-# (chapter 7 shows it is a mixture), and the toy world writes `verify=False` as often as
-# `verify=True`-by-default, so the baseline rate of unsafe completions is already high. Expect
-# the numbers below to *miss* the targets (5× baseline, detector AUROC 0.95): reproducing the
-# paper's unsafe-code feature needs a dictionary that separates it, which is an open exercise.
+# On the tiny run this fails, and the reason is the language model, not the dictionary. The toy
+# world writes every snippet of an `unsafe_code` segment insecurely, so a model that tracked the
+# file's habits would raise its probability of `shell=True` after an earlier `verify=False`. Ours
+# does not: it gives the whole insecure construct probability 0.48 after insecure snippets and
+# 0.48 after the same snippets made safe (measured on 200 held-out segments). With no such
+# distinction inside the model there is no feature to find, and the best held-out detector of
+# unsafe tokens is a mixture (chapter 7). Expect the numbers below to *miss* the targets (clamped
+# rate >= 5x baseline and >= 50%, detector AUROC 0.95). Reproducing the paper's unsafe-code
+# feature needs a model that learns this, probably a deeper one.
 
 # %%
 fu = choose_feature(metrics, "unsafe_code")
