@@ -44,27 +44,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sae.utils import atomic_torch_save, resolve_device
+from sae.utils import atomic_torch_save, load_checkpoint, resolve_device
 
 ARCHS = ("relu", "relu_april", "topk")
 
 
 @dataclass
 class SAEConfig:
-    d_in: int  # width of the activations (e.g. 512 MLP neurons)
+    d_in: int  # width of the activations (e.g. 512 MLP neurons); 0 in a preset: taken from the site when built
     d_sae: int  # number of dictionary features; d_sae / d_in is the expansion factor
     arch: str = "relu"  # "relu" (Towards Monosemanticity), "relu_april" (April 2024 update), "topk" (Gao et al.)
-    l1_coeff: float = 5.0  # λ of the sparsity penalty (relu, relu_april), in the scaled space E‖x‖ = sqrt(d_in)
     k: int = 32  # topk: active latents per token
     k_aux: int = 0  # topk: dead latents AuxK may use to model the error (0: d_in // 2, as Gao et al.)
     aux_coeff: float = 1 / 32  # topk: α, weight of the AuxK loss (Gao et al.)
     sparse_topk: bool = True  # topk: decode and back-propagate through the k active latents only
     decoder_init_norm: float = 0.0  # norm of the initial decoder rows (0: 1 for relu/topk, 0.1 for relu_april)
+    site: str = ""  # the model's hook site the SAE reads, e.g. "blocks.0.mlp.hook_post" ("": not tied to a model)
 
     def __post_init__(self):
         if self.arch not in ARCHS:
             raise ValueError(f"SAEConfig.arch must be one of {ARCHS}, got {self.arch!r}")
-        if self.d_in < 1 or self.d_sae < 1:
+        if self.d_in < 0 or self.d_sae < 1:
             raise ValueError(f"SAEConfig needs d_in >= 1 and d_sae >= 1, got {self.d_in} and {self.d_sae}")
         if self.arch == "topk" and not 1 <= self.k <= self.d_sae:
             raise ValueError(f"topk needs 1 <= k <= d_sae, got k={self.k} with d_sae={self.d_sae}")
@@ -146,6 +146,9 @@ class SparseAutoencoder(nn.Module):
 
     def __init__(self, cfg: SAEConfig, generator: torch.Generator | None = None):
         super().__init__()
+        if cfg.d_in < 1:
+            raise ValueError("SAEConfig.d_in is 0: set it to the width of the activations (a preset's "
+                             "`sae_config(d_in)` does this)")
         self.cfg = cfg
         d_in, d_sae = cfg.d_in, cfg.d_sae
         norm = cfg.decoder_init_norm or (1.0 if cfg.unit_norm_decoder else 0.1)
@@ -199,14 +202,14 @@ class SparseAutoencoder(nn.Module):
         return (x_hat_s / self.input_scale).reshape(*f.shape[:-1], self.cfg.d_in)
 
     # ---------------------------------------------------------------------------------- forward
-    def forward(self, x: Tensor, l1_coeff: float | None = None, dead_mask: Tensor | None = None) -> ForwardOutput:
+    def forward(self, x: Tensor, l1_coeff: float = 0.0, dead_mask: Tensor | None = None) -> ForwardOutput:
         """Encode, decode and compute the loss terms on a batch of raw activations (..., d_in).
 
-        l1_coeff overrides cfg.l1_coeff (the trainer warms it up); dead_mask (d_sae,) bool marks the
-        latents AuxK may use (topk only; the trainer knows which latents have not fired lately).
+        l1_coeff is λ (relu, relu_april): a training setting, so the trainer passes it (warmed up);
+        dead_mask (d_sae,) bool marks the latents AuxK may use (topk only; the trainer knows which
+        latents have not fired lately).
         """
         cfg = self.cfg
-        lam = cfg.l1_coeff if l1_coeff is None else l1_coeff
         x_s = self._check(x) * self.input_scale  # (batch, d_in)
         zero = x_s.new_zeros(())
         aux = zero
@@ -237,7 +240,7 @@ class SparseAutoencoder(nn.Module):
             else:
                 l1 = (f @ self.W_dec.norm(dim=1)).mean()
             x_hat_s = torch.addmm(self.b_dec, f, self.W_dec)
-            sparsity_loss = lam * l1
+            sparsity_loss = l1_coeff * l1
 
         mse = (x_hat_s - x_s).pow(2).sum(-1).mean()
         loss = mse + sparsity_loss + cfg.aux_coeff * aux
@@ -316,8 +319,16 @@ class SparseAutoencoder(nn.Module):
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto") -> "SparseAutoencoder":
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        sae = cls(SAEConfig(**ckpt["config"]))
+        ckpt = load_checkpoint(path, "an SAE (sae.pt)")
+        sae = cls(config_from_saved(ckpt))
         sae.load_state_dict(ckpt["state_dict"])
         sae.meta = ckpt.get("meta", {})
         return sae.to(resolve_device(device))
+
+
+def config_from_saved(ckpt: dict) -> SAEConfig:
+    """The SAEConfig of a saved SAE, also from files of sae 0.1 (λ in the config, site in "meta")."""
+    cfg = dict(ckpt["config"])
+    cfg.pop("l1_coeff", None)  # a training setting: TrainSAEConfig.l1_coeff since 0.2
+    cfg.setdefault("site", ckpt.get("meta", {}).get("site", ""))
+    return SAEConfig(**cfg)

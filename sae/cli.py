@@ -8,11 +8,18 @@ exit code 2; Ctrl-C with exit code 130.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from sae import corpus as C
+from sae.dashboard import build_dashboard, format_feature
+from sae.pipeline import reproduce, train_sae_on_run, write_evaluation
+from sae.run import Preset, get_preset, load_run, load_sae, preset_of_run, run_feature_stats, sae_path, with_overrides
+from sae.steering import check_features, choose_feature, parse_value, steer_samples
+from sae.tokenizer import Tokenizer
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,8 +83,6 @@ def cmd_corpus(args) -> int:
 
 
 def _corpus_stats(args) -> int:
-    from sae.tokenizer import Tokenizer
-
     tok = Tokenizer.load(args.tokenizer) if args.tokenizer else Tokenizer.train(C.toy_text(1_000_000, seed=args.seed), 2048)
     toks, labs = C.toy_tokens(tok, args.tokens, seed=args.seed, split=args.split)
     counts = C.concept_token_counts((toks, labs))
@@ -90,8 +95,6 @@ def _corpus_stats(args) -> int:
 
 
 def cmd_tokenizer(args) -> int:
-    from sae.tokenizer import Tokenizer
-
     if args.pretrained:
         tok = Tokenizer.from_pretrained(args.pretrained)
     else:
@@ -109,80 +112,47 @@ def cmd_tokenizer(args) -> int:
     return 0
 
 
-def _preset_from_args(args):
-    from dataclasses import replace
-
-    from sae.pipeline import get_preset
-
+def _preset_from_args(args) -> tuple[Preset, Path]:
     preset = get_preset(args.preset)
-    for field in ("seed", "device", "corpus"):
-        value = getattr(args, field, None)
+    for name in ("seed", "device", "corpus"):
+        value = getattr(args, name, None)
         if value is not None:
-            preset = replace(preset, **{field: value})
+            preset = replace(preset, **{name: value})
+    preset = with_overrides(preset, args.set)
     if preset.corpus != "toy":
         C.text_files(preset.corpus, "train")  # fail now, with a clear message, not after training
     return preset, Path(args.out or f"runs/{preset.name}")
 
 
 def cmd_reproduce(args) -> int:
-    from sae.pipeline import reproduce
-
     preset, out = _preset_from_args(args)
     reproduce(preset, out)
     return 0
 
 
 def cmd_train_lm(args) -> int:
-    from sae.pipeline import reproduce
-
     preset, out = _preset_from_args(args)
     reproduce(preset, out, until="lm")
     return 0
 
 
 def cmd_train_sae(args) -> int:
-    from dataclasses import replace
-
-    from sae.autoencoder import ARCHS
-    from sae.pipeline import preset_of_run, train_sae_on_run
-
     run = Path(args.run)
-    p = preset_of_run(run)
-    overrides = {"site": args.site, "d_sae": args.d_sae, "l1_coeff": args.l1, "sae_arch": args.arch,
-                 "k": args.k, "sae_tokens": args.tokens, "device": args.device}
-    p = replace(p, **{k: v for k, v in overrides.items() if v is not None})
-    if args.no_resample:
-        p = replace(p, resample=False)
-    if p.sae_arch not in ARCHS:
-        raise ValueError(f"unknown --arch {p.sae_arch!r}; valid: {', '.join(ARCHS)}")
-    sae_path = run / f"{args.name}.pt"
-    if sae_path.exists():
-        raise ValueError(f"{sae_path} exists; pass another --name, or delete it to retrain")
-    info = train_sae_on_run(p, run, sae_path, run / f"{args.name}_history.json")
-    print(f"wrote {sae_path}: {info}")
+    p = with_overrides(preset_of_run(run), args.set)
+    path = sae_path(run, args.name)
+    if path.exists():
+        raise ValueError(f"{path} exists; pass another --name, or delete it to retrain")
+    info = train_sae_on_run(p, run, args.name)
+    print(f"wrote {path}: {info}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    import json
-
-    from sae.pipeline import evaluate_run, preset_of_run
-    from sae.utils import atomic_write_json
-
     run = Path(args.run)
-    p = preset_of_run(run)
-    sae_path = run / f"{args.sae}.pt"
-    if not sae_path.exists():
-        raise FileNotFoundError(f"no SAE at {sae_path}; train one with `python -m sae train-sae --run {run}`")
-    metrics = evaluate_run(p, run, sae_path)
-    out = run / ("metrics.json" if args.sae == "sae" else f"{args.sae}_metrics.json")
-    atomic_write_json(out, metrics)
-    if args.sae == "sae":
-        from sae.pipeline import write_figures
-        for f in write_figures(run):
-            print(f"wrote {f}")
+    load_sae(run, args.sae)  # fail now if there is no such SAE
+    metrics = write_evaluation(preset_of_run(run), run, args.sae)
     s = metrics["sae"]
-    print(f"wrote {out}")
+    print(f"wrote {run / ('metrics.json' if args.sae == 'sae' else args.sae + '_metrics.json')}")
     print(f"L0 {s['l0']:.1f} | FVU {s['fvu']:.3f} | dead {s['dead_fraction']:.1%} | "
           f"CE recovered {s['ce_recovered_zero']:.3f} (zero-ablation), {s['ce_recovered_mean']:.3f} (mean-ablation)")
     for name, c in metrics.get("concepts", {}).items():
@@ -194,93 +164,59 @@ def cmd_evaluate(args) -> int:
 
 def _parse_features(text: str) -> list[int]:
     try:
-        ids = [int(x) for x in text.split(",") if x.strip()]
+        return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise ValueError(f"--features must be comma-separated feature ids like 10,20, got {text!r}") from None
-    return ids
-
-
-def _check_features(ids: list[int], d_sae: int) -> None:
-    bad = [i for i in ids if not 0 <= i < d_sae]
-    if bad:
-        raise ValueError(f"feature ids {bad} are out of range: this SAE has features 0..{d_sae - 1}")
 
 
 def cmd_dashboard(args) -> int:
-    from sae.autoencoder import SparseAutoencoder
-    from sae.dashboard import build_dashboard
-
     run = Path(args.run)
-    if not (run / "sae.pt").exists():
-        raise FileNotFoundError(f"no SAE in {run} (sae.pt missing); run `python -m sae reproduce --out {run}` first")
+    sae = load_sae(run)
     features = None
     if args.features:
         features = _parse_features(args.features)
-        _check_features(features, SparseAutoencoder.load(run / "sae.pt", device="cpu").cfg.d_sae)
-    index = build_dashboard(run, Path(args.out) if args.out else run / "dashboard", features=features)
+        check_features(sae, features)
+    tok, model = load_run(run)
+    index = build_dashboard(model, sae, tok, run_feature_stats(run), Path(args.out) if args.out else run / "dashboard",
+                            features=features, title=f"SAE features of {run.name}")
     print(f"wrote {index} (open it in a browser; the folder is self-contained)")
     return 0
 
 
 def cmd_feature(args) -> int:
-    from sae.autoencoder import SparseAutoencoder
-    from sae.dashboard import format_feature
-    from sae.interpret import run_feature_stats
-
     run = Path(args.run)
-    if not (run / "sae.pt").exists():
-        raise FileNotFoundError(f"no SAE in {run} (sae.pt missing); run `python -m sae reproduce --out {run}` first")
-    sae = SparseAutoencoder.load(run / "sae.pt", device="cpu")
-    _check_features([args.id], sae.cfg.d_sae)
-    stats = run_feature_stats(run)
-    tok, model = _load_run(run)
-    print(format_feature(stats, tok, model, sae, args.id))
+    sae = load_sae(run)
+    check_features(sae, [args.id])
+    tok, model = load_run(run)
+    print(format_feature(run_feature_stats(run), tok, model, sae, args.id))
     return 0
 
 
 def cmd_steer(args) -> int:
-    import json
-
-    from sae.autoencoder import SparseAutoencoder
-    from sae.interpret import run_feature_stats
-    from sae.steering import choose_feature, clamp_features, parse_value
-
     run = Path(args.run)
-    if not (run / "sae.pt").exists():
-        raise FileNotFoundError(f"no SAE in {run} (sae.pt missing); run `python -m sae reproduce --out {run}` first")
+    sae = load_sae(run)
     if (args.feature is None) == (args.concept is None):
         raise ValueError("give exactly one of --feature ID or --concept NAME")
-    sae = SparseAutoencoder.load(run / "sae.pt", device="cpu")
     if args.concept is not None:
         C.concept_id(args.concept)
         feature = choose_feature(json.loads((run / "metrics.json").read_text()), args.concept)
     else:
         feature = args.feature
-    _check_features([feature], sae.cfg.d_sae)
+    check_features(sae, [feature])
     max_act = float(run_feature_stats(run).max_act[feature])
     value = parse_value(args.value, max_act)
-    tok, model = _load_run(run)
-    site = sae.meta.get("site", "blocks.0.mlp.hook_post")
-    prompt = [tok.eot_token] + tok.encode(args.prompt)
-    print(f"feature {feature} (max activation {max_act:.2f}) clamped to {value:.2f} at {site}")
-    for i in range(args.n):
-        plain = model.generate(prompt, args.max_new_tokens, seed=args.seed + i)
-        with clamp_features(model, sae, site, clamp={feature: value}):
-            steered = model.generate(prompt, args.max_new_tokens, seed=args.seed + i)
+    tok, model = load_run(run)
+    print(f"feature {feature} (max activation {max_act:.2f}) clamped to {value:.2f} at {sae.cfg.site}")
+    pairs = steer_samples(model, sae, tok, args.prompt, feature, value, args.n, args.max_new_tokens, args.seed)
+    for i, (plain, steered) in enumerate(pairs):
         print(f"--- sample {i} (seed {args.seed + i})")
-        print(f"  unsteered: {args.prompt + tok.decode(plain[len(prompt):].tolist())!r}")
-        print(f"  steered:   {args.prompt + tok.decode(steered[len(prompt):].tolist())!r}")
+        print(f"  unsteered: {args.prompt + plain!r}")
+        print(f"  steered:   {args.prompt + steered!r}")
     return 0
 
 
-def _load_run(run: str):
-    from sae.pipeline import load_run
-
-    return load_run(Path(run))
-
-
 def cmd_generate(args) -> int:
-    tok, model = _load_run(args.run)
+    tok, model = load_run(args.run)
     if args.n < 1 or args.max_new_tokens < 1:
         raise ValueError("--n and --max-new-tokens must be >= 1")
     prompt = [tok.eot_token] + tok.encode(args.prompt)
@@ -300,33 +236,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m sae", description="Dictionary learning on a toy transformer: reproduce Towards/Scaling Monosemanticity on a laptop CPU.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    r = sub.add_parser("reproduce", help="run the whole pipeline into runs/NAME (skips finished stages)")
-    r.add_argument("--preset", default="tiny", help="smoke | tiny (default) | base")
-    r.add_argument("--out", default=None, help="run directory (default runs/PRESET)")
-    r.add_argument("--seed", type=int, default=None, help="seed of every stage (default 0)")
-    r.add_argument("--device", default=None, help="auto (default: cuda, then mps, then cpu) | cpu | cuda")
-    r.add_argument("--corpus", default=None, help="toy (default, labelled), pystdlib, or a file/directory of text")
-    r.set_defaults(fn=cmd_reproduce)
-
-    lm = sub.add_parser("train-lm", help="train the tokenizer and the tiny GPT into runs/NAME")
-    for a in r._actions[1:]:
-        lm._add_action(a)
-    lm.set_defaults(fn=cmd_train_lm)
+    set_help = ("change any configuration field, e.g. --set train_sae.l1_coeff=2 --set sae.d_sae=2048 "
+                "(repeatable; an unknown field lists the valid ones)")
+    for name, fn, help_ in [("reproduce", cmd_reproduce, "run the whole pipeline into runs/NAME (skips finished stages)"),
+                            ("train-lm", cmd_train_lm, "train the tokenizer and the tiny GPT into runs/NAME")]:
+        r = sub.add_parser(name, help=help_)
+        r.add_argument("--preset", default="tiny", help="smoke | tiny (default) | base")
+        r.add_argument("--out", default=None, help="run directory (default runs/PRESET)")
+        r.add_argument("--seed", type=int, default=None, help="seed of every stage (default 0)")
+        r.add_argument("--device", default=None, help="auto (default: cuda, then mps, then cpu) | cpu | cuda")
+        r.add_argument("--corpus", default=None, help="toy (default, labelled), pystdlib, or a file/directory of text")
+        r.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help=set_help)
+        r.set_defaults(fn=fn)
 
     ts = sub.add_parser("train-sae", help="train a sparse autoencoder on a run's model (writes NAME.pt)")
     ts.add_argument("--run", required=True, help="run directory with a trained lm.pt")
     ts.add_argument("--name", default="sae", help="output name: NAME.pt and NAME_history.json (default sae)")
-    ts.add_argument("--site", default=None, help="hook site (default blocks.0.mlp.hook_post)")
-    ts.add_argument("--d-sae", type=int, default=None, help="dictionary size")
-    ts.add_argument("--l1", type=float, default=None, help="L1 coefficient")
-    ts.add_argument("--arch", default=None, help="relu | relu_april | topk")
-    ts.add_argument("--k", type=int, default=None, help="active features per token (topk)")
-    ts.add_argument("--tokens", type=int, default=None, help="training activations")
-    ts.add_argument("--no-resample", action="store_true", help="disable dead-feature resampling")
-    ts.add_argument("--device", default=None)
+    ts.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="change the run's SAE settings, e.g. --set sae.arch=topk --set sae.k=16 "
+                         "--set train_sae.resample_steps= (no resampling); repeatable")
     ts.set_defaults(fn=cmd_train_sae)
 
-    ev = sub.add_parser("evaluate", help="evaluate a run's SAE on held-out text (writes metrics.json)")
+    ev = sub.add_parser("evaluate", help="evaluate a run's SAE on held-out text (writes metrics.json, feature_stats.pt)")
     ev.add_argument("--run", required=True)
     ev.add_argument("--sae", default="sae", help="which SAE of the run: NAME.pt (default sae)")
     ev.set_defaults(fn=cmd_evaluate)

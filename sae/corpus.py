@@ -10,8 +10,10 @@ sentences of one concept drawn from that concept's templates (`sae.world`). Segm
 mid-document, sometimes mid-paragraph, so a feature must read the context, not the position.
 In `unsafe_code` segments only the security-disabling expression is labelled `unsafe_code`; the
 rest of the snippet is labelled `code` (the concept is the insecure construct, as in the paper's
-"unsafe code" feature). Pieces are tokenised one at a time and concatenated, so labels map to
-tokens exactly. Documents are separated by the end-of-text token, labelled `NO_CONCEPT` (-1).
+"unsafe code" feature). A document is tokenised as one text, and each token takes the label of
+the piece its last byte comes from (tokenising pieces one at a time would force a token boundary
+at every label change, and a model would read the label off the boundary). Documents are
+separated by the end-of-text token, labelled `NO_CONCEPT` (-1).
 
 Everything is seeded: the same `(seed, split)` gives byte-identical text and labels, and the
 train and validation streams derive their random generators from different strings, so they never
@@ -42,6 +44,9 @@ SPLITS = ("train", "val", "test")
 TEXT_SUFFIXES = (".txt", ".md", ".py")
 
 Document = list[tuple[int, str]]  # pieces (concept_id, text)
+# `code` and `unsafe_code` share their snippets (an unsafe one differs in one expression): one
+# family for the generator's layout, the judge, and the on-concept check of short prompts.
+CODE_FAMILY = ("code", "unsafe_code")
 
 
 def concept_id(name: str) -> int:
@@ -114,7 +119,7 @@ class _Concept:
         self.name = name
         self.id = CONCEPT_ID[name]
         self.joiner = spec.get("joiner", " ")
-        self.is_code = name in ("code", "unsafe_code")
+        self.is_code = name in CODE_FAMILY
         self.templates: list = []
         for t in spec["templates"]:
             if callable(t):
@@ -329,7 +334,7 @@ def top_concept(text: str) -> str | None:
     hits = concept_hits(text)
     if not hits:
         return None
-    if hits.get("unsafe_code") and hits.get("code"):
+    if all(hits.get(c) for c in CODE_FAMILY):
         return "unsafe_code"
     return max(hits, key=lambda k: (hits[k], -CONCEPT_ID[k]))
 

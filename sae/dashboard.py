@@ -29,7 +29,7 @@ import torch
 
 from sae.corpus import CONCEPTS
 from sae.interpret import (Context, FeatureStats, contexts_many, features_for_concept, logit_effects,
-                           quantile_indices, run_feature_stats)
+                           quantile_indices)
 from sae.utils import atomic_write_text
 
 CSS = """
@@ -244,24 +244,10 @@ def default_features(stats: FeatureStats, per_concept: int = 3, n_random: int = 
     return list(dict.fromkeys(chosen))
 
 
-def build_dashboard(source, out_dir: str | os.PathLike, features: list[int] | None = None,
-                    device: str = "cpu", title: str | None = None, chunk: int = 32) -> Path:
-    """Write `out_dir/index.html` and `out_dir/features/f{id}.html`; return the index's path.
-
-    `source` is a run directory (its statistics are computed once and cached in
-    `feature_stats.pt`) or a tuple `(model, sae, tok, stats)`.
-    """
-    if isinstance(source, (str, os.PathLike)):
-        from sae.autoencoder import SparseAutoencoder
-        from sae.pipeline import load_run
-
-        run = Path(source)
-        stats = run_feature_stats(run, device=device)
-        tok, model = load_run(run, device)
-        sae = SparseAutoencoder.load(run / "sae.pt", device=device)
-        title = title or f"SAE features of {run.name}"
-    else:
-        model, sae, tok, stats = source
+def build_dashboard(model, sae, tok, stats: FeatureStats, out_dir: str | os.PathLike,
+                    features: list[int] | None = None, title: str = "SAE features", chunk: int = 32) -> Path:
+    """Write `out_dir/index.html` and `out_dir/features/f{id}.html` for `features` (default:
+    `default_features(stats)`); return the index's path."""
     out = Path(out_dir)
     features = default_features(stats) if features is None else [int(f) for f in features]
     for start in range(0, len(features), chunk):  # chunks bound the memory of the batched contexts
@@ -270,7 +256,7 @@ def build_dashboard(source, out_dir: str | os.PathLike, features: list[int] | No
         for f in group:
             atomic_write_text(out / "features" / f"f{f}.html",
                               feature_page(stats, tok, model, sae, f, examples=examples[f]))
-    return atomic_write_text(out / "index.html", index_page(stats, tok, set(features), title or "SAE features"))
+    return atomic_write_text(out / "index.html", index_page(stats, tok, set(features), title))
 
 
 # ----------------------------------------------------------------------------- terminal

@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sae.utils import atomic_torch_save, resolve_device
+from sae.utils import atomic_torch_save, load_checkpoint, resolve_device
 
 HookFn = Callable[[torch.Tensor], "torch.Tensor | None"]
 
@@ -288,7 +288,7 @@ class GPT(nn.Module):
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "GPT":  # device may be "auto"
         """Load a model saved by `save` or a training checkpoint of `train_lm` (same two keys)."""
         device = resolve_device(str(device))
-        ckpt = torch.load(path, map_location=device, weights_only=True)
+        ckpt = load_checkpoint(path, "a language model (lm.pt)", device)
         model = cls(GPTConfig(**ckpt["config"]))
         model.load_state_dict(ckpt["state_dict"])
         return model.to(device)

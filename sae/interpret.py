@@ -44,14 +44,16 @@ from __future__ import annotations
 
 import os
 import re
-import sys
-import time
 from dataclasses import dataclass, fields
 from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from sae.corpus import CONCEPTS
+from sae.metrics import HeldOutBatch, held_out_batches
+from sae.utils import atomic_torch_save, load_checkpoint
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -109,13 +111,11 @@ class FeatureStats:
 
     def save(self, path: str | os.PathLike) -> None:
         """One dict of tensors and numbers, written atomically; read it back with `FeatureStats.load`."""
-        from sae.utils import atomic_torch_save
-
         atomic_torch_save({f.name: getattr(self, f.name) for f in fields(self)}, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FeatureStats":
-        return cls(**torch.load(path, map_location="cpu", weights_only=True))
+        return cls(**load_checkpoint(path, "feature statistics (feature_stats.pt)"))
 
 
 def _merge_top(vals: Tensor, idx: Tensor, new_vals: Tensor, new_idx: Tensor) -> tuple[Tensor, Tensor]:
@@ -126,114 +126,81 @@ def _merge_top(vals: Tensor, idx: Tensor, new_vals: Tensor, new_idx: Tensor) -> 
     return top, all_idx.gather(1, pos)
 
 
-@torch.no_grad()
-def feature_stats(model, sae, tokens: np.ndarray, labels: np.ndarray | None = None, site: str | None = None,
-                  n_tokens: int = 500_000, top_k: int = 20, n_samples: int = 200, batch_contexts: int = 32,
-                  drop_first: int = 1, n_concepts: int | None = None, seed: int = 0,
-                  log: bool = True) -> FeatureStats:
-    """Stream consecutive n_ctx windows of `tokens` (at most `n_tokens`) through the model and the
-    SAE and collect the statistics of `FeatureStats`. Memory: one batch of activations plus
-    (d_sae × (top_k + n_samples)) kept values. `site` defaults to `sae.meta["site"]`.
+class FeatureStatsBuilder:
+    """Accumulates `FeatureStats` from `HeldOutBatch`es (`add`), for `result()` at the end.
+
+    Fed by the same pass as the evaluator (`sae.metrics.held_out_batches`), so a run's metrics and
+    its feature statistics come from one read of the held-out text.
     """
-    from sae.corpus import CONCEPTS
 
-    site = site or getattr(sae, "meta", {}).get("site")
-    if site is None:
-        raise ValueError("feature_stats needs the SAE's site (pass site=..., or save the SAE with site=...)")
-    device = next(model.parameters()).device
-    n_ctx = model.cfg.n_ctx
-    n_windows = min(len(tokens) // n_ctx, max(n_tokens // n_ctx, 1))
-    if n_windows == 0:
-        raise ValueError(f"need at least n_ctx={n_ctx} tokens, got {len(tokens)}")
-    stream = torch.from_numpy(np.asarray(tokens[: n_windows * n_ctx], dtype=np.int32))
-    windows = stream.long().view(n_windows, n_ctx)
-    lab = None
-    if labels is not None:
-        lab = torch.from_numpy(np.asarray(labels[: n_windows * n_ctx], dtype=np.int8))
-        n_concepts = len(CONCEPTS) if n_concepts is None else n_concepts
-    d_sae = sae.cfg.d_sae
-    gen = torch.Generator().manual_seed(seed)
-    top_acts = torch.zeros(d_sae, top_k)
-    top_idx = torch.full((d_sae, top_k), -1, dtype=torch.int64)
-    keys = torch.full((d_sae, n_samples), -1.0)  # the random keys of the kept sample (−1: empty)
-    sample_acts = torch.zeros(d_sae, n_samples)
-    sample_idx = torch.full((d_sae, n_samples), -1, dtype=torch.int64)
-    fire = torch.zeros(d_sae, dtype=torch.int64)
-    act_sum = torch.zeros(d_sae, dtype=torch.float64)
-    max_act = torch.zeros(d_sae)
-    mass = torch.zeros(n_concepts + 1, d_sae, dtype=torch.float64) if lab is not None else None
-    positions = torch.arange(drop_first, n_ctx)  # positions that are encoded in every window
-    model.eval()
-    t0 = time.time()
+    def __init__(self, sae, tokens: np.ndarray, labels: np.ndarray | None, n_ctx: int, n_windows: int,
+                 top_k: int = 20, n_samples: int = 200, drop_first: int = 1, seed: int = 0):
+        d_sae = sae.cfg.d_sae
+        self.site, self.n_ctx, self.drop_first = sae.cfg.site, n_ctx, drop_first
+        self.n_tokens = n_windows * (n_ctx - drop_first)
+        self.stream = torch.from_numpy(np.asarray(tokens[: n_windows * n_ctx], dtype=np.int32))
+        self.labels = None if labels is None else torch.from_numpy(np.asarray(labels[: n_windows * n_ctx], dtype=np.int8))
+        self.gen = torch.Generator().manual_seed(seed)
+        self.top_acts = torch.zeros(d_sae, top_k)
+        self.top_idx = torch.full((d_sae, top_k), -1, dtype=torch.int64)
+        self.keys = torch.full((d_sae, n_samples), -1.0)  # the random keys of the kept sample (−1: empty)
+        self.sample_acts = torch.zeros(d_sae, n_samples)
+        self.sample_idx = torch.full((d_sae, n_samples), -1, dtype=torch.int64)
+        self.fire_count = torch.zeros(d_sae, dtype=torch.int64)
+        self.act_sum = torch.zeros(d_sae, dtype=torch.float64)
+        self.max_act = torch.zeros(d_sae)
+        n_concepts = len(CONCEPTS)
+        self.concept_mass = None if labels is None else torch.zeros(n_concepts + 1, d_sae, dtype=torch.float64)
 
-    for start in range(0, n_windows, batch_contexts):
-        ctx = windows[start:start + batch_contexts]
-        B = len(ctx)
-        _, cache = model.run_with_cache(ctx.to(device), [site], stop_at=site)
-        x = cache[site][:, drop_first:]  # (B, T − drop_first, d_in)
-        f = sae.encode(x.reshape(-1, x.shape[-1]).float()).cpu()  # (N, d_sae), N = B·(T − drop_first)
-        # global index into `stream` of each row of f
-        gidx = ((start + torch.arange(B))[:, None] * n_ctx + positions[None, :]).reshape(-1)  # (N,)
-
-        k = min(top_k, len(f))
+    @torch.no_grad()
+    def add(self, b: HeldOutBatch) -> None:
+        f, gidx = b.f.cpu(), b.index  # (N, d_sae), (N,) global index into the token stream
+        k = min(self.top_acts.shape[1], len(f))
         v, r = f.topk(k, dim=0)  # (k, d_sae)
-        top_acts, top_idx = _merge_top(top_acts, top_idx, v.T, gidx[r].T)
+        self.top_acts, self.top_idx = _merge_top(self.top_acts, self.top_idx, v.T, gidx[r].T)
 
         fired = f > 0
-        u = torch.rand(f.shape, generator=gen).masked_fill_(~fired, -1.0)  # keys; non-firing never win
-        ks = min(n_samples, len(f))
+        u = torch.rand(f.shape, generator=self.gen).masked_fill_(~fired, -1.0)  # keys; non-firing never win
+        ks = min(self.keys.shape[1], len(f))
         ku, r = u.topk(ks, dim=0)  # (ks, d_sae)
-        new_acts, new_idx = f.gather(0, r), gidx[r]
-        new_idx = new_idx.masked_fill(ku < 0, -1)
-        all_keys = torch.cat([keys, ku.T], 1)
-        keys, pos = all_keys.topk(n_samples, dim=1)
-        sample_acts = torch.cat([sample_acts, new_acts.T], 1).gather(1, pos)
-        sample_idx = torch.cat([sample_idx, new_idx.T], 1).gather(1, pos)
+        new_acts, new_idx = f.gather(0, r), gidx[r].masked_fill(ku < 0, -1)
+        self.keys, pos = torch.cat([self.keys, ku.T], 1).topk(self.keys.shape[1], dim=1)
+        self.sample_acts = torch.cat([self.sample_acts, new_acts.T], 1).gather(1, pos)
+        self.sample_idx = torch.cat([self.sample_idx, new_idx.T], 1).gather(1, pos)
 
-        fire += fired.sum(0)
-        act_sum += f.sum(0).double()
-        max_act = torch.maximum(max_act, f.max(0).values)
-        if mass is not None:
-            lb = lab[gidx].long()
-            lb[lb < 0] = n_concepts
-            mass.index_add_(0, lb, f.double())
-        done = min(start + batch_contexts, n_windows)
-        if log and (done == n_windows or (start // batch_contexts) % 50 == 49):
-            print(f"  feature_stats: {done * n_ctx:,}/{n_windows * n_ctx:,} tokens ({time.time() - t0:.0f}s)",
-                  file=sys.stderr, flush=True)
+        self.fire_count += fired.sum(0)
+        self.act_sum += f.sum(0).double()
+        self.max_act = torch.maximum(self.max_act, f.max(0).values)
+        if self.concept_mass is not None:
+            lb = self.labels[gidx].long()
+            lb[lb < 0] = len(CONCEPTS)
+            self.concept_mass.index_add_(0, lb, f.double())
 
-    # sort each feature's sample by activation, so that quantiles are slices
-    sample_acts, pos = sample_acts.sort(1, descending=True)
-    sample_idx = sample_idx.gather(1, pos)
-    top_idx = top_idx.masked_fill(top_acts <= 0, -1)
-    return FeatureStats(site=site, n_ctx=n_ctx, drop_first=drop_first,
-                        n_tokens=n_windows * (n_ctx - drop_first), tokens=stream, labels=lab,
-                        top_acts=top_acts, top_idx=top_idx, sample_acts=sample_acts, sample_idx=sample_idx,
-                        fire_count=fire, act_sum=act_sum, max_act=max_act, concept_mass=mass)
+    def result(self) -> FeatureStats:
+        # sort each feature's sample by activation, so that quantiles are slices
+        sample_acts, pos = self.sample_acts.sort(1, descending=True)
+        return FeatureStats(site=self.site, n_ctx=self.n_ctx, drop_first=self.drop_first, n_tokens=self.n_tokens,
+                            tokens=self.stream, labels=self.labels, top_acts=self.top_acts,
+                            top_idx=self.top_idx.masked_fill(self.top_acts <= 0, -1),
+                            sample_acts=sample_acts, sample_idx=self.sample_idx.gather(1, pos),
+                            fire_count=self.fire_count, act_sum=self.act_sum, max_act=self.max_act,
+                            concept_mass=self.concept_mass)
 
 
-def run_feature_stats(run_dir: str | os.PathLike, device: str = "cpu", n_tokens: int | None = None,
-                      recompute: bool = False, **kw) -> FeatureStats:
-    """The statistics of a run's SAE on its validation text, cached in `run_dir/feature_stats.pt`."""
-    from pathlib import Path
-
-    from sae.autoencoder import SparseAutoencoder
-    from sae.pipeline import corpus_tokens, load_run, preset_of_run
-
-    run_dir = Path(run_dir)
-    path = run_dir / "feature_stats.pt"
-    fresh = path.exists() and path.stat().st_mtime >= (run_dir / "sae.pt").stat().st_mtime
-    if fresh and not recompute:  # a cache older than the SAE describes another SAE
-        return FeatureStats.load(path)
-    p = preset_of_run(run_dir)
-    tok, model = load_run(run_dir, device)
-    sae = SparseAutoencoder.load(run_dir / "sae.pt", device=device)
-    n_tokens = n_tokens or p.eval_tokens
-    tokens, labels = corpus_tokens(p, tok, "val", n_tokens + p.n_ctx)
-    stats = feature_stats(model, sae, tokens, labels if p.corpus == "toy" else None,
-                          site=sae.meta.get("site", p.site), n_tokens=n_tokens, **kw)
-    stats.save(path)
-    return stats
+def feature_stats(model, sae, tokens: np.ndarray, labels: np.ndarray | None = None, n_tokens: int = 500_000,
+                  top_k: int = 20, n_samples: int = 200, batch_contexts: int = 32, drop_first: int = 1,
+                  seed: int = 0, log: bool = True) -> FeatureStats:
+    """Stream consecutive n_ctx windows of `tokens` (at most `n_tokens`) through the model and the
+    SAE (at `sae.cfg.site`) and collect the statistics of `FeatureStats`. Memory: one batch of
+    activations plus (d_sae × (top_k + n_samples)) kept values.
+    """
+    n_ctx = model.cfg.n_ctx
+    n_windows = min(len(tokens) // n_ctx, max(n_tokens // n_ctx, 1))
+    builder = FeatureStatsBuilder(sae, tokens, labels, n_ctx, n_windows, top_k, n_samples, drop_first, seed)
+    for b in held_out_batches(model, sae, tokens, labels, n_tokens, batch_contexts, drop_first,
+                              logits=False, log="feature statistics" if log else ""):
+        builder.add(b)
+    return builder.result()
 
 
 # ----------------------------------------------------------------------------- contexts
@@ -349,13 +316,13 @@ def _direct_logits(model, d: Tensor, site: str) -> Tensor:
 
 def logit_weights(model, sae, site: str | None = None) -> Tensor:
     """(d_sae, vocab) direct logit effect of one unit of each feature (module docstring)."""
-    return _direct_logits(model, sae.W_dec / sae.input_scale, site or sae.meta["site"])
+    return _direct_logits(model, sae.W_dec / sae.input_scale, site or sae.cfg.site)
 
 
 def logit_effects(model, sae, feature: int, k: int = 10, site: str | None = None) -> LogitEffects:
     """The k tokens whose logits feature `feature` raises most, and the k it lowers most."""
     d = (sae.W_dec[feature] / sae.input_scale)[None]  # (1, d_in)
-    logits = _direct_logits(model, d, site or sae.meta["site"])[0]  # (vocab,)
+    logits = _direct_logits(model, d, site or sae.cfg.site)[0]  # (vocab,)
     top, bottom = logits.topk(k), (-logits).topk(k)
     return LogitEffects([(int(i), float(v)) for v, i in zip(top.values, top.indices)],
                         [(int(i), -float(v)) for v, i in zip(bottom.values, bottom.indices)])
@@ -368,8 +335,6 @@ def features_for_concept(stats: FeatureStats, concept: str | int, k: int = 10,
                          min_fires: int = 10) -> list[tuple[int, float]]:
     """Features sorted by the share of their activation mass on `concept`: [(feature, share)].
     Features that fired fewer than `min_fires` times are left out (one firing gives share 1)."""
-    from sae.corpus import CONCEPTS
-
     share = stats.concept_share()
     if share is None:
         raise ValueError("these statistics have no concept labels (real text): search by token instead")

@@ -1,10 +1,13 @@
 """How good is a dictionary? Every metric is a small function with its formula, plus one
-streaming evaluator that computes them all over held-out text without holding the activations.
+streaming evaluator (`Evaluator` over `held_out_batches`) that computes them all over held-out
+text without holding the activations.
 
 Reconstruction (x: activations (n, d), x̂: reconstructions):
     mse  = mean_n ‖x − x̂‖²
     fvu  = Σ_n ‖x − x̂‖² / Σ_n ‖x − mean_n(x)‖²        fraction of variance unexplained
-           (= Gao et al.'s normalised MSE: the MSE relative to predicting the mean)
+           (Gao et al. 2024, section 2.1, define their normalised MSE this way, relative to
+           always predicting the mean activation; the `normalized_mean_squared_error` in their
+           released code divides each row by its own ‖x‖² instead, which is closer to `nmse`)
     explained variance = 1 − fvu
     nmse = Σ_n ‖x − x̂‖² / Σ_n ‖x‖²                     relative to predicting zero (April update's NMSE)
 Sparsity (f: feature activations (n, d_sae)):
@@ -38,6 +41,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -106,14 +110,6 @@ def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
     _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
     ranks = (np.cumsum(counts) - (counts - 1) / 2)[inverse]  # 1-based, ties share their mean rank
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def auroc_bruteforce(scores: np.ndarray, positive: np.ndarray) -> float:
-    """AUROC by counting all (positive, negative) pairs; O(n²), for tests."""
-    pos, neg = scores[positive], scores[~positive]
-    greater = (pos[:, None] > neg[None, :]).sum()
-    ties = (pos[:, None] == neg[None, :]).sum()
-    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
 
 
 # ----------------------------------------------------------------------------- concept detection
@@ -240,140 +236,192 @@ class MeanDiffProbe:
 # ----------------------------------------------------------------------------- the evaluator
 
 
+class HeldOutBatch(NamedTuple):
+    """One batch of held-out windows, read by the model and encoded by the SAE."""
+
+    ctx: Tensor  # (B, n_ctx) token windows, on the model's device
+    logits: Tensor | None  # (B, n_ctx, vocab) clean logits (None when the pass stopped at the site)
+    x: Tensor  # (N, d_in) activations at the site, positions >= drop_first, N = B·(n_ctx − drop_first)
+    f: Tensor  # (N, d_sae) feature activations
+    index: Tensor  # (N,) int64 index of each row's token in the token stream (CPU)
+    labels: Tensor | None  # (N,) int64 concept of each row's token (−1: none), or None
+    first_window: int  # index of the batch's first window
+    n_windows: int  # windows in the whole pass
+
+
+@torch.no_grad()
+def held_out_batches(model, sae, tokens: np.ndarray, labels: np.ndarray | None = None,
+                     n_tokens: int = 200_000, batch_contexts: int = 32, drop_first: int = 1,
+                     logits: bool = True, log: str = "") -> Iterator[HeldOutBatch]:
+    """Cut `tokens` into consecutive n_ctx windows (at most `n_tokens` tokens), run each batch of
+    windows through the model and the SAE, and yield it. The one pass that the evaluator
+    (`Evaluator`) and the feature statistics (`sae.interpret.FeatureStatsBuilder`) both read.
+
+    The site is `sae.cfg.site`. With `logits=False` the model stops at the site (faster). `log`
+    names the pass in the progress lines (rate and ETA on stderr); "" is silent.
+    """
+    site = sae.cfg.site
+    if not site:
+        raise ValueError("the SAE does not name its hook site (SAEConfig.site): set it, e.g. "
+                         "SAEConfig(..., site='blocks.0.mlp.hook_post')")
+    device = next(model.parameters()).device
+    n_ctx = model.cfg.n_ctx
+    n_windows = min(len(tokens) // n_ctx, max(n_tokens // n_ctx, 1))
+    if n_windows == 0:
+        raise ValueError(f"need at least n_ctx={n_ctx} held-out tokens, got {len(tokens)}")
+    windows = torch.from_numpy(np.asarray(tokens[: n_windows * n_ctx], dtype=np.int64)).view(n_windows, n_ctx)
+    lab = None if labels is None else torch.from_numpy(np.asarray(labels[: n_windows * n_ctx], dtype=np.int64))
+    positions = torch.arange(drop_first, n_ctx)  # positions encoded in every window
+    model.eval()
+    t0 = time.perf_counter()
+    for start in range(0, n_windows, batch_contexts):
+        ctx = windows[start:start + batch_contexts].to(device)
+        B = len(ctx)
+        clean, cache = model.run_with_cache(ctx, [site], stop_at=None if logits else site)
+        x = cache[site][:, drop_first:].reshape(-1, sae.cfg.d_in).float()  # (N, d_in)
+        index = ((start + torch.arange(B))[:, None] * n_ctx + positions[None, :]).reshape(-1)  # (N,)
+        yield HeldOutBatch(ctx, clean, x, sae.encode(x), index, None if lab is None else lab[index],
+                           start, n_windows)
+        done = start + B
+        if log and (done == n_windows or (start // batch_contexts) % 20 == 19):
+            elapsed = time.perf_counter() - t0
+            print(f"  {log}: {done * n_ctx:,}/{n_windows * n_ctx:,} tokens ({elapsed:.0f}s, "
+                  f"{done * n_ctx / max(elapsed, 1e-9):,.0f} tok/s, ETA {elapsed / done * (n_windows - done):.0f}s)",
+                  file=sys.stderr, flush=True)
+
+
 @dataclass
 class Evaluation:
-    """Everything `evaluate_sae` measured (scalars in `metrics`, per-feature arrays alongside)."""
+    """Everything `Evaluator` measured (scalars in `metrics`, per-feature arrays alongside)."""
 
     metrics: dict
-    fire_counts: Tensor  # (d_sae,) tokens on which each feature fired
+    fire_count: Tensor  # (d_sae,) tokens on which each feature fired
     max_act: Tensor  # (d_sae,) largest activation seen
     features: ConceptHistogram | None
     neurons: ConceptHistogram | None
     probe: MeanDiffProbe | None = None  # a mean-difference linear probe on the site's activations
 
 
-@torch.no_grad()
-def evaluate_sae(model, sae, tokens: np.ndarray, site: str, labels: np.ndarray | None = None,
-                 n_concepts: int = 0, n_tokens: int = 200_000, batch_contexts: int = 32,
-                 drop_first: int = 1, mean_act: Tensor | None = None, neurons: bool = True,
-                 log: bool = True) -> Evaluation:
-    """Stream `n_tokens` tokens of held-out text (consecutive contexts of n_ctx) through the model
-    and the SAE; return reconstruction, sparsity, CE and (with labels) concept metrics.
+class Evaluator:
+    """Streams `HeldOutBatch`es (`add`) into reconstruction, sparsity, CE and concept metrics (`result`).
 
-    `mean_act` (d_in,) is the mean activation for the mean-ablation baseline; if None it is
-    estimated from the first batch. Memory is bounded by one batch plus the histograms.
+    Sums are kept in float64 and turned into the module's formulas at the end: with
+    S_e = Σ‖x − x̂‖², S_x = Σ‖x‖² and m = Σx / n, the centred sum is Σ‖x − m‖² = S_x − n‖m‖², so
+    fvu = S_e / (S_x − n‖m‖²) and nmse = S_e / S_x over every token, exactly as `fvu` and `nmse`
+    on the materialised activations (tested). `mean_act` (d_in,) is the mean-ablation baseline;
+    if None it is the mean of the first batch. Memory: one batch plus the histograms.
     """
-    device = next(model.parameters()).device
-    n_ctx = model.cfg.n_ctx
-    n_windows = min(len(tokens) // n_ctx, max(n_tokens // n_ctx, 1))
-    if n_windows == 0:
-        raise ValueError(f"need at least n_ctx={n_ctx} evaluation tokens, got {len(tokens)}")
-    windows = torch.from_numpy(np.asarray(tokens[: n_windows * n_ctx], dtype=np.int64)).view(n_windows, n_ctx)
-    lab_windows = None
-    if labels is not None:
-        lab_windows = torch.from_numpy(np.asarray(labels[: n_windows * n_ctx], dtype=np.int64)).view(n_windows, n_ctx)
-    model.eval()
-    d_sae = sae.cfg.d_sae
-    fire = torch.zeros(d_sae, dtype=torch.int64)
-    max_act = torch.zeros(d_sae)
-    feat_h = ConceptHistogram(d_sae, n_concepts) if labels is not None and n_concepts else None
-    neur_h = None
-    probe = MeanDiffProbe(sae.cfg.d_in, n_concepts) if feat_h is not None else None
-    sums = dict(sq_err=0.0, sq_x=0.0, l0=0.0, l1=0.0, n=0, ce_clean=0.0, ce_sae=0.0, ce_zero=0.0,
-                ce_mean=0.0, kl=0.0, n_pred=0)
-    x_sum = None
-    x_sq = 0.0
-    t0 = time.time()
 
-    for start in range(0, n_windows, batch_contexts):
-        ctx = windows[start:start + batch_contexts].to(device)
-        clean_logits, cache = model.run_with_cache(ctx, [site])
-        act = cache[site]  # (B, T, d_in)
-        B, T, d_in = act.shape
-        x = act[:, drop_first:].reshape(-1, d_in).float()
-        if mean_act is None:
-            mean_act = x.mean(0)
-        f = sae.encode(x)
-        x_hat = sae.decode(f)
+    def __init__(self, model, sae, n_concepts: int = 0, mean_act: Tensor | None = None,
+                 neurons: bool = True, drop_first: int = 1):
+        self.model, self.sae, self.drop_first, self.mean_act = model, sae, drop_first, mean_act
+        d_in, d_sae = sae.cfg.d_in, sae.cfg.d_sae
+        self.fire = torch.zeros(d_sae, dtype=torch.int64)
+        self.max_act = torch.zeros(d_sae)
+        self.features = ConceptHistogram(d_sae, n_concepts) if n_concepts else None
+        self.neurons = ConceptHistogram(d_in, n_concepts) if n_concepts and neurons else None
+        self.probe = MeanDiffProbe(d_in, n_concepts) if n_concepts else None
+        self.x_sum = torch.zeros(d_in, dtype=torch.float64)
+        self.sums = dict(sq_err=0.0, sq_x=0.0, l0=0.0, l1=0.0, n=0, ce_clean=0.0, ce_sae=0.0,
+                         ce_zero=0.0, ce_mean=0.0, kl=0.0, n_pred=0)
 
-        def splice(replacement):
-            def fn(a):
-                a = a.clone()
-                a[:, drop_first:] = replacement.reshape(B, T - drop_first, d_in).to(a.dtype)
-                return a
-            return fn
+    def _logits_with(self, b: HeldOutBatch, replacement: Tensor) -> Tensor:
+        """The model's logits with the site's activations at positions >= drop_first replaced."""
+        B, T = b.ctx.shape
+        d = self.drop_first
 
-        with model.hooks({site: splice(x_hat)}):
-            sae_logits = model(ctx)
-        with model.hooks({site: splice(torch.zeros_like(x))}):
-            zero_logits = model(ctx)
-        with model.hooks({site: splice(mean_act.expand_as(x))}):
-            mean_logits = model(ctx)
+        def splice(a: Tensor) -> Tensor:
+            a = a.clone()
+            a[:, d:] = replacement.reshape(B, T - d, -1).to(a.dtype)
+            return a
 
+        with self.model.hooks({self.sae.cfg.site: splice}):
+            return self.model(b.ctx)
+
+    @torch.no_grad()
+    def add(self, b: HeldOutBatch) -> None:
+        s, d, x, f = self.sums, self.drop_first, b.x, b.f
+        if b.logits is None:
+            raise ValueError("the evaluator needs the clean logits: make the batches with logits=True")
+        if self.mean_act is None:
+            self.mean_act = x.mean(0)
+        x_hat = self.sae.decode(f).float()
         # next-token loss at the positions whose site was replaced (a 1-layer model's MLP at
         # position p only affects the prediction made at p)
-        tgt = ctx[:, drop_first + 1:].reshape(-1)
+        tgt = b.ctx[:, d + 1:].reshape(-1)
 
-        def ce(logits):
-            lg = logits[:, drop_first:-1].reshape(-1, logits.shape[-1]).float()
+        def ce(logits: Tensor) -> float:
+            lg = logits[:, d:-1].reshape(-1, logits.shape[-1]).float()
             return torch.nn.functional.cross_entropy(lg, tgt, reduction="sum").item()
 
-        sums["ce_clean"] += ce(clean_logits)
-        sums["ce_sae"] += ce(sae_logits)
-        sums["ce_zero"] += ce(zero_logits)
-        sums["ce_mean"] += ce(mean_logits)
-        lp_clean = clean_logits[:, drop_first:-1].float().log_softmax(-1)
-        lp_sae = sae_logits[:, drop_first:-1].float().log_softmax(-1)
-        sums["kl"] += (lp_clean.exp() * (lp_clean - lp_sae)).sum().item()
-        sums["n_pred"] += tgt.numel()
+        sae_logits = self._logits_with(b, x_hat)
+        s["ce_clean"] += ce(b.logits)
+        s["ce_sae"] += ce(sae_logits)
+        s["ce_zero"] += ce(self._logits_with(b, torch.zeros_like(x)))
+        s["ce_mean"] += ce(self._logits_with(b, self.mean_act.expand_as(x)))
+        lp_clean = b.logits[:, d:-1].float().log_softmax(-1)
+        lp_sae = sae_logits[:, d:-1].float().log_softmax(-1)
+        s["kl"] += (lp_clean.exp() * (lp_clean - lp_sae)).sum().item()
+        s["n_pred"] += tgt.numel()
 
-        x_hat = x_hat.float()
-        sums["sq_err"] += (x - x_hat).pow(2).sum().item()
-        sums["sq_x"] += x.pow(2).sum().item()
-        x_sum = x.sum(0).double() if x_sum is None else x_sum + x.sum(0).double()
-        sums["l0"] += (f > 0).sum().item()
-        sums["l1"] += f.sum().item()
-        sums["n"] += len(x)
-        fire += (f > 0).sum(0).cpu()
-        max_act = torch.maximum(max_act, f.max(0).values.cpu())
-        if feat_h is not None:
-            lab = lab_windows[start:start + batch_contexts, drop_first:].reshape(-1)
-            feat_h.add(f, lab)
-            if neurons:
-                if neur_h is None:
-                    neur_h = ConceptHistogram(d_in, n_concepts)
-                neur_h.add(x, lab)
-            # fit the probe on the first half of the contexts, score it on the second half
-            (probe.fit if start < n_windows // 2 else probe.score)(x, lab)
-        done = min(start + batch_contexts, n_windows)
-        if log and (done == n_windows or (start // batch_contexts) % 20 == 19):
-            print(f"  evaluate: {done * n_ctx:,}/{n_windows * n_ctx:,} tokens ({time.time() - t0:.0f}s)",
-                  file=sys.stderr, flush=True)
+        n = len(x)
+        s["sq_err"] += (x - x_hat).double().pow(2).sum().item()
+        s["sq_x"] += x.double().pow(2).sum().item()
+        self.x_sum += x.double().sum(0).cpu()
+        s["l0"] += l0(f) * n
+        s["l1"] += l1(f) * n
+        s["n"] += n
+        self.fire += (f > 0).sum(0).cpu()
+        self.max_act = torch.maximum(self.max_act, f.max(0).values.cpu())
+        if self.features is not None:
+            self.features.add(f, b.labels)
+            if self.neurons is not None:
+                self.neurons.add(x, b.labels)
+            # fit the probe on the first half of the windows, score it on the second half
+            (self.probe.fit if b.first_window < b.n_windows // 2 else self.probe.score)(x, b.labels)
 
-    n = sums["n"]
-    # Σ‖x − mean‖² = Σ‖x‖² − n‖mean‖², accumulated in one pass
-    var = sums["sq_x"] - (x_sum.pow(2).sum().item() / n)
-    ce_clean, ce_sae = sums["ce_clean"] / sums["n_pred"], sums["ce_sae"] / sums["n_pred"]
-    ce_zero, ce_mean = sums["ce_zero"] / sums["n_pred"], sums["ce_mean"] / sums["n_pred"]
-    m = {
-        "n_tokens": n,
-        "mse": sums["sq_err"] / n,
-        "fvu": sums["sq_err"] / var,
-        "explained_variance": 1 - sums["sq_err"] / var,
-        "nmse": sums["sq_err"] / sums["sq_x"],
-        "l0": sums["l0"] / n,
-        "l1": sums["l1"] / n,
-        **density_summary(fire, n),
-        "ce_clean": ce_clean,
-        "ce_sae": ce_sae,
-        "ce_zero_ablation": ce_zero,
-        "ce_mean_ablation": ce_mean,
-        "ce_recovered_zero": ce_recovered(ce_clean, ce_sae, ce_zero),
-        "ce_recovered_mean": ce_recovered(ce_clean, ce_sae, ce_mean),
-        "ce_added_nats": ce_sae - ce_clean,
-        "kl": sums["kl"] / sums["n_pred"],
-    }
-    return Evaluation(m, fire, max_act, feat_h, neur_h, probe if probe is not None and probe.scores else None)
+    def result(self) -> Evaluation:
+        s = self.sums
+        n, n_pred = s["n"], s["n_pred"]
+        if n == 0:
+            raise ValueError("the evaluator saw no tokens: add() at least one batch")
+        centred = s["sq_x"] - self.x_sum.pow(2).sum().item() / n  # Σ‖x − mean‖²
+        ce_clean, ce_sae = s["ce_clean"] / n_pred, s["ce_sae"] / n_pred
+        ce_zero, ce_mean = s["ce_zero"] / n_pred, s["ce_mean"] / n_pred
+        m = {
+            "n_tokens": n,
+            "mse": s["sq_err"] / n,
+            "fvu": s["sq_err"] / centred,
+            "explained_variance": 1 - s["sq_err"] / centred,
+            "nmse": s["sq_err"] / s["sq_x"],
+            "l0": s["l0"] / n,
+            "l1": s["l1"] / n,
+            **density_summary(self.fire, n),
+            "ce_clean": ce_clean,
+            "ce_sae": ce_sae,
+            "ce_zero_ablation": ce_zero,
+            "ce_mean_ablation": ce_mean,
+            "ce_recovered_zero": ce_recovered(ce_clean, ce_sae, ce_zero),
+            "ce_recovered_mean": ce_recovered(ce_clean, ce_sae, ce_mean),
+            "ce_added_nats": ce_sae - ce_clean,
+            "kl": s["kl"] / n_pred,
+        }
+        probe = self.probe if self.probe is not None and self.probe.scores else None
+        return Evaluation(m, self.fire, self.max_act, self.features, self.neurons, probe)
+
+
+def evaluate_sae(model, sae, tokens: np.ndarray, labels: np.ndarray | None = None, n_concepts: int = 0,
+                 n_tokens: int = 200_000, batch_contexts: int = 32, drop_first: int = 1,
+                 mean_act: Tensor | None = None, neurons: bool = True, log: bool = True) -> Evaluation:
+    """Stream `n_tokens` tokens of held-out text (consecutive n_ctx windows) through the model and
+    the SAE (at `sae.cfg.site`); return reconstruction, sparsity, CE and, with labels, concept
+    metrics. One `Evaluator` over `held_out_batches`."""
+    ev = Evaluator(model, sae, n_concepts if labels is not None else 0, mean_act, neurons, drop_first)
+    with torch.no_grad():
+        for b in held_out_batches(model, sae, tokens, labels, n_tokens, batch_contexts, drop_first,
+                                  log="evaluate" if log else ""):
+            ev.add(b)
+    return ev.result()
 
 
 def concept_table(ev: Evaluation, names: list[str]) -> dict:
@@ -390,7 +438,7 @@ def concept_table(ev: Evaluation, names: list[str]) -> dict:
         row = {"feature": j, "auroc": fa[c, j].item(), **ev.features.best_f1(c, j),
                "mass_share": share[j].item() if int(top[j]) == c else
                (ev.features.mass[c, j] / ev.features.mass[:, j].sum().clamp_min(1e-12)).item(),
-               "density": ev.fire_counts[j].item() / ev.metrics["n_tokens"]}
+               "density": ev.fire_count[j].item() / ev.metrics["n_tokens"]}
         if na is not None:
             k = int(na[c].argmax())
             row.update(neuron=k, neuron_auroc=na[c, k].item())

@@ -1,19 +1,17 @@
 """The figures a reader of a run wants, written as PNG files under `runs/NAME/figures/`.
 
 Each function takes plain data (histories, metrics dicts, counts) and a path, draws one figure
-with a title and labelled axes (units included), saves it and closes it. matplotlib's
-non-interactive Agg backend is used, so this works on a machine without a display.
+with a title and labelled axes (units included), saves it and closes it. No backend is forced:
+without a display matplotlib falls back to its file-only Agg backend, and in a notebook the
+figures a chapter draws itself still show inline.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 
 def _save(fig, path: str | Path) -> Path:
@@ -63,18 +61,6 @@ def log_density_histogram(fire_counts, n_tokens: int, path: str | Path) -> Path:
     ax.text(-1, ax.get_ylim()[1] * 0.9, " dense", fontsize=8)
     ax.set(title=f"Feature density on {n_tokens:,} held-out tokens ({dead} dead)",
            xlabel="log10(fraction of tokens a feature fires on)", ylabel="features")
-    return _save(fig, path)
-
-
-def l0_fvu_frontier(points: list[dict], path: str | Path) -> Path:
-    """FVU against L0 for several SAEs; `points` are dicts with l0, fvu and a label."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for p in sorted(points, key=lambda p: p["l0"]):
-        ax.plot(p["l0"], p["fvu"], "o", color="tab:red" if p.get("default") else "tab:blue")
-        ax.annotate(p["label"], (p["l0"], p["fvu"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set_xscale("log")
-    ax.set(title="Sparsity vs reconstruction (red: this run's SAE)", xlabel="L0 (active features per token)",
-           ylabel="FVU (fraction of variance unexplained)")
     return _save(fig, path)
 
 

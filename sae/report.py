@@ -3,8 +3,8 @@
 `write_report(run)` reads what the stages wrote (config.json, stages.json, metrics.json,
 steering.json, figures/) and writes `report.md` (Markdown, figures linked relatively) and
 `report.html` (the same content, figures inlined as base64 PNG, so the file can be mailed).
-The paper's value stands beside ours wherever the papers report one (see REFERENCES in the
-README): Towards Monosemanticity run A/1 and Anthropic's April 2024 update (1L MLP, λ = 10).
+The paper's value stands beside ours wherever the papers report one: Towards Monosemanticity
+run A/1 and Anthropic's April 2024 update (1L MLP, λ = 10).
 """
 
 from __future__ import annotations
@@ -30,6 +30,14 @@ def _load(run: Path, name: str) -> dict:
     return json.loads(p.read_text()) if p.exists() else {}
 
 
+def _flat(d: dict, prefix: str = "") -> dict:
+    """{"gpt": {"n_layer": 1}} -> {"gpt.n_layer": 1}: the configuration's fields by dotted name."""
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
 def _f(v, nd: int = 3) -> str:
     if isinstance(v, float):
         return f"{v:.{nd}f}"
@@ -45,7 +53,7 @@ def report_markdown(run: str | Path) -> str:
             "Scaling Monosemanticity's steering demonstrations, reproduced on a labelled toy world.", ""]
 
     out += ["## Configuration", "", "| field | value |", "|---|---|"]
-    out += [f"| {k} | `{v}` |" for k, v in cfg.items()]
+    out += [f"| {k} | `{v}` |" for k, v in _flat(cfg).items()]
     out += ["", "## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
     out += [f"| {k} | {v.get('seconds', 0):.1f} |" for k, v in stages.items()]
     total = sum(v.get("seconds", 0) for v in stages.values())

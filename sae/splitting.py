@@ -15,8 +15,6 @@ larger dictionary whose chain of parents leads back to it.
 
 from __future__ import annotations
 
-import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,38 +24,32 @@ from sae.autoencoder import SAEConfig, SparseAutoencoder
 from sae.buffer import CachedActivations, write_cache
 from sae.corpus import CONCEPTS
 from sae.metrics import evaluate_sae
-from sae.train_sae import TrainSAEConfig, train_sae
-from sae.utils import atomic_write_json
+from sae.train_sae import sae_schedule, train_sae
 
 
-def train_dictionaries(run: str | Path, sizes: tuple[int, ...] = (256, 512, 1024, 2048),
-                       n_tokens: int = 1_000_000, batch_size: int = 4096) -> dict[int, Path]:
-    """Train one SAE per size on the same cached activations; returns {size: path}. Resumable:
-    SAEs (and the cache) already in `run/splitting/` are kept."""
-    from sae.pipeline import corpus_tokens, load_run, preset_of_run
-
-    run = Path(run)
-    p = preset_of_run(run)
-    tok, model = load_run(run)
-    d = run / "splitting"
-    cache = d / "acts.npy"
+def train_dictionaries(model, tokens: np.ndarray, site: str, out_dir: str | Path,
+                       sizes: tuple[int, ...] = (256, 512, 1024, 2048), n_tokens: int = 1_000_000,
+                       batch_size: int = 4096, l1_coeff: float = 3.0, lr: float = 3e-3,
+                       seed: int = 0) -> dict[int, Path]:
+    """Train one SAE per size on the same cached activations of `site` (`out_dir/acts.npy`, from
+    `n_tokens` of `tokens`), into `out_dir/sae_{size}.pt`; returns {size: path}. Resumable: SAEs
+    (and the cache) already in `out_dir` are kept."""
+    out_dir = Path(out_dir)
+    cache = out_dir / "acts.npy"
     if not cache.exists():
-        tokens, _ = corpus_tokens(p, tok, "train", p.lm_train_tokens)
-        write_cache(cache, model, tokens, p.site, n_tokens, seed=p.seed)
+        write_cache(cache, model, tokens, site, n_tokens, seed=seed)
     paths = {}
     for size in sizes:
-        path = d / f"sae_{size}.pt"
+        path = out_dir / f"sae_{size}.pt"
         if not path.exists():
-            acts = CachedActivations(cache, model, p.site, batch_size=min(batch_size, n_tokens // 2), seed=p.seed)
-            torch.manual_seed(p.seed)
-            sae = SparseAutoencoder(SAEConfig(d_in=acts.d_in, d_sae=size, l1_coeff=p.l1_coeff))
+            acts = CachedActivations(cache, model, site, batch_size=min(batch_size, n_tokens // 2), seed=seed)
+            torch.manual_seed(seed)
+            sae = SparseAutoencoder(SAEConfig(d_in=acts.d_in, d_sae=size, site=site))
             sae.set_input_scale_(acts.estimate_scale())
             steps = max(n_tokens // acts.batch_size, 1)
-            cfg = replace(p.sae_train_config(), n_steps=steps, dead_window=max(steps // 10, 1),
-                          resample_steps=tuple(int(steps * f) for f in p.resample_at), log_every=max(steps // 5, 1),
-                          checkpoint_every=0)
-            train_sae(sae, acts, cfg)
-            sae.save(path, site=p.site, preset=p.name)
+            train_sae(sae, acts, sae_schedule(steps, lr=lr, l1_coeff=l1_coeff, seed=seed,
+                                              log_every=max(steps // 5, 1), checkpoint_every=0))
+            sae.save(path)
         paths[size] = path
     return paths
 
@@ -71,22 +63,15 @@ def parents(small: SparseAutoencoder, large: SparseAutoencoder) -> tuple[torch.T
     return idx, best
 
 
-def split_concepts(run: str | Path, paths: dict[int, Path], n_eval: int = 100_000,
-                   share: float = 0.5) -> dict:
+def split_concepts(model, saes: dict[int, SparseAutoencoder], tokens: np.ndarray, labels: np.ndarray,
+                   n_eval: int = 100_000, share: float = 0.5) -> dict:
     """Per size and concept: the features whose activation mass is mostly (>= `share`) on the
-    concept; and, for each concept, the family of its best feature in the smallest dictionary.
-    Written to `run/splitting/families.json` and returned."""
-    from sae.pipeline import corpus_tokens, load_run, preset_of_run
-
-    run = Path(run)
-    p = preset_of_run(run)
-    tok, model = load_run(run)
-    tokens, labels = corpus_tokens(p, tok, "val", n_eval + p.n_ctx)
-    sizes = sorted(paths)
-    saes = {s: SparseAutoencoder.load(paths[s], device="cpu") for s in sizes}
+    concept, measured on `n_eval` held-out `tokens` with their concept `labels`; and, for each
+    concept, the family of its best feature in the smallest dictionary."""
+    sizes = sorted(saes)
     mass = {}
     for s in sizes:
-        ev = evaluate_sae(model, saes[s], tokens, p.site, labels=labels, n_concepts=len(CONCEPTS),
+        ev = evaluate_sae(model, saes[s], tokens, labels=labels, n_concepts=len(CONCEPTS),
                           n_tokens=n_eval, neurons=False, log=False)
         sh, top = ev.features.mass_share()
         mass[s] = (sh, top, ev.metrics)
@@ -106,15 +91,11 @@ def split_concepts(run: str | Path, paths: dict[int, Path], n_eval: int = 100_00
                          if mass[s][1][j] == c]
         out["concepts"][name] = {"features_per_size": per_size, "root": root,
                                  "root_share": float(sh0[root]), "family": family}
-    atomic_write_json(run / "splitting" / "families.json", out)
     return out
 
 
 def plot_splitting(result: dict, path: str | Path) -> Path:
     """Features mostly about each concept, against dictionary size."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     sizes = result["sizes"]

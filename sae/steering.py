@@ -32,6 +32,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sae.corpus import CONCEPT_ID, concept_hits, concept_segments, document_text, tokenize_documents, top_concept
+from sae.metrics import auroc
+from sae.world import RISKS
+
 _MULTIPLE = re.compile(r"^\s*([-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)\s*[xX×]\s*$")
 
 
@@ -57,14 +61,14 @@ def parse_value(value: str | float, max_act: float, allow_negative: bool = True)
     return v
 
 
-def _check_features(sae, ids) -> None:
+def check_features(sae, ids) -> None:
     bad = [i for i in ids if not 0 <= int(i) < sae.cfg.d_sae]
     if bad:
         raise ValueError(f"unknown feature ids {bad}: this SAE has features 0..{sae.cfg.d_sae - 1}")
 
 
 @contextmanager
-def clamp_features(model, sae, site: str, clamp: dict[int, float] | None = None,
+def clamp_features(model, sae, clamp: dict[int, float] | None = None,
                    scale: dict[int, float] | None = None, keep_error: bool = True,
                    only_where_active: bool = False) -> Iterator[None]:
     """Within the block, every forward pass (also `generate`) runs through the edited splice.
@@ -74,7 +78,7 @@ def clamp_features(model, sae, site: str, clamp: dict[int, float] | None = None,
     Values are absolute (use `parse_value` for "10x").
     """
     clamp, scale = dict(clamp or {}), dict(scale or {})
-    _check_features(sae, list(clamp) + list(scale))
+    check_features(sae, list(clamp) + list(scale))
 
     def splice(act: Tensor) -> Tensor:
         x = act.float()
@@ -93,17 +97,17 @@ def clamp_features(model, sae, site: str, clamp: dict[int, float] | None = None,
             out = out + (x - x_hat)
         return out.to(act.dtype)
 
-    with torch.no_grad(), model.hooks({site: splice}):
+    with torch.no_grad(), model.hooks({sae.cfg.site: splice}):
         yield
 
 
 @contextmanager
-def add_direction(model, sae, site: str, add: dict[int, float]) -> Iterator[None]:
+def add_direction(model, sae, add: dict[int, float]) -> Iterator[None]:
     """Additive steering: x + Σ α_i · W_dec[i] (raw units) at every position."""
-    _check_features(sae, list(add))
+    check_features(sae, list(add))
     direction = sum(a * sae.W_dec[i].detach() / sae.input_scale for i, a in add.items())
 
-    with torch.no_grad(), model.hooks({site: lambda act: act + direction.to(act.dtype)}):
+    with torch.no_grad(), model.hooks({sae.cfg.site: lambda act: act + direction.to(act.dtype)}):
         yield
 
 
@@ -113,6 +117,21 @@ def choose_feature(metrics: dict, concept: str) -> int:
     if concept not in concepts:
         raise ValueError(f"no concept {concept!r} in the run's metrics; known: {', '.join(concepts) or 'none (not a toy-world run)'}")
     return int(concepts[concept]["feature"])
+
+
+def steer_samples(model, sae, tok, prompt: str, feature: int, value: float, n: int = 3,
+                  max_new_tokens: int = 40, seed: int = 0) -> list[tuple[str, str]]:
+    """`n` pairs (unsteered, steered) of continuations of `prompt`, the steered one with `feature`
+    clamped to `value` (absolute; see `parse_value`); sample i of each pair uses seed `seed + i`."""
+    check_features(sae, [feature])
+    ids = [tok.eot_token] + tok.encode(prompt)
+    pairs = []
+    for i in range(n):
+        plain = model.generate(ids, max_new_tokens, seed=seed + i)
+        with clamp_features(model, sae, clamp={feature: value}):
+            steered = model.generate(ids, max_new_tokens, seed=seed + i)
+        pairs.append((tok.decode(plain[len(ids):].tolist()), tok.decode(steered[len(ids):].tolist())))
+    return pairs
 
 
 # ----------------------------------------------------------------------------- demonstrations
@@ -170,7 +189,7 @@ def generate_many(model, tok, prompts: list[str], n: int, max_new_tokens: int, s
     return out
 
 
-def golden_gate_demo(model, sae, tok, site: str, feature: int, max_act: float,
+def golden_gate_demo(model, sae, tok, feature: int, max_act: float,
                      multiples=(0, 1, 2, 5, 10, 20), n: int = 5, max_new_tokens: int = 48, seed: int = 0,
                      prompts: list[str] = NEUTRAL_PROMPTS) -> dict:
     """Clamp the Golden Gate feature to m × max_act on neutral prompts; measure topic rate and coherence.
@@ -178,8 +197,6 @@ def golden_gate_demo(model, sae, tok, site: str, feature: int, max_act: float,
     A sample is on-topic when the judge's top concept for the continuation is golden_gate; the
     coherence cost is the clean model's cross-entropy of the steered continuation.
     """
-    from sae.corpus import concept_hits, top_concept
-
     def measure(samples):
         texts = [tok.decode(o) for _, o in samples]
         return {"rate": sum(top_concept(t) == "golden_gate" for t in texts) / len(texts),
@@ -190,7 +207,7 @@ def golden_gate_demo(model, sae, tok, site: str, feature: int, max_act: float,
     base = measure(generate_many(model, tok, prompts, n, max_new_tokens, seed))
     sweep = []
     for m in multiples:
-        with clamp_features(model, sae, site, clamp={feature: m * max_act}):
+        with clamp_features(model, sae, clamp={feature: m * max_act}):
             samples = generate_many(model, tok, prompts, n, max_new_tokens, seed)
         sweep.append({"multiple": m, **measure(samples)})
     best = max(sweep, key=lambda r: (r["rate"], -r["ce"]))
@@ -199,9 +216,10 @@ def golden_gate_demo(model, sae, tok, site: str, feature: int, max_act: float,
 
 
 @torch.no_grad()
-def snippet_max_activation(model, sae, tok, site: str, feature: int, text: str) -> float:
+def snippet_max_activation(model, sae, tok, feature: int, text: str) -> float:
     """The feature's largest activation over the tokens of `text` (read after an end-of-text token)."""
     ids = torch.tensor([([tok.eot_token] + tok.encode(text))[: model.cfg.n_ctx]])
+    site = sae.cfg.site
     _, cache = model.run_with_cache(ids, [site], stop_at=site)
     return sae.encode(cache[site][0, 1:].float())[:, feature].max().item()
 
@@ -215,9 +233,6 @@ def unsafe_context_sensitivity(model, tok, n: int = 200, seed: int = 0) -> dict:
     the same snippets with every earlier construct made safe. Equal probabilities mean the model
     has no notion of an unsafe context, so no feature of its activations can carry one.
     """
-    from sae.corpus import CONCEPT_ID, concept_segments, tokenize_documents
-    from sae.world import RISKS
-
     unsafe_id, code_id = CONCEPT_ID["unsafe_code"], CONCEPT_ID["code"]
     to_safe = {u: s for s, u in RISKS.values()}
 
@@ -245,7 +260,7 @@ def unsafe_context_sensitivity(model, tok, n: int = 200, seed: int = 0) -> dict:
             "n_segments": len(after_unsafe)}
 
 
-def unsafe_code_demo(model, sae, tok, site: str, feature: int, max_act: float, multiples=(2, 5, 10),
+def unsafe_code_demo(model, sae, tok, feature: int, max_act: float, multiples=(2, 5, 10),
                      n: int = 3, max_new_tokens: int = 24, n_detect: int = 100, seed: int = 0,
                      prompts: list[str] = CODE_PROMPTS) -> dict:
     """The unsafe-code feature as a switch and as a detector.
@@ -259,31 +274,28 @@ def unsafe_code_demo(model, sae, tok, site: str, feature: int, max_act: float, m
        snippets (held-out segments of the two concepts, which share their templates).
     4. Whether the model itself tracks unsafe contexts (`unsafe_context_sensitivity`).
     """
-    from sae.corpus import concept_hits, concept_segments, document_text
-    from sae.metrics import auroc_bruteforce
-
     def rate(samples):
         return sum(concept_hits(tok.decode(o)).get("unsafe_code", 0) > 0 for _, o in samples) / len(samples)
 
     base = rate(generate_many(model, tok, prompts, n, max_new_tokens, seed))
     sweep = []
     for m in multiples:
-        with clamp_features(model, sae, site, clamp={feature: m * max_act}):
+        with clamp_features(model, sae, clamp={feature: m * max_act}):
             sweep.append({"multiple": m, "rate": rate(generate_many(model, tok, prompts, n, max_new_tokens, seed))})
     best = max(sweep, key=lambda r: r["rate"])
 
     unsafe_starts = [document_text(s[:3]) + "\n" + prompts[i % len(prompts)]
                      for i, s in enumerate(concept_segments("unsafe_code", len(prompts), seed=seed, split="test"))]
     started = rate(generate_many(model, tok, unsafe_starts, n, max_new_tokens, seed))
-    with clamp_features(model, sae, site, clamp={feature: 0.0}):
+    with clamp_features(model, sae, clamp={feature: 0.0}):
         suppressed = rate(generate_many(model, tok, unsafe_starts, n, max_new_tokens, seed))
 
     safe = [document_text(s) for s in concept_segments("code", n_detect, seed=seed + 1, split="test")]
     unsafe = [document_text(s) for s in concept_segments("unsafe_code", n_detect, seed=seed + 1, split="test")]
-    scores = np.array([snippet_max_activation(model, sae, tok, site, feature, t) for t in safe + unsafe])
+    scores = np.array([snippet_max_activation(model, sae, tok, feature, t) for t in safe + unsafe])
     labels = np.array([False] * len(safe) + [True] * len(unsafe))
     return {"feature": feature, "max_act": max_act, "rate_baseline": base, "sweep": sweep,
             "multiple": best["multiple"], "rate_clamped": best["rate"],
             "rate_unsafe_start": started, "rate_suppressed": suppressed,
-            "detector_auroc": auroc_bruteforce(scores, labels),
+            "detector_auroc": auroc(scores, labels),
             "lm_context": unsafe_context_sensitivity(model, tok, seed=seed)}

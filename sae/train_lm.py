@@ -3,7 +3,7 @@
 The loop is nanoGPT's (`train.py`) made flat and small: AdamW with weight decay on matrices only,
 a linear warm-up then cosine decay of the learning rate, gradient-norm clipping, a periodic
 validation loss, a progress line, and an atomic checkpoint `{config, state_dict, optimizer, step,
-rng, ...}` every `ckpt_every` steps. `resume=True` continues from that checkpoint; because every
+rng, ...}` every `checkpoint_every` steps. `resume=True` continues from that checkpoint; because every
 random number (the batch windows) comes from one generator whose state is in the checkpoint, an
 interrupted and resumed run ends with bit-identical weights to an uninterrupted one on CPU.
 
@@ -25,13 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sae.corpus import CODE_FAMILY, CONCEPTS, concept_segments, document_text, top_concept
 from sae.gpt import GPT, GPTConfig, cross_entropy
-from sae.utils import atomic_torch_save, resolve_device
+from sae.utils import atomic_torch_save, format_duration, load_checkpoint, resolve_device
 
 
 @dataclass
 class TrainLMConfig:
-    steps: int = 2000  # optimizer steps
+    n_steps: int = 2000  # optimizer steps
     batch_size: int = 32  # windows per step; tokens per step = batch_size * n_ctx
     lr: float = 3e-3  # peak learning rate, reached at the end of warm-up
     warmup: int = 100  # steps of linear warm-up from lr/warmup to lr
@@ -42,16 +43,16 @@ class TrainLMConfig:
     grad_clip: float = 1.0  # clip the global gradient norm to this; 0 disables clipping
     eval_every: int = 200  # steps between validation losses (also after the last step); 0: only at the end
     eval_tokens: int = 65_536  # predicted tokens scored per validation (windows spread over val data)
-    ckpt_every: int = 500  # steps between checkpoints (also after the last step); needs out_path
+    checkpoint_every: int = 500  # steps between checkpoints (also after the last step); needs checkpoint_path
     log_every: int = 50  # steps between progress lines; 0 silences them
     seed: int = 0  # seeds the generator that draws batch windows
     device: str = "auto"  # "auto" picks cuda, then mps, then cpu
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size"):
+        for name in ("n_steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainLMConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup", "eval_every", "eval_tokens", "ckpt_every", "log_every"):
+        for name in ("warmup", "eval_every", "eval_tokens", "checkpoint_every", "log_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainLMConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not self.lr > 0:
@@ -62,17 +63,24 @@ class TrainLMConfig:
             raise ValueError("TrainLMConfig.weight_decay and grad_clip must be >= 0 (grad_clip=0: no clipping)")
 
 
+def lm_schedule(n_steps: int, **kw) -> TrainLMConfig:
+    """A config for `n_steps` steps that validates 4 times, checkpoints 10 times and prints 20
+    progress lines; `kw` sets any other field (or overrides these)."""
+    return TrainLMConfig(**{"n_steps": n_steps, "eval_every": max(n_steps // 4, 1),
+                            "checkpoint_every": max(n_steps // 10, 1), "log_every": max(n_steps // 20, 1), **kw})
+
+
 def lr_at(step: int, cfg: TrainLMConfig) -> float:
     """Learning rate for the update with 0-based index `step`: linear warm-up, then cosine decay.
 
     warm-up:  lr * (step + 1) / warmup                                   for step < warmup
-    cosine:   min_lr + (lr - min_lr) * (1 + cos(pi * p)) / 2,  p = (step - warmup) / (steps - 1 - warmup)
+    cosine:   min_lr + (lr - min_lr) * (1 + cos(pi * p)) / 2,  p = (step - warmup) / (n_steps - 1 - warmup)
     so the first update after warm-up uses lr and the last update uses min_lr = lr * min_lr_ratio.
     """
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     min_lr = cfg.lr * cfg.min_lr_ratio
-    progress = (step - cfg.warmup) / max(1, cfg.steps - 1 - cfg.warmup)
+    progress = (step - cfg.warmup) / max(1, cfg.n_steps - 1 - cfg.warmup)
     return min_lr + (cfg.lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
@@ -201,17 +209,12 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _format_time(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
 def train_lm(
     model: GPT,
     train_tokens: np.ndarray,
     val_tokens: np.ndarray | None,
     cfg: TrainLMConfig,
-    out_path: str | Path | None = None,
+    checkpoint_path: str | Path | None = None,
     resume: bool = False,
     val_labels: np.ndarray | None = None,
     label_names: list[str] | None = None,
@@ -222,8 +225,8 @@ def train_lm(
     "grad_norm" (before clipping); rows of evaluation steps add "val_loss" and, given
     `val_labels`, "val_loss_by_label" ({name: loss}, see `per_label_loss`).
 
-    With `out_path`, a checkpoint is written there every `ckpt_every` steps and after the last;
-    `GPT.load(out_path)` reads the model from it. `resume=True` continues from that checkpoint
+    With `checkpoint_path`, a checkpoint is written there every `checkpoint_every` steps and after the last;
+    `GPT.load(checkpoint_path)` reads the model from it. `resume=True` continues from that checkpoint
     (or starts afresh, with a note, if there is none yet).
     """
     device = resolve_device(cfg.device)
@@ -235,8 +238,8 @@ def train_lm(
         if val_data is None or np.shape(val_labels) != (len(val_data),):
             raise ValueError("val_labels needs val_tokens and must hold one label per validation token")
         val_y = torch.from_numpy(np.asarray(val_labels).astype(np.int64))
-    if resume and out_path is None:
-        raise ValueError("resume=True needs out_path: the checkpoint to continue from")
+    if resume and checkpoint_path is None:
+        raise ValueError("resume=True needs checkpoint_path: the checkpoint to continue from")
 
     optimizer = torch.optim.AdamW(
         _param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2)
@@ -244,16 +247,16 @@ def train_lm(
     rng = torch.Generator(device="cpu").manual_seed(cfg.seed)  # draws every batch window
     step, history = 0, []
 
-    if resume and Path(out_path).exists():
-        ckpt = torch.load(out_path, map_location=device, weights_only=True)
+    if resume and Path(checkpoint_path).exists():
+        ckpt = load_checkpoint(checkpoint_path, "a language-model training checkpoint", device)
         if "optimizer" not in ckpt:
-            raise ValueError(f"{out_path} is a saved model, not a training checkpoint: resume needs the latter")
+            raise ValueError(f"{checkpoint_path} is a saved model, not a training checkpoint: resume needs the latter")
         if ckpt["config"] != asdict(model.cfg):
             raise ValueError(
-                f"checkpoint {out_path} holds a model with config {ckpt['config']}, not {asdict(model.cfg)}: "
+                f"checkpoint {checkpoint_path} holds a model with config {ckpt['config']}, not {asdict(model.cfg)}: "
                 f"build the model with GPTConfig(**that config), or start afresh with resume=False"
             )
-        bookkeeping = {"device", "log_every", "eval_every", "eval_tokens", "ckpt_every"}  # do not alter training
+        bookkeeping = {"device", "log_every", "eval_every", "eval_tokens", "checkpoint_every"}  # do not alter training
         changed = [
             f.name for f in fields(cfg)
             if f.name not in bookkeeping and ckpt["train_config"].get(f.name) != getattr(cfg, f.name)
@@ -264,9 +267,9 @@ def train_lm(
         optimizer.load_state_dict(ckpt["optimizer"])
         rng.set_state(ckpt["rng"])
         step, history = ckpt["step"], ckpt["history"]
-        print(f"resumed from {out_path} at step {step}/{cfg.steps}")
+        print(f"resumed from {checkpoint_path} at step {step}/{cfg.n_steps}")
     elif resume:
-        print(f"no checkpoint at {out_path} yet: starting from step 0")
+        print(f"no checkpoint at {checkpoint_path} yet: starting from step 0")
 
     def save_checkpoint() -> None:
         ckpt = {
@@ -278,7 +281,7 @@ def train_lm(
             "train_config": asdict(cfg),
             "history": history,
         }
-        atomic_torch_save(ckpt, out_path)
+        atomic_torch_save(ckpt, checkpoint_path)
 
     params = list(model.parameters())
     offsets = torch.arange(n_ctx + 1)
@@ -286,7 +289,7 @@ def train_lm(
     start_step, t_start = step, time.perf_counter()
     logged_step, train_time = step, 0.0  # seconds spent in training steps since the last log line
     model.train()
-    while step < cfg.steps:
+    while step < cfg.n_steps:
         t0 = time.perf_counter()
         lr = lr_at(step, cfg)
         for group in optimizer.param_groups:
@@ -304,13 +307,13 @@ def train_lm(
         history.append(row)
         train_time += time.perf_counter() - t0
 
-        last = step == cfg.steps
+        last = step == cfg.n_steps
         if cfg.log_every and (step % cfg.log_every == 0 or last):
             tok_s = (step - logged_step) * tokens_per_step / max(train_time, 1e-9)  # excludes evals
-            eta = (time.perf_counter() - t_start) / (step - start_step) * (cfg.steps - step)
+            eta = (time.perf_counter() - t_start) / (step - start_step) * (cfg.n_steps - step)
             print(
-                f"step {step:>{len(str(cfg.steps))}}/{cfg.steps} | loss {row['loss']:.4f} | lr {lr:.2e} | "
-                f"{tok_s:,.0f} tok/s | ETA {_format_time(eta)}",
+                f"step {step:>{len(str(cfg.n_steps))}}/{cfg.n_steps} | loss {row['loss']:.4f} | lr {lr:.2e} | "
+                f"{tok_s:,.0f} tok/s | ETA {format_duration(eta)}",
                 flush=True,
             )
             logged_step, train_time = step, 0.0
@@ -321,6 +324,37 @@ def train_lm(
                 row["val_loss_by_label"] = _mean_by_label(losses, val_y[target_idx], label_names)
             if cfg.log_every:
                 print(f"step {step}: val loss {row['val_loss']:.4f}", flush=True)
-        if out_path is not None and ((cfg.ckpt_every and step % cfg.ckpt_every == 0) or last):
+        if checkpoint_path is not None and ((cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or last):
             save_checkpoint()
     return history
+
+
+@torch.no_grad()
+def on_concept_rate(model: GPT, tok, n_per_concept: int = 10, prompt_tokens: int = 6,
+                    max_new_tokens: int = 48, temperature: float = 1.0, seed: int = 0,
+                    log: bool = True) -> dict[str, float]:
+    """How often the model stays on topic: prompted with the first words of a held-out segment
+    of each concept, the fraction of sampled continuations that the judge (`top_concept`) assigns
+    to that concept. Returns `{concept: rate, ..., "overall": mean}`.
+
+    Prompts come from the `test` split (never trained on); each continuation is sampled with its
+    own seed, so the numbers are repeatable. `code` and `unsafe_code` segments start with the
+    same function headers (they differ only in one expression further on), so a six-token prompt
+    cannot say which of the two follows: for those two, a continuation is on-concept when the
+    judge calls it code of either kind (`CODE_FAMILY`).
+    """
+    rates, t0 = {}, time.perf_counter()
+    for n_done, c in enumerate(CONCEPTS, 1):
+        hits = 0
+        for i, seg in enumerate(concept_segments(c, n_per_concept, seed=seed, split="test")):
+            prompt = [tok.eot_token] + tok.encode(document_text(seg))[:prompt_tokens]
+            out = model.generate(prompt, max_new_tokens, temperature=temperature, seed=seed * 1000 + i)
+            judged = top_concept(tok.decode(out[len(prompt):].tolist()))
+            hits += judged in (CODE_FAMILY if c in CODE_FAMILY else (c,))
+        rates[c] = hits / n_per_concept
+        if log and (n_done % 7 == 0 or n_done == len(CONCEPTS)):
+            elapsed = time.perf_counter() - t0
+            print(f"  on-concept rate: {n_done}/{len(CONCEPTS)} concepts ({elapsed:.0f}s, "
+                  f"ETA {format_duration(elapsed / n_done * (len(CONCEPTS) - n_done))})", flush=True)
+    rates["overall"] = sum(rates.values()) / len(CONCEPTS)
+    return rates

@@ -35,14 +35,16 @@ from typing import Iterable, Iterator
 import torch
 from torch import Tensor
 
-from sae.autoencoder import SAEConfig, SparseAutoencoder
-from sae.utils import atomic_torch_save
+from sae import metrics
+from sae.autoencoder import SparseAutoencoder
+from sae.utils import atomic_torch_save, format_duration, load_checkpoint
 
 
 @dataclass
 class TrainSAEConfig:
     n_steps: int = 10_000  # optimizer steps, one batch each
     lr: float = 1e-3  # Adam learning rate (no weight decay)
+    l1_coeff: float = 5.0  # λ of the sparsity penalty (relu, relu_april), in the scaled space E‖x‖ = sqrt(d_in); topk ignores it
     adam_betas: tuple[float, float] = (0.9, 0.999)  # Adam's β1, β2
     l1_warmup_frac: float = 0.05  # λ ramps linearly from 0 over this first fraction of the steps
     lr_decay_frac: float = 0.2  # the learning rate decays linearly to 0 over this last fraction
@@ -58,6 +60,16 @@ class TrainSAEConfig:
     seed: int = 0  # seeds the resampling draws
 
 
+def sae_schedule(n_steps: int, **kw) -> TrainSAEConfig:
+    """A config for `n_steps` steps with Anthropic's resampling schedule scaled down: a feature is
+    dead after 10% of the steps without firing, resampling at 20% and 40% of training (Towards
+    Monosemanticity: a 12,500-step window, resampling at 25k, 50k, 75k and 100k steps); progress
+    20 times, a checkpoint 10 times. `kw` sets any other field (or overrides these)."""
+    return TrainSAEConfig(**{"n_steps": n_steps, "dead_window": max(n_steps // 10, 1),
+                             "resample_steps": (n_steps // 5, 2 * n_steps // 5), "log_every": max(n_steps // 20, 1),
+                             "checkpoint_every": max(n_steps // 10, 1), **kw})
+
+
 def lr_at(step: int, cfg: TrainSAEConfig) -> float:
     """Constant, then linear decay to 0 over the last `lr_decay_frac` of the steps."""
     decay_start = cfg.n_steps * (1 - cfg.lr_decay_frac)
@@ -66,10 +78,10 @@ def lr_at(step: int, cfg: TrainSAEConfig) -> float:
     return cfg.lr * (cfg.n_steps - step) / (cfg.n_steps - decay_start)
 
 
-def l1_coeff_at(step: int, l1_coeff: float, cfg: TrainSAEConfig) -> float:
-    """Linear warm-up from 0 over the first `l1_warmup_frac` of the steps, then constant."""
+def l1_coeff_at(step: int, cfg: TrainSAEConfig) -> float:
+    """λ: linear warm-up from 0 over the first `l1_warmup_frac` of the steps, then `cfg.l1_coeff`."""
     warmup = cfg.n_steps * cfg.l1_warmup_frac
-    return l1_coeff if warmup <= 0 else l1_coeff * min(1.0, (step + 1) / warmup)
+    return cfg.l1_coeff if warmup <= 0 else cfg.l1_coeff * min(1.0, (step + 1) / warmup)
 
 
 def make_optimizer(sae: SparseAutoencoder, cfg: TrainSAEConfig) -> torch.optim.Adam:
@@ -202,7 +214,7 @@ def train_sae(
     if resume:
         if checkpoint_path is None or not Path(checkpoint_path).exists():
             raise FileNotFoundError(f"resume=True but there is no checkpoint at {checkpoint_path}")
-        ckpt = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        ckpt = load_checkpoint(checkpoint_path, "an SAE training checkpoint", device)
         if ckpt["config"] != asdict(sae.cfg):
             raise ValueError(f"the checkpoint was made for {ckpt['config']}, not this SAE's {asdict(sae.cfg)}")
         sae.load_state_dict(ckpt["state_dict"])
@@ -261,7 +273,7 @@ def train_sae(
                       f"(max {resample_info.get('fire_frac_max', 0.0):.2%})", flush=True)
 
         x = draw()
-        lr, lam = lr_at(step, cfg), l1_coeff_at(step, sae.cfg.l1_coeff, cfg)
+        lr, lam = lr_at(step, cfg), l1_coeff_at(step, cfg)
         for group in opt.param_groups:
             group["lr"] = lr
         out = sae(x, l1_coeff=lam, dead_mask=dead if sae.cfg.arch == "topk" else None)
@@ -289,14 +301,13 @@ def train_sae(
             steps_since_fired[fired] = 0
             # L0 = mean count of f > 0; f >= 0, so Σ sign(f) counts it in one float pass ((f > 0).sum()
             # converts a (batch, d_sae) bool tensor to int64 first: 20x slower, a sixth of a training step)
-            x_s = x * sae.input_scale
-            fvu = out.mse * len(x_s) / (x_s - x_s.mean(0)).pow(2).sum().clamp_min(1e-12)
             dead_frac = (steps_since_fired >= cfg.dead_window).float().mean()
-            loss, mse, l1, l0, fvu, dead_frac = torch.stack(
-                [out.loss, out.mse, out.l1, f.sign().sum() / len(f), fvu, dead_frac]
+            loss, mse, l1, l0, dead_frac = torch.stack(
+                [out.loss, out.mse, out.l1, f.sign().sum() / len(f), dead_frac]
             ).tolist()
         step += 1
-        entry = {"step": step, "loss": loss, "mse": mse, "l1": l1, "l0": l0, "fvu": fvu, "dead_frac": dead_frac,
+        entry = {"step": step, "loss": loss, "mse": mse, "l1": l1, "l0": l0, "fvu": metrics.fvu(x, out.x_hat.detach()),
+                 "dead_frac": dead_frac,
                  "lr": lr, "l1_coeff": lam, "batch_size": len(x), "elapsed_s": time.perf_counter() - t_start}
         if resample_info is not None:
             entry["resample"] = resample_info
@@ -308,22 +319,9 @@ def train_sae(
             t_log, step_log = now, step
             eta = (cfg.n_steps - step) / max(steps_per_s, 1e-9)
             print(f"step {step:>7}/{cfg.n_steps} | loss {loss:8.4f} | mse {mse:8.4f} | L0 {l0:6.1f} | "
-                  f"dead {dead_frac:6.1%} | {steps_per_s * len(x):9,.0f} tok/s | ETA {_hms(eta)}", flush=True)
+                  f"dead {dead_frac:6.1%} | {steps_per_s * len(x):9,.0f} tok/s | ETA {format_duration(eta)}", flush=True)
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
             save_checkpoint()
 
     save_checkpoint()
     return history
-
-
-def _hms(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def load_checkpoint_sae(path: str | os.PathLike, device: str = "cpu") -> SparseAutoencoder:
-    """The SAE inside a training checkpoint (to save it as a plain `sae.pt`, call `.save`)."""
-    ckpt = torch.load(path, map_location=device, weights_only=True)
-    sae = SparseAutoencoder(SAEConfig(**ckpt["config"])).to(device)
-    sae.load_state_dict(ckpt["state_dict"])
-    return sae

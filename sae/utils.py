@@ -53,6 +53,29 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     return _atomic_write(path, lambda f: torch.save(obj, f), "wb")
 
 
+def load_checkpoint(path: str | os.PathLike, what: str, device: str | torch.device = "cpu") -> dict:
+    """`torch.load(path, weights_only=True)` with a one-line error that names the file when it is
+    missing, truncated, corrupt or not a checkpoint dict (`what` says what it should hold)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; it should hold {what}")
+    try:
+        obj = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for a bad file
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ValueError(f"{path} is not a readable file of {what} ({reason}); "
+                         "delete it and re-run the stage that writes it") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path} holds a {type(obj).__name__}, not {what}; delete it and re-run the stage that writes it")
+    return obj
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as h:mm:ss, for progress lines and ETAs."""
+    s = max(int(round(seconds)), 0)
+    return f"{s // 3600:d}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     """`"auto"` picks cuda, then mps, then cpu; anything else is passed to `torch.device`."""
     if device == "auto":

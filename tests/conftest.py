@@ -22,7 +22,8 @@ def tiny_run(tmp_path_factory):
     import os
     from pathlib import Path
 
-    from sae.pipeline import get_preset, reproduce
+    from sae.pipeline import reproduce
+    from sae.run import get_preset
 
     out = Path(os.environ.get("SAE_TINY_RUN") or tmp_path_factory.mktemp("tiny"))
     reproduce(get_preset("tiny"), out, until="evaluate")

@@ -1,5 +1,7 @@
 """The sparse autoencoder (sae/autoencoder.py): each test checks an invariant or a hand computation."""
 
+from dataclasses import asdict
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -10,6 +12,7 @@ ARCHS = ("relu", "relu_april", "topk")
 
 
 def make_sae(arch="relu", d_in=16, d_sae=64, seed=0, **kw):
+    kw.setdefault("site", "blocks.0.mlp.hook_post")
     sae = SparseAutoencoder(SAEConfig(d_in=d_in, d_sae=d_sae, arch=arch, k=kw.pop("k", 4), **kw),
                             generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():  # make the biases non-trivial so that sign mistakes show
@@ -55,19 +58,19 @@ def test_leading_dimensions_are_kept():
 
 def test_loss_terms_relu_and_april():
     x = data()
-    relu = make_sae("relu", l1_coeff=0.3)
-    out = relu(x)
+    relu = make_sae("relu")
+    out = relu(x, l1_coeff=0.3)
     assert torch.allclose(out.l1, out.f.abs().sum(-1).mean()), "relu's l1 is mean_batch Σ_i |f_i|"
     assert torch.allclose(out.loss, out.mse + 0.3 * out.l1), "loss = mse + λ·l1"
-    april = make_sae("relu_april", l1_coeff=0.3)
+    april = make_sae("relu_april")
     with torch.no_grad():
         april.W_dec.mul_(torch.rand(64, 1, generator=torch.Generator().manual_seed(0)) + 0.1)
-    out = april(x)
+    out = april(x, l1_coeff=0.3)
     norms = april.W_dec.norm(dim=1)
     assert torch.allclose(out.l1, (out.f * norms).sum(-1).mean(), rtol=1e-5), (
         "the April penalty weighs each |f_i| by ‖W_dec[i]‖, otherwise shrinking W_dec buys sparsity for free"
     )
-    assert torch.allclose(april(x, l1_coeff=0.0).loss, out.mse), "l1_coeff passed to forward must override the config"
+    assert torch.allclose(april(x).loss, out.mse), "without λ (the trainer passes it) the loss is the MSE"
 
 
 def test_topk_keeps_exactly_k_largest():
@@ -209,7 +212,7 @@ def test_april_folded_save_gives_identical_reconstructions(tmp_path):
     sae.save(tmp_path / "sae.pt")
     loaded = SparseAutoencoder.load(tmp_path / "sae.pt", device="cpu")
     assert torch.allclose(loaded.W_dec.norm(dim=1), torch.ones(64), atol=1e-5), "saved decoder rows should be unit norm"
-    out, out2 = sae(x), loaded(x)
+    out, out2 = sae(x, l1_coeff=0.3), loaded(x, l1_coeff=0.3)
     assert torch.allclose(out.x_hat, out2.x_hat, atol=1e-5), (
         "folding ‖W_dec[i]‖ into encoder column i and b_enc[i] must not change the reconstruction"
     )
@@ -221,15 +224,32 @@ def test_april_folded_save_gives_identical_reconstructions(tmp_path):
 def test_save_load_round_trip(tmp_path, arch):
     sae = make_sae(arch)
     sae.set_input_scale_(0.25)
-    sae.save(tmp_path / "s.pt", site="blocks.0.mlp.hook_post")
+    sae.save(tmp_path / "s.pt", preset="tiny")
     ckpt = torch.load(tmp_path / "s.pt", weights_only=True)
     assert set(ckpt) >= {"config", "state_dict"} and ckpt["config"]["arch"] == arch
     loaded = SparseAutoencoder.load(tmp_path / "s.pt", device="cpu")
-    assert loaded.cfg == sae.cfg and loaded.meta == {"site": "blocks.0.mlp.hook_post"}
+    assert loaded.cfg == sae.cfg and loaded.meta == {"preset": "tiny"}
+    assert loaded.cfg.site == "blocks.0.mlp.hook_post", "the site is part of the saved config"
     assert loaded.input_scale.item() == 0.25, "the input scale must travel with the weights"
     x = data()
     assert torch.allclose(loaded(x).x_hat, sae(x).x_hat, atol=1e-6)
     assert not list(tmp_path.glob(".*tmp")), "the atomic write must not leave temporary files"
+
+
+def test_files_of_version_0_1_still_load(tmp_path):
+    """sae 0.1 kept λ in the SAE's config and the site in "meta"; such files must still load."""
+    sae = make_sae("relu")
+    old = {"config": {**{k: v for k, v in asdict(sae.cfg).items() if k != "site"}, "l1_coeff": 3.0},
+           "state_dict": sae.state_dict(), "meta": {"site": "blocks.0.mlp.hook_post", "preset": "tiny"}}
+    torch.save(old, tmp_path / "old.pt")
+    loaded = SparseAutoencoder.load(tmp_path / "old.pt", device="cpu")
+    assert loaded.cfg.site == "blocks.0.mlp.hook_post" and loaded.cfg == sae.cfg
+
+
+def test_a_corrupt_file_is_a_one_line_error_naming_it(tmp_path):
+    (tmp_path / "sae.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="sae.pt"):
+        SparseAutoencoder.load(tmp_path / "sae.pt", device="cpu")
 
 
 def test_shape_and_config_errors():

@@ -59,3 +59,11 @@ def test_reproduce_smoke_runs_and_resumes(tmp_path, capsys):
     assert main(["reproduce", "--preset", "smoke", "--out", str(out), "--seed", "5"]) == 2, \
         "a run directory with another configuration must be refused"
     assert json.loads((out / "config.json").read_text())["seed"] == 0
+
+
+def test_set_reaches_any_field_and_an_unknown_one_is_one_line_exit_2(tmp_path):
+    p = _run("reproduce", "--preset", "smoke", "--out", str(tmp_path / "r"), "--set", "train_sae.lrr=1e-3")
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unknown field 'train_sae.lrr'" in lines[0] and "train_sae.lr" in lines[0]
+    assert not (tmp_path / "r").exists(), "a bad setting must be refused before anything is written"

@@ -37,11 +37,10 @@ def small():
     600 random tokens with random concept labels."""
     torch.manual_seed(0)
     model = GPT(GPTConfig(n_layer=1, d_model=32, n_head=2, d_mlp=64, n_ctx=16, vocab_size=50)).eval()
-    sae = SparseAutoencoder(SAEConfig(d_in=64, d_sae=48))
+    sae = SparseAutoencoder(SAEConfig(d_in=64, d_sae=48, site=SITE))
     with torch.no_grad():
         sae.b_enc.fill_(0.05)
         sae.input_scale.fill_(3.0)
-    sae.meta = {"site": SITE}
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, 50, 600).astype(np.int32)
     labels = rng.integers(-1, 14, 600).astype(np.int8)
@@ -156,7 +155,7 @@ def test_dashboard_escapes_html_and_links_resolve(small, tmp_path):
     model, sae, _, _, stats = small
     tok = FakeTokenizer()
     feats = [int(f) for f in stats.alive.nonzero()[:3, 0]]
-    index = build_dashboard((model, sae, tok, stats), tmp_path / "dash", features=feats,
+    index = build_dashboard(model, sae, tok, stats, tmp_path / "dash", features=feats,
                             title="<script>alert(1)</script>")
     pages = list((tmp_path / "dash").rglob("*.html"))
     assert len(pages) == 1 + len(feats)
@@ -171,34 +170,23 @@ def test_dashboard_escapes_html_and_links_resolve(small, tmp_path):
 
 @pytest.fixture(scope="module")
 def smoke_dashboard(tmp_path_factory):
-    """The dashboard of a run directory of the smoke preset. Training one takes minutes on a busy
-    CPU, so by default the model and SAE are untrained (same shapes, same code path); set
-    SAE_SMOKE_RUN to a trained smoke run (e.g. runs/smoke) to use it instead."""
-    import json
-    import os
-    from dataclasses import asdict
-
-    from sae.corpus import toy_text
-    from sae.pipeline import get_preset
+    """The dashboard of the smoke preset's shapes: a BPE on toy text, an untrained model and SAE
+    (same shapes, same code path as a trained run; training one takes minutes on a busy CPU)."""
+    from sae.corpus import toy_text, toy_tokens
+    from sae.run import get_preset
     from sae.tokenizer import Tokenizer
 
     p = get_preset("smoke")
     out = tmp_path_factory.mktemp("smoke")
-    if os.environ.get("SAE_SMOKE_RUN"):
-        run = Path(os.environ["SAE_SMOKE_RUN"])
-    else:
-        run = out / "run"
-        run.mkdir()
-        (run / "config.json").write_text(json.dumps(asdict(p)))
-        tok = Tokenizer.train(toy_text(p.tokenizer_chars // 3, seed=p.seed), p.vocab_size)
-        tok.save(run / "tokenizer.json")
-        torch.manual_seed(0)
-        GPT(p.gpt_config(tok.vocab_size)).save(run / "lm.pt")
-        sae = SparseAutoencoder(p.sae_config(p.d_mlp))
-        with torch.no_grad():
-            sae.b_enc.fill_(0.1)  # untrained: a positive bias makes most features fire
-        sae.save(run / "sae.pt", site=p.site, preset=p.name)
-    build_dashboard(run, out / "dashboard")
+    tok = Tokenizer.train(toy_text(p.tokenizer_chars // 3, seed=p.seed), p.gpt.vocab_size)
+    torch.manual_seed(0)
+    model = GPT(p.gpt_config(tok.vocab_size)).eval()
+    sae = SparseAutoencoder(p.sae_config(p.gpt.d_mlp))
+    with torch.no_grad():
+        sae.b_enc.fill_(0.1)  # untrained: a positive bias makes most features fire
+    tokens, labels = toy_tokens(tok, p.eval_tokens + p.gpt.n_ctx, seed=p.seed, split="val")
+    stats = feature_stats(model, sae, tokens, labels, n_tokens=p.eval_tokens, log=False)
+    build_dashboard(model, sae, tok, stats, out / "dashboard")
     return out / "dashboard"
 
 

@@ -7,6 +7,14 @@ import torch
 from sae import metrics as M
 
 
+def auroc_bruteforce(scores: np.ndarray, positive: np.ndarray) -> float:
+    """AUROC by counting every (positive, negative) pair, ties ½: the definition, O(n²)."""
+    pos, neg = scores[positive], scores[~positive]
+    greater = (pos[:, None] > neg[None, :]).sum()
+    ties = (pos[:, None] == neg[None, :]).sum()
+    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
+
+
 def test_reconstruction_metrics_by_hand():
     x = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
     x_hat = torch.tensor([[1.0, 1.0], [3.0, 5.0]])
@@ -54,7 +62,7 @@ def test_histogram_auroc_matches_bruteforce_pair_count():
     got = h.auroc()
     for c in range(concepts):
         for j in range(units - 1):
-            want = M.auroc_bruteforce(acts[:, j], labels == c)
+            want = auroc_bruteforce(acts[:, j], labels == c)
             assert got[c, j].item() == pytest.approx(want, abs=2e-3), f"AUROC of unit {j} for concept {c}"
     assert got[1, 0] > 0.95
     share, top = h.mass_share()
@@ -73,7 +81,7 @@ def test_rank_auroc_matches_bruteforce_with_ties():
     rng = np.random.default_rng(1)
     scores = rng.integers(0, 5, 400).astype(float)  # many ties
     pos = rng.random(400) < 0.3
-    assert M.auroc(scores, pos) == pytest.approx(M.auroc_bruteforce(scores, pos), abs=1e-12)
+    assert M.auroc(scores, pos) == pytest.approx(auroc_bruteforce(scores, pos), abs=1e-12)
     with pytest.raises(ValueError, match="positives and negatives"):
         M.auroc(scores, np.zeros(400, bool))
 
@@ -94,3 +102,62 @@ def test_mean_difference_probe_finds_a_planted_concept_and_not_noise():
 
     assert fitted(x)[0] > 0.9  # the planted shift: AUROC of N(2,1) vs N(0,1) is 0.92
     assert np.abs(fitted(noise) - 0.5).max() < 0.05  # nothing planted: chance, out of sample
+
+
+# ----------------------------------------------------------------------------- the streaming evaluator
+
+SITE = "blocks.0.mlp.hook_post"
+
+
+def _small_model_and_tokens():
+    from sae.gpt import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=1, d_model=32, n_head=2, d_mlp=64, n_ctx=16, vocab_size=50)).eval()
+    tokens = np.random.default_rng(0).integers(0, 50, 16 * 20).astype(np.int64)
+    return model, tokens
+
+
+def test_an_identity_sae_has_fvu_0_and_recovers_all_the_loss():
+    """f = [ReLU(x), ReLU(−x)], x̂ = ReLU(x) − ReLU(−x) = x: a perfect dictionary of 2·d_in features."""
+    from sae.autoencoder import SAEConfig, SparseAutoencoder
+
+    model, tokens = _small_model_and_tokens()
+    sae = SparseAutoencoder(SAEConfig(d_in=64, d_sae=128, site=SITE))
+    eye = torch.eye(64)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.cat([eye, -eye], 1))
+        sae.W_dec.copy_(torch.cat([eye, -eye], 0))
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    m = M.evaluate_sae(model, sae, tokens, n_tokens=len(tokens), batch_contexts=3, log=False).metrics
+    assert m["fvu"] == pytest.approx(0.0, abs=1e-9) and m["mse"] == pytest.approx(0.0, abs=1e-9)
+    assert m["ce_recovered_zero"] == pytest.approx(1.0, abs=1e-6), "a perfect splice recovers all the loss"
+    assert m["ce_recovered_mean"] == pytest.approx(1.0, abs=1e-6)
+    assert m["kl"] == pytest.approx(0.0, abs=1e-6) and m["ce_added_nats"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_streamed_metrics_equal_the_small_functions_on_materialised_activations():
+    from sae.autoencoder import SAEConfig, SparseAutoencoder
+
+    model, tokens = _small_model_and_tokens()
+    sae = SparseAutoencoder(SAEConfig(d_in=64, d_sae=48, site=SITE), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        sae.b_enc.fill_(0.02)
+        sae.set_input_scale_(3.0)
+    # batches of 3 windows: the 20 windows take 7 batches, the last one short
+    m = M.evaluate_sae(model, sae, tokens, n_tokens=len(tokens), batch_contexts=3, log=False).metrics
+    ctx = torch.from_numpy(tokens).view(20, 16)
+    with torch.no_grad():
+        logits, cache = model.run_with_cache(ctx, [SITE])
+        x = cache[SITE][:, 1:].reshape(-1, 64)  # position 0 is never encoded (drop_first=1)
+        f = sae.encode(x)
+        x_hat = sae.decode(f)
+    assert m["n_tokens"] == len(x)
+    for name, want in [("mse", M.mse(x, x_hat)), ("fvu", M.fvu(x, x_hat)), ("nmse", M.nmse(x, x_hat)),
+                       ("explained_variance", M.explained_variance(x, x_hat)), ("l0", M.l0(f)), ("l1", M.l1(f))]:
+        assert m[name] == pytest.approx(want, rel=1e-5), f"streamed {name} {m[name]} != {want} on all the tokens at once"
+    fires = (f > 0).sum(0)
+    assert m["dead_fraction"] == M.density_summary(fires, len(x))["dead_fraction"]
+    ce_clean = torch.nn.functional.cross_entropy(logits[:, 1:-1].reshape(-1, 50), ctx[:, 2:].reshape(-1)).item()
+    assert m["ce_clean"] == pytest.approx(ce_clean, rel=1e-5), "CE counts the predictions made at positions >= 1"

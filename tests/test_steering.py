@@ -16,7 +16,7 @@ SITE = "blocks.0.mlp.hook_post"
 def small():
     torch.manual_seed(0)
     model = GPT(GPTConfig(n_layer=1, d_model=32, n_head=2, d_mlp=64, n_ctx=16, vocab_size=50)).eval()
-    sae = SparseAutoencoder(SAEConfig(d_in=64, d_sae=128))
+    sae = SparseAutoencoder(SAEConfig(d_in=64, d_sae=128, site=SITE))
     with torch.no_grad():
         sae.b_enc.fill_(0.05)  # so that plenty of features fire on random activations
     sae.set_input_scale_(3.0)
@@ -40,7 +40,7 @@ def test_unedited_splice_is_a_no_op(small):
     model, sae, tokens = small
     with torch.no_grad():
         clean = model(tokens)
-        with clamp_features(model, sae, SITE):
+        with clamp_features(model, sae):
             spliced = model(tokens)
     assert (spliced - clean).abs().max() < 1e-5, "with no feature changed the splice must be the identity: is the error term kept?"
 
@@ -49,7 +49,7 @@ def test_without_error_term_the_splice_changes_logits(small):
     model, sae, tokens = small
     with torch.no_grad():
         clean = model(tokens)
-        with clamp_features(model, sae, SITE, keep_error=False):
+        with clamp_features(model, sae, keep_error=False):
             spliced = model(tokens)
     assert (spliced - clean).abs().max() > 1e-3
 
@@ -66,7 +66,7 @@ def test_clamping_changes_exactly_that_features_contribution(small):
     spliced = []
     handle = model.blocks[0].mlp.c_proj.register_forward_pre_hook(lambda m, a: spliced.append(a[0]))
     try:
-        with clamp_features(model, sae, SITE, clamp={i: value}):
+        with clamp_features(model, sae, clamp={i: value}):
             model(tokens)
     finally:
         handle.remove()
@@ -80,7 +80,7 @@ def test_additive_steering_adds_the_direction(small):
     try:
         with torch.no_grad():
             _, cache = model.run_with_cache(tokens, [SITE])
-            with add_direction(model, sae, SITE, {3: 2.0}):
+            with add_direction(model, sae, {3: 2.0}):
                 model(tokens)
     finally:
         handle.remove()
@@ -91,22 +91,21 @@ def test_additive_steering_adds_the_direction(small):
 def test_unknown_feature_is_a_clear_error(small):
     model, sae, _ = small
     with pytest.raises(ValueError, match="features 0..127"):
-        with clamp_features(model, sae, SITE, clamp={500: 1.0}):
+        with clamp_features(model, sae, clamp={500: 1.0}):
             pass
 
 
 @pytest.mark.slow
 def test_golden_gate_clamping_on_the_tiny_run(tiny_run):
     """Issue #8's Golden Gate target: >= 80% on-topic at the best multiple, <= 10% without."""
-    from sae.interpret import run_feature_stats
-    from sae.pipeline import load_run
+    from sae.run import load_run, load_sae, run_feature_stats
     from sae.steering import choose_feature, golden_gate_demo
 
     tok, model = load_run(tiny_run)
-    sae = SparseAutoencoder.load(tiny_run / "sae.pt", device="cpu")
+    sae = load_sae(tiny_run)
     f = choose_feature(json.loads((tiny_run / "metrics.json").read_text()), "golden_gate")
     stats = run_feature_stats(tiny_run)
-    r = golden_gate_demo(model, sae, tok, SITE, f, float(stats.max_act[f]))
+    r = golden_gate_demo(model, sae, tok, f, float(stats.max_act[f]))
     assert r["rate_baseline"] <= 0.10, f"baseline rate {r['rate_baseline']:.2f}"
     assert r["rate_clamped"] >= 0.80, f"best clamped rate {r['rate_clamped']:.2f}: {r['sweep']}"
 

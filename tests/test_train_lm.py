@@ -24,14 +24,14 @@ def stream(n: int, seed: int) -> np.ndarray:
 
 
 def quiet(**kw) -> TrainLMConfig:
-    base = dict(steps=12, batch_size=4, warmup=3, eval_every=0, ckpt_every=4, log_every=0, device="cpu")
+    base = dict(n_steps=12, batch_size=4, warmup=3, eval_every=0, checkpoint_every=4, log_every=0, device="cpu")
     return TrainLMConfig(**{**base, **kw})
 
 
 def test_overfits_one_batch():
     data = stream(SMALL["n_ctx"] + 1, seed=0)  # exactly one window: every batch is the same
     model = make_model()
-    history = train_lm(model, data, data, quiet(steps=150, lr=1e-2, warmup=10, min_lr_ratio=1.0))
+    history = train_lm(model, data, data, quiet(n_steps=150, lr=1e-2, warmup=10, min_lr_ratio=1.0))
     assert history[0]["loss"] == pytest.approx(math.log(SMALL["vocab_size"]), abs=0.3), (
         "the first loss of a fresh model should be near log(vocab_size): is the init small (std 0.02)?"
     )
@@ -43,8 +43,8 @@ def test_overfits_one_batch():
 
 
 def test_lr_schedule_warms_up_then_decays_to_min_lr():
-    cfg = TrainLMConfig(steps=100, lr=1.0, warmup=10, min_lr_ratio=0.1)
-    lrs = [lr_at(s, cfg) for s in range(cfg.steps)]
+    cfg = TrainLMConfig(n_steps=100, lr=1.0, warmup=10, min_lr_ratio=0.1)
+    lrs = [lr_at(s, cfg) for s in range(cfg.n_steps)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0), "warm-up should rise linearly to lr"
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:])), "after warm-up the cosine only decreases"
     assert lrs[-1] == pytest.approx(0.1), "the last step should use lr * min_lr_ratio"
@@ -53,7 +53,7 @@ def test_lr_schedule_warms_up_then_decays_to_min_lr():
 def test_history_and_checkpoint_format(tmp_path):
     model = make_model()
     path = tmp_path / "lm.pt"
-    history = train_lm(model, stream(2000, 1), stream(500, 2), quiet(eval_every=6), out_path=path)
+    history = train_lm(model, stream(2000, 1), stream(500, 2), quiet(eval_every=6), checkpoint_path=path)
     assert [row["step"] for row in history] == list(range(1, 13))
     assert [row["step"] for row in history if "val_loss" in row] == [6, 12]
     ckpt = torch.load(path, weights_only=True)
@@ -67,10 +67,10 @@ def test_history_and_checkpoint_format(tmp_path):
 
 def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     train, val = stream(3000, 1), stream(500, 2)
-    cfg = quiet(steps=12, ckpt_every=4, eval_every=4)
+    cfg = quiet(n_steps=12, checkpoint_every=4, eval_every=4)
 
     reference = make_model()
-    ref_history = train_lm(reference, train, val, cfg, out_path=tmp_path / "ref.pt")
+    ref_history = train_lm(reference, train, val, cfg, checkpoint_path=tmp_path / "ref.pt")
 
     # Crash in the middle of step 7 (after the checkpoint at step 4), using our own hooks to raise.
     path = tmp_path / "crash.pt"
@@ -84,11 +84,11 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
 
     crash = {"blocks.0.hook_resid_pre": crash_on_7th_training_forward}
     with pytest.raises(KeyboardInterrupt), crashing.hooks(crash):
-        train_lm(crashing, train, val, cfg, out_path=path)
+        train_lm(crashing, train, val, cfg, checkpoint_path=path)
     assert torch.load(path, weights_only=True)["step"] == 4
 
     resumed = make_model(seed=123)  # a different init: everything must come from the checkpoint
-    history = train_lm(resumed, train, val, cfg, out_path=path, resume=True)
+    history = train_lm(resumed, train, val, cfg, checkpoint_path=path, resume=True)
     for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), (
             f"{name} differs after resuming: does the checkpoint hold the optimizer state and the batch "
@@ -101,11 +101,11 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
 
 def test_resume_refuses_a_different_model(tmp_path):
     path = tmp_path / "lm.pt"
-    train_lm(make_model(), stream(2000, 1), None, quiet(steps=4), out_path=path)
+    train_lm(make_model(), stream(2000, 1), None, quiet(n_steps=4), checkpoint_path=path)
     torch.manual_seed(0)
     other = GPT(GPTConfig(**dict(SMALL, d_mlp=128)))
     with pytest.raises(ValueError, match="resume=False"):
-        train_lm(other, stream(2000, 1), None, quiet(steps=8), out_path=path, resume=True)
+        train_lm(other, stream(2000, 1), None, quiet(n_steps=8), checkpoint_path=path, resume=True)
 
 
 def test_per_label_loss_matches_a_naive_loop():
@@ -143,7 +143,7 @@ def test_val_labels_add_per_concept_losses_to_history():
     val = stream(400, 2)
     labels = np.arange(len(val)) // 100 % 2
     history = train_lm(
-        make_model(), stream(2000, 1), val, quiet(steps=3), val_labels=labels, label_names=["a", "b"]
+        make_model(), stream(2000, 1), val, quiet(n_steps=3), val_labels=labels, label_names=["a", "b"]
     )
     assert set(history[-1]["val_loss_by_label"]) == {"a", "b"}
 

@@ -19,21 +19,20 @@ def small_stream(n_batches=None, batch=64, seed=0, d=16):
 
 
 def small_sae(arch="relu", **kw):
-    return SparseAutoencoder(SAEConfig(d_in=16, d_sae=48, arch=arch, l1_coeff=kw.pop("l1_coeff", 0.5), k=4, **kw),
-                             generator=torch.Generator().manual_seed(0))
+    return SparseAutoencoder(SAEConfig(d_in=16, d_sae=48, arch=arch, k=4, **kw), generator=torch.Generator().manual_seed(0))
 
 
 def test_schedules():
-    cfg = TrainSAEConfig(n_steps=100, lr=1.0, l1_warmup_frac=0.1, lr_decay_frac=0.2)
-    assert l1_coeff_at(0, 2.0, cfg) == pytest.approx(0.2) and l1_coeff_at(9, 2.0, cfg) == 2.0, "λ warms up over 10 steps"
-    assert l1_coeff_at(50, 2.0, cfg) == 2.0
+    cfg = TrainSAEConfig(n_steps=100, lr=1.0, l1_coeff=2.0, l1_warmup_frac=0.1, lr_decay_frac=0.2)
+    assert l1_coeff_at(0, cfg) == pytest.approx(0.2) and l1_coeff_at(9, cfg) == 2.0, "λ warms up over 10 steps"
+    assert l1_coeff_at(50, cfg) == 2.0
     assert lr_at(0, cfg) == 1.0 and lr_at(79, cfg) == 1.0, "the learning rate is constant before the last 20%"
     assert lr_at(90, cfg) == pytest.approx(0.5) and lr_at(99, cfg) == pytest.approx(0.05), "then decays linearly to 0"
 
 
 def test_history_and_progress_line(capsys):
     sae = small_sae()
-    hist = train_sae(sae, small_stream(), TrainSAEConfig(n_steps=20, lr=1e-2, log_every=10))
+    hist = train_sae(sae, small_stream(), TrainSAEConfig(n_steps=20, lr=1e-2, l1_coeff=0.5, log_every=10))
     assert len(hist) == 20 and hist[-1]["step"] == 20
     assert {"loss", "mse", "l1", "l0", "fvu", "dead_frac", "lr", "l1_coeff", "elapsed_s"} <= set(hist[0])
     assert hist[-1]["loss"] < hist[0]["loss"], "20 Adam steps should lower the loss"
@@ -44,12 +43,12 @@ def test_history_and_progress_line(capsys):
 
 def _trained_sae_and_opt():
     sae = small_sae()
-    cfg = TrainSAEConfig(n_steps=5, lr=1e-2, log_every=0)
+    cfg = TrainSAEConfig(n_steps=5, lr=1e-2, l1_coeff=0.5, log_every=0)
     train_sae(sae, small_stream(), cfg)
     opt = make_optimizer(sae, cfg)  # fresh optimizer with some state, so moments are non-zero
     for x in itertools.islice(small_stream(seed=5), 3):
         opt.zero_grad()
-        sae(x).loss.backward()
+        sae(x, l1_coeff=0.5).loss.backward()
         opt.step()
     return sae, opt
 
@@ -108,9 +107,9 @@ def test_resampled_features_start_quiet():
 
 
 def test_resume_equals_uninterrupted(tmp_path):
-    cfg = TrainSAEConfig(n_steps=30, lr=2e-2, log_every=0, checkpoint_every=10, dead_window=4,
+    cfg = TrainSAEConfig(n_steps=30, lr=2e-2, l1_coeff=3.0, log_every=0, checkpoint_every=10, dead_window=4,
                          resample_steps=(8, 16, 24), resample_inputs=200, l1_warmup_frac=0.1)
-    full = small_sae(l1_coeff=3.0)
+    full = small_sae()
     hist_full = train_sae(full, small_stream(), cfg, checkpoint_path=tmp_path / "a.pt")
     assert any("resample" in h and h["resample"]["n_resampled"] > 0 for h in hist_full), "the test needs a resample"
 
@@ -120,11 +119,11 @@ def test_resume_equals_uninterrupted(tmp_path):
                 raise KeyboardInterrupt
             yield x
 
-    part = small_sae(l1_coeff=3.0)
+    part = small_sae()
     with pytest.raises(KeyboardInterrupt):
         train_sae(part, interrupted(small_stream(), 30), cfg, checkpoint_path=tmp_path / "b.pt")
     assert torch.load(tmp_path / "b.pt", weights_only=True)["step"] == 20
-    resumed = small_sae(l1_coeff=3.0)
+    resumed = small_sae()
     hist = train_sae(resumed, small_stream(), cfg, checkpoint_path=tmp_path / "b.pt", resume=True)
     for name, p in full.state_dict().items():
         assert torch.equal(p, resumed.state_dict()[name]), (
@@ -141,7 +140,7 @@ def test_nan_guard_keeps_last_good_checkpoint(tmp_path):
             yield torch.full_like(x, float("nan")) if i == 7 else x
 
     sae = small_sae()
-    cfg = TrainSAEConfig(n_steps=20, lr=1e-2, log_every=0, checkpoint_every=5, init_b_dec=False)
+    cfg = TrainSAEConfig(n_steps=20, lr=1e-2, l1_coeff=0.5, log_every=0, checkpoint_every=5, init_b_dec=False)
     with pytest.raises(FloatingPointError, match="step 7"):
         train_sae(sae, poisoned(), cfg, checkpoint_path=tmp_path / "c.pt")
     ckpt = torch.load(tmp_path / "c.pt", weights_only=True)
@@ -151,12 +150,12 @@ def test_nan_guard_keeps_last_good_checkpoint(tmp_path):
 
 def test_iterator_running_out_is_a_clear_error():
     with pytest.raises(ValueError, match="ran out"):
-        train_sae(small_sae(), small_stream(n_batches=3), TrainSAEConfig(n_steps=10, log_every=0))
+        train_sae(small_sae(), small_stream(n_batches=3), TrainSAEConfig(n_steps=10, l1_coeff=0.5, log_every=0))
 
 
 def test_batch_width_mismatch_is_a_clear_error():
     with pytest.raises(ValueError, match="d_in=16"):
-        train_sae(small_sae(), iter([torch.randn(8, 12)] * 4), TrainSAEConfig(n_steps=2, log_every=0))
+        train_sae(small_sae(), iter([torch.randn(8, 12)] * 4), TrainSAEConfig(n_steps=2, l1_coeff=0.5, log_every=0))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,8 +168,8 @@ def _scaled_sae(arch, **kw):
 
 
 def test_relu_sae_recovers_the_true_features():
-    sae = _scaled_sae("relu", l1_coeff=2.0)
-    hist = train_sae(sae, DATA.batches(256, seed=1), TrainSAEConfig(n_steps=800, lr=3e-3, log_every=0))
+    sae = _scaled_sae("relu")
+    hist = train_sae(sae, DATA.batches(256, seed=1), TrainSAEConfig(n_steps=800, lr=3e-3, l1_coeff=2.0, log_every=0))
     score = mmcs(sae.W_dec, DATA.dictionary)
     assert score >= 0.99, (
         f"MMCS {score:.4f} < 0.99 (L0 {hist[-1]['l0']:.1f}, true ~5): check the L1 coefficient, the input scale "
@@ -192,8 +191,8 @@ def test_resampling_cuts_dead_features_at_a_high_learning_rate():
     bursts. Without resampling, a third to half of the dictionary is dead at any time after step 100;
     resampling at steps 100, 150 and 200 brings that down several-fold, without loss spikes."""
     def run(resample_steps):
-        sae = SparseAutoencoder(SAEConfig(d_in=256, d_sae=1024, l1_coeff=0.17), generator=torch.Generator().manual_seed(0))
-        cfg = TrainSAEConfig(n_steps=300, lr=2e-2, dead_window=50, resample_steps=resample_steps,
+        sae = SparseAutoencoder(SAEConfig(d_in=256, d_sae=1024), generator=torch.Generator().manual_seed(0))
+        cfg = TrainSAEConfig(n_steps=300, lr=2e-2, l1_coeff=0.17, dead_window=50, resample_steps=resample_steps,
                              resample_inputs=8192, log_every=0)
         return train_sae(sae, DATA.batches(256, seed=1), cfg)
 

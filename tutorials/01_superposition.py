@@ -17,11 +17,7 @@
 # `SAE_FAST=1` shrinks everything to a few seconds.
 
 # %%
-import os
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
@@ -40,10 +36,9 @@ from sae.toy import (
 )
 from sae.train_sae import TrainSAEConfig, train_sae
 from sae.utils import seed_everything
+from common import FAST, figures
 
-FAST = os.environ.get("SAE_FAST") == "1"
-OUT = "runs/tutorials/01_superposition"
-os.makedirs(OUT, exist_ok=True)
+OUT = figures("01_superposition")
 seed_everything(0)
 
 # %% [markdown]
@@ -111,10 +106,10 @@ scale = input_scale_for(data.sample(4096, torch.Generator().manual_seed(99))[0])
 
 
 def train(d_sae: int, l1: float, steps: int = steps, seed: int = 0) -> tuple[SparseAutoencoder, list[dict]]:
-    sae = SparseAutoencoder(SAEConfig(d_in=world.d, d_sae=d_sae, arch="relu", l1_coeff=l1),
+    sae = SparseAutoencoder(SAEConfig(d_in=world.d, d_sae=d_sae, arch="relu"),
                             generator=torch.Generator().manual_seed(seed))
     sae.set_input_scale_(scale)
-    hist = train_sae(sae, data.batches(batch, seed=1), TrainSAEConfig(n_steps=steps, lr=3e-3, log_every=0))
+    hist = train_sae(sae, data.batches(batch, seed=1), TrainSAEConfig(n_steps=steps, lr=3e-3, l1_coeff=l1, log_every=0))
     return sae, hist
 
 

@@ -14,21 +14,14 @@
 # Arabic, arithmetic, and everyday distractors (cooking, weather, sports, animals).
 
 # %%
-import os
-from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import numpy as np
 
 from sae import corpus as C
 from sae.tokenizer import Tokenizer
+from common import FAST, figures
 
-FAST = os.environ.get("SAE_FAST") == "1"  # the test suite runs every chapter in this mode
-FIG = Path("runs/tutorials/02")
-FIG.mkdir(parents=True, exist_ok=True)
+FIG = figures("02")
 print(len(C.CONCEPTS), "concepts:", ", ".join(C.CONCEPTS))
 
 # %% [markdown]

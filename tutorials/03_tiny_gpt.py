@@ -11,25 +11,17 @@
 
 # %%
 import json
-import os
-from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
-from sae.corpus import CONCEPTS
 from sae.gpt import GPT
-from sae.pipeline import get_preset, on_concept_rate, reproduce
+from sae.pipeline import reproduce
+from sae.train_lm import on_concept_rate
 from sae.tokenizer import Tokenizer
+from common import FAST, PRESET, RUN, figures
 
-FAST = os.environ.get("SAE_FAST") == "1"  # the test suite runs every chapter in this mode
-PRESET = get_preset("smoke" if FAST else "tiny")
-RUN = Path(f"runs/{PRESET.name}")
-FIG = Path("runs/tutorials/03")
-FIG.mkdir(parents=True, exist_ok=True)
+FIG = figures("03")
 
 # %% [markdown]
 # ## Train (or reuse) the model
@@ -108,5 +100,5 @@ if not FAST:
 # %% [markdown]
 # ## Exercise
 # Train a model with ReLU neurons (as in Towards Monosemanticity):
-# `reproduce(dataclasses.replace(PRESET, activation="relu"), "runs/relu", until="lm")`.
+# `reproduce(with_overrides(PRESET, ["gpt.activation=relu"]), "runs/relu", until="lm")` (`with_overrides` is in `sae.run`).
 # **Check:** its validation loss (`runs/relu/stages.json`) is within 0.1 nats of the GELU model's.

@@ -11,27 +11,20 @@
 # many contexts, serves random batches from it, and refills the half it has served.
 
 # %%
-import os
-from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from sae.buffer import ActivationBuffer, harvest
-from sae.pipeline import corpus_tokens, get_preset, load_run, reproduce
+from sae.pipeline import reproduce
+from sae.run import corpus_tokens, load_run
+from common import FAST, PRESET, RUN, figures
 
-FAST = os.environ.get("SAE_FAST") == "1"
-PRESET = get_preset("smoke" if FAST else "tiny")
-RUN = Path(f"runs/{PRESET.name}")
-FIG = Path("runs/tutorials/04")
-FIG.mkdir(parents=True, exist_ok=True)
+FIG = figures("04")
 reproduce(PRESET, RUN, until="lm")
 tok, model = load_run(RUN)
-SITE = PRESET.site
+SITE = PRESET.sae.site
 
 # %% [markdown]
 # ## One context, one forward pass

@@ -20,11 +20,7 @@
 # Run it with `python tutorials/05_training_saes.py`; `SAE_FAST=1` shrinks the work.
 
 # %%
-import os
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
@@ -32,10 +28,9 @@ from sae.autoencoder import SAEConfig, SparseAutoencoder
 from sae.toy import SyntheticActivations, SyntheticConfig, mmcs
 from sae.train_sae import TrainSAEConfig, train_sae
 from sae.utils import seed_everything
+from common import FAST, PRESET, RUN, figures
 
-FAST = os.environ.get("SAE_FAST") == "1"
-OUT = "runs/tutorials/05_training_saes"
-os.makedirs(OUT, exist_ok=True)
+OUT = figures("05_training_saes")
 seed_everything(0)
 
 # %% [markdown]
@@ -53,8 +48,8 @@ resample_at = (100, 150, 200)
 
 
 def run(resample_steps=(), fire_frac=0.01):
-    sae = SparseAutoencoder(SAEConfig(d_in=256, d_sae=1024, l1_coeff=0.17), generator=torch.Generator().manual_seed(0))
-    cfg = TrainSAEConfig(n_steps=steps, lr=2e-2, dead_window=50, resample_steps=resample_steps,
+    sae = SparseAutoencoder(SAEConfig(d_in=256, d_sae=1024), generator=torch.Generator().manual_seed(0))
+    cfg = TrainSAEConfig(n_steps=steps, lr=2e-2, l1_coeff=0.17, dead_window=50, resample_steps=resample_steps,
                          resample_inputs=8192, resample_fire_frac=fire_frac, log_every=0 if FAST else 50)
     return sae, train_sae(sae, data.batches(256, seed=1), cfg)
 
@@ -134,13 +129,10 @@ print(f"figures in {OUT}/")
 
 # %%
 import json
-from dataclasses import replace
-from pathlib import Path
 
-from sae.pipeline import evaluate_run, get_preset, reproduce, train_sae_on_run
+from sae.pipeline import evaluate_run, reproduce, train_sae_on_run
+from sae.run import sae_path, with_overrides
 
-PRESET = get_preset("smoke" if FAST else "tiny")
-RUN = Path(f"runs/{PRESET.name}")
 reproduce(PRESET, RUN, until="evaluate")
 hist = json.loads((RUN / "sae_history.json").read_text())
 fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
@@ -152,7 +144,7 @@ for ax, key, label in zip(axes, ["mse", "l0", "dead_frac"], ["MSE (scaled units)
             ax.axvline(h["step"], color="red", ls=":", lw=0.8)
     ax.set_xlabel("step"); ax.set_ylabel(label)
 axes[1].set_yscale("log")
-fig.suptitle(f"SAE training on {PRESET.site} (red: resampling steps)")
+fig.suptitle(f"SAE training on {PRESET.sae.site} (red: resampling steps)")
 fig.tight_layout(); fig.savefig(f"{OUT}/real_model_training.png", dpi=120)
 metrics = json.loads((RUN / "metrics.json").read_text())["sae"]
 print({k: round(metrics[k], 3) for k in ["l0", "fvu", "dead_fraction", "ce_recovered_zero", "ce_recovered_mean"]})
@@ -170,12 +162,11 @@ assert hist[-1]["mse"] < hist[len(hist) // 10]["mse"], "the reconstruction error
 lams = [2.0, 5.0, 10.0]
 points = []
 for lam in lams:
-    p = replace(PRESET, l1_coeff=lam)
-    path = RUN / "sweep" / f"l1_{lam:g}.pt"
-    if not path.exists():
-        path.parent.mkdir(exist_ok=True)
-        train_sae_on_run(p, RUN, path, path.with_suffix(".json"))
-    m = evaluate_run(p, RUN, path)["sae"]
+    p = with_overrides(PRESET, [f"train_sae.l1_coeff={lam}"])
+    name = f"l1_{lam:g}"  # trained into RUN/l1_2.pt, ...; the same as `python -m sae train-sae --set ...`
+    if not sae_path(RUN, name).exists():
+        train_sae_on_run(p, RUN, name)
+    m = evaluate_run(p, RUN, name)["sae"]
     points.append((lam, m["l0"], m["fvu"], m["ce_recovered_zero"]))
     print(f"λ = {lam:4g}: L0 {m['l0']:6.1f}  FVU {m['fvu']:.3f}  CE recovered {m['ce_recovered_zero']:.3f}")
 fig, ax = plt.subplots(figsize=(5.5, 4))
@@ -190,5 +181,5 @@ assert l0s == sorted(l0s, reverse=True) and fvus == sorted(fvus), "larger λ: sp
 # %% [markdown]
 # ## Exercise
 # Train a TopK SAE with the same L0 as the default (`python -m sae train-sae --run runs/tiny
-# --arch topk --k 12 --name topk`) and evaluate it (`python -m sae evaluate --run runs/tiny --sae
+# --set sae.arch=topk --set sae.k=12 --name topk`) and evaluate it (`python -m sae evaluate --run runs/tiny --sae
 # topk`). **Check:** at equal L0, whose FVU is lower? (Gao et al. report TopK ahead of ReLU.)

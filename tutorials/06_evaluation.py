@@ -16,23 +16,16 @@
 
 # %%
 import json
-import os
-from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
 from sae import metrics as M
-from sae.pipeline import get_preset, reproduce
+from sae.interpret import FeatureStats
+from sae.pipeline import reproduce
+from common import FAST, PRESET, RUN, figures
 
-FAST = os.environ.get("SAE_FAST") == "1"
-PRESET = get_preset("smoke" if FAST else "tiny")
-RUN = Path(f"runs/{PRESET.name}")
-FIG = Path("runs/tutorials/06")
-FIG.mkdir(parents=True, exist_ok=True)
+FIG = figures("06")
 reproduce(PRESET, RUN, until="evaluate")
 m = json.loads((RUN / "metrics.json").read_text())
 s = m["sae"]
@@ -67,8 +60,8 @@ assert M.ce_recovered(2.0, 2.0, 4.0) == 1.0 and M.ce_recovered(2.0, 4.0, 4.0) ==
 # %%
 print(f"L0 {s['l0']:.1f} | dead {s['dead_fraction']:.1%} | ultralow {s['ultralow_fraction']:.1%} | "
       f"dense (>10%) {s['dense_fraction']:.1%}")
-stats = torch.load(RUN / "sae_stats.pt", weights_only=True)
-density = stats["fire_counts"].double() / s["n_tokens"]
+stats = FeatureStats.load(RUN / "feature_stats.pt")  # written by the same evaluation pass
+density = stats.density
 print("densest features:", [(int(i), round(float(density[i]), 3)) for i in density.argsort(descending=True)[:5]])
 
 # %% [markdown]
@@ -77,12 +70,12 @@ print("densest features:", [(int(i), round(float(density[i]), 3)) for i in densi
 # at a too-high learning rate, chapter 5): a second mode appears far to the left.
 
 # %%
-bad = stats["fire_counts"].clone()
+bad = stats.fire_count.clone()
 g = torch.Generator().manual_seed(0)
 idx = torch.randperm(len(bad), generator=g)[: len(bad) // 3]
 bad[idx] = torch.randint(1, 3, (len(idx),), generator=g)
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.5), sharey=True)
-for ax, counts, title in [(axes[0], stats["fire_counts"], "this run"), (axes[1], bad, "an unhealthy run (illustration)")]:
+for ax, counts, title in [(axes[0], stats.fire_count, "this run"), (axes[1], bad, "an unhealthy run (illustration)")]:
     hist, edges = M.log_density_histogram(counts, s["n_tokens"])
     ax.stairs(hist, edges, fill=True)
     ax.set(title=title, xlabel="log10(feature density)", ylabel="features")
@@ -138,8 +131,8 @@ if not FAST:
 #
 # A second exercise: where *does* the topic live as a sparse feature? Train a small SAE on the
 # attention output, which in a one-layer model is a weighted average of what the earlier tokens
-# wrote (`python -m sae train-sae --run runs/tiny --site blocks.0.attn.hook_out --d-sae 64
-# --tokens 1000000 --name attn64`, then `python -m sae evaluate --run runs/tiny --sae attn64`).
+# wrote (`python -m sae train-sae --run runs/tiny --set sae.site=blocks.0.attn.hook_out --set
+# sae.d_sae=64 --set train_sae.n_steps=244 --name attn64`, 1M tokens, then `python -m sae evaluate --run runs/tiny --sae attn64`).
 # **Check:** count the concepts whose best feature reaches AUROC 0.9 there and compare with the
 # MLP dictionary above (we measured 11 of 14 against 0 of 14, at a price: 64 features recover
 # only 76% of the loss). Attention-layer dictionaries carry context features, as Kissane et al.

@@ -18,29 +18,21 @@
 
 # %%
 import json
-import os
-from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from sae.autoencoder import SparseAutoencoder
 from sae.corpus import CONCEPTS
 from sae.dashboard import build_dashboard, format_feature
 from sae.interpret import (features_for_concept, features_for_logit_token, features_for_token, logit_effects,
-                           run_feature_stats, top_contexts)
-from sae.pipeline import get_preset, load_run, reproduce
+                           top_contexts)
+from sae.pipeline import reproduce
+from sae.run import load_run, load_sae, run_feature_stats
+from common import FAST, PRESET, RUN, figures
 
-FAST = os.environ.get("SAE_FAST") == "1"
-PRESET = get_preset("smoke" if FAST else "tiny")
-RUN = Path(f"runs/{PRESET.name}")
-FIG = Path("runs/tutorials/07")
-FIG.mkdir(parents=True, exist_ok=True)
+FIG = figures("07")
 reproduce(PRESET, RUN, until="evaluate")
 tok, model = load_run(RUN)
-sae = SparseAutoencoder.load(RUN / "sae.pt", device="cpu")
+sae = load_sae(RUN)
 concepts = json.loads((RUN / "metrics.json").read_text())["concepts"]
 
 # %% [markdown]
@@ -150,7 +142,7 @@ plt.close(fig)
 # `runs/tutorials/07/dashboard/index.html` in a browser; no server or network needed.
 
 # %%
-index = build_dashboard((model, sae, tok, stats), FIG / "dashboard", features=list(chosen.values()),
+index = build_dashboard(model, sae, tok, stats, FIG / "dashboard", features=list(chosen.values()),
                         title=f"Chapter 7: features of {RUN.name}")
 print("dashboard:", index)
 assert all((FIG / "dashboard" / "features" / f"f{f}.html").exists() for f in chosen.values())

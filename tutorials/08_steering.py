@@ -12,29 +12,19 @@
 
 # %%
 import json
-import os
-from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
-from sae.autoencoder import SparseAutoencoder
-from sae.interpret import run_feature_stats
-from sae.pipeline import get_preset, load_run, reproduce
+from sae.pipeline import reproduce
+from sae.run import load_run, load_sae, run_feature_stats
 from sae.steering import choose_feature, clamp_features, golden_gate_demo, unsafe_code_demo
+from common import FAST, PRESET, RUN, figures
 
-FAST = os.environ.get("SAE_FAST") == "1"
-PRESET = get_preset("smoke" if FAST else "tiny")
-RUN = Path(f"runs/{PRESET.name}")
-FIG = Path("runs/tutorials/08")
-FIG.mkdir(parents=True, exist_ok=True)
+FIG = figures("08")
 reproduce(PRESET, RUN, until="evaluate")
 tok, model = load_run(RUN)
-sae = SparseAutoencoder.load(RUN / "sae.pt", device="cpu")
-SITE = sae.meta["site"]
+sae = load_sae(RUN)
 metrics = json.loads((RUN / "metrics.json").read_text())
 stats = run_feature_stats(RUN)
 
@@ -53,7 +43,7 @@ print(f"Golden Gate feature {f}: max activation {max_act:.2f}, density {float(st
 tokens = torch.tensor([[tok.eot_token] + tok.encode("Simmer the soup over low heat.")])
 with torch.no_grad():
     clean = model(tokens)
-    with clamp_features(model, sae, SITE):
+    with clamp_features(model, sae):
         spliced = model(tokens)
 print(f"unedited splice changes the logits by at most {(spliced - clean).abs().max():.2e}")
 assert (spliced - clean).abs().max() < 1e-4
@@ -65,7 +55,7 @@ assert (spliced - clean).abs().max() < 1e-4
 # is about the bridge; the coherence cost is the clean model's cross-entropy of the steered text.
 
 # %%
-gg = golden_gate_demo(model, sae, tok, SITE, f, max_act, n=2 if FAST else 5,
+gg = golden_gate_demo(model, sae, tok, f, max_act, n=2 if FAST else 5,
                       multiples=(0, 2, 10) if FAST else (0, 1, 2, 5, 10, 20))
 print(f"baseline: {gg['rate_baseline']:.0%} on topic")
 for r in gg["sweep"]:
@@ -91,7 +81,7 @@ if not FAST:
 # Here is 100×:
 
 # %%
-with clamp_features(model, sae, SITE, clamp={f: 100 * max_act}):
+with clamp_features(model, sae, clamp={f: 100 * max_act}):
     out = model.generate([tok.eot_token] + tok.encode("The striker"), 32, seed=0)
 print(repr(tok.decode(out[1:].tolist())))
 
@@ -103,7 +93,7 @@ print(repr(tok.decode(out[1:].tolist())))
 
 # %%
 with torch.no_grad():
-    with clamp_features(model, sae, SITE, keep_error=False):
+    with clamp_features(model, sae, keep_error=False):
         bare = model(tokens)
 print(f"no edit, error term dropped: logits move by up to {(bare - clean).abs().max():.2f}")
 
@@ -122,7 +112,7 @@ print(f"no edit, error term dropped: logits move by up to {(bare - clean).abs().
 
 # %%
 fu = choose_feature(metrics, "unsafe_code")
-us = unsafe_code_demo(model, sae, tok, SITE, fu, float(stats.max_act[fu]), n=1 if FAST else 3,
+us = unsafe_code_demo(model, sae, tok, fu, float(stats.max_act[fu]), n=1 if FAST else 3,
                       n_detect=20 if FAST else 100, multiples=(2,) if FAST else (2, 5, 10))
 print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in us.items() if k != "sweep"})
 

@@ -11,21 +11,26 @@
 # on that concept.
 
 # %%
-import os
-from pathlib import Path
 
-from sae.pipeline import get_preset, reproduce
+from sae.autoencoder import SparseAutoencoder
+from sae.pipeline import reproduce
+from sae.run import corpus_tokens, load_run
 from sae.splitting import plot_splitting, split_concepts, train_dictionaries
+from common import FAST, PRESET, RUN, figures
 
-FAST = os.environ.get("SAE_FAST") == "1"
-PRESET = get_preset("smoke" if FAST else "tiny")
-RUN = Path(f"runs/{PRESET.name}")
-FIG = Path("runs/tutorials/09")
+FIG = figures("09")
 reproduce(PRESET, RUN, until="lm")
+tok, model = load_run(RUN)
+SITE = PRESET.sae.site
+train_tokens, _ = corpus_tokens(PRESET, tok, "train", PRESET.lm_train_tokens)
+n_eval = 8_000 if FAST else 100_000
+val_tokens, val_labels = corpus_tokens(PRESET, tok, "val", n_eval + model.cfg.n_ctx)
 sizes = (64, 128, 256) if FAST else (256, 512, 1024, 2048)
-paths = train_dictionaries(RUN, sizes=sizes, n_tokens=60_000 if FAST else 1_000_000,
-                           batch_size=1024 if FAST else 4096)
-res = split_concepts(RUN, paths, n_eval=8_000 if FAST else 100_000)
+paths = train_dictionaries(model, train_tokens, SITE, RUN / "splitting", sizes=sizes,
+                           n_tokens=60_000 if FAST else 1_000_000, batch_size=1024 if FAST else 4096,
+                           l1_coeff=PRESET.train_sae.l1_coeff, lr=PRESET.train_sae.lr, seed=PRESET.seed)
+saes = {s: SparseAutoencoder.load(p, device="cpu") for s, p in paths.items()}
+res = split_concepts(model, saes, val_tokens, val_labels, n_eval=n_eval)
 
 # %% [markdown]
 # ## Fidelity, sparsity and training budget
@@ -68,40 +73,34 @@ if not FAST:
 # middle dictionary size) and compare FVU at equal L0.
 
 # %%
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
-from sae.autoencoder import SAEConfig, SparseAutoencoder
+from sae.autoencoder import SAEConfig
 from sae.buffer import CachedActivations
 from sae.metrics import evaluate_sae
-from sae.pipeline import corpus_tokens, load_run
 from sae.train_sae import TrainSAEConfig, train_sae
 
-tok, model = load_run(RUN)
 size = sizes[len(sizes) // 2]
 n_train = 60_000 if FAST else 1_000_000
-val_tokens, _ = corpus_tokens(PRESET, tok, "val", (8_000 if FAST else 50_000) + PRESET.n_ctx)
+n_val = 8_000 if FAST else 50_000
 frontier = {}
 for arch, values in [("relu", (1.5, 3.0, 6.0)), ("topk", (8, 16, 32))]:
     for v in values:
         path = RUN / "splitting" / f"frontier_{arch}_{v}.pt"
         if not path.exists():
-            acts = CachedActivations(RUN / "splitting" / "acts.npy", model, PRESET.site,
+            acts = CachedActivations(RUN / "splitting" / "acts.npy", model, SITE,
                                      batch_size=1024 if FAST else 4096, seed=PRESET.seed)
             torch.manual_seed(PRESET.seed)
-            cfg = SAEConfig(d_in=acts.d_in, d_sae=size, arch=arch, l1_coeff=v if arch == "relu" else 0.0,
-                            k=int(v) if arch == "topk" else 32)
+            cfg = SAEConfig(d_in=acts.d_in, d_sae=size, arch=arch, k=int(v) if arch == "topk" else 32, site=SITE)
             sae = SparseAutoencoder(cfg)
             sae.set_input_scale_(acts.estimate_scale())
             steps = n_train // acts.batch_size
-            train_sae(sae, acts, TrainSAEConfig(n_steps=steps, lr=PRESET.sae_lr, dead_window=max(steps // 10, 1),
-                                                log_every=0))
-            sae.save(path, site=PRESET.site)
+            train_sae(sae, acts, TrainSAEConfig(n_steps=steps, lr=PRESET.train_sae.lr, dead_window=max(steps // 10, 1),
+                                                l1_coeff=v if arch == "relu" else 0.0, log_every=0))
+            sae.save(path)
         sae = SparseAutoencoder.load(path, device="cpu")
-        m = evaluate_sae(model, sae, val_tokens, PRESET.site, n_tokens=len(val_tokens) - PRESET.n_ctx, log=False).metrics
+        m = evaluate_sae(model, sae, val_tokens, n_tokens=n_val, log=False).metrics
         frontier.setdefault(arch, []).append((m["l0"], m["fvu"], v))
         print(f"{arch:>4} {'λ' if arch == 'relu' else 'k'}={v:<4}: L0 {m['l0']:6.1f}  FVU {m['fvu']:.3f}")
 fig, ax = plt.subplots(figsize=(6, 4))

@@ -1,0 +1,304 @@
+"""A run directory, `runs/NAME/`: its configuration (a `Preset`), its text, and what it holds.
+
+This is the one module that knows the layout of a run directory; the library modules below it
+(metrics, interpretation, dashboards, steering) take objects, and the stages above it
+(`sae.pipeline`) decide what to compute. What lives here:
+
+    config.json          the run's `Preset`, written by the first stage; every later command reads it
+    tokenizer.json, lm.pt               `load_run` → (tokenizer, model)
+    NAME.pt                              `load_sae` (the default SAE is `sae.pt`)
+    feature_stats.pt (NAME_feature_stats.pt)   `run_feature_stats`: written by the evaluation pass
+
+A `Preset` nests the configs of the things it builds, under their own field names:
+`Preset(gpt=GPTConfig(...), train_lm=TrainLMConfig(...), sae=SAEConfig(...),
+train_sae=TrainSAEConfig(...))`, plus the run-level settings (seed, device, corpus, token
+budgets). Every field can be overridden by its dotted name (`with_overrides(p, ["train_sae.lr=1e-3"])`,
+`--set train_sae.lr=1e-3` on the command line), except the few filled in when a thing is built:
+`sae.d_in` comes from the activations at `sae.site`, and each trainer's `seed` (and
+`train_lm.device`) from the run's `seed` and `device`. `gpt.vocab_size` is the size the BPE is
+trained to. Step counts are absolute: with `train_sae.n_steps`, set `dead_window` and
+`resample_steps` too (or build the config with `sae.train_sae.sae_schedule`).
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from sae.autoencoder import SAEConfig, SparseAutoencoder
+from sae.corpus import text_files, text_tokens, toy_text, toy_tokens
+from sae.gpt import GPT, GPTConfig
+from sae.interpret import FeatureStats, feature_stats
+from sae.tokenizer import Tokenizer
+from sae.train_lm import TrainLMConfig, lm_schedule
+from sae.train_sae import TrainSAEConfig, sae_schedule
+from sae.utils import atomic_write_json
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything one reproduction needs. Presets are just instances; change fields with `with_overrides`."""
+
+    name: str
+    description: str
+    seed: int = 0  # seeds every stage: the text, the tokenizer, both models, both trainers
+    device: str = "auto"  # "auto" picks cuda, then mps, then cpu
+    corpus: str = "toy"  # "toy" (labelled), "pystdlib", or a file/directory of text (unlabelled)
+    tokenizer_chars: int = 5_000_000  # characters of training text the BPE is learned from (size: gpt.vocab_size)
+    lm_train_tokens: int = 8_000_000  # size of the generated training stream (the LM samples windows from it)
+    lm_val_tokens: int = 200_000  # validation stream of the LM
+    judge_samples: int = 10  # sampled continuations per concept for the LM's on-concept rate
+    sae_batch_size: int = 4096  # activation rows per SAE step (tokens = train_sae.n_steps × this)
+    buffer_tokens: int = 2**17  # rows in the shuffling activation buffer (2^17 × 512 × 4 B = 256 MiB)
+    eval_tokens: int = 200_000  # held-out tokens for the evaluation and the feature statistics
+    # Towards Monosemanticity's shape: 1 layer, d_model 128, d_mlp 512; vocab_size = BPE size
+    gpt: GPTConfig = field(default_factory=GPTConfig)
+    train_lm: TrainLMConfig = field(default_factory=lambda: lm_schedule(2000, lr=3e-3, warmup=50))
+    # the SAE on the MLP neurons of the one layer, twice as many features as neurons
+    sae: SAEConfig = field(default_factory=lambda: SAEConfig(d_in=0, d_sae=1024, site="blocks.0.mlp.hook_post"))
+    train_sae: TrainSAEConfig = field(default_factory=lambda: sae_schedule(732, lr=3e-3, l1_coeff=3.0))
+
+    def gpt_config(self, vocab_size: int) -> GPTConfig:
+        return replace(self.gpt, vocab_size=vocab_size)
+
+    def sae_config(self, d_in: int) -> SAEConfig:
+        return replace(self.sae, d_in=d_in)
+
+    def train_lm_config(self) -> TrainLMConfig:
+        return replace(self.train_lm, seed=self.seed, device=self.device)
+
+    def train_sae_config(self) -> TrainSAEConfig:
+        return replace(self.train_sae, seed=self.seed)
+
+
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset(
+        "smoke", "seconds; for tests", tokenizer_chars=300_000, lm_train_tokens=300_000, lm_val_tokens=20_000,
+        judge_samples=2, sae_batch_size=512, buffer_tokens=8192, eval_tokens=8192,
+        gpt=GPTConfig(d_model=64, n_head=2, d_mlp=256, n_ctx=64, vocab_size=512),
+        train_lm=lm_schedule(60, batch_size=16, lr=3e-3, warmup=10),
+        sae=SAEConfig(d_in=0, d_sae=256, site="blocks.0.mlp.hook_post"),
+        train_sae=sae_schedule(195, lr=3e-3, l1_coeff=3.0)),
+    "tiny": Preset("tiny", "the default: the whole reproduction on a 2-core CPU"),
+    "base": Preset(
+        "base", "larger model and dictionary, for a GPU", tokenizer_chars=20_000_000,
+        lm_train_tokens=50_000_000, lm_val_tokens=500_000, buffer_tokens=2**19, eval_tokens=1_000_000,
+        gpt=GPTConfig(d_model=256, n_head=8, d_mlp=1024, vocab_size=4096),
+        train_lm=lm_schedule(5000, batch_size=64, lr=2e-3, warmup=200),
+        sae=SAEConfig(d_in=0, d_sae=16384, site="blocks.0.mlp.hook_post"),
+        train_sae=sae_schedule(24414, lr=3e-3, l1_coeff=3.0)),
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+# ----------------------------------------------------------------------------- fields by name
+
+# filled in when the thing is built (see the module docstring): setting them would change nothing
+_DERIVED = {"sae.d_in": "the width of the activations at sae.site",
+            "train_lm.seed": "the run's seed (set seed=...)", "train_lm.device": "the run's device (set device=...)",
+            "train_sae.seed": "the run's seed (set seed=...)"}
+
+
+def preset_fields(p: Preset) -> dict[str, object]:
+    """Every settable field by dotted name, with its value: {"seed": 0, ..., "train_sae.lr": 0.003, ...}."""
+    out: dict[str, object] = {}
+    for f in fields(p):
+        v = getattr(p, f.name)
+        if is_dataclass(v):
+            out.update({f"{f.name}.{g.name}": getattr(v, g.name) for g in fields(v)
+                        if f"{f.name}.{g.name}" not in _DERIVED})
+        elif f.name not in ("name", "description"):
+            out[f.name] = v
+    return out
+
+
+def _coerce(value, hint, name: str):
+    """`value` (from JSON, or a string from the command line) as type `hint`, or a ValueError naming `name`."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    try:
+        if origin is tuple:
+            if isinstance(value, str):
+                value = [v for v in value.replace("/", ",").split(",") if v.strip()]
+            elem = args[0] if args else str
+            return tuple(_coerce(v, elem, name) for v in value)
+        if hint is bool:
+            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+                return value.lower() in ("true", "1", "yes")
+            if isinstance(value, bool):
+                return value
+            raise ValueError
+        if hint is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if hint is str:
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+    except (TypeError, ValueError):
+        pass
+    else:
+        raise ValueError(f"{name}: unsupported type {hint}")
+    kind = getattr(hint, "__name__", str(hint))
+    raise ValueError(f"{name} must be {kind}, got {value!r}")
+
+
+def _hints(cls) -> dict:
+    return typing.get_type_hints(cls)
+
+
+def with_overrides(p: Preset, settings: list[str]) -> Preset:
+    """`p` with fields changed by `"dotted.name=value"` settings (`--set` on the command line)."""
+    valid = preset_fields(p)
+    for s in settings:
+        key, sep, text = s.partition("=")
+        key = key.strip()
+        if not sep:
+            raise ValueError(f"--set takes field=value, got {s!r} (e.g. --set train_sae.lr=1e-3)")
+        if key in _DERIVED:
+            raise ValueError(f"{key} cannot be set: it is {_DERIVED[key]}")
+        if key not in valid:
+            raise ValueError(f"unknown field {key!r}; valid fields: {', '.join(valid)}")
+        head, _, sub = key.partition(".")
+        if sub:
+            inner = getattr(p, head)
+            value = _coerce(text.strip(), _hints(type(inner))[sub], key)
+            p = replace(p, **{head: replace(inner, **{sub: value})})  # the config's own checks run here
+        else:
+            p = replace(p, **{key: _coerce(text.strip(), _hints(Preset)[key], key)})
+    return p
+
+
+def preset_from_dict(d: dict, where: str) -> Preset:
+    """The inverse of `asdict(preset)` (JSON turns tuples into lists), with errors naming `where`."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{where} must hold a JSON object (a preset), got a {type(d).__name__}")
+    hints = _hints(Preset)
+    unknown = sorted(set(d) - set(hints))
+    missing = sorted(k for k in ("name", "description") if k not in d)
+    if unknown or missing:
+        what = f"unknown keys {unknown}" if unknown else f"missing keys {missing}"
+        raise ValueError(f"{where} is not a configuration of this version of sae ({what}); "
+                         f"valid keys: {', '.join(hints)}. Delete the run directory to start over")
+    kw = {}
+    for key, value in d.items():
+        hint = hints[key]
+        if is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}: {key} must be an object with the fields of {hint.__name__}")
+            sub = _hints(hint)
+            bad = sorted(set(value) - set(sub))
+            if bad:
+                raise ValueError(f"{where}: unknown keys {bad} in {key}; valid: {', '.join(sub)}")
+            try:
+                kw[key] = hint(**{k: _coerce(v, sub[k], f"{where}: {key}.{k}") for k, v in value.items()})
+            except TypeError as e:  # a required field of the config is missing
+                raise ValueError(f"{where}: {key}: {e}") from None
+        else:
+            kw[key] = _coerce(value, hint, f"{where}: {key}")
+    return Preset(**kw)
+
+
+def preset_of_run(run: str | Path) -> Preset:
+    """The preset a run directory was made with (its `config.json`)."""
+    path = Path(run) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run} is not a run directory (no config.json); make one with "
+                                f"`python -m sae train-lm --out {run}`")
+    try:
+        d = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); fix it, or delete the run directory to start over") from None
+    return preset_from_dict(d, str(path))
+
+
+def check_config(p: Preset, run: Path) -> None:
+    """Write `run/config.json`, or refuse if the directory holds a run of another configuration."""
+    path = run / "config.json"
+    new = json.loads(json.dumps(asdict(p)))  # as it reads back from JSON (tuples become lists)
+    if not path.exists():
+        atomic_write_json(path, new)
+        return
+    old = preset_of_run(run)
+    if old != p:
+        a, b = preset_fields(old), preset_fields(p)
+        diff = {k: (a.get(k), v) for k, v in b.items() if a.get(k) != v}
+        if old.name != p.name:
+            diff["preset"] = (old.name, p.name)
+        raise ValueError(f"{run} holds a run with a different configuration (field: (old, new) {diff}); "
+                         f"use another --out directory, or delete {run} to start over")
+
+
+# ----------------------------------------------------------------------------- text and models
+
+
+def training_text(p: Preset) -> str:
+    """The text the run's tokenizer is trained on (`tokenizer_chars` characters)."""
+    if p.corpus == "toy":
+        return toy_text(p.tokenizer_chars, seed=p.seed, split="train")
+    return "\n\n".join(t for _, t in text_files(p.corpus, "train"))[: p.tokenizer_chars]
+
+
+def corpus_tokens(p: Preset, tok: Tokenizer, split: str, n_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """The run's token stream of one split: `(tokens, labels)` (labels -1 for real text)."""
+    if p.corpus == "toy":
+        return toy_tokens(tok, n_tokens, seed=p.seed, split=split)
+    return text_tokens(tok, p.corpus, split, n_tokens)
+
+
+def load_run(run: str | Path, device: str = "cpu") -> tuple[Tokenizer, GPT]:
+    """The tokenizer and the language model of a run directory."""
+    run = Path(run)
+    if not (run / "lm.pt").exists():
+        raise FileNotFoundError(f"no trained model in {run} (lm.pt missing); run `python -m sae train-lm --out {run}` first")
+    return Tokenizer.load(run / "tokenizer.json"), GPT.load(run / "lm.pt", device=device)
+
+
+def sae_path(run: str | Path, name: str = "sae") -> Path:
+    """Where the run's SAE called `name` lives: `run/NAME.pt`."""
+    return Path(run) / f"{name}.pt"
+
+
+def load_sae(run: str | Path, name: str = "sae", device: str = "cpu") -> SparseAutoencoder:
+    """The run's SAE `name` (default: the one `reproduce` trains), with a clear error if there is none."""
+    path = sae_path(run, name)
+    if not path.exists():
+        hint = (f"run `python -m sae reproduce --out {run}`" if name == "sae"
+                else f"train one with `python -m sae train-sae --run {run} --name {name}`")
+        raise FileNotFoundError(f"no SAE {name!r} in {run} ({path.name} missing); {hint}")
+    return SparseAutoencoder.load(path, device=device)
+
+
+def stats_path(run: str | Path, name: str = "sae") -> Path:
+    """The feature statistics of SAE `name`: `feature_stats.pt` (or `NAME_feature_stats.pt`)."""
+    return Path(run) / ("feature_stats.pt" if name == "sae" else f"{name}_feature_stats.pt")
+
+
+def run_feature_stats(run: str | Path, name: str = "sae", device: str = "cpu") -> FeatureStats:
+    """The statistics of the run's SAE on its held-out text: the file the evaluation pass wrote,
+    or (if it is missing or older than the SAE, so describes another SAE) a fresh pass."""
+    run = Path(run)
+    path, sae_file = stats_path(run, name), sae_path(run, name)
+    if path.exists() and sae_file.exists() and path.stat().st_mtime >= sae_file.stat().st_mtime:
+        return FeatureStats.load(path)
+    p = preset_of_run(run)
+    tok, model = load_run(run, device)
+    sae = load_sae(run, name, device)
+    tokens, labels = corpus_tokens(p, tok, "val", p.eval_tokens + model.cfg.n_ctx)
+    stats = feature_stats(model, sae, tokens, labels if p.corpus == "toy" else None,
+                          n_tokens=p.eval_tokens, seed=p.seed)
+    stats.save(path)
+    return stats

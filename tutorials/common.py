@@ -1,0 +1,37 @@
+"""What every chapter starts with: the fast mode, where runs live, where figures go.
+
+A chapter finds the same run directory wherever it is opened: run as a script from the
+repository root (`python tutorials/06_evaluation.py`), or as a notebook, which Jupyter and VS Code
+start in `tutorials/`. Runs live in `runs/` at the repository root (the first folder, from here
+upwards, that holds `pyproject.toml` and `sae/`), or in the folder named by `SAE_RUNS`.
+`SAE_FAST=1` (what the test suite sets) switches every chapter to the seconds-long `smoke` preset.
+"""
+
+import os
+from pathlib import Path
+
+from sae.run import get_preset
+
+
+def _repository_root() -> Path:
+    here = Path.cwd().resolve()
+    for d in (here, *here.parents):
+        if (d / "pyproject.toml").is_file() and (d / "sae").is_dir():
+            return d
+    return here
+
+
+FAST = os.environ.get("SAE_FAST") == "1"
+RUNS = Path(os.environ["SAE_RUNS"]).resolve() if os.environ.get("SAE_RUNS") else _repository_root() / "runs"
+PRESET = get_preset("smoke" if FAST else "tiny")
+RUN = RUNS / PRESET.name  # the run that `python -m sae reproduce` makes (smoke in fast mode)
+
+
+def figures(chapter: str) -> Path:
+    """The folder a chapter writes its figures to (made if missing)."""
+    path = RUNS / "tutorials" / chapter
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+print(f"runs in {RUNS} (set SAE_RUNS to change); this chapter uses {RUN}" + (" (fast mode)" if FAST else ""))
