@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from sae.gpt import GPT
+from sae.utils import atomic_write_json
 
 
 def model_fingerprint(model: GPT) -> str:
@@ -212,7 +213,6 @@ def write_cache(path: str | Path, model: GPT, tokens: np.ndarray, site: str, n_t
         raise
     header = {"site": site, "model": model_fingerprint(model), "n_tokens": n_tokens, "d_in": d,
               "drop_first": drop_first, "seed": seed}
-    from sae.utils import atomic_write_json
     atomic_write_json(path.with_name(path.name + _HEADER), header)
     return path
 

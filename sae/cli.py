@@ -29,10 +29,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-class UsageError(ValueError):
-    """Bad input from the user: printed as one line, exit code 2."""
-
-
 # ----------------------------------------------------------------------------- corpus
 
 # ANSI background colours, one per concept (cycled), for `corpus` samples on a terminal.

@@ -133,13 +133,10 @@ class FeatureStatsBuilder:
     its feature statistics come from one read of the held-out text.
     """
 
-    def __init__(self, sae, tokens: np.ndarray, labels: np.ndarray | None, n_ctx: int, n_windows: int,
-                 top_k: int = 20, n_samples: int = 200, drop_first: int = 1, seed: int = 0):
+    def __init__(self, sae, tokens: np.ndarray, labels: np.ndarray | None, top_k: int = 20, n_samples: int = 200,
+                 seed: int = 0):
         d_sae = sae.cfg.d_sae
-        self.site, self.n_ctx, self.drop_first = sae.cfg.site, n_ctx, drop_first
-        self.n_tokens = n_windows * (n_ctx - drop_first)
-        self.stream = torch.from_numpy(np.asarray(tokens[: n_windows * n_ctx], dtype=np.int32))
-        self.labels = None if labels is None else torch.from_numpy(np.asarray(labels[: n_windows * n_ctx], dtype=np.int8))
+        self.site, self.all_tokens, self.all_labels = sae.cfg.site, tokens, labels
         self.gen = torch.Generator().manual_seed(seed)
         self.top_acts = torch.zeros(d_sae, top_k)
         self.top_idx = torch.full((d_sae, top_k), -1, dtype=torch.int64)
@@ -149,11 +146,21 @@ class FeatureStatsBuilder:
         self.fire_count = torch.zeros(d_sae, dtype=torch.int64)
         self.act_sum = torch.zeros(d_sae, dtype=torch.float64)
         self.max_act = torch.zeros(d_sae)
-        n_concepts = len(CONCEPTS)
-        self.concept_mass = None if labels is None else torch.zeros(n_concepts + 1, d_sae, dtype=torch.float64)
+        self.concept_mass = None if labels is None else torch.zeros(len(CONCEPTS) + 1, d_sae, dtype=torch.float64)
+        self.n_ctx = None  # the pass's shape, read from its first batch
+
+    def _start(self, b: HeldOutBatch) -> None:
+        B, self.n_ctx = b.ctx.shape
+        self.drop_first = self.n_ctx - len(b.x) // B
+        self.n_tokens = b.n_windows * (self.n_ctx - self.drop_first)
+        n = b.n_windows * self.n_ctx  # the token stream the pass reads, kept to rebuild contexts
+        self.stream = torch.from_numpy(np.asarray(self.all_tokens[:n], dtype=np.int32))
+        self.labels = None if self.all_labels is None else torch.from_numpy(np.asarray(self.all_labels[:n], dtype=np.int8))
 
     @torch.no_grad()
     def add(self, b: HeldOutBatch) -> None:
+        if self.n_ctx is None:
+            self._start(b)
         f, gidx = b.f.cpu(), b.index  # (N, d_sae), (N,) global index into the token stream
         k = min(self.top_acts.shape[1], len(f))
         v, r = f.topk(k, dim=0)  # (k, d_sae)
@@ -194,9 +201,7 @@ def feature_stats(model, sae, tokens: np.ndarray, labels: np.ndarray | None = No
     SAE (at `sae.cfg.site`) and collect the statistics of `FeatureStats`. Memory: one batch of
     activations plus (d_sae × (top_k + n_samples)) kept values.
     """
-    n_ctx = model.cfg.n_ctx
-    n_windows = min(len(tokens) // n_ctx, max(n_tokens // n_ctx, 1))
-    builder = FeatureStatsBuilder(sae, tokens, labels, n_ctx, n_windows, top_k, n_samples, drop_first, seed)
+    builder = FeatureStatsBuilder(sae, tokens, labels, top_k, n_samples, seed)
     for b in held_out_batches(model, sae, tokens, labels, n_tokens, batch_contexts, drop_first,
                               logits=False, log="feature statistics" if log else ""):
         builder.add(b)

@@ -119,9 +119,8 @@ def evaluate_run(p: Preset, out: Path, name: str = "sae") -> dict:
     labels_used = p.corpus == "toy"
     tokens, labels = corpus_tokens(p, tok, "val", p.eval_tokens + model.cfg.n_ctx)
     labels = labels if labels_used else None
-    n_windows = min(len(tokens) // model.cfg.n_ctx, max(p.eval_tokens // model.cfg.n_ctx, 1))
     ev = Evaluator(model, sae, n_concepts=len(CONCEPTS) if labels_used else 0)
-    fs = FeatureStatsBuilder(sae, tokens, labels, model.cfg.n_ctx, n_windows, seed=p.seed)
+    fs = FeatureStatsBuilder(sae, tokens, labels, seed=p.seed)
     with torch.no_grad():
         for b in held_out_batches(model, sae, tokens, labels, p.eval_tokens, log="evaluate"):
             ev.add(b)

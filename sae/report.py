@@ -15,6 +15,7 @@ import json
 import re
 from pathlib import Path
 
+from sae.run import preset_fields, preset_of_run
 from sae.utils import atomic_write_text
 
 PAPER = {
@@ -28,14 +29,6 @@ PAPER = {
 def _load(run: Path, name: str) -> dict:
     p = run / name
     return json.loads(p.read_text()) if p.exists() else {}
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    """{"gpt": {"n_layer": 1}} -> {"gpt.n_layer": 1}: the configuration's fields by dotted name."""
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
 
 
 def _f(v, nd: int = 3) -> str:
@@ -53,7 +46,7 @@ def report_markdown(run: str | Path) -> str:
             "Scaling Monosemanticity's steering demonstrations, reproduced on a labelled toy world.", ""]
 
     out += ["## Configuration", "", "| field | value |", "|---|---|"]
-    out += [f"| {k} | `{v}` |" for k, v in _flat(cfg).items()]
+    out += [f"| {k} | `{v}` |" for k, v in preset_fields(preset_of_run(run)).items()]
     out += ["", "## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
     out += [f"| {k} | {v.get('seconds', 0):.1f} |" for k, v in stages.items()]
     total = sum(v.get("seconds", 0) for v in stages.values())

@@ -1,23 +1,15 @@
 """A run directory, `runs/NAME/`: its configuration (a `Preset`), its text, and what it holds.
 
-This is the one module that knows the layout of a run directory; the library modules below it
-(metrics, interpretation, dashboards, steering) take objects, and the stages above it
-(`sae.pipeline`) decide what to compute. What lives here:
+The one module that knows the layout (the library modules below take objects; the stages in
+`sae.pipeline` above decide what to compute): `config.json` (the run's `Preset`), `tokenizer.json`
+and `lm.pt` (`load_run`), `NAME.pt` (`load_sae`; the default is `sae.pt`), `feature_stats.pt`
+(`run_feature_stats`, written by the evaluation pass).
 
-    config.json          the run's `Preset`, written by the first stage; every later command reads it
-    tokenizer.json, lm.pt               `load_run` → (tokenizer, model)
-    NAME.pt                              `load_sae` (the default SAE is `sae.pt`)
-    feature_stats.pt (NAME_feature_stats.pt)   `run_feature_stats`: written by the evaluation pass
-
-A `Preset` nests the configs of the things it builds, under their own field names:
-`Preset(gpt=GPTConfig(...), train_lm=TrainLMConfig(...), sae=SAEConfig(...),
-train_sae=TrainSAEConfig(...))`, plus the run-level settings (seed, device, corpus, token
-budgets). Every field can be overridden by its dotted name (`with_overrides(p, ["train_sae.lr=1e-3"])`,
-`--set train_sae.lr=1e-3` on the command line), except the few filled in when a thing is built:
-`sae.d_in` comes from the activations at `sae.site`, and each trainer's `seed` (and
-`train_lm.device`) from the run's `seed` and `device`. `gpt.vocab_size` is the size the BPE is
-trained to. Step counts are absolute: with `train_sae.n_steps`, set `dead_window` and
-`resample_steps` too (or build the config with `sae.train_sae.sae_schedule`).
+A `Preset` nests the configs it builds under their own names (`gpt`, `train_lm`, `sae`,
+`train_sae`) beside the run-level settings. `with_overrides` (`--set` on the command line) sets
+any field by its dotted name, e.g. `train_sae.lr=1e-3`, except those filled in at build time:
+`sae.d_in` (the width at `sae.site`) and the trainers' `seed`/`device` (the run's). Step counts
+are absolute: with `train_sae.n_steps`, set `dead_window` and `resample_steps` too.
 """
 
 from __future__ import annotations
@@ -122,50 +114,30 @@ def preset_fields(p: Preset) -> dict[str, object]:
 
 
 def _coerce(value, hint, name: str):
-    """`value` (from JSON, or a string from the command line) as type `hint`, or a ValueError naming `name`."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    try:
-        if origin is tuple:
-            if isinstance(value, str):
-                value = [v for v in value.replace("/", ",").split(",") if v.strip()]
-            elem = args[0] if args else str
-            return tuple(_coerce(v, elem, name) for v in value)
-        if hint is bool:
-            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
-                return value.lower() in ("true", "1", "yes")
-            if isinstance(value, bool):
-                return value
-            raise ValueError
-        if hint is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
-        if hint is float:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        if hint is str:
-            if not isinstance(value, str):
-                raise ValueError
-            return value
-    except (TypeError, ValueError):
-        pass
-    else:
-        raise ValueError(f"{name}: unsupported type {hint}")
-    kind = getattr(hint, "__name__", str(hint))
-    raise ValueError(f"{name} must be {kind}, got {value!r}")
-
-
-def _hints(cls) -> dict:
-    return typing.get_type_hints(cls)
+    """`value` (from JSON, or text from the command line) as type `hint`, or a ValueError naming `name`."""
+    if typing.get_origin(hint) is tuple:
+        items = [v for v in value.replace("/", ",").split(",") if v.strip()] if isinstance(value, str) else value
+        if isinstance(items, (list, tuple)):
+            return tuple(_coerce(v, typing.get_args(hint)[0], name) for v in items)
+    elif hint is bool and str(value).lower() in ("true", "false", "1", "0"):
+        return str(value).lower() in ("true", "1")
+    elif hint in (int, float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+            if hint is float or number.is_integer():
+                return hint(number)
+        except (TypeError, ValueError):
+            pass
+    elif hint is str and isinstance(value, str):
+        return value
+    raise ValueError(f"{name} must be {getattr(hint, '__name__', hint)}, got {value!r}")
 
 
 def with_overrides(p: Preset, settings: list[str]) -> Preset:
     """`p` with fields changed by `"dotted.name=value"` settings (`--set` on the command line)."""
     valid = preset_fields(p)
     for s in settings:
-        key, sep, text = s.partition("=")
-        key = key.strip()
+        key, sep, text = (part.strip() for part in s.partition("="))
         if not sep:
             raise ValueError(f"--set takes field=value, got {s!r} (e.g. --set train_sae.lr=1e-3)")
         if key in _DERIVED:
@@ -173,40 +145,28 @@ def with_overrides(p: Preset, settings: list[str]) -> Preset:
         if key not in valid:
             raise ValueError(f"unknown field {key!r}; valid fields: {', '.join(valid)}")
         head, _, sub = key.partition(".")
-        if sub:
+        if sub:  # the config's own checks (__post_init__) run in `replace`
             inner = getattr(p, head)
-            value = _coerce(text.strip(), _hints(type(inner))[sub], key)
-            p = replace(p, **{head: replace(inner, **{sub: value})})  # the config's own checks run here
+            p = replace(p, **{head: replace(inner, **{sub: _coerce(text, typing.get_type_hints(type(inner))[sub], key)})})
         else:
-            p = replace(p, **{key: _coerce(text.strip(), _hints(Preset)[key], key)})
+            p = replace(p, **{key: _coerce(text, typing.get_type_hints(Preset)[key], key)})
     return p
 
 
 def preset_from_dict(d: dict, where: str) -> Preset:
     """The inverse of `asdict(preset)` (JSON turns tuples into lists), with errors naming `where`."""
-    if not isinstance(d, dict):
-        raise ValueError(f"{where} must hold a JSON object (a preset), got a {type(d).__name__}")
-    hints = _hints(Preset)
-    unknown = sorted(set(d) - set(hints))
-    missing = sorted(k for k in ("name", "description") if k not in d)
-    if unknown or missing:
-        what = f"unknown keys {unknown}" if unknown else f"missing keys {missing}"
-        raise ValueError(f"{where} is not a configuration of this version of sae ({what}); "
-                         f"valid keys: {', '.join(hints)}. Delete the run directory to start over")
+    hints = typing.get_type_hints(Preset)
+    if not isinstance(d, dict) or set(d) - set(hints) or not {"name", "description"} <= set(d):
+        raise ValueError(f"{where} is not a configuration of this version of sae (a JSON object with the keys "
+                         f"{', '.join(hints)}); delete the run directory to start over")
     kw = {}
     for key, value in d.items():
         hint = hints[key]
         if is_dataclass(hint):
-            if not isinstance(value, dict):
-                raise ValueError(f"{where}: {key} must be an object with the fields of {hint.__name__}")
-            sub = _hints(hint)
-            bad = sorted(set(value) - set(sub))
-            if bad:
-                raise ValueError(f"{where}: unknown keys {bad} in {key}; valid: {', '.join(sub)}")
-            try:
-                kw[key] = hint(**{k: _coerce(v, sub[k], f"{where}: {key}.{k}") for k, v in value.items()})
-            except TypeError as e:  # a required field of the config is missing
-                raise ValueError(f"{where}: {key}: {e}") from None
+            sub = typing.get_type_hints(hint)
+            if not isinstance(value, dict) or set(value) - set(sub):
+                raise ValueError(f"{where}: {key} must be an object with fields of {hint.__name__}: {', '.join(sub)}")
+            kw[key] = hint(**{k: _coerce(v, sub[k], f"{where}: {key}.{k}") for k, v in value.items()})
         else:
             kw[key] = _coerce(value, hint, f"{where}: {key}")
     return Preset(**kw)

@@ -82,8 +82,9 @@ def test_bad_settings_are_clear_errors(setting, message):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("{", "not valid JSON"), ("[]", "JSON object"), ("{}", "missing keys"),
-    ('{"name": "x", "description": "", "colour": 1}', "unknown keys"),
+    ("{", "not valid JSON"), ("[]", "not a configuration"), ("{}", "not a configuration"),
+    ('{"name": "x", "description": "", "colour": 1}', "not a configuration"),
+    ('{"name": "x", "description": "", "gpt": {"n_layers": 2}}', "fields of GPTConfig"),
     ('{"name": "x", "description": "", "seed": "zero"}', "seed must be int")])
 def test_a_hand_edited_config_json_is_a_clear_error_naming_the_file(tmp_path, text, message):
     from sae.run import preset_of_run
