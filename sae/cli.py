@@ -16,8 +16,9 @@ from pathlib import Path
 
 from sae import corpus as C
 from sae.dashboard import build_dashboard, format_feature
-from sae.pipeline import reproduce, train_sae_on_run, write_evaluation
-from sae.run import Preset, get_preset, load_run, load_sae, preset_of_run, run_feature_stats, sae_path, with_overrides
+from sae.pipeline import dashboard_features, reproduce, train_sae_on_run, write_evaluation
+from sae.run import (Preset, get_preset, load_run, load_sae, preset_of_run, run_detectors, run_feature_stats, sae_path,
+                     with_overrides)
 from sae.steering import check_features, choose_feature, parse_value, steer_samples
 from sae.tokenizer import Tokenizer
 
@@ -151,10 +152,21 @@ def cmd_evaluate(args) -> int:
     print(f"wrote {run / ('metrics.json' if args.sae == 'sae' else args.sae + '_metrics.json')}")
     print(f"L0 {s['l0']:.1f} | FVU {s['fvu']:.3f} | dead {s['dead_fraction']:.1%} | "
           f"CE recovered {s['ce_recovered_zero']:.3f} (zero-ablation), {s['ce_recovered_mean']:.3f} (mean-ablation)")
+    if "detectors" in metrics:
+        d = metrics["detectors"]
+        print(f"concept detectors: {d['features']} of {d['of']} concepts have a detector feature, "
+              f"{d.get('neurons', '-')} a detector neuron (share, segment recall; 'closest' where none passes)")
+
+    def unit(c: dict, key: str, name: str) -> str:
+        e = c.get(key) or c.get(f"closest_{name}")
+        if not e:
+            return ""
+        return f"{name} {e[name]:>5} {e['share']:.2f} {e['segment_recall']:.2f}{'' if c.get(key) else ' (closest)'}"
+
     for name, c in metrics.get("concepts", {}).items():
-        print(f"  {name:<13} feature {c['feature']:>5}  AUROC {c['auroc']:.3f}  mass share {c['mass_share']:.2f}"
-              f"  | best neuron AUROC {c.get('neuron_auroc', float('nan')):.3f}"
-              f"  | linear probe AUROC {c.get('probe_auroc', float('nan')):.3f}")
+        print(f"  {name:<13} {unit(c, 'detector', 'feature'):<36} | {unit(c, 'neuron_detector', 'neuron'):<36}"
+              f" | token AUROC: feature {c['auroc']:.3f}, neuron {c.get('neuron_auroc', float('nan')):.3f}, "
+              f"probe {c.get('probe_auroc', float('nan')):.3f}")
     return 0
 
 
@@ -173,8 +185,10 @@ def cmd_dashboard(args) -> int:
         features = _parse_features(args.features)
         check_features(sae, features)
     tok, model = load_run(run)
-    index = build_dashboard(model, sae, tok, run_feature_stats(run), Path(args.out) if args.out else run / "dashboard",
-                            features=features, title=f"SAE features of {run.name}")
+    stats = run_feature_stats(run)
+    index = build_dashboard(model, sae, tok, stats, Path(args.out) if args.out else run / "dashboard",
+                            features=features or dashboard_features(run, stats), title=f"SAE features of {run.name}",
+                            detectors=run_detectors(run))
     print(f"wrote {index} (open it in a browser; the folder is self-contained)")
     return 0
 

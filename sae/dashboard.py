@@ -30,6 +30,7 @@ import torch
 from sae.corpus import CONCEPTS
 from sae.interpret import (Context, FeatureStats, contexts_many, features_for_concept, logit_effects,
                            quantile_indices)
+from sae.metrics import DETECTOR_RECALL, DETECTOR_SHARE
 from sae.utils import atomic_write_text
 
 CSS = """
@@ -199,11 +200,14 @@ def feature_page(stats: FeatureStats, tok, model, sae, feature: int, top_k: int 
     return _page(f"Feature {f}", "\n".join(parts))
 
 
-def index_page(stats: FeatureStats, tok, pages: set[int], title: str = "SAE features") -> str:
-    """The table of every alive feature; ids with a page link to it."""
+def index_page(stats: FeatureStats, tok, pages: set[int], title: str = "SAE features",
+               detectors: dict[int, str] | None = None) -> str:
+    """The table of every alive feature; ids with a page link to it. `detectors` {feature: concept}
+    marks each concept's detector feature (`sae.metrics.Detectors`) and lists them first."""
+    detectors = detectors or {}
     best = stats.best_concept()
     alive = stats.alive.nonzero()[:, 0].tolist()
-    cols = ["feature", "density", "max act", "mean act", "best concept", "share", "top tokens"]
+    cols = ["feature", "detects", "density", "max act", "mean act", "best concept", "share", "top tokens"]
     head = "".join(f'<th data-col="{i}" title="click to sort">{c}</th>' for i, c in enumerate(cols))
     rows = []
     for f in alive:
@@ -214,6 +218,7 @@ def index_page(stats: FeatureStats, tok, pages: set[int], title: str = "SAE feat
         summary = html.escape(top_token_summary(stats, tok, f).replace("\n", "↵"))
         rows.append(
             f'<tr><td data-v="{f}">{fid}</td>'
+            f'<td data-v="{html.escape(detectors.get(f, ""))}"><b>{html.escape(detectors.get(f, ""))}</b></td>'
             f'<td class="num" data-v="{float(stats.density[f]):.6g}">{float(stats.density[f]):.3%}</td>'
             f'<td class="num" data-v="{float(stats.max_act[f]):.6g}">{float(stats.max_act[f]):.2f}</td>'
             f'<td class="num" data-v="{float(stats.mean_act[f]):.6g}">{float(stats.mean_act[f]):.2f}</td>'
@@ -224,6 +229,20 @@ def index_page(stats: FeatureStats, tok, pages: set[int], title: str = "SAE feat
     intro = (f"<h1>{html.escape(title)}</h1><p>{len(alive)} alive features of {stats.d_sae} ({n_dead} never fired) "
              f"on {stats.n_tokens:,} held-out tokens at <code>{html.escape(stats.site)}</code>; "
              f"{len(pages)} have a page (linked). Click a column header to sort.</p>")
+    if detectors:
+        by_concept: dict[str, list[int]] = {}
+        for f, c in detectors.items():  # each concept's chosen detector comes first
+            by_concept.setdefault(c, []).append(f)
+
+        def link(f: int) -> str:
+            return f'<a href="features/f{f}.html">{f}</a>' if f in pages else str(f)
+
+        items = [f"{html.escape(c)} {link(fs[0])}" + (f" (+{len(fs) - 1} more)" if len(fs) > 1 else "")
+                 for c, fs in sorted(by_concept.items())]
+        intro += (f"<p><b>Concept detectors</b>: a feature with at least {DETECTOR_SHARE:.0%} of its activation mass "
+                  f"on one concept that lights up in at least {DETECTOR_RECALL:.0%} of the concept's segments (column "
+                  f"<i>detects</i>; sort by it to list them). Each concept's chosen detector (of several, the one "
+                  f"with the highest token AUROC): {', '.join(items)}.</p>")
     return _page(title, f"{intro}<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(rows)
                  + "\n</tbody></table>", SORT_JS)
 
@@ -245,9 +264,11 @@ def default_features(stats: FeatureStats, per_concept: int = 3, n_random: int = 
 
 
 def build_dashboard(model, sae, tok, stats: FeatureStats, out_dir: str | os.PathLike,
-                    features: list[int] | None = None, title: str = "SAE features", chunk: int = 32) -> Path:
+                    features: list[int] | None = None, title: str = "SAE features", chunk: int = 32,
+                    detectors: dict[int, str] | None = None) -> Path:
     """Write `out_dir/index.html` and `out_dir/features/f{id}.html` for `features` (default:
-    `default_features(stats)`); return the index's path."""
+    `default_features(stats)`); return the index's path. `detectors` {feature: concept} are
+    marked in the index."""
     out = Path(out_dir)
     features = default_features(stats) if features is None else [int(f) for f in features]
     for start in range(0, len(features), chunk):  # chunks bound the memory of the batched contexts
@@ -256,7 +277,7 @@ def build_dashboard(model, sae, tok, stats: FeatureStats, out_dir: str | os.Path
         for f in group:
             atomic_write_text(out / "features" / f"f{f}.html",
                               feature_page(stats, tok, model, sae, f, examples=examples[f]))
-    return atomic_write_text(out / "index.html", index_page(stats, tok, set(features), title))
+    return atomic_write_text(out / "index.html", index_page(stats, tok, set(features), title, detectors))
 
 
 # ----------------------------------------------------------------------------- terminal

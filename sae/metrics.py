@@ -26,8 +26,18 @@ Concepts (toy world; one label per token):
     tokens t⁺ of concept c and t⁻ of other concepts; the best single unit's AUROC, and its
     precision/recall at the threshold with the best F1. Units are SAE features, or, to test the
     paper's claim that features are more monosemantic than neurons, the MLP neurons themselves.
-    Monosemanticity of feature j: the largest share of its activation mass Σ_t a_j(t) that falls
-    on one concept, and which concept.
+    Monosemanticity of unit j: the largest share of its activation mass Σ_t max(a_j(t), 0) that
+    falls on one concept, and which concept; its distribution over features against neurons is
+    Towards Monosemanticity's comparison.
+    A concept's *detector* (the papers' sense of "a feature for X"): a unit j with
+        share_j(c)  = Σ_{t ∈ c} max(a_j(t), 0) / Σ_t max(a_j(t), 0)      >= DETECTOR_SHARE (0.8)
+        recall_j(c) = #{segments s of c : max_{t ∈ s} a_j(t) > DETECTOR_FIRE · max_t a_j(t)} / #{segments of c}
+                                                                          >= DETECTOR_RECALL (0.9)
+    where a segment is a maximal run of tokens with the same label (documents are separated by
+    end-of-text, label −1). It is specific (most of what it says is about c) and lights up across
+    c's text (not one narrow sub-case of it). A sparse dictionary can split a concept into narrow
+    features (absorption): each is specific, none lights up everywhere, and token AUROC then
+    punishes the dictionary; this definition does not.
     What one direction can do: a linear probe on the raw activations, the difference
     of class means d_c = mean(x | c) − mean(x | not c) fitted on the first half of the evaluation
     tokens, scored as AUROC of x·d_c on the second half. If the probe detects a concept and no
@@ -113,6 +123,10 @@ def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
 
 
 # ----------------------------------------------------------------------------- concept detection
+
+DETECTOR_SHARE = 0.8  # Towards Monosemanticity's Arabic feature puts 81% of its activation mass on Arabic text
+DETECTOR_FIRE = 0.1  # "lights up": above a tenth of the unit's largest activation, not a faint echo
+DETECTOR_RECALL = 0.9  # across the concept's text: in at least 9 of every 10 of its segments
 
 
 class ConceptHistogram:
@@ -233,6 +247,94 @@ class MeanDiffProbe:
         return out
 
 
+def label_segments(labels: np.ndarray) -> np.ndarray:
+    """Segment id of every token: a new segment starts wherever the label changes (so each
+    end-of-text token, label −1, is a segment of its own and ends the document's last one)."""
+    labels = np.asarray(labels)
+    return np.concatenate([[0], np.cumsum(labels[1:] != labels[:-1])]).astype(np.int64) if len(labels) else \
+        np.zeros(0, np.int64)
+
+
+class SegmentPeaks:
+    """Streaming per-segment peak of every unit: peaks[s, j] = max_{t ∈ s} a_j(t).
+
+    Rows may arrive in any batches; a segment cut by a batch (or window) boundary is merged at the
+    end. Memory: n_segments × n_units float32 (about 5k segments per 100k toy-world tokens).
+    """
+
+    def __init__(self, n_units: int):
+        self.n_units = n_units
+        self.ids: list[Tensor] = []
+        self.peaks: list[Tensor] = []
+        self.labels: list[Tensor] = []
+
+    def add(self, acts: Tensor, labels: Tensor, segments: Tensor) -> None:
+        ids, inverse = torch.unique(segments.cpu(), return_inverse=True)
+        acts = acts.detach().float().cpu()
+        peak = torch.full((len(ids), self.n_units), -torch.inf)
+        peak.scatter_reduce_(0, inverse[:, None].expand_as(acts), acts, "amax")
+        lab = torch.empty(len(ids), dtype=torch.int64)
+        lab[inverse] = labels.cpu().long()
+        self.ids.append(ids)
+        self.peaks.append(peak)
+        self.labels.append(lab)
+
+    def result(self) -> tuple[Tensor, Tensor]:
+        """(peaks (n_segments, n_units), label of each segment (n_segments,))."""
+        ids, inverse = torch.unique(torch.cat(self.ids), return_inverse=True)
+        rows = torch.cat(self.peaks)
+        peak = torch.full((len(ids), self.n_units), -torch.inf)
+        peak.scatter_reduce_(0, inverse[:, None].expand_as(rows), rows, "amax")
+        lab = torch.empty(len(ids), dtype=torch.int64)
+        lab[inverse] = torch.cat(self.labels)
+        return peak, lab
+
+
+@dataclass
+class Detectors:
+    """share[c, j] and recall[c, j] of every unit j for every concept c (see the module docstring)."""
+
+    share: Tensor  # (n_concepts, n_units) share of unit j's activation mass on concept c
+    recall: Tensor  # (n_concepts, n_units) fraction of c's segments in which unit j lights up
+    alive: Tensor  # (n_units,) bool: the unit has positive activation mass
+
+    @classmethod
+    def measure(cls, hist: ConceptHistogram, peaks: SegmentPeaks) -> "Detectors":
+        n_concepts = hist.n_concepts
+        total = hist.mass.sum(0)
+        share = (hist.mass[:n_concepts] / total.clamp_min(1e-12)).float()
+        peak, lab = peaks.result()
+        lights = peak > DETECTOR_FIRE * peak.max(0).values.clamp_min(0)  # (n_segments, n_units)
+        inside = lab[:, None] == torch.arange(n_concepts)[None, :]  # (n_segments, n_concepts)
+        recall = (inside.T.float() @ lights.float()) / inside.sum(0)[:, None].clamp_min(1)
+        return cls(share, recall, total > 0)
+
+    def passes(self) -> Tensor:
+        """(n_concepts, n_units) bool: unit j is a detector of concept c."""
+        return (self.share >= DETECTOR_SHARE) & (self.recall >= DETECTOR_RECALL)
+
+    def best(self, c: int, coverage: Tensor | None = None) -> dict:
+        """Concept c's detector, or the unit closest to being one (`detector` says which).
+
+        Among the units that pass, the one with the largest `coverage` (n_units,), for instance
+        its token AUROC: a concept can have several detectors, from features that fire across
+        the concept's text to one that fires only at the end of each of its sentences, and the
+        one that covers the most of the concept's tokens is the one a reader (and steering)
+        means by "the feature for c". Without `coverage`, or when no unit passes, the largest
+        margin min(share / DETECTOR_SHARE, recall / DETECTOR_RECALL).
+        """
+        passing = self.passes()[c]
+        margin = torch.minimum(self.share[c] / DETECTOR_SHARE, self.recall[c] / DETECTOR_RECALL)
+        score = coverage.to(margin.dtype) if coverage is not None and passing.any() else margin
+        j = int((score.where(passing, -torch.inf) if passing.any() else score).argmax())
+        return {"unit": j, "share": self.share[c, j].item(), "segment_recall": self.recall[c, j].item(),
+                "detector": bool(passing[j])}
+
+    def top_share(self) -> Tensor:
+        """(alive units,) share of each alive unit's activation mass on its top concept."""
+        return self.share.max(0).values[self.alive]
+
+
 # ----------------------------------------------------------------------------- the evaluator
 
 
@@ -245,6 +347,7 @@ class HeldOutBatch(NamedTuple):
     f: Tensor  # (N, d_sae) feature activations
     index: Tensor  # (N,) int64 index of each row's token in the token stream (CPU)
     labels: Tensor | None  # (N,) int64 concept of each row's token (−1: none), or None
+    segments: Tensor | None  # (N,) int64 segment of each row's token (`label_segments`), or None
     first_window: int  # index of the batch's first window
     n_windows: int  # windows in the whole pass
 
@@ -270,7 +373,10 @@ def held_out_batches(model, sae, tokens: np.ndarray, labels: np.ndarray | None =
     if n_windows == 0:
         raise ValueError(f"need at least n_ctx={n_ctx} held-out tokens, got {len(tokens)}")
     windows = torch.from_numpy(np.asarray(tokens[: n_windows * n_ctx], dtype=np.int64)).view(n_windows, n_ctx)
-    lab = None if labels is None else torch.from_numpy(np.asarray(labels[: n_windows * n_ctx], dtype=np.int64))
+    lab = seg = None
+    if labels is not None:
+        lab = torch.from_numpy(np.asarray(labels[: n_windows * n_ctx], dtype=np.int64))
+        seg = torch.from_numpy(label_segments(lab.numpy()))
     positions = torch.arange(drop_first, n_ctx)  # positions encoded in every window
     model.eval()
     t0 = time.perf_counter()
@@ -281,7 +387,7 @@ def held_out_batches(model, sae, tokens: np.ndarray, labels: np.ndarray | None =
         x = cache[site][:, drop_first:].reshape(-1, sae.cfg.d_in).float()  # (N, d_in)
         index = ((start + torch.arange(B))[:, None] * n_ctx + positions[None, :]).reshape(-1)  # (N,)
         yield HeldOutBatch(ctx, clean, x, sae.encode(x), index, None if lab is None else lab[index],
-                           start, n_windows)
+                           None if seg is None else seg[index], start, n_windows)
         done = start + B
         if log and (done == n_windows or (start // batch_contexts) % 20 == 19):
             elapsed = time.perf_counter() - t0
@@ -300,6 +406,8 @@ class Evaluation:
     features: ConceptHistogram | None
     neurons: ConceptHistogram | None
     probe: MeanDiffProbe | None = None  # a mean-difference linear probe on the site's activations
+    feature_detectors: Detectors | None = None
+    neuron_detectors: Detectors | None = None
 
 
 class Evaluator:
@@ -321,6 +429,8 @@ class Evaluator:
         self.features = ConceptHistogram(d_sae, n_concepts) if n_concepts else None
         self.neurons = ConceptHistogram(d_in, n_concepts) if n_concepts and neurons else None
         self.probe = MeanDiffProbe(d_in, n_concepts) if n_concepts else None
+        self.feature_peaks = SegmentPeaks(d_sae) if n_concepts else None
+        self.neuron_peaks = SegmentPeaks(d_in) if n_concepts and neurons else None
         self.x_sum = torch.zeros(d_in, dtype=torch.float64)
         self.sums = dict(sq_err=0.0, sq_x=0.0, l0=0.0, l1=0.0, n=0, ce_clean=0.0, ce_sae=0.0,
                          ce_zero=0.0, ce_mean=0.0, kl=0.0, n_pred=0)
@@ -375,8 +485,10 @@ class Evaluator:
         self.max_act = torch.maximum(self.max_act, f.max(0).values.cpu())
         if self.features is not None:
             self.features.add(f, b.labels)
+            self.feature_peaks.add(f, b.labels, b.segments)
             if self.neurons is not None:
                 self.neurons.add(x, b.labels)
+                self.neuron_peaks.add(x, b.labels, b.segments)
             # fit the probe on the first half of the windows, score it on the second half
             (self.probe.fit if b.first_window < b.n_windows // 2 else self.probe.score)(x, b.labels)
 
@@ -407,7 +519,9 @@ class Evaluator:
             "kl": s["kl"] / n_pred,
         }
         probe = self.probe if self.probe is not None and self.probe.scores else None
-        return Evaluation(m, self.fire, self.max_act, self.features, self.neurons, probe)
+        fd = Detectors.measure(self.features, self.feature_peaks) if self.features is not None else None
+        nd = Detectors.measure(self.neurons, self.neuron_peaks) if self.neurons is not None else None
+        return Evaluation(m, self.fire, self.max_act, self.features, self.neurons, probe, fd, nd)
 
 
 def evaluate_sae(model, sae, tokens: np.ndarray, labels: np.ndarray | None = None, n_concepts: int = 0,
@@ -424,25 +538,68 @@ def evaluate_sae(model, sae, tokens: np.ndarray, labels: np.ndarray | None = Non
     return ev.result()
 
 
+def _detector_entry(b: dict, unit: str) -> dict:
+    return {unit: b["unit"], "share": b["share"], "segment_recall": b["segment_recall"]}
+
+
 def concept_table(ev: Evaluation, names: list[str]) -> dict:
-    """Per concept: the best feature (by AUROC), its AUROC, precision/recall/F1 at its best
-    threshold and its activation-mass share on the concept; the best neuron's AUROC and the
-    AUROC of a mean-difference linear probe (`MeanDiffProbe`) beside them."""
+    """Per concept, first its detectors (`Detectors`): `detector` {feature, share, segment_recall}
+    (of the passing features, the one with the highest token AUROC) and `neuron_detector`
+    {neuron, ...}, None where no unit passes, with the closest unit in `closest_feature` /
+    `closest_neuron` then; `detector_features`: every passing feature, highest AUROC first, and
+    `n_detector_neurons`. After them, the absorption diagnostic: the best
+    feature by token AUROC, its AUROC, precision/recall/F1 at its best threshold and its mass
+    share on the concept; the best neuron's AUROC and a mean-difference linear probe's
+    (`MeanDiffProbe`) beside them."""
     out = {}
     fa = ev.features.auroc()
-    share, top = ev.features.mass_share()
     na = ev.neurons.auroc() if ev.neurons is not None else None
     pa = ev.probe.auroc() if ev.probe is not None else None
     for c, name in enumerate(names):
+        row = {}
+        for d, aur, key, unit in [(ev.feature_detectors, fa, "detector", "feature"),
+                                  (ev.neuron_detectors, na, "neuron_detector", "neuron")]:
+            if d is None:
+                continue
+            b = d.best(c, aur[c])
+            row[key] = _detector_entry(b, unit) if b["detector"] else None
+            if not b["detector"]:
+                row[f"closest_{unit}"] = _detector_entry(b, unit)
+            passing = d.passes()[c].nonzero().squeeze(1)
+            if unit == "feature":
+                row["detector_features"] = passing[aur[c, passing].argsort(descending=True)].tolist()
+            else:
+                row["n_detector_neurons"] = len(passing)
         j = int(fa[c].argmax())
-        row = {"feature": j, "auroc": fa[c, j].item(), **ev.features.best_f1(c, j),
-               "mass_share": share[j].item() if int(top[j]) == c else
-               (ev.features.mass[c, j] / ev.features.mass[:, j].sum().clamp_min(1e-12)).item(),
-               "density": ev.fire_count[j].item() / ev.metrics["n_tokens"]}
+        row.update({"feature": j, "auroc": fa[c, j].item(), **ev.features.best_f1(c, j),
+                    "mass_share": (ev.features.mass[c, j] / ev.features.mass[:, j].sum().clamp_min(1e-12)).item(),
+                    "density": ev.fire_count[j].item() / ev.metrics["n_tokens"]})
         if na is not None:
             k = int(na[c].argmax())
             row.update(neuron=k, neuron_auroc=na[c, k].item())
         if pa is not None and not np.isnan(pa[c]):
             row["probe_auroc"] = float(pa[c])
         out[name] = row
+    return out
+
+
+def share_summary(d: Detectors) -> dict:
+    """The distribution of top-concept share over a set of units' alive units."""
+    share = d.top_share().numpy()
+    return {"n_alive": len(share), "mean_top_concept_share": float(share.mean()) if len(share) else float("nan"),
+            "median_top_concept_share": float(np.median(share)) if len(share) else float("nan"),
+            "fraction_above_detector_share": float((share >= DETECTOR_SHARE).mean()) if len(share) else 0.0,
+            "share_histogram": np.histogram(share, bins=10, range=(0, 1))[0].tolist()}
+
+
+def detector_summary(ev: Evaluation) -> dict:
+    """`detectors`: how many concepts have a detector feature / neuron, with the thresholds; and
+    `monosemanticity`: top-concept share of alive features against alive neurons."""
+    out = {"detectors": {"features": int(ev.feature_detectors.passes().any(1).sum()), "of": ev.features.n_concepts,
+                         "share_threshold": DETECTOR_SHARE, "fire_threshold": DETECTOR_FIRE,
+                         "recall_threshold": DETECTOR_RECALL},
+           "monosemanticity": {"features": share_summary(ev.feature_detectors)}}
+    if ev.neuron_detectors is not None:
+        out["detectors"]["neurons"] = int(ev.neuron_detectors.passes().any(1).sum())
+        out["monosemanticity"]["neurons"] = share_summary(ev.neuron_detectors)
     return out

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from sae import plots
@@ -35,10 +34,10 @@ from sae.corpus import CONCEPTS
 from sae.dashboard import build_dashboard, default_features
 from sae.gpt import GPT
 from sae.interpret import FeatureStatsBuilder
-from sae.metrics import Evaluator, concept_table, held_out_batches
+from sae.metrics import Evaluator, concept_table, detector_summary, held_out_batches
 from sae.report import write_report
-from sae.run import (Preset, check_config, corpus_tokens, load_run, load_sae, run_feature_stats, sae_path,
-                     stats_path, training_text)
+from sae.run import (Preset, check_config, corpus_tokens, load_run, load_sae, run_detectors, run_feature_stats,
+                     sae_path, stats_path, training_text)
 from sae.steering import choose_feature, golden_gate_demo, unsafe_code_demo
 from sae.tokenizer import Tokenizer
 from sae.train_lm import on_concept_rate, train_lm
@@ -134,13 +133,8 @@ def evaluate_run(p: Preset, out: Path, name: str = "sae") -> dict:
         "sae": {"site": sae.cfg.site, "arch": sae.cfg.arch, "d_sae": sae.cfg.d_sae, **result.metrics},
     }
     if labels_used:
+        metrics.update(detector_summary(result))
         metrics["concepts"] = concept_table(result, CONCEPTS)
-        share, _ = result.features.mass_share()
-        alive = result.fire_count > 0
-        metrics["monosemanticity"] = {
-            "mean_top_concept_share": share[alive].mean().item(),
-            "share_histogram": np.histogram(share[alive].numpy(), bins=10, range=(0, 1))[0].tolist(),
-        }
     return metrics
 
 
@@ -156,6 +150,8 @@ def write_figures(out: Path) -> list[Path]:
     stats = run_feature_stats(out)
     written.append(plots.log_density_histogram(stats.fire_count, stats.n_tokens, figs / "log_density.png"))
     if "concepts" in metrics:
+        written.append(plots.concept_detectors(metrics["concepts"], metrics["monosemanticity"], metrics["detectors"],
+                                               figs / "concept_detectors.png"))
         written.append(plots.concept_auroc(metrics["concepts"], figs / "concept_auroc.png"))
     return written
 
@@ -180,11 +176,18 @@ def stage_dashboard(p: Preset, out: Path) -> dict:
     stats = run_feature_stats(out, device=device)
     tok, model = load_run(out, device)
     sae = load_sae(out, device=device)
-    concepts = json.loads((out / "metrics.json").read_text()).get("concepts", {})
-    # the best detector of each concept too, so that the report's links all have a page
-    features = list(dict.fromkeys(default_features(stats) + [c["feature"] for c in concepts.values()]))
-    build_dashboard(model, sae, tok, stats, out / "dashboard", features=features, title=f"SAE features of {out.name}")
+    features = dashboard_features(out, stats)
+    build_dashboard(model, sae, tok, stats, out / "dashboard", features=features, title=f"SAE features of {out.name}",
+                    detectors=run_detectors(out))
     return {"pages": len(features)}
+
+
+def dashboard_features(out: Path, stats) -> list[int]:
+    """The features that get a dashboard page: `default_features`, and every feature the report
+    links to (each concept's detector or closest feature, and its best feature by token AUROC)."""
+    concepts = json.loads((out / "metrics.json").read_text()).get("concepts", {}) if (out / "metrics.json").exists() else {}
+    linked = [e["feature"] for c in concepts.values() for e in (c.get("detector"), c.get("closest_feature")) if e]
+    return list(dict.fromkeys(default_features(stats) + linked + [c["feature"] for c in concepts.values()]))
 
 
 def stage_steering(p: Preset, out: Path) -> dict:

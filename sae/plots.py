@@ -80,3 +80,46 @@ def concept_auroc(concepts: dict[str, dict], path: str | Path) -> Path:
     ax.set(title="Detecting each concept's tokens with one unit", xlabel="token-level AUROC")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize=8)
     return _save(fig, path)
+
+
+def concept_detectors(concepts: dict[str, dict], monosemanticity: dict, thresholds: dict, path: str | Path) -> Path:
+    """Towards Monosemanticity's comparison, features against neurons, in two panels: per concept,
+    the activation-mass share of its detector (or closest) feature and neuron, filled where the
+    unit is a detector (share and segment recall both pass); and the distribution of
+    top-concept share over all alive features and neurons."""
+    names = list(concepts)
+    y = np.arange(len(names))
+    fig, (ax, hx) = plt.subplots(1, 2, figsize=(13, 0.38 * len(names) + 2.2), gridspec_kw={"width_ratios": [1.1, 1]})
+    ax.axvline(thresholds["share_threshold"], color="gray", ls=":", lw=1)
+    for key, unit, marker, color, label in [("detector", "feature", "o", "tab:blue", "SAE feature"),
+                                            ("neuron_detector", "neuron", "s", "tab:orange", "MLP neuron")]:
+        entries = [concepts[n].get(key) or concepts[n].get(f"closest_{unit}") for n in names]
+        share = [e["share"] if e else np.nan for e in entries]
+        found = [bool(concepts[n].get(key)) for n in names]
+        ax.scatter(share, y, marker=marker, s=55, zorder=3, edgecolors=color, linewidths=1.5,
+                   facecolors=[color if f else "white" for f in found],
+                   label=f"{label}: a detector for {sum(found)} of {len(names)}")
+        if unit == "feature":
+            feature_share = share
+        else:
+            for yi, a, b in zip(y, feature_share, share):
+                ax.plot([a, b], [yi, yi], color="0.8", lw=1, zorder=1)
+    ax.set_yticks(y, names)
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 1.02), title="Features vs neurons, per concept (filled: a detector)",
+           xlabel="share of the unit's activation mass on the concept")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=8,
+              title=f"detector: >= {thresholds['share_threshold']:.0%} of its mass on the concept, lights up in "
+                    f">= {thresholds['recall_threshold']:.0%} of its segments", title_fontsize=8)
+    edges = np.linspace(0, 1, 11)
+    for key, color, label in [("features", "tab:blue", "SAE features"), ("neurons", "tab:orange", "MLP neurons")]:
+        m = monosemanticity.get(key)
+        if m:
+            frac = np.asarray(m["share_histogram"], dtype=float) / max(m["n_alive"], 1)
+            hx.stairs(frac, edges, color=color, lw=2,
+                      label=f"{label} ({m['n_alive']} alive, mean {m['mean_top_concept_share']:.2f})")
+    hx.axvline(thresholds["share_threshold"], color="gray", ls=":", lw=1)
+    hx.set(title="How monosemantic is each unit?", xlabel="share of its activation mass on its top concept",
+           ylabel="fraction of alive units")
+    hx.legend(fontsize=8)
+    return _save(fig, path)

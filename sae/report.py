@@ -45,13 +45,7 @@ def report_markdown(run: str | Path) -> str:
     out += ["Dictionary learning on a one-layer toy transformer: Towards Monosemanticity's experiment and "
             "Scaling Monosemanticity's steering demonstrations, reproduced on a labelled toy world.", ""]
 
-    out += ["## Configuration", "", "| field | value |", "|---|---|"]
-    out += [f"| {k} | `{v}` |" for k, v in preset_fields(preset_of_run(run)).items()]
-    out += ["", "## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
-    out += [f"| {k} | {v.get('seconds', 0):.1f} |" for k, v in stages.items()]
-    total = sum(v.get("seconds", 0) for v in stages.values())
-    out += [f"| **total** | **{total:.1f}** |", ""]
-
+    out += _detector_section(m, run)
     lm = stages.get("lm", {})
     out += ["## Language model", "",
             f"Validation loss {_f(lm.get('val_loss'))} nats/token; on-concept rate of sampled continuations "
@@ -77,8 +71,10 @@ def report_markdown(run: str | Path) -> str:
         out += [""]
 
     if m.get("concepts"):
-        out += ["## Concepts: best feature vs best neuron", "",
-                "Token-level AUROC of the best single unit at detecting each concept's tokens; the feature's "
+        out += ["## Absorption diagnostic: token AUROC of the best single unit", "",
+                "Token-level AUROC of the best single unit at detecting each concept's tokens. It punishes a dictionary "
+                "that splits a concept into narrower features (absorption), so read it beside the detectors above, not "
+                "instead of them. The feature's "
                 "precision/recall at its best threshold and the share of its activation mass on the concept "
                 "(Towards Monosemanticity's Arabic feature: 81%). The last column is a linear probe on the same "
                 "activations (difference of class means, fitted and scored on disjoint halves of the held-out "
@@ -115,6 +111,7 @@ def report_markdown(run: str | Path) -> str:
             out += [""]
 
     figs = sorted((run / "figures").glob("*.png")) if (run / "figures").exists() else []
+    figs = [f for f in figs if f.name != "concept_detectors.png"]  # shown with the detectors
     if figs:
         out += ["## Figures", ""]
         out += [f"![{f.stem}](figures/{f.name})" for f in figs]
@@ -122,7 +119,48 @@ def report_markdown(run: str | Path) -> str:
     if (run / "dashboard" / "index.html").exists():
         out += ["## Dashboard", "", "Every feature's contexts, density and logit effects: "
                 "[dashboard/index.html](dashboard/index.html).", ""]
+
+    out += ["## Configuration", "", "| field | value |", "|---|---|"]
+    out += [f"| {k} | `{v}` |" for k, v in preset_fields(preset_of_run(run)).items()]
+    out += ["", "## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
+    out += [f"| {k} | {v.get('seconds', 0):.1f} |" for k, v in stages.items()]
+    total = sum(v.get("seconds", 0) for v in stages.values())
+    out += [f"| **total** | **{total:.1f}** |", ""]
     return "\n".join(out)
+
+
+def _detector_section(m: dict, run: Path) -> list[str]:
+    """Towards Monosemanticity's claim, measured: concepts with a detector feature vs a detector neuron."""
+    d, concepts = m.get("detectors"), m.get("concepts", {})
+    if not d or not concepts:
+        return []
+    mono = m["monosemanticity"]
+    out = ["## Concept detectors: features against neurons", "",
+           f"**{d['features']} of {d['of']} concepts have a detector feature; {d.get('neurons', '—')} of {d['of']} have a "
+           f"detector neuron.** A unit detects a concept when at least {d['share_threshold']:.0%} of its activation mass "
+           f"on held-out text falls on the concept (Towards Monosemanticity's Arabic feature: 81%) and it fires above "
+           f"{d['fire_threshold']:.0%} of its maximum in at least {d['recall_threshold']:.0%} of the concept's held-out "
+           f"segments. Mean top-concept share of alive units: features {mono['features']['mean_top_concept_share']:.2f}"
+           + (f", neurons {mono['neurons']['mean_top_concept_share']:.2f}" if "neurons" in mono else "") + ". "
+           "Each row shows the concept's detector in bold, or the closest unit when none passes.", ""]
+    out += ["| concept | feature | share | segment recall | neuron | share | segment recall |",
+            "|---|---|---|---|---|---|---|"]
+    for name, c in concepts.items():
+        cells = []
+        for key, unit in [("detector", "feature"), ("neuron_detector", "neuron")]:
+            e = c.get(key) or c.get(f"closest_{unit}")
+            if not e:
+                cells += ["—"] * 3
+                continue
+            u = e[unit]
+            label = f"[{u}](dashboard/features/f{u}.html)" if unit == "feature" else str(u)
+            cells += [f"**{label}**" if c.get(key) else f"none (closest: {label})",
+                      f"{e['share']:.2f}", f"{e['segment_recall']:.2f}"]
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    out += [""]
+    if (run / "figures" / "concept_detectors.png").exists():
+        out += ["![concept_detectors](figures/concept_detectors.png)", ""]
+    return out
 
 
 def _markdown_to_html(md: str, run: Path) -> str:

@@ -262,3 +262,11 @@ def run_feature_stats(run: str | Path, name: str = "sae", device: str = "cpu") -
                           n_tokens=p.eval_tokens, seed=p.seed)
     stats.save(path)
     return stats
+
+
+def run_detectors(run: str | Path) -> dict[int, str]:
+    """{feature: concept} for every concept-detector feature of the run (`metrics.json`; empty
+    when there is none), each concept's chosen detector first."""
+    path = Path(run) / "metrics.json"
+    concepts = json.loads(path.read_text()).get("concepts", {}) if path.exists() else {}
+    return {f: name for name, c in concepts.items() for f in c.get("detector_features", [])}

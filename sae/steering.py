@@ -17,9 +17,13 @@ Values are absolute activations or multiples of a feature's maximum activation o
 (`x + α·W_dec[i]`, in raw units) is given for comparison: it moves the activation along the
 feature direction without reading or clamping the feature.
 
-Which feature to steer is chosen *before* looking at any steered text: the feature that best
-detects the concept's tokens on held-out data (highest AUROC in `metrics.json`; see
-`choose_feature`).
+Which feature to steer is chosen *before* looking at any steered text, from held-out detection
+(`choose_feature`): the concept's detector feature (at least 80% of its activation mass on the
+concept, lighting up in at least 90% of its segments), and among several detectors the one with
+the highest token AUROC. The tie-break matters: clamping writes a feature's decoder direction at
+every position, so the feature should be one that fires across the concept's text, not one that
+fires only at the end of its sentences (such a Golden Gate detector exists on the tiny run; it
+promotes " The"). A concept without a detector falls back to the highest token AUROC.
 """
 
 from __future__ import annotations
@@ -112,11 +116,15 @@ def add_direction(model, sae, add: dict[int, float]) -> Iterator[None]:
 
 
 def choose_feature(metrics: dict, concept: str) -> int:
-    """The feature that best detects `concept` on held-out data (metrics.json, by AUROC)."""
+    """The feature to steer `concept` with, from held-out detection alone (metrics.json): the
+    concept's detector feature (`sae.metrics.Detectors`: specific, lights up across the concept's
+    segments, and of those the one with the highest token AUROC), else, for a concept without
+    a detector, the feature with the highest token AUROC."""
     concepts = metrics.get("concepts", {})
     if concept not in concepts:
         raise ValueError(f"no concept {concept!r} in the run's metrics; known: {', '.join(concepts) or 'none (not a toy-world run)'}")
-    return int(concepts[concept]["feature"])
+    c = concepts[concept]
+    return int(c["detector"]["feature"] if c.get("detector") else c["feature"])
 
 
 def steer_samples(model, sae, tok, prompt: str, feature: int, value: float, n: int = 3,

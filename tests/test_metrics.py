@@ -77,6 +77,36 @@ def test_best_f1_on_a_perfect_detector():
     assert r["precision"] == 1.0 and r["recall"] == 1.0
 
 
+def test_detector_definition_on_a_case_computed_by_hand():
+    # one stream, two concepts; segments are runs of one label, end-of-text (-1) separates documents
+    labels = torch.tensor([0, 0, -1, 0, 0, 1, 1, 0, -1, 1])
+    segments = torch.from_numpy(M.label_segments(labels.numpy()))
+    assert segments.tolist() == [0, 0, 1, 2, 2, 3, 3, 4, 5, 6]
+    acts = torch.zeros(10, 3)
+    # unit 0: concept 0 in all three of its segments (peaks 2, 1, 0.5 > 0.1·2) and 0.5 of concept 1
+    #   share = 3.5 / 4 = 0.875, recall 3/3: a detector of concept 0
+    acts[[0, 4, 7, 5], 0] = torch.tensor([2.0, 1.0, 0.5, 0.5])
+    # unit 1: only concept 0 (share 1) but lights up in one segment of three: 0.3 < 0.1·4 does not
+    #   count (recall 1/3): specific and narrow, an absorbed sub-feature, not a detector
+    acts[[0, 1, 3], 1] = torch.tensor([4.0, 4.0, 0.3])
+    # unit 2: both concept-1 segments (recall 2/2) but also an end-of-text token: share 2/3, not a detector
+    acts[[5, 9, 2], 2] = torch.tensor([1.0, 1.0, 1.0])
+    acts[6, 2] = -0.5  # negative activations carry no mass and do not light up
+    hist, peaks = M.ConceptHistogram(3, 2), M.SegmentPeaks(3)
+    for rows in (slice(0, 4), slice(4, 10)):  # segment 2 is cut by the batch boundary
+        hist.add(acts[rows], labels[rows])
+        peaks.add(acts[rows], labels[rows], segments[rows])
+    d = M.Detectors.measure(hist, peaks)
+    torch.testing.assert_close(d.share, torch.tensor([[0.875, 1.0, 0.0], [0.125, 0.0, 2 / 3]]))
+    torch.testing.assert_close(d.recall, torch.tensor([[1.0, 1 / 3, 0.0], [0.5, 0.0, 1.0]]))
+    assert d.passes().tolist() == [[True, False, False], [False, False, False]]
+    assert d.best(0) == {"unit": 0, "share": 0.875, "segment_recall": 1.0, "detector": True}
+    assert d.best(0, coverage=torch.tensor([0.0, 5.0, 9.0]))["unit"] == 0, "coverage ranks only the passing units"
+    closest = d.best(1)  # no detector; the closest unit is the least short of both thresholds
+    assert closest["unit"] == 2 and not closest["detector"]
+    assert d.top_share().tolist() == pytest.approx([0.875, 1.0, 2 / 3])
+
+
 def test_rank_auroc_matches_bruteforce_with_ties():
     rng = np.random.default_rng(1)
     scores = rng.integers(0, 5, 400).astype(float)  # many ties
@@ -161,3 +191,28 @@ def test_streamed_metrics_equal_the_small_functions_on_materialised_activations(
     assert m["dead_fraction"] == M.density_summary(fires, len(x))["dead_fraction"]
     ce_clean = torch.nn.functional.cross_entropy(logits[:, 1:-1].reshape(-1, 50), ctx[:, 2:].reshape(-1)).item()
     assert m["ce_clean"] == pytest.approx(ce_clean, rel=1e-5), "CE counts the predictions made at positions >= 1"
+
+
+def test_streamed_detectors_equal_a_direct_count_on_materialised_activations():
+    from sae.autoencoder import SAEConfig, SparseAutoencoder
+
+    model, tokens = _small_model_and_tokens()
+    sae = SparseAutoencoder(SAEConfig(d_in=64, d_sae=48, site=SITE), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        sae.b_enc.fill_(0.02)
+    rng = np.random.default_rng(0)  # runs of 1-9 tokens of concepts 0..2 and end-of-text
+    labels = np.repeat(rng.integers(-1, 3, 80), rng.integers(1, 10, 80))[: len(tokens)]
+    ev = M.evaluate_sae(model, sae, tokens, labels, n_concepts=3, n_tokens=len(tokens), batch_contexts=3, log=False)
+    ctx = torch.from_numpy(tokens).view(20, 16)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(ctx, [SITE])
+        f = sae.encode(cache[SITE][:, 1:].reshape(-1, 64)).numpy()
+    keep = (np.arange(len(tokens)) % 16) != 0  # the rows the evaluator encodes
+    lab, seg = labels[keep], M.label_segments(labels)[keep]
+    for c in range(3):
+        segs = np.unique(seg[lab == c])
+        peaks = np.stack([f[seg == s].max(0) for s in segs])
+        recall = (peaks > M.DETECTOR_FIRE * f.max(0)).mean(0)
+        share = np.maximum(f[lab == c], 0).sum(0) / np.maximum(np.maximum(f, 0).sum(0), 1e-12)
+        np.testing.assert_allclose(ev.feature_detectors.recall[c].numpy(), recall, atol=1e-6)
+        np.testing.assert_allclose(ev.feature_detectors.share[c].numpy(), share, rtol=1e-5, atol=1e-7)

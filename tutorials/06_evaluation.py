@@ -11,8 +11,8 @@
 # 2. *Is it sparse, and healthy?* L0 (active features per token), dead, ultralow-density and
 #    dense features, the log-density histogram.
 # 3. *Are the features interpretable?* On the toy world we know each token's concept, so we can
-#    ask how well one feature detects one concept (AUROC) and how much of a feature's activation
-#    falls on a single concept, and compare with the model's own neurons.
+#    ask whether a feature is about one concept and shows up wherever it is (a *detector*), and
+#    compare with the model's own neurons, as Towards Monosemanticity does.
 
 # %%
 import json
@@ -82,52 +82,106 @@ for ax, counts, title in [(axes[0], stats.fire_count, "this run"), (axes[1], bad
 fig.tight_layout(); fig.savefig(FIG / "density_healthy_vs_bimodal.png", dpi=110)
 
 # %% [markdown]
-# ## 3. Concepts: features vs neurons
-# For each concept, the best single SAE feature and the best single MLP neuron as detectors of
-# that concept's tokens (token-level AUROC), and the share of the feature's activation mass that
-# falls on the concept (the paper's Arabic feature: 81% of its firing tokens were Arabic).
+# ## 3. Concepts: features against neurons
+# Towards Monosemanticity's claim is that a dictionary's features are *specific* where the model's
+# neurons are polysemantic: its Arabic feature puts 81% of its activation on Arabic text, and it
+# fires across Arabic text. We measure exactly that. A unit is a *detector* of concept c when
+# - at least 80% of its activation mass on held-out text falls on c's tokens (specific), and
+# - it fires above 10% of its maximum in at least 90% of c's held-out segments (a segment is a
+#   run of tokens of one concept), so it lights up across the concept, not on one sub-case of it.
+# The same test is run on the SAE's features and on the MLP's neurons, in the same pass
+# (`Detectors` in `sae/metrics.py`).
+
+# %%
+d, mono = m["detectors"], m["monosemanticity"]
+print(f"{d['features']} of {d['of']} concepts have a detector feature, {d['neurons']} a detector neuron")
+print(f"{'concept':<13}{'feature':>8}{'share':>7}{'recall':>7} |{'neuron':>7}{'share':>7}{'recall':>7}")
+for name, c in m["concepts"].items():
+    cells = ""
+    for key, unit in [("detector", "feature"), ("neuron_detector", "neuron")]:
+        e = c[key] or c[f"closest_{unit}"]  # the closest unit when none passes (marked ~)
+        cells += f"{('' if c[key] else '~') + str(e[unit]):>7}{e['share']:>7.2f}{e['segment_recall']:>7.2f} |"
+    print(f"{name:<13} {cells}")
+for key in ("features", "neurons"):
+    print(f"{key:<9} mean top-concept share {mono[key]['mean_top_concept_share']:.2f}, "
+          f"{mono[key]['fraction_above_detector_share']:.1%} of alive units above 0.8")
+
+# %% [markdown]
+# The run's figure `figures/concept_detectors.png` (in the report too) shows both sides. Left: per concept,
+# the mass share of its detector feature and of its best neuron (filled when it is a detector).
+# The neurons do light up across each concept (their segment recall is near 1), but they are
+# dense and fire for many concepts, so their mass share stays at 0.4-0.7: polysemantic. Only the
+# character-level concepts (DNA, base64) have a neuron of their own. Right: over *all* alive
+# units, the share of activation mass on the unit's top concept; a neuron spread evenly over
+# 14 concepts would sit at 0.07.
+#
+# Two concepts have no detector feature. `unsafe_code` is a single insecure expression inside
+# ordinary code, and the model never learned it as a concept (chapter 8). `code` has pure code
+# features, but none that lights up in 90% of its segments: an unsafe construct cuts a snippet
+# into short code segments (a closing bracket, one argument) that the code features skip.
+
+# %%
+detected = sum(c["detector"] is not None for c in m["concepts"].values())
+assert detected == d["features"]
+if not FAST:
+    assert d["features"] >= 12 and d["features"] - d["neurons"] >= 8, d
+    assert mono["features"]["mean_top_concept_share"] > mono["neurons"]["mean_top_concept_share"]
+fig, ax = plt.subplots(figsize=(6, 3.2))
+edges = torch.linspace(0, 1, 11)
+for key in ("features", "neurons"):
+    hist = torch.tensor(mono[key]["share_histogram"], dtype=torch.float) / mono[key]["n_alive"]
+    ax.stairs(hist.numpy(), edges.numpy(), label=key, lw=2)
+ax.set(xlabel="share of activation mass on the top concept", ylabel="fraction of alive units",
+       title="Features are more monosemantic than neurons")
+ax.legend(); fig.tight_layout(); fig.savefig(FIG / "monosemanticity.png", dpi=110)
+
+# %% [markdown]
+# ## 4. The absorption diagnostic: token-level AUROC
+# A different question: how well does *one* unit separate a concept's tokens from all others,
+# token by token (AUROC, with precision and recall at the best threshold)? This is the metric that
+# feature absorption (Chanin et al. 2024) punishes, so read it as a diagnostic, not as the paper's
+# claim.
 
 # %%
 print(f"{'concept':<13}{'feature':>8}{'AUROC':>7}{'prec':>6}{'rec':>6}{'mass':>6} | {'neuron':>6}{'AUROC':>7} | {'probe':>6}")
 for name, c in m["concepts"].items():
     print(f"{name:<13}{c['feature']:>8}{c['auroc']:>7.3f}{c['precision']:>6.2f}{c['recall']:>6.2f}"
           f"{c['mass_share']:>6.2f} | {c['neuron']:>6}{c['neuron_auroc']:>7.3f} | {c.get('probe_auroc', float('nan')):>6.3f}")
-mono = m["monosemanticity"]
-print(f"mean share of a feature's mass on its top concept: {mono['mean_top_concept_share']:.2f}")
 
 # %% [markdown]
-# **What this shows, honestly.** The best features are *precise*: most of their activation falls
-# on one concept (high mass share). But at the token level a single sparse feature is a weak
-# detector of a whole concept: each fires on a subset of the concept's tokens (the word "fog",
-# the digits of a year...), so its recall, and with it its AUROC, stays well below 1, while a
-# dense neuron that leans towards a topic on every token can score a higher AUROC without being
-# monosemantic. AUROC rewards coverage; mass share rewards purity. The paper's claim is about
-# purity (interpretability), and on that axis the features win: compare a neuron's mass share.
+# **What this shows.** At the token level a single sparse feature is a weak detector of a whole
+# concept: a concept's detector lights up in every segment, but on a subset of its tokens (the
+# word "fog", the digits of a year...), so its token recall, and with it its AUROC, stays well
+# below 1, while a dense neuron that leans towards a topic on every token can score a higher AUROC
+# without being monosemantic. AUROC rewards token coverage; the detector test above asks what the
+# paper asks: is the unit about one thing, and does it show up wherever that thing is?
 #
-# **Is the concept even there?** The last column is a linear probe: the difference between the
+# **Is the concept a direction?** The last column is a linear probe: the difference between the
 # mean activation on the concept's tokens and on all other tokens, fitted on one half of the
 # held-out tokens and scored on the other. On the default run it detects every concept with AUROC
 # 0.93-0.99, so the topic *is* a direction in the MLP activations. The dictionary does not make it
-# a feature because sparsity pays for narrower ones: a word that only occurs in one topic ("fog",
-# "oven") gets a feature whose decoder row already contains the topic's direction, so a separate
-# topic feature need not fire on that word, and its recall (and AUROC) drops. This is *feature
-# absorption* (Chanin et al. 2024). It grows with training: the same recipe after 0.5M training
-# tokens has median best-feature AUROC 0.78, after 1M 0.71, after 3M (the default) 0.62, after
-# 6M 0.59, while its features get narrower and purer.
+# one token-covering feature because sparsity pays for narrower ones: a word that only occurs in
+# one topic ("fog", "oven") gets a feature whose decoder row already contains the topic's
+# direction, so a separate topic feature need not fire on that word, and its token recall (and
+# AUROC) drops. This is *feature absorption* (Chanin et al. 2024). It grows with training: the
+# same recipe after 0.5M training tokens has median best-feature AUROC 0.78, after 1M 0.71, after
+# 3M (the default) 0.62, after 6M 0.59, while its features get narrower and purer.
 
 # %%
 assert 0 <= s["fvu"] < 1 and s["l0"] > 0
-shares = [c["mass_share"] for c in m["concepts"].values()]
 if not FAST:
-    assert sorted(shares)[len(shares) // 2] >= 0.7, "the typical concept's best feature should be mostly about it"
     assert all(c["probe_auroc"] > c["auroc"] for c in m["concepts"].values()), "the probe is told the concept"
 
 # %% [markdown]
 # ## Exercise
-# Compute the activation-mass share of the best *neuron* for each concept (hint: `ConceptHistogram`
-# in `sae/metrics.py` accumulates `mass` for any units; `evaluate_sae` fills one for the neurons,
-# clamping negative activations at 0). **Check:** is the median neuron share below the median
-# feature share?
+# Move the bars. `M.evaluate_sae(model, sae, tokens, labels, n_concepts=14)` returns an
+# `Evaluation` whose `feature_detectors` and `neuron_detectors` hold `share` and `recall` for
+# every (concept, unit) (load the model, SAE and held-out tokens as `sae/pipeline.py`'s
+# `evaluate_run` does). Count the concepts with a detector feature, and with a detector neuron,
+# for share bars 0.5, 0.7, 0.9 and 0.95, and for a recall bar of 1.0. **Check** (default run):
+# the features' count hardly moves (12 from 0.5 to 0.9, 10 at 0.95, 12 at recall 1.0), while the
+# neurons' count depends on where the bar is (9 at 0.5, 4 at 0.7, 2 at 0.8, 1 at 0.9). The gap is
+# specificity: neurons light up across every concept's text, but never for that concept alone.
 #
 # A second exercise: where *does* the topic live as a sparse feature? Train a small SAE on the
 # attention output, which in a one-layer model is a weighted average of what the earlier tokens

@@ -13,8 +13,11 @@
 #    path (MLP output projection, final LayerNorm treated as linear, unembedding): the next tokens
 #    it promotes and suppresses.
 #
-# We look at the features chapter 6 picked as the best detectors of five concepts: Golden Gate,
-# DNA, base64, Arabic and unsafe code. The same pages, as HTML, are in a dashboard built at the end.
+# We start from the concept detectors of chapter 6 (a feature with at least 80% of its activation
+# mass on the concept that lights up in at least 90% of its segments; of several, the one with the
+# highest token AUROC) for Golden Gate, DNA, base64 and Arabic, and look at unsafe code, which has
+# no detector, through its best feature by token AUROC. The same pages, as HTML, are in a
+# dashboard built at the end.
 
 # %%
 import json
@@ -49,11 +52,14 @@ stats = run_feature_stats(RUN)
 print(f"{stats.n_tokens:,} tokens, {int(stats.alive.sum())} of {stats.d_sae} features fired at least once")
 share, best = stats.best_concept()
 NAMES = ["golden_gate", "dna", "base64", "arabic", "unsafe_code"]
-chosen = {name: concepts[name]["feature"] for name in NAMES}
-print(f"{'concept':<12}{'feature':>8}{'density':>9}{'max act':>9}  best concept (share of mass)")
+chosen = {name: (concepts[name]["detector"] or {"feature": concepts[name]["feature"]})["feature"] for name in NAMES}
+print(f"{'concept':<12}{'feature':>8}{'detector?':>10}{'density':>9}{'max act':>9}  best concept (share of mass)")
 for name, f in chosen.items():
-    print(f"{name:<12}{f:>8}{float(stats.density[f]):>9.2%}{float(stats.max_act[f]):>9.2f}  "
+    is_detector = "yes" if concepts[name]["detector"] else "no"
+    print(f"{name:<12}{f:>8}{is_detector:>10}{float(stats.density[f]):>9.2%}{float(stats.max_act[f]):>9.2f}  "
           f"{CONCEPTS[int(best[f])]} ({float(share[f]):.0%})")
+print("golden_gate has", len(concepts["golden_gate"]["detector_features"]), "detector features:",
+      concepts["golden_gate"]["detector_features"])
 
 # %% [markdown]
 # ## 2. Contexts and logit effects, feature by feature
@@ -148,12 +154,12 @@ print("dashboard:", index)
 assert all((FIG / "dashboard" / "features" / f"f{f}.html").exists() for f in chosen.values())
 
 # %% [markdown]
-# What a good result looks like on the tiny run: the DNA and base64 features put at least 90% of
-# their activation mass on their concept, the Golden Gate feature at least 75%; the Arabic
-# detector is mostly Arabic (64% on the default run) and promotes Arabic tokens; and the
-# unsafe-code feature does *not* pass this bar. The best *detector* is not always the *purest*
-# feature: `features_for_concept(stats, "arabic")` finds feature 547 with 94% of its mass on
-# Arabic, which fires on fewer Arabic tokens.
+# What a good result looks like on the tiny run: the DNA and base64 detectors put at least 90% of
+# their activation mass on their concept, the Golden Gate and Arabic detectors at least 80% (the
+# detector bar), the Arabic detector promotes Arabic tokens, and the unsafe-code feature, which is
+# not a detector, puts less than half of its mass on unsafe code. The detector is not always the
+# *purest* feature: of several detectors the one with the highest token AUROC is chosen, and
+# `features_for_concept(stats, "arabic")` lists purer Arabic features that fire on fewer tokens.
 
 # %%
 for name, f in chosen.items():
@@ -162,8 +168,9 @@ if not FAST:
     for name in ("dna", "base64"):
         f = chosen[name]
         assert CONCEPTS[int(best[f])] == name and float(share[f]) >= 0.9, f"{name} feature #{f} is not clean"
-    assert CONCEPTS[int(best[chosen["arabic"]])] == "arabic" and float(share[chosen["arabic"]]) >= 0.5
-    assert float(share[chosen["golden_gate"]]) >= 0.75
+    for name in ("arabic", "golden_gate"):
+        f = chosen[name]
+        assert CONCEPTS[int(best[f])] == name and float(share[f]) >= 0.8, f"{name} detector #{f} is not specific"
     arabic_promoted = [tok.token_str(t) for t, _ in logit_effects(model, sae, chosen["arabic"], k=5).promoted]
     assert sum(any("\u0600" <= ch <= "\u06ff" for ch in s) for s in arabic_promoted) >= 3, arabic_promoted
     unsafe = CONCEPTS.index("unsafe_code")
