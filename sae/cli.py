@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from sae import corpus as C
+from sae import distributed
 from sae.dashboard import build_dashboard, format_feature
 from sae.pipeline import dashboard_features, reproduce, train_sae_on_run, write_evaluation
 from sae.run import (Preset, get_preset, load_run, load_sae, preset_of_run, run_detectors, run_feature_stats, sae_path,
@@ -140,7 +141,8 @@ def cmd_train_sae(args) -> int:
     if path.exists():
         raise ValueError(f"{path} exists; pass another --name, or delete it to retrain")
     info = train_sae_on_run(p, run, args.name)
-    print(f"wrote {path}: {info}")
+    if distributed.is_main():
+        print(f"wrote {path}: {info}")
     return 0
 
 
@@ -328,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--"]:  # `torchrun ... -m sae -- train-sae ...` passes the separator on
+        argv = argv[1:]
     args = parser.parse_args(argv)
     if not getattr(args, "fn", None):
         parser.print_help()

@@ -27,7 +27,7 @@ from typing import Callable
 
 import torch
 
-from sae import plots
+from sae import distributed, plots
 from sae.autoencoder import SparseAutoencoder
 from sae.buffer import ActivationBuffer
 from sae.corpus import CONCEPTS
@@ -82,23 +82,35 @@ def stage_lm(p: Preset, out: Path) -> dict:
 
 def train_sae_on_run(p: Preset, out: Path, name: str = "sae") -> dict:
     """Train the preset's SAE on the run's model into `out/NAME.pt` (and `NAME_history.json`);
-    resumable through `NAME.ckpt`."""
-    device = resolve_device(p.device)
+    resumable through `NAME.ckpt`. Under torchrun (`sae.distributed`) every rank reads its own
+    contiguous shard of the training tokens through its own buffer (seeded by rank) with
+    `sae_batch_size / world size` rows per batch, and rank 0 writes the files."""
+    device = distributed.init_from_env(resolve_device(p.device))
+    rank, n_ranks = distributed.world()
+    batch = distributed.shard(p.sae_batch_size, "SAE batch (sae_batch_size)")
     tok, model = load_run(out, device)
     model.requires_grad_(False)
     tokens, _ = corpus_tokens(p, tok, "train", p.lm_train_tokens)
-    buffer = ActivationBuffer(model, tokens, p.sae.site, buffer_tokens=p.buffer_tokens, batch_size=p.sae_batch_size,
-                              seed=p.seed, device=device)
+    part = len(tokens) // n_ranks
+    buffer = ActivationBuffer(model, tokens[rank * part:(rank + 1) * part], p.sae.site, buffer_tokens=p.buffer_tokens,
+                              batch_size=batch, seed=p.seed + rank, device=device)
     torch.manual_seed(p.seed)
     sae = SparseAutoencoder(p.sae_config(buffer.d_in)).to(device)
-    sae.set_input_scale_(buffer.estimate_scale())
+    scale = buffer.estimate_scale()
+    if n_ranks > 1:  # s = sqrt(d)/E‖x‖ over every rank's rows: average the ranks' mean norms sqrt(d)/s_r
+        scale = 1.0 / distributed.mean_over_ranks(torch.tensor([1.0 / scale], device=device)).item()
+    sae.set_input_scale_(scale)
     path = sae_path(out, name)
     ckpt = path.with_suffix(".ckpt")
-    if ckpt.exists():
+    resume = ckpt.exists()
+    distributed.barrier()  # every rank has looked for the checkpoint before rank 0 writes one
+    if resume and rank == 0:
         print(f"resuming SAE training from {ckpt}", flush=True)
-    history = train_sae(sae, buffer, p.train_sae_config(), checkpoint_path=ckpt, resume=ckpt.exists())
-    sae.save(path, preset=p.name)
-    atomic_write_json(out / f"{name}_history.json", history)
+    history = train_sae(sae, buffer, p.train_sae_config(), checkpoint_path=ckpt, resume=resume)
+    if rank == 0:
+        sae.save(path, preset=p.name)
+        atomic_write_json(out / f"{name}_history.json", history)
+    distributed.barrier()
     last = history[-1]
     return {"steps": last["step"], "l0": round(last["l0"], 2), "fvu": round(last["fvu"], 4),
             "dead_frac": round(last["dead_frac"], 4),
@@ -235,8 +247,16 @@ def reproduce(preset: Preset, out: str | Path, until: str | None = None, log=pri
     if until is not None and until not in [st.name for st in STAGES]:
         raise ValueError(f"unknown stage {until!r}; stages: {', '.join(st.name for st in STAGES)}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    check_config(preset, out)
+    # under torchrun (several processes) rank 0 runs every stage but `sae`, which all ranks run
+    # together (`sae.distributed`); the others wait at a barrier after each stage
+    distributed.init_from_env(resolve_device(preset.device))
+    main = distributed.is_main()
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        check_config(preset, out)
+    else:
+        log = _silent
+    distributed.barrier()
     summary_path = out / "stages.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     log(f"reproduce: preset {preset.name!r} ({preset.description}) -> {out}")
@@ -244,14 +264,16 @@ def reproduce(preset: Preset, out: str | Path, until: str | None = None, log=pri
         tag = f"[{i}/{len(STAGES)}] {st.name:<10}"
         if all((out / o).exists() for o in st.outputs):
             log(f"{tag} done already ({', '.join(st.outputs)}), skipped")
-        else:
+        elif main or st.name == "sae":
             log(f"{tag} running...")
             t0 = time.time()
             info = st.run(preset, out) or {}
             info["seconds"] = round(time.time() - t0, 2)
             summary[st.name] = info
-            atomic_write_json(summary_path, summary)
+            if main:
+                atomic_write_json(summary_path, summary)
             log(f"{tag} finished in {info['seconds']:.1f}s {_fmt(info)}")
+        distributed.barrier()
         if st.name == until:
             break
     done = {k: v for k, v in summary.items() if isinstance(v, dict)}
@@ -261,6 +283,10 @@ def reproduce(preset: Preset, out: str | Path, until: str | None = None, log=pri
         if (out / "report.md").exists():
             log(f"report: {out / 'report.md'} (and report.html); dashboard: {out / 'dashboard' / 'index.html'}")
     return summary
+
+
+def _silent(*_) -> None:
+    pass
 
 
 def _fmt(info: dict) -> str:

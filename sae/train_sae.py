@@ -17,6 +17,11 @@ are used to choose directions, not trained on: with a shuffled activation buffer
 sample of the data, as Anthropic's 819,200 inputs were), computes the SAE's loss on each, and
 gives each dead feature one input drawn with probability ∝ loss². See `resample_dead_`.
 
+Under `torchrun` (see `sae.distributed`) each process trains on its own shard: gradients are
+averaged over the processes after `backward`, a feature fired if it fired on any process, and
+b_dec's initialisation and resampling see every process's rows, so N processes with batch B/N
+take the same steps as one process with batch B (tested). Only rank 0 prints and checkpoints.
+
 Checkpoints hold the SAE, Adam's state, the counters, the random generator, the history and the
 number of batches drawn. To resume, pass the *same* stream of batches from its beginning and
 `resume=True`: the loop skips the batches the interrupted run already drew, so the resumed run
@@ -35,7 +40,7 @@ from typing import Iterable, Iterator
 import torch
 from torch import Tensor
 
-from sae import metrics
+from sae import distributed, metrics
 from sae.autoencoder import SparseAutoencoder
 from sae.utils import atomic_torch_save, format_duration, load_checkpoint
 
@@ -204,6 +209,13 @@ def train_sae(
     was finite) is left as it was.
     """
     device = sae.W_enc.device
+    rank, n_ranks = distributed.world()
+    ddp = n_ranks > 1
+    if ddp:  # every rank starts from rank 0's parameters and must train the same configuration
+        distributed.check_same("SAE and training configuration", {"sae": asdict(sae.cfg), "train": asdict(cfg)})
+        distributed.broadcast_module_(sae)
+    everyone = distributed.gather_rows if ddp else (lambda x: x)  # the rows of every rank's batch
+    log_every = cfg.log_every if rank == 0 else 0
     opt = make_optimizer(sae, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
     steps_since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=device)
@@ -226,7 +238,7 @@ def train_sae(
         stream = itertools.islice(stream, n_drawn, None)  # the batches the interrupted run already used
     elif cfg.init_b_dec:
         first = next(stream)
-        sae.init_b_dec_(first.to(device))
+        sae.init_b_dec_(everyone(first.to(device)))
         stream = itertools.chain([first], stream)
 
     def draw() -> Tensor:
@@ -244,12 +256,13 @@ def train_sae(
     def save_checkpoint() -> None:
         if checkpoint_path is None:
             return
-        if not _all_finite(sae):
+        if not _all_finite(sae):  # parameters are the same on every rank, so every rank raises
             raise FloatingPointError(
                 f"SAE parameters stopped being finite at step {step} (an inf gradient?); the last good "
                 f"checkpoint, {checkpoint_path}, was kept. Lower the learning rate or set grad_clip."
             )
-        atomic_torch_save(_checkpoint(sae, opt, cfg, step, n_drawn, steps_since_fired, gen, history), checkpoint_path)
+        if rank == 0:
+            atomic_torch_save(_checkpoint(sae, opt, cfg, step, n_drawn, steps_since_fired, gen, history), checkpoint_path)
 
     t_start = time.perf_counter() - (history[-1]["elapsed_s"] if history else 0.0)
     t_log, step_log = time.perf_counter(), step
@@ -259,7 +272,7 @@ def train_sae(
         if step in cfg.resample_steps:
             chunks, n = [], 0
             while n < cfg.resample_inputs:
-                chunks.append(draw())
+                chunks.append(everyone(draw()))
                 n += len(chunks[-1])
             sample = torch.cat(chunks)[: cfg.resample_inputs]
             resample_info = resample_dead_(
@@ -267,7 +280,7 @@ def train_sae(
             )
             steps_since_fired[dead] = 0  # give the new features a full window to prove themselves
             dead = steps_since_fired >= cfg.dead_window
-            if cfg.log_every:
+            if log_every:
                 print(f"step {step:>7}: resampled {resample_info['n_resampled']} dead features; right after, "
                       f"they fire on {resample_info.get('fire_frac_mean', 0.0):.2%} of the sample inputs on average "
                       f"(max {resample_info.get('fire_frac_max', 0.0):.2%})", flush=True)
@@ -277,7 +290,10 @@ def train_sae(
         for group in opt.param_groups:
             group["lr"] = lr
         out = sae(x, l1_coeff=lam, dead_mask=dead if sae.cfg.arch == "topk" else None)
-        if not torch.isfinite(out.loss):
+        finite = torch.isfinite(out.loss).reshape(1)
+        if ddp:  # all ranks stop together, or the others would wait for this one forever
+            finite = ~distributed.any_rank_(~finite)
+        if not finite.item():
             where = f"the last good checkpoint, {checkpoint_path}, was kept" if checkpoint_path else "no checkpoint was written"
             raise FloatingPointError(
                 f"SAE training diverged at step {step}: loss = {out.loss.item()} (mse {out.mse.item()}, "
@@ -286,6 +302,8 @@ def train_sae(
             )
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
+        if ddp:
+            distributed.average_gradients_(sae.parameters())
         if sae.cfg.unit_norm_decoder:
             sae.remove_parallel_decoder_grad_()
         if cfg.grad_clip > 0:
@@ -297,29 +315,34 @@ def train_sae(
         with torch.no_grad():
             f = out.f.reshape(-1, sae.cfg.d_sae)
             fired = f.amax(0) > 0  # (d_sae,)
+            if ddp:
+                fired = distributed.any_rank_(fired)
             steps_since_fired += 1
             steps_since_fired[fired] = 0
             # L0 = mean count of f > 0; f >= 0, so Σ sign(f) counts it in one float pass ((f > 0).sum()
             # converts a (batch, d_sae) bool tensor to int64 first: 20x slower, a sixth of a training step)
             dead_frac = (steps_since_fired >= cfg.dead_window).float().mean()
-            loss, mse, l1, l0, dead_frac = torch.stack(
-                [out.loss, out.mse, out.l1, f.sign().sum() / len(f), dead_frac]
-            ).tolist()
+            scalars = torch.stack([out.loss, out.mse, out.l1, f.sign().sum() / len(f), dead_frac])
+            fvu = metrics.fvu(x, out.x_hat)
+            if ddp:  # the history reports the mean over ranks (for the FVU, of the ranks' batch FVUs)
+                scalars = distributed.mean_over_ranks(torch.cat([scalars, scalars.new_tensor([fvu])]))
+                fvu = scalars[-1].item()
+            loss, mse, l1, l0, dead_frac = scalars[:5].tolist()
         step += 1
-        entry = {"step": step, "loss": loss, "mse": mse, "l1": l1, "l0": l0, "fvu": metrics.fvu(x, out.x_hat.detach()),
-                 "dead_frac": dead_frac,
-                 "lr": lr, "l1_coeff": lam, "batch_size": len(x), "elapsed_s": time.perf_counter() - t_start}
+        batch_size = len(x) * n_ranks
+        entry = {"step": step, "loss": loss, "mse": mse, "l1": l1, "l0": l0, "fvu": fvu, "dead_frac": dead_frac,
+                 "lr": lr, "l1_coeff": lam, "batch_size": batch_size, "elapsed_s": time.perf_counter() - t_start}
         if resample_info is not None:
             entry["resample"] = resample_info
         history.append(entry)
 
-        if cfg.log_every and (step % cfg.log_every == 0 or step == cfg.n_steps):
+        if log_every and (step % log_every == 0 or step == cfg.n_steps):
             now = time.perf_counter()
             steps_per_s = (step - step_log) / max(now - t_log, 1e-9)
             t_log, step_log = now, step
             eta = (cfg.n_steps - step) / max(steps_per_s, 1e-9)
             print(f"step {step:>7}/{cfg.n_steps} | loss {loss:8.4f} | mse {mse:8.4f} | L0 {l0:6.1f} | "
-                  f"dead {dead_frac:6.1%} | {steps_per_s * len(x):9,.0f} tok/s | ETA {format_duration(eta)}", flush=True)
+                  f"dead {dead_frac:6.1%} | {steps_per_s * batch_size:9,.0f} tok/s | ETA {format_duration(eta)}", flush=True)
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
             save_checkpoint()
 

@@ -1,0 +1,137 @@
+"""Data parallelism for SAE training under `torchrun`: N processes train one SAE.
+
+    torchrun --nproc_per_node 2 -m sae -- train-sae --run runs/tiny --name sae_ddp
+
+(the `--` keeps torchrun's own parser from reading `--run` as its `--run-path`). Every process
+(a *rank*) holds a full copy of the SAE and of Adam's state and reads its own shard of the token
+stream through its own activation buffer. One step of N ranks with batch B/N each equals one
+step of one process with batch B, because the loss is a mean over rows:
+
+    ∇ mean_{rows of B} ℓ = (1/N) Σ_r ∇ mean_{rows of rank r} ℓ          (equal shard sizes)
+
+so the ranks average their gradients (one all-reduce) and then take identical Adam steps: same
+gradients in, same parameters out, with no parameter ever sent. What else must agree, and how:
+
+- the decoder-norm projection and renormalisation: computed on identical parameters and
+  gradients, so identical (nothing to send);
+- dead features: a feature fired in the step if it fired on any rank (an all-reduce of the
+  per-feature maximum), so every rank keeps the same "steps since fired" counters;
+- b_dec's initial geometric median and resampling's inputs: every rank draws its share and the
+  rows are gathered (rank-major per batch, the order one process with batch B would see), so
+  every rank computes the same new rows with the same seeded generator and zeroes the same Adam
+  moments;
+- checkpoints, logs and progress lines come from rank 0 alone. A resumed run reloads rank 0's
+  checkpoint on every rank and replays each rank's own stream up to the same batch.
+
+Backend from the device: gloo on CPU, NCCL on CUDA (one GPU per rank, `cuda:LOCAL_RANK`). With
+one process nothing here creates a process group, and training runs the single-process code.
+Multi-node: torchrun's rendezvous flags (`--nnodes 2 --node_rank I --rdzv_backend c10d
+--rdzv_endpoint HOST:PORT`); nothing in this module depends on the node count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size); (0, 1) when no process group is running."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_main() -> bool:
+    return world()[0] == 0
+
+
+def launched() -> bool:
+    """Started by torchrun with more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_from_env(device: str | torch.device = "cpu") -> torch.device:
+    """Under torchrun (WORLD_SIZE > 1) start the process group, gloo on CPU and NCCL on CUDA, and
+    return this rank's device (`cuda:LOCAL_RANK` on GPUs). Otherwise return `device` untouched."""
+    device = torch.device(device)
+    if not launched():
+        return device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        # a long timeout: under `reproduce` the other ranks wait at a barrier while rank 0 trains
+        # the LM (torchrun stops every rank at once if one of them fails, so nothing hangs)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(hours=4))
+    return device
+
+
+def average_gradients_(params) -> None:
+    """Replace every parameter's gradient by its mean over the ranks: one all-reduce of all of
+    them laid end to end (one message instead of one per tensor)."""
+    _, n = world()
+    grads = [p.grad for p in params if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= n
+    for g, part in zip(grads, flat.split([g.numel() for g in grads])):
+        g.copy_(part.view_as(g))
+
+
+def any_rank_(flags: Tensor) -> Tensor:
+    """Element-wise OR of a bool tensor over the ranks (in place on a copy; returns it)."""
+    out = flags.to(torch.uint8)
+    dist.all_reduce(out, op=dist.ReduceOp.MAX)
+    return out.bool()
+
+
+def mean_over_ranks(values: Tensor) -> Tensor:
+    out = values.clone()
+    dist.all_reduce(out)
+    return out / world()[1]
+
+
+def gather_rows(x: Tensor) -> Tensor:
+    """The rows of every rank's `x` (same shape on every rank), rank 0's first."""
+    parts = [torch.empty_like(x) for _ in range(world()[1])]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
+def check_same(what: str, value) -> None:
+    """Fail on every rank, with one line, if the ranks disagree on `value` (JSON-serialisable)."""
+    digest = hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).digest()[:8]
+    mine = torch.tensor(list(digest), dtype=torch.int64)
+    everyone = [torch.empty_like(mine) for _ in range(world()[1])]
+    dist.all_gather(everyone, mine)
+    differ = [r for r, d in enumerate(everyone) if not torch.equal(d, everyone[0])]
+    if differ:
+        raise ValueError(f"the ranks disagree on the {what} (ranks {differ} differ from rank 0): start every "
+                         "rank with the same command and files")
+
+
+def barrier() -> None:
+    if world()[1] > 1:
+        dist.barrier()
+
+
+def broadcast_module_(module: torch.nn.Module) -> None:
+    """Copy rank 0's parameters and buffers (the input scale, ...) to every rank."""
+    for t in [*module.parameters(), *module.buffers()]:
+        dist.broadcast(t.data, 0)
+
+
+def shard(n_rows: int, what: str) -> int:
+    """This rank's share of `n_rows` (a batch): n_rows / world size, or a one-line error."""
+    _, n = world()
+    if n_rows % n:
+        raise ValueError(f"the {what} of {n_rows} rows does not split evenly over {n} processes: make it a "
+                         f"multiple of {n} (e.g. --set sae_batch_size={n_rows - n_rows % n or n})")
+    return n_rows // n
