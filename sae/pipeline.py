@@ -20,10 +20,17 @@ Stages (outputs in `runs/NAME/`):
 from __future__ import annotations
 
 import json
+import os
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 import torch
 
@@ -42,7 +49,7 @@ from sae.steering import choose_feature, golden_gate_demo, unsafe_code_demo
 from sae.tokenizer import Tokenizer
 from sae.train_lm import on_concept_rate, train_lm
 from sae.train_sae import train_sae
-from sae.utils import atomic_write_json, resolve_device
+from sae.utils import atomic_write_json, format_duration, resolve_device
 
 
 @dataclass
@@ -147,7 +154,29 @@ def evaluate_run(p: Preset, out: Path, name: str = "sae") -> dict:
     if labels_used:
         metrics.update(detector_summary(result))
         metrics["concepts"] = concept_table(result, CONCEPTS)
+    warnings = degenerate(metrics["sae"])
+    if warnings:
+        metrics["warnings"] = warnings
     return metrics
+
+
+def degenerate(s: dict) -> list[str]:
+    """What makes an SAE's evaluation meaningless, one sentence each (empty when it is sound).
+
+    Every feature dead means nothing was learned; FVU >= 1 means the reconstruction is no better
+    than the mean; CE recovered outside [−1, 1.5] means the ablation baseline barely changes the
+    loss (a tiny denominator), so the ratio says nothing (a corpus the model cannot read, e.g. one
+    28 MB line, gives 3.0)."""
+    out = []
+    if s["dead_fraction"] >= 1.0 or s["l0"] == 0:
+        out.append(f"every feature is dead on the held-out text (L0 {s['l0']:.1f}): the SAE learned nothing")
+    elif s["fvu"] >= 1.0:
+        out.append(f"FVU {s['fvu']:.2f} >= 1: the SAE reconstructs no better than the mean activation")
+    for key in ("ce_recovered_zero", "ce_recovered_mean"):
+        if not -1.0 <= s[key] <= 1.5:
+            out.append(f"{key} {s[key]:.2f} is outside [-1, 1.5]: the ablation barely changes the loss "
+                       f"({s['ce_clean']:.3f} clean vs {s['ce_zero_ablation']:.3f} zero-ablated), so the ratio means nothing")
+    return out
 
 
 def write_figures(out: Path) -> list[Path]:
@@ -179,8 +208,10 @@ def write_evaluation(p: Preset, out: Path, name: str = "sae") -> dict:
 
 
 def stage_evaluate(p: Preset, out: Path) -> dict:
-    s = write_evaluation(p, out)["sae"]
-    return {k: round(s[k], 4) for k in ("l0", "fvu", "dead_fraction", "ce_recovered_zero", "ce_recovered_mean")}
+    m = write_evaluation(p, out)
+    for w in m.get("warnings", []):
+        print(f"WARNING: degenerate SAE: {w}", flush=True)
+    return {k: round(m["sae"][k], 4) for k in ("l0", "fvu", "dead_fraction", "ce_recovered_zero", "ce_recovered_mean")}
 
 
 def stage_dashboard(p: Preset, out: Path) -> dict:
@@ -213,9 +244,12 @@ def stage_steering(p: Preset, out: Path) -> dict:
     metrics = json.loads((out / "metrics.json").read_text())
     stats = run_feature_stats(out, device=device)
     res = {}
-    for name, demo in [("golden_gate", golden_gate_demo), ("unsafe_code", unsafe_code_demo)]:
+    for i, (name, demo) in enumerate([("golden_gate", golden_gate_demo), ("unsafe_code", unsafe_code_demo)], 1):
         f = choose_feature(metrics, name)
+        t0 = time.perf_counter()
+        print(f"  steering {i}/2: {name}, feature {f} ...", flush=True)
         res[name] = demo(model, sae, tok, f, float(stats.max_act[f]), seed=p.seed)
+        print(f"  steering {i}/2: {name} done in {format_duration(time.perf_counter() - t0)}", flush=True)
     atomic_write_json(out / "steering.json", res)
     keys = {"golden_gate": ["rate_clamped", "rate_baseline", "multiple"],
             "unsafe_code": ["rate_clamped", "rate_baseline", "rate_suppressed", "detector_auroc"]}
@@ -251,12 +285,16 @@ def reproduce(preset: Preset, out: str | Path, until: str | None = None, log=pri
     # together (`sae.distributed`); the others wait at a barrier after each stage
     distributed.init_from_env(resolve_device(preset.device))
     main = distributed.is_main()
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        check_config(preset, out)
-    else:
-        log = _silent
-    distributed.barrier()
+    with run_lock(out) if main else nullcontext():
+        if main:
+            check_config(preset, out)
+        else:
+            log = _silent
+        distributed.barrier()
+        return _run_stages(preset, out, until, log, main)
+
+
+def _run_stages(preset: Preset, out: Path, until: str | None, log, main: bool) -> dict:
     summary_path = out / "stages.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     log(f"reproduce: preset {preset.name!r} ({preset.description}) -> {out}")
@@ -282,7 +320,34 @@ def reproduce(preset: Preset, out: str | Path, until: str | None = None, log=pri
             + f" | total {sum(v.get('seconds', 0) for v in done.values()):.0f}s")
         if (out / "report.md").exists():
             log(f"report: {out / 'report.md'} (and report.html); dashboard: {out / 'dashboard' / 'index.html'}")
+    warnings = json.loads((out / "metrics.json").read_text()).get("warnings", []) if (out / "metrics.json").exists() else []
+    for w in warnings:
+        log(f"WARNING: the run finished, but its SAE is degenerate: {w}")
     return summary
+
+
+@contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run directory (`out/.lock`) for the block, so a second
+    `reproduce` into the same directory stops with one line instead of racing the first (both
+    would run every stage and overwrite each other's files). The operating system releases the
+    lock when the process ends, however it ends, so a crash leaves no stale lock. Where `fcntl`
+    does not exist (Windows), no lock is taken."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".lock", "a+") as f:
+        if fcntl is not None:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "?"
+                raise ValueError(f"{out} is in use by another run (process {holder}): wait for it to finish, "
+                                 "or give another --out") from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        yield
 
 
 def _silent(*_) -> None:

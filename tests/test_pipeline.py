@@ -191,3 +191,25 @@ def test_smoke_reproduce_writes_a_complete_report(tmp_path):
     assert "data:image/png;base64," in html_text and "<table>" in html_text
     steering = json.loads((out / "steering.json").read_text())
     assert {"golden_gate", "unsafe_code"} <= set(steering)
+
+
+def test_a_second_reproduce_into_a_locked_run_directory_is_refused(tmp_path):
+    from sae.pipeline import run_lock
+
+    with run_lock(tmp_path):
+        with pytest.raises(ValueError, match="in use by another run"):
+            reproduce(get_preset("smoke"), tmp_path, until="tokenizer", log=lambda *_: None)
+    reproduce(get_preset("smoke"), tmp_path, until="tokenizer", log=lambda *_: None)  # released: runs
+    assert (tmp_path / "tokenizer.json").exists()
+
+
+def test_a_degenerate_sae_is_called_out():
+    from sae.pipeline import degenerate
+
+    sound = {"dead_fraction": 0.0, "l0": 17.4, "fvu": 0.23, "ce_recovered_zero": 0.97, "ce_recovered_mean": 0.98,
+             "ce_clean": 1.2, "ce_zero_ablation": 4.6}
+    assert degenerate(sound) == []
+    dead = dict(sound, dead_fraction=1.0, l0=0.0, fvu=1.0, ce_recovered_zero=3.0, ce_zero_ablation=1.21)
+    warnings = degenerate(dead)
+    assert any("every feature is dead" in w for w in warnings)
+    assert any("ce_recovered_zero 3.00 is outside" in w for w in warnings)

@@ -17,3 +17,46 @@ def test_chapter_runs_in_fast_mode(chapter, tmp_path):
     proc = subprocess.run([sys.executable, str(chapter)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"{chapter.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+
+
+SOLUTIONS = sorted((ROOT / "tutorials" / "solutions").glob("[0-9][0-9]_*.py"))
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=[s.stem for s in SOLUTIONS])
+def test_exercise_answers_pass_their_checks_in_fast_mode(solution):
+    """The teacher's answers (tutorials/solutions/) pass the checks the chapters call."""
+    env = dict(os.environ, SAE_FAST="1", MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, str(solution)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"{solution.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert "✓" in proc.stdout and "✗" not in proc.stdout, proc.stdout[-3000:]
+
+
+def test_every_chapter_has_a_checked_exercise_and_an_answer():
+    for chapter in CHAPTERS:
+        text = chapter.read_text()
+        assert "## Exercise" in text and f"exercises.ch{chapter.name[:2]}" in text, f"{chapter.name}: no checked exercise"
+        assert (ROOT / "tutorials" / "solutions" / chapter.name).exists(), f"no answers for {chapter.name}"
+
+
+def test_a_chapter_opened_as_a_notebook_in_tutorials_reuses_the_run_at_the_repository_root():
+    """What Jupyter or VS Code do with a chapter converted by jupytext: run its code cells in order,
+    in one interpreter started in tutorials/, without __file__. It must find runs/ at the
+    repository root and reuse the run there, not train a new one under tutorials/runs/."""
+    from sae.pipeline import reproduce
+    from sae.run import get_preset
+
+    run = ROOT / "runs" / "smoke"
+    reproduce(get_preset("smoke"), run, until="evaluate", log=lambda *_: None)
+    cells = (ROOT / "tutorials" / "06_evaluation.py").read_text().split("# %%")
+    code = "\n".join(c for c in cells if not c.startswith(" [markdown]"))
+    env = {k: v for k, v in os.environ.items() if k != "SAE_RUNS"}
+    env.update(SAE_FAST="1", MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "tutorials", env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"this chapter uses {run}" in proc.stdout
+    for stage in ("tokenizer", "lm", "sae", "evaluate"):
+        assert any(line.startswith("[") and stage in line and "done already" in line for line in proc.stdout.splitlines()), \
+            f"the {stage} stage ran again instead of reusing {run}"
+    assert not (ROOT / "tutorials" / "runs").exists(), "the notebook made a run under tutorials/"

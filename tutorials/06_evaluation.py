@@ -173,21 +173,46 @@ if not FAST:
     assert all(c["probe_auroc"] > c["auroc"] for c in m["concepts"].values()), "the probe is told the concept"
 
 # %% [markdown]
-# ## Exercise
-# Move the bars. `M.evaluate_sae(model, sae, tokens, labels, n_concepts=14)` returns an
-# `Evaluation` whose `feature_detectors` and `neuron_detectors` hold `share` and `recall` for
-# every (concept, unit) (load the model, SAE and held-out tokens as `sae/pipeline.py`'s
-# `evaluate_run` does). Count the concepts with a detector feature, and with a detector neuron,
-# for share bars 0.5, 0.7, 0.9 and 0.95, and for a recall bar of 1.0. **Check** (default run):
-# the features' count hardly moves (12 from 0.5 to 0.9, 10 at 0.95, 12 at recall 1.0), while the
-# neurons' count depends on where the bar is (9 at 0.5, 4 at 0.7, 2 at 0.8, 1 at 0.9). The gap is
-# specificity: neurons light up across every concept's text, but never for that concept alone.
-#
-# A second exercise: where *does* the topic live as a sparse feature? Train a small SAE on the
-# attention output, which in a one-layer model is a weighted average of what the earlier tokens
-# wrote (`python -m sae train-sae --run runs/tiny --set sae.site=blocks.0.attn.hook_out --set
-# sae.d_sae=64 --set train_sae.n_steps=244 --name attn64`, 1M tokens, then `python -m sae evaluate --run runs/tiny --sae attn64`).
-# **Check:** count the concepts whose best feature reaches AUROC 0.9 there and compare with the
-# MLP dictionary above (we measured 11 of 14 against 0 of 14, at a price: 64 features recover
-# only 76% of the loss). Attention-layer dictionaries carry context features, as Kissane et al.
-# 2024 found on GPT-2; train the attention SAE longer and watch its topic features split too.
+# ## Exercise 1: move the bars
+# Are the 80% and 90% bars doing the work? Write `count_detectors(d, share_bar, recall_bar)`: the
+# number of concepts c for which some unit j has `d.share[c, j] >= share_bar` and
+# `d.recall[c, j] >= recall_bar` (`d` is a `Detectors`; both tensors are (concepts, units)). The
+# check runs it on the features and on the neurons for several bars and prints the table.
+# **What to look for** (default run): the features' count hardly moves (12 of 14 from a share bar
+# of 0.5 to 0.9), while the neurons' count depends on where the bar is (9 at 0.5, 2 at 0.8).
+# The gap is specificity: neurons light up across every concept's text, but never for it alone.
+
+# %%
+from sae.corpus import CONCEPTS
+from sae.run import corpus_tokens, load_run, load_sae
+import exercises.ch06
+
+tok, model = load_run(RUN)
+dictionary = load_sae(RUN)
+tokens, labels = corpus_tokens(PRESET, tok, "val", PRESET.eval_tokens + model.cfg.n_ctx)
+ev = M.evaluate_sae(model, dictionary, tokens, labels, n_concepts=len(CONCEPTS), n_tokens=PRESET.eval_tokens)
+
+
+def count_detectors(d: M.Detectors, share_bar: float, recall_bar: float) -> int:
+    """Your code here."""
+    return None
+
+
+exercises.ch06.check_bars(count_detectors, ev)
+
+# %% [markdown]
+# ## Exercise 2: where does the topic live as a sparse feature?
+# Train a small SAE on the attention output, which in a one-layer model is a weighted average of
+# what the earlier tokens wrote, and evaluate it:
+# `python -m sae train-sae --run runs/tiny --set sae.site=blocks.0.attn.hook_out --set
+# sae.d_sae=64 --set train_sae.n_steps=244 --name attn64` (1M tokens, about a minute), then
+# `python -m sae evaluate --run runs/tiny --sae attn64`. Count the concepts whose best feature
+# reaches token AUROC 0.9 (`runs/tiny/attn64_metrics.json`) and compare with the MLP dictionary
+# above (0 of 14). We measured 11 of 14, at a price: 64 features recover only 76% of the loss.
+# Attention-layer dictionaries carry context features, as Kissane et al. 2024 found on GPT-2;
+# train the attention SAE longer and watch its topic features split too.
+
+# %%
+attention_count = None  # your answer: a number of concepts
+
+exercises.ch06.check_attention(attention_count, RUN)

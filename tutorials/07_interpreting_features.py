@@ -128,7 +128,6 @@ for ax, (name, f) in zip(axes, chosen.items()):
     ax.hist(acts[acts > 0].numpy(), bins=30, color="#f07800")
     ax.set(title=f"{name} (#{f})", xlabel="activation", ylabel="sampled tokens")
 fig.tight_layout(); fig.savefig(FIG / "activation_histograms.png", dpi=110)
-plt.close(fig)
 
 fig, axes = plt.subplots(1, len(chosen), figsize=(3.2 * len(chosen), 3.0))
 for ax, (name, f) in zip(axes, chosen.items()):
@@ -138,7 +137,6 @@ for ax, (name, f) in zip(axes, chosen.items()):
             color=["#2a7" if v > 0 else "#c33" for _, v in rows][::-1])
     ax.set(title=f"{name} (#{f})", xlabel="logit effect")
 fig.tight_layout(); fig.savefig(FIG / "logit_effects.png", dpi=110)
-plt.close(fig)
 
 # %% [markdown]
 # ## 5. The dashboard
@@ -177,11 +175,37 @@ if not FAST:
     assert float(stats.concept_share()[unsafe, chosen["unsafe_code"]]) < 0.5, "unsafe code got clean?"
 
 # %% [markdown]
-# ## Exercise
-# `features_for_token(stats, model, sae, tok, " Golden")` finds a feature that fires strongly on
-# the token " Golden". Is it a Golden Gate feature or a "the word Golden" feature? Print it with
-# `format_feature`, compare its top contexts, lower quantiles, concept mass share and logit effects
-# with those of the Golden Gate feature above, and decide. **Check:** a token feature should fire
-# on " Golden" in every concept where the word occurs and promote the next word (" Gate"), while a
-# concept feature fires across the whole passage (fog, bridge, Fort Point) with little mass on the
-# " Golden" token itself.
+# ## Exercise: a token feature or a concept feature?
+# `features_for_token(stats, model, sae, tok, " Golden")` finds the feature that fires most
+# strongly on the token " Golden". Is it a Golden Gate feature or a "the word Golden" feature?
+# Write `mass_on_token(feature, token)`: the share of the feature's activation mass, over the
+# held-out text, that falls on occurrences of `token` (hint: `sae.metrics.held_out_batches(model,
+# sae, tokens, n_tokens=...)` yields batches with the feature activations `b.f` (rows, features)
+# and each row's position in the token stream `b.index`). The check computes it for the " Golden"
+# feature and for the Golden Gate detector. **What to look for:** a token feature puts most of its
+# mass on that one token (and promotes the next word, " Gate"); a concept feature spreads it over
+# the passage (fog, bridge, Fort Point). Compare with `format_feature` of both.
+
+# %%
+import exercises.ch07
+from sae.run import corpus_tokens
+
+held_out, _ = corpus_tokens(PRESET, tok, "val", PRESET.eval_tokens + model.cfg.n_ctx)
+golden = tok.encode(" Golden")[0]
+token_feature = features_for_token(stats, model, sae, tok, " Golden", k=1)[0][0]
+
+
+def mass_on_token(feature: int, token: int) -> float:
+    """Your code here (use `model`, `sae`, `held_out` and `PRESET.eval_tokens` tokens of it)."""
+    return None
+
+
+exercises.ch07.check(mass_on_token, {"' Golden'": token_feature, "golden_gate detector": chosen["golden_gate"]},
+                     golden, model, sae, held_out, PRESET.eval_tokens)
+
+# %% [markdown]
+# On the default run the answer is instructive: the " Golden" feature puts about 80% of its mass
+# on that one token, a token feature, and yet it is also one of Golden Gate's *detectors*
+# (chapter 6): " Golden" occurs in nearly every Golden Gate passage and almost nowhere else, so
+# the feature is specific to the concept and lights up in over 90% of its segments. Detection
+# says where a feature fires; only its contexts and logit effects say what it means.

@@ -103,10 +103,11 @@ print(f"no edit, error term dropped: logits move by up to {(bare - clean).abs().
 # On the tiny run this fails, and the reason is the language model, not the dictionary. The toy
 # world writes every snippet of an `unsafe_code` segment insecurely, so a model that tracked the
 # file's habits would raise its probability of `shell=True` after an earlier `verify=False`. Ours
-# does not: it gives the whole insecure construct probability 0.48 after insecure snippets and
-# 0.48 after the same snippets made safe (measured on 200 held-out segments). With no such
-# distinction inside the model there is no feature to find, and the best held-out detector of
-# unsafe tokens is a mixture (chapter 7). Expect the numbers below to *miss* the targets (clamped
+# does not: the cell below prints the probability it gives the whole insecure construct after
+# insecure snippets and after the same snippets made safe (held-out segments), and on the default
+# run the two are equal to two decimals. With no such distinction inside the model there is no
+# feature to find: `unsafe_code` has no detector feature (chapter 6), and the feature with the
+# best token AUROC for it is a mixture (chapter 7). Expect the numbers below to *miss* the targets (clamped
 # rate >= 5x baseline and >= 50%, detector AUROC 0.95). Reproducing the paper's unsafe-code
 # feature needs a model that learns this, probably a deeper one.
 
@@ -115,9 +116,29 @@ fu = choose_feature(metrics, "unsafe_code")
 us = unsafe_code_demo(model, sae, tok, fu, float(stats.max_act[fu]), n=1 if FAST else 3,
                       n_detect=20 if FAST else 100, multiples=(2,) if FAST else (2, 5, 10))
 print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in us.items() if k != "sweep"})
+lc = us["lm_context"]
+print(f"P(insecure construct) after insecure snippets {lc['p_after_unsafe']:.3f}, after the same snippets made safe "
+      f"{lc['p_after_safe']:.3f} ({lc['n_segments']} held-out segments)")
+if not FAST:
+    assert abs(lc["p_after_unsafe"] - lc["p_after_safe"]) < 0.05, "the model now tells unsafe files apart: update this chapter"
 
 # %% [markdown]
-# ## Exercise
-# Clamp the feature with the purest Golden Gate activation mass instead
-# (`sae.interpret.features_for_concept(stats, "golden_gate", k=1)`). **Check:** its on-topic rate
-# is as high, but the coherence cost shows the failure: what does the text look like?
+# ## Exercise: the purest feature is not the best one to steer with
+# Golden Gate has several detector features (chapter 6). The *purest*, the one with the largest
+# share of its activation mass on Golden Gate text, is `features_for_concept(stats, "golden_gate",
+# k=1)`. Clamp it instead of the chosen detector: run `golden_gate_demo` on it with the same
+# settings as above and keep the result as `purest_result`. The check compares it with the
+# detector's sweep and shows what the purest feature promotes. **What to look for:** on the default
+# run the purest feature fires on the full stop that ends a Golden Gate sentence and promotes
+# " The" and a new line; clamped, it writes sentence starts, not the bridge. Specificity says
+# what a feature is *about*; what it *writes* is in its logit effects, and that is what steering
+# uses. This is why the steering stage takes, of several detectors, the one that covers the most
+# of the concept's tokens.
+
+# %%
+from sae.interpret import features_for_concept
+import exercises.ch08
+
+purest_result = None  # your code: golden_gate_demo(...) on the purest Golden Gate feature
+
+exercises.ch08.check(purest_result, gg, stats, model, sae, tok)

@@ -127,7 +127,20 @@ if not FAST:
 # values. Neither finds a topic feature that fires on every token of a concept (chapter 6).
 
 # %% [markdown]
-# ## Exercise
-# Pick the concept whose family grows the most and open the features of its largest-dictionary
-# descendants (`sae.interpret.feature_stats` with `runs/tiny/splitting/sae_2048.pt`). **Check:**
-# do the children split the concept by sub-topic (the bridge's fog vs its towers) or by token?
+# ## Exercise: what does a family split into?
+# Write `largest_family(res)`: the concept with the most descendants in the largest dictionary
+# (`res["concepts"][name]["family"][size]` lists them; on a tie, prefer the concept whose family
+# started smaller, then the name). The check prints the top tokens of that family's features in the
+# largest dictionary. **What to look for:** do the children split the concept by sub-topic (the
+# bridge's fog vs its towers) or by token (one feature per frequent word)?
+
+# %%
+import exercises.ch09
+
+
+def largest_family(res: dict) -> str:
+    """Your code here."""
+    return None
+
+
+exercises.ch09.check(largest_family(res), res, model, saes[res["sizes"][-1]], tok, val_tokens, val_labels, n_eval)
