@@ -82,6 +82,13 @@ for n in names:
     print(f"{n:>12}: {counts[n]:>7,} tokens")
 assert min(counts[n] for n in C.CONCEPTS) > 0, "every concept must appear"
 
+# characters per token of each concept's text: random strings get far fewer than English prose
+text_of = {n: "".join(C.document_text(s) for s in C.concept_segments(n, 50, seed=0)) for n in C.CONCEPTS}
+chars_per_token = {n: len(t) / len(tok.encode(t)) for n, t in text_of.items()}
+print("characters per token:", {n: round(v, 2) for n, v in chars_per_token.items()})
+prose = ["golden_gate", "einstein", "dilemma", "manipulation", "cooking", "weather", "sports", "animals"]
+assert max(chars_per_token["dna"], chars_per_token["base64"]) < min(chars_per_token[n] for n in prose)
+
 # %% [markdown]
 # ## A judge for generated text
 # Later chapters steer the model and need to score its output: "is this about the bridge?".
@@ -96,7 +103,25 @@ for text in ["Fog rolls over the towers of the bridge near Sausalito.",
 assert C.top_concept("Fog rolls over the towers of the bridge near Sausalito.") == "golden_gate"
 
 # %% [markdown]
-# ## Exercise
-# Add a concept of your own to `sae/world.py` (say, `astronomy`: 25 templates with slots) and
-# re-run this chapter. **Check:** `python -m pytest tests/test_corpus.py` still passes, including
-# the judge's precision for your concept.
+# ## Exercise: a concept of your own
+# Write a new concept, `astronomy`, as a dict in the format of the concepts in `sae/world.py`
+# (read `GOLDEN_GATE` there): `slots` (each a list of fillers, or a function `rng -> str`),
+# at least 25 `templates` with `{slot}` holes (`{Slot}` capitalises the filler), and `keywords`
+# for the judge (lower case, whole words; `word*` is a stem). Do not edit the library: the check
+# adds your dict to the toy world for as long as it runs, exactly as an entry in
+# `CONCEPT_SPECS` would (the next concept id, drawn into documents like the others, known to the
+# judge), and takes it out again. With your concept in the world it checks that the templates
+# compile and give many distinct sentences; that documents containing it round-trip through the
+# tokenizer above and every token gets a label; that its share of the tokens is in line with the
+# other concepts'; and that the judge names it on >= 95% of its held-out segments while still
+# naming every other concept (the bar `tests/test_corpus.py` holds the world's concepts to).
+# **What to look for:** which of your keywords collide with other concepts (Einstein owns
+# "light", "gravity" and "energy"; the weather owns "skies" and "degrees"), and how many fillers
+# it takes before the sentences stop repeating.
+
+# %%
+import exercises.ch02
+
+ASTRONOMY = None  # your answer: dict(slots=dict(...), templates=[...], keywords=[...])
+
+exercises.ch02.check_concept(ASTRONOMY, tok)

@@ -27,7 +27,8 @@ FIG = figures("03")
 # ## Train (or reuse) the model
 # `reproduce(..., until="lm")` trains the tokenizer and the model into `runs/tiny/` and skips
 # whatever is already there, so re-running this chapter is instant. On a 2-core CPU the `tiny`
-# model takes about three minutes. The same thing from a shell: `python -m sae train-lm`.
+# model takes a few minutes (the run's `stages.json` records how long; the cell prints it). The
+# same thing from a shell: `python -m sae train-lm`.
 
 # %%
 reproduce(PRESET, RUN, until="lm")
@@ -35,6 +36,11 @@ tok = Tokenizer.load(RUN / "tokenizer.json")
 model = GPT.load(RUN / "lm.pt")
 print(model.cfg)
 print(f"{model.num_params():,} parameters outside the embeddings")
+stages = json.loads((RUN / "stages.json").read_text())
+seconds = stages["tokenizer"].get("seconds", 0) + stages["lm"].get("seconds", 0)
+print(f"the tokenizer and the model were trained in {seconds:.0f} s")
+if not FAST:  # Towards Monosemanticity's shape, as the introduction says
+    assert (model.cfg.n_layer, model.cfg.d_model, model.cfg.d_mlp) == (1, 128, 512), model.cfg
 
 # %% [markdown]
 # ## Where the hook points are
@@ -81,6 +87,8 @@ a2.barh(list(by), list(by.values())); a2.invert_yaxis()
 a2.set_xlabel("validation loss (nats/token)"); a2.set_title("Loss by concept of the predicted token")
 fig.tight_layout(); fig.savefig(FIG / "lm_training.png", dpi=120)
 print({k: round(v, 2) for k, v in by.items()})
+if not FAST:  # the random strings are the two most expensive concepts
+    assert set(sorted(by, key=by.get)[-2:]) == {"dna", "base64"}, by
 
 # %% [markdown]
 # ## Does the model stay on topic?
@@ -98,7 +106,22 @@ if not FAST:
     assert rates["overall"] >= 0.8, "the tiny model should stay on topic in >= 80% of continuations"
 
 # %% [markdown]
-# ## Exercise
-# Train a model with ReLU neurons (as in Towards Monosemanticity):
-# `reproduce(with_overrides(PRESET, ["gpt.activation=relu"]), "runs/relu", until="lm")` (`with_overrides` is in `sae.run`).
-# **Check:** its validation loss (`runs/relu/stages.json`) is within 0.1 nats of the GELU model's.
+# ## Exercise: ReLU neurons
+# Towards Monosemanticity's model had ReLU neurons; ours has GELU, as GPT-2 does. Does the choice
+# matter to the language model? Train the same model with ReLU neurons into a run directory of
+# its own, `RUNS / f"{PRESET.name}_relu"` (`runs/tiny_relu`, or `runs/smoke_relu` in fast mode):
+# `reproduce(with_overrides(PRESET, ["gpt.activation=relu"]), relu_run, until="lm")`
+# (`with_overrides` is in `sae.run`; from a shell, `python -m sae train-lm --set
+# gpt.activation=relu --out runs/tiny_relu`). It takes as long as the GELU model did: a few
+# minutes for the default preset, seconds in fast mode. Set `relu_run` to the directory. The
+# check confirms that the run differs from this chapter's in the activation only, and compares
+# the two validation losses from the runs' `stages.json`.
+# **What to look for:** is the ReLU model's validation loss within 0.1 nats of the GELU model's,
+# and does it stay on topic as often (the on-concept rate the check prints)?
+
+# %%
+import exercises.ch03
+
+relu_run = None  # your answer: the run directory of the ReLU model, after training it
+
+exercises.ch03.check_relu(relu_run, RUN)

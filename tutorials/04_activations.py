@@ -2,7 +2,8 @@
 # # Chapter 4 — Collecting activations
 #
 # **Goal.** Turn the model of chapter 3 into a stream of training data for a sparse autoencoder:
-# the activations of the 512 MLP neurons, one row per token, shuffled across many contexts.
+# the activations of the MLP neurons (512 in the default run), one row per token, shuffled across
+# many contexts.
 #
 # Towards Monosemanticity trains on activations from 40 million contexts, shuffled. Why
 # shuffle? Tokens of one context share a topic, so their activations are strongly correlated. An
@@ -25,6 +26,8 @@ FIG = figures("04")
 reproduce(PRESET, RUN, until="lm")
 tok, model = load_run(RUN)
 SITE = PRESET.sae.site
+if not FAST:
+    assert model.cfg.d_mlp == 512, model.cfg
 
 # %% [markdown]
 # ## One context, one forward pass
@@ -37,6 +40,8 @@ ctx = torch.from_numpy(tokens[: 4 * model.cfg.n_ctx].astype(np.int64)).view(4, -
 rows = harvest(model, ctx, SITE, drop_first=0).view(4, model.cfg.n_ctx, -1)
 norms = rows.norm(dim=-1).mean(0)
 print(f"mean activation norm at position 0: {norms[0]:.2f}, at positions 1+: {norms[1:].mean():.2f}")
+if not FAST:  # (the seconds-long smoke model is too little trained to show it)
+    assert norms[0] > 1.3 * norms[1:].mean(), "position 0 should stand out"
 
 # %% [markdown]
 # ## Why shuffling matters
@@ -45,7 +50,7 @@ print(f"mean activation norm at position 0: {norms[0]:.2f}, at positions 1+: {no
 # subtracting the mean activation of the whole sample (so 0 means "no more alike than two random
 # tokens"). Without shuffling, neighbours are neighbouring tokens of one context and share its
 # topic, and a batch holds only a handful of contexts; with the buffer they are random tokens from
-# hundreds of contexts.
+# all the contexts the buffer holds (the cell prints both numbers), and more as it refills.
 
 # %%
 def rows_unshuffled(n_batches: int, batch: int) -> torch.Tensor:
@@ -72,6 +77,10 @@ def neighbour_cosine(batches: torch.Tensor) -> np.ndarray:
 
 
 c_plain, c_shuf = neighbour_cosine(plain), neighbour_cosine(shuffled)
+n_ctx_batch = -(-batch // (model.cfg.n_ctx - 1))  # contexts a batch of consecutive rows spans
+n_ctx_buffer = len(buf.buffer) // (model.cfg.n_ctx - 1)
+print(f"a batch of {batch} rows spans {n_ctx_batch} contexts unshuffled; shuffled, it is drawn from a buffer "
+      f"that holds the rows of {n_ctx_buffer} contexts at a time (refilled {buf.refills} times so far)")
 fig, ax = plt.subplots(figsize=(7, 3.5))
 ax.plot(c_plain, "o-", label=f"consecutive tokens (mean {c_plain.mean():.2f})")
 ax.plot(c_shuf, "o-", label=f"shuffled buffer (mean {c_shuf.mean():.2f})")
@@ -97,7 +106,18 @@ print(f"scale {s:.3f}: mean norm {x.norm(dim=1).mean():.2f} -> {(s * x).norm(dim
 assert abs((s * x).norm(dim=1).mean() / x.shape[1] ** 0.5 - 1) < 0.05
 
 # %% [markdown]
-# ## Exercise
-# Build a buffer on the residual stream (`blocks.0.hook_resid_post`) instead of the MLP neurons.
-# **Check:** its rows have width `d_model` (128) and `estimate_scale()` still brings the mean norm
-# to `sqrt(128)`.
+# ## Exercise: a buffer on the residual stream
+# Build an `ActivationBuffer` on the residual stream (`blocks.0.hook_resid_post`) instead of the
+# MLP neurons, from the same model and tokens (`tokens` above). The check reads rows from it:
+# they should have width `d_model` (`model.cfg.d_model`), and `estimate_scale()` should still
+# bring their mean norm to `sqrt(d_model)`.
+# **What to look for:** the scale the residual stream needs next to the MLP's (`s` above), and
+# the norm at position 0 (`harvest` with `drop_first=0`, as at the top of this chapter): is it an
+# outlier there too?
+
+# %%
+import exercises.ch04
+
+resid_buf = None  # your answer: an ActivationBuffer at blocks.0.hook_resid_post
+
+exercises.ch04.check_resid_buffer(resid_buf, model)

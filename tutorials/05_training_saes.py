@@ -43,6 +43,8 @@ seed_everything(0)
 
 # %%
 data = SyntheticActivations(SyntheticConfig(n_features=512, d=256))
+x_norm = data.sample(8192, torch.Generator().manual_seed(0))[0].norm(dim=1).mean().item()
+assert abs(x_norm - 1.2) < 0.1, f"the text says ‖x‖ ≈ 1.2, the data has {x_norm:.2f}"
 steps = 250 if FAST else 300
 resample_at = (100, 150, 200)
 
@@ -73,7 +75,6 @@ axes[1].set_yscale("log")
 axes[0].legend(fontsize=8)
 fig.tight_layout()
 fig.savefig(f"{OUT}/dead_features.png", dpi=100)
-plt.close(fig)
 
 mean_dead = {}
 for name, (sae, hist) in runs.items():
@@ -90,6 +91,8 @@ for name, (sae, hist) in runs.items():
 assert mean_dead["resampling, quiet bias (default)"] * 3 <= mean_dead["no resampling"], (
     "resampling should cut the dead fraction at least threefold"
 )
+after = [h["dead_frac"] for h in runs["resampling, quiet bias (default)"][1] if "resample" in h]
+assert after and max(after) < 0.05, f"each resample should bring the dead fraction to about zero ({after})"
 
 # %% [markdown]
 # ## 2. The loss spike right after a resample
@@ -177,9 +180,32 @@ ax.set_xscale("log"); ax.set_xlabel("L0 (active features per token)"); ax.set_yl
 ax.set_title("Sparsity vs reconstruction"); fig.tight_layout(); fig.savefig(f"{OUT}/l1_frontier.png", dpi=120)
 l0s, fvus = [p[1] for p in points], [p[2] for p in points]
 assert l0s == sorted(l0s, reverse=True) and fvus == sorted(fvus), "larger λ: sparser and less faithful"
+if not FAST:  # where the default λ sits, as the text says
+    assert metrics["l0"] < 20 and metrics["ce_recovered_zero"] > 0.9, metrics
 
 # %% [markdown]
-# ## Exercise
-# Train a TopK SAE with the same L0 as the default (`python -m sae train-sae --run runs/tiny
-# --set sae.arch=topk --set sae.k=12 --name topk`) and evaluate it (`python -m sae evaluate --run runs/tiny --sae
-# topk`). **Check:** at equal L0, whose FVU is lower? (Gao et al. report TopK ahead of ReLU.)
+# ## Exercise: TopK at the same L0
+# Gao et al. (2024) replace the L1 penalty by a TopK activation: exactly the k largest
+# pre-activations fire on each token, so L0 is chosen, not tuned through λ. Compare the two at
+# equal sparsity: train a TopK SAE whose k is the default SAE's L0 on held-out text (the cell
+# below reads it from the run's `metrics.json` and prints it), with the preset's schedule, into
+# the run as `topk{k}`, and evaluate it. In Python: `p = with_overrides(PRESET, ["sae.arch=topk",
+# f"sae.k={k}"])`, then `train_sae_on_run(p, RUN, f"topk{k}")` and `write_evaluation(p, RUN,
+# f"topk{k}")` (`sae.pipeline`); from a shell: `python -m sae train-sae --run runs/tiny --set
+# sae.arch=topk --set sae.k=K --name topkK`, then `python -m sae evaluate --run runs/tiny --sae
+# topkK`, with the printed k for K. It takes about as long as the default SAE did: two minutes
+# or so on a laptop CPU, seconds in fast mode. Then answer: at equal L0, which SAE has the lower
+# FVU, `"topk"` or `"relu"`? The check reads both metrics files.
+# **What to look for:** Gao et al. report TopK ahead of ReLU at equal L0. Compare the loss
+# recovered and the dead fraction too (the check prints them), and think about what the L1
+# penalty does to the activations that do fire.
+
+# %%
+import exercises.ch05
+
+k = exercises.ch05.default_k(RUN)
+print(f"the default SAE's L0 on held-out text is {metrics['l0']:.1f}: train TopK with k = {k}")
+
+lower_fvu = None  # your answer, "topk" or "relu", after training and evaluating the TopK SAE
+
+exercises.ch05.check_topk(lower_fvu, RUN)

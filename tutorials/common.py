@@ -2,8 +2,8 @@
 
 A chapter finds the same run directory wherever it is opened: run as a script from the
 repository root (`python tutorials/06_evaluation.py`), or as a notebook, which Jupyter and VS Code
-start in `tutorials/`. Runs live in `runs/` at the repository root (the first folder, from here
-upwards, that holds `pyproject.toml` and `sae/`), or in the folder named by `SAE_RUNS`.
+start in `tutorials/`, or a solution started from anywhere. Runs live in `runs/` at the root of
+the checkout this file is in, or in the folder named by `SAE_RUNS`.
 `SAE_FAST=1` (what the test suite sets) switches every chapter to the seconds-long `smoke` preset.
 """
 
@@ -14,11 +14,8 @@ from sae.run import get_preset
 
 
 def _repository_root() -> Path:
-    here = Path.cwd().resolve()
-    for d in (here, *here.parents):
-        if (d / "pyproject.toml").is_file() and (d / "sae").is_dir():
-            return d
-    return here
+    """The checkout this file belongs to (tutorials/..), wherever the chapter is started from."""
+    return Path(__file__).resolve().parents[1]
 
 
 FAST = os.environ.get("SAE_FAST") == "1"

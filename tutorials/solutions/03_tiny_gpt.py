@@ -1,0 +1,25 @@
+"""Answer to chapter 3's exercise (run from anywhere; `SAE_FAST=1` uses the smoke preset's size).
+
+The ReLU model is trained into `runs/PRESET_relu/`: `runs/tiny_relu` takes as long as the GELU
+model did (5-7 minutes on a 2-core CPU), `runs/smoke_relu` in fast mode seconds.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tutorials/: common, exercises
+
+from common import FAST, PRESET, RUN, RUNS  # noqa: E402
+import exercises.ch03  # noqa: E402
+from sae.pipeline import reproduce  # noqa: E402
+from sae.run import with_overrides  # noqa: E402
+
+reproduce(PRESET, RUN, until="lm")
+relu_run = RUNS / f"{PRESET.name}_relu"
+reproduce(with_overrides(PRESET, ["gpt.activation=relu"]), relu_run, until="lm")
+assert exercises.ch03.check_relu(relu_run, RUN)
+
+if not FAST:  # what the chapter's "what to look for" says about the default run
+    gelu, relu = (json.loads((r / "stages.json").read_text())["lm"]["val_loss"] for r in (RUN, relu_run))
+    assert abs(relu - gelu) <= 0.1, f"ReLU {relu:.3f} vs GELU {gelu:.3f}: no longer within 0.1 nats"
