@@ -25,7 +25,6 @@ def main() -> None:
     model.eval().requires_grad_(False)
     tokens = np.random.default_rng(0).integers(0, model.cfg.vocab_size, 4_000_000).astype(np.int32)
     n_ctx, model_batch = model.cfg.n_ctx, 64
-    rows_per_batch = model_batch * (n_ctx - 1)
 
     src = ContextSource(tokens, n_ctx, seed=0)
     batches = [src.contexts(model_batch) for _ in range(40)]

@@ -77,8 +77,8 @@ def main() -> None:
     batches = [1024] if args.quick else [4096, 1024]
     peak = matmul_peak(device)
     print(f"device {device}, {torch.get_num_threads()} threads, fp32 matmul peak {peak / 1e9:.1f} GFLOP/s\n")
-    print(f"| d_in | d_sae | batch | variant | tokens/s | GFLOP/s (dense count) | fraction of peak |")
-    print(f"|---:|---:|---:|---|---:|---:|---:|")
+    print("| d_in | d_sae | batch | variant | tokens/s | GFLOP/s (dense count) | fraction of peak |")
+    print("|---:|---:|---:|---|---:|---:|---:|")
     rows = []
     for (d_in, d_sae), batch in itertools.product(sizes, batches):
         for name, arch, sparse in (("relu", "relu", False), ("topk dense", "topk", False), ("topk sparse", "topk", True)):

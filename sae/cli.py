@@ -8,8 +8,9 @@ exit code 2; Ctrl-C with exit code 130.
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import os
+import re
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -18,17 +19,76 @@ from sae import corpus as C
 from sae import distributed
 from sae.dashboard import build_dashboard, format_feature
 from sae.pipeline import dashboard_features, reproduce, train_sae_on_run, write_evaluation
-from sae.run import (Preset, get_preset, load_run, load_sae, preset_of_run, run_detectors, run_feature_stats, sae_path,
-                     with_overrides)
+from sae.run import (RUN_JSON_FILES, Preset, check_config, check_run_files, get_preset, load_run, load_sae,
+                     preset_of_run, read_run_json, run_detectors, run_feature_stats, sae_path, with_overrides)
 from sae.steering import check_features, choose_feature, parse_value, steer_samples
 from sae.tokenizer import Tokenizer
+from sae.utils import check_output_dir, check_output_file, describe_os_error
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (plus a pointer to --help), exit code 2."""
 
     def error(self, message: str):
+        if "expected one argument" in message:  # `--value -3x`: argparse takes -3x for an option
+            message += " (if the value starts with '-', write it with =, e.g. --value=-3x)"
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# ----------------------------------------------------------------------------- argument types
+# Checked while parsing, so that every command that takes the same argument refuses the same
+# bad values with the same one-line message, before any work (argparse adds the argument's name).
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (a count: samples, tokens, top-k)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
+def seed_int(text: str) -> int:
+    """A seed: any integer of magnitude below 2**62 (torch seeds are 64-bit, and the code adds
+    small offsets to the seed for each sample or stage)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number like 0 or 42, got {text!r}") from None
+    if abs(n) >= 2**62:
+        raise argparse.ArgumentTypeError(f"must be below 2**62 in magnitude, got {n}")
+    return n
+
+
+def temperature(text: str) -> float:
+    """A sampling temperature: finite and >= 0 (0 takes the most likely token every time)."""
+    try:
+        t = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number like 1.0 (0 = always the most likely token), "
+                                         f"got {text!r}") from None
+    if not math.isfinite(t) or t < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0 (e.g. 1.0; 0 = always the most likely token), "
+                                         f"got {text!r}")
+    return t
+
+
+def vocab_size(text: str) -> int:
+    """A BPE vocabulary size: the 256 byte tokens and <|endoftext|> at least."""
+    n = positive_int(text)
+    if n < 257:
+        raise argparse.ArgumentTypeError(f"must be >= 257 (byte-level BPE needs 256 byte tokens + <|endoftext|>), "
+                                         f"got {n}")
+    return n
+
+
+def _check_sae_name(name: str, flag: str) -> None:
+    """An SAE name becomes a file name in the run directory (NAME.pt): no folders, no hidden files."""
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
+        raise ValueError(f"{flag} must be a plain name like sae or l1_5 (letters, digits, _ . -), got {name!r}")
 
 
 # ----------------------------------------------------------------------------- corpus
@@ -93,6 +153,7 @@ def _corpus_stats(args) -> int:
 
 
 def cmd_tokenizer(args) -> int:
+    out = check_output_file(Path(args.out) / "tokenizer.json")  # before the minutes of training
     if args.pretrained:
         tok = Tokenizer.from_pretrained(args.pretrained)
     else:
@@ -102,7 +163,7 @@ def cmd_tokenizer(args) -> int:
             text = "\n\n".join(t for _, t in C.text_files(args.corpus, "train"))[: args.chars]
         print(f"training BPE (vocab {args.vocab_size}) on {len(text):,} characters of {args.corpus!r}...", file=sys.stderr)
         tok = Tokenizer.train(text, args.vocab_size, verbose=True)
-    path = tok.save(Path(args.out) / "tokenizer.json")
+    path = tok.save(out)
     sample = "The Golden Gate Bridge rises above the fog."
     ids = tok.encode(sample)
     print(f"wrote {path} ({tok})")
@@ -119,7 +180,12 @@ def _preset_from_args(args) -> tuple[Preset, Path]:
     preset = with_overrides(preset, args.set)
     if preset.corpus != "toy":
         C.text_files(preset.corpus, "train")  # fail now, with a clear message, not after training
-    return preset, Path(args.out or f"runs/{preset.name}")
+    out = check_output_dir(Path(args.out or f"runs/{preset.name}"))
+    if (out / "config.json").is_file():  # resuming: refuse another configuration before touching anything
+        check_config(preset, out)
+    if out.is_dir():  # and every file a later stage or the report reads must be readable
+        check_run_files(out, RUN_JSON_FILES)
+    return preset, out
 
 
 def cmd_reproduce(args) -> int:
@@ -136,10 +202,12 @@ def cmd_train_lm(args) -> int:
 
 def cmd_train_sae(args) -> int:
     run = Path(args.run)
+    _check_sae_name(args.name, "--name")
     p = with_overrides(preset_of_run(run), args.set)
     path = sae_path(run, args.name)
     if path.exists():
         raise ValueError(f"{path} exists; pass another --name, or delete it to retrain")
+    check_output_file(path)
     info = train_sae_on_run(p, run, args.name)
     if distributed.is_main():
         print(f"wrote {path}: {info}")
@@ -148,7 +216,14 @@ def cmd_train_sae(args) -> int:
 
 def cmd_evaluate(args) -> int:
     run = Path(args.run)
+    _check_sae_name(args.sae, "--sae")
     load_sae(run, args.sae)  # fail now if there is no such SAE
+    # and if anything the evaluation reads or writes is broken (the figures read the histories)
+    histories = ["lm_history.json", "sae_history.json"] if args.sae == "sae" else []
+    check_run_files(run, ["config.json", "stages.json"] + histories)
+    check_output_dir(run)
+    if args.sae == "sae":
+        check_output_dir(run / "figures")
     metrics = write_evaluation(preset_of_run(run), run, args.sae)
     s = metrics["sae"]
     print(f"wrote {run / ('metrics.json' if args.sae == 'sae' else args.sae + '_metrics.json')}")
@@ -181,14 +256,16 @@ def _parse_features(text: str) -> list[int]:
 
 def cmd_dashboard(args) -> int:
     run = Path(args.run)
+    out = check_output_dir(Path(args.out) if args.out else run / "dashboard")  # before the pages are built
     sae = load_sae(run)
     features = None
     if args.features:
         features = _parse_features(args.features)
         check_features(sae, features)
+    check_run_files(run, ["metrics.json"])
     tok, model = load_run(run)
     stats = run_feature_stats(run)
-    index = build_dashboard(model, sae, tok, stats, Path(args.out) if args.out else run / "dashboard",
+    index = build_dashboard(model, sae, tok, stats, out,
                             features=features or dashboard_features(run, stats), title=f"SAE features of {run.name}",
                             detectors=run_detectors(run))
     print(f"wrote {index} (open it in a browser; the folder is self-contained)")
@@ -211,12 +288,15 @@ def cmd_steer(args) -> int:
         raise ValueError("give exactly one of --feature ID or --concept NAME")
     if args.concept is not None:
         C.concept_id(args.concept)
-        feature = choose_feature(json.loads((run / "metrics.json").read_text()), args.concept)
+        if not (run / "metrics.json").exists():
+            raise FileNotFoundError(f"{run} has no metrics.json to choose the concept's feature from; run "
+                                    f"`python -m sae evaluate --run {run}`, or give --feature ID")
+        feature = choose_feature(read_run_json(run, "metrics.json"), args.concept)
     else:
         feature = args.feature
     check_features(sae, [feature])
     max_act = float(run_feature_stats(run).max_act[feature])
-    value = parse_value(args.value, max_act)
+    value = parse_value(args.value, max_act, feature=feature)
     tok, model = load_run(run)
     print(f"feature {feature} (max activation {max_act:.2f}) clamped to {value:.2f} at {sae.cfg.site}")
     pairs = steer_samples(model, sae, tok, args.prompt, feature, value, args.n, args.max_new_tokens, args.seed)
@@ -229,8 +309,6 @@ def cmd_steer(args) -> int:
 
 def cmd_generate(args) -> int:
     tok, model = load_run(args.run)
-    if args.n < 1 or args.max_new_tokens < 1:
-        raise ValueError("--n and --max-new-tokens must be >= 1")
     prompt = [tok.eot_token] + tok.encode(args.prompt)
     for i in range(args.n):
         out = model.generate(prompt, args.max_new_tokens, temperature=args.temperature,
@@ -255,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
         r = sub.add_parser(name, help=help_)
         r.add_argument("--preset", default="tiny", help="smoke | tiny (default) | base")
         r.add_argument("--out", default=None, help="run directory (default runs/PRESET)")
-        r.add_argument("--seed", type=int, default=None, help="seed of every stage (default 0)")
+        r.add_argument("--seed", type=seed_int, default=None, help="seed of every stage (default 0)")
         r.add_argument("--device", default=None, help="auto (default: cuda, then mps, then cpu) | cpu | cuda")
         r.add_argument("--corpus", default=None, help="toy (default, labelled), pystdlib, or a file/directory of text")
         r.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help=set_help)
@@ -289,43 +367,51 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--run", required=True)
     st.add_argument("--feature", type=int, default=None, help="feature id")
     st.add_argument("--concept", default=None, help="or: the concept whose best held-out detector to clamp")
-    st.add_argument("--value", default="10x", help="absolute activation (3.5) or a multiple of the max (10x); default 10x")
+    st.add_argument("--value", default="10x",
+                    help="absolute activation (3.5) or a multiple of the feature's max activation (10x); default 10x; "
+                         "at most 1000x in magnitude. Write negative values with = (--value=-3x): argparse "
+                         "reads a bare -3x as an option")
     st.add_argument("--prompt", required=True)
-    st.add_argument("--n", type=int, default=3)
-    st.add_argument("--max-new-tokens", type=int, default=40)
-    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("--n", type=positive_int, default=3, help="number of sample pairs (default 3)")
+    st.add_argument("--max-new-tokens", type=positive_int, default=40)
+    st.add_argument("--seed", type=seed_int, default=0)
     st.set_defaults(fn=cmd_steer)
 
     g = sub.add_parser("generate", help="sample continuations of a prompt from a trained run")
     g.add_argument("--run", required=True, help="run directory holding lm.pt and tokenizer.json")
     g.add_argument("--prompt", required=True)
-    g.add_argument("--n", type=int, default=3, help="number of samples (default 3)")
-    g.add_argument("--max-new-tokens", type=int, default=48)
-    g.add_argument("--temperature", type=float, default=1.0)
-    g.add_argument("--top-k", type=int, default=None)
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--n", type=positive_int, default=3, help="number of samples (default 3)")
+    g.add_argument("--max-new-tokens", type=positive_int, default=48)
+    g.add_argument("--temperature", type=temperature, default=1.0, help="finite, >= 0; 0 = always the most likely token")
+    g.add_argument("--top-k", type=positive_int, default=None, help="sample from the k most likely tokens only")
+    g.add_argument("--seed", type=seed_int, default=0)
     g.set_defaults(fn=cmd_generate)
 
     c = sub.add_parser("corpus", help="print labelled toy-world samples or corpus statistics")
     c.add_argument("--corpus", default="toy", help="toy (default), pystdlib, or a file/directory of .txt/.md/.py")
     c.add_argument("--concept", default=None, help=f"only this concept: {', '.join(C.CONCEPTS)}")
-    c.add_argument("--n", type=int, default=3, help="number of samples (default 3)")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--n", type=positive_int, default=3, help="number of samples (default 3)")
+    c.add_argument("--seed", type=seed_int, default=0)
     c.add_argument("--split", default="train", choices=C.SPLITS)
     c.add_argument("--stats", action="store_true", help="print tokens per concept instead of samples")
-    c.add_argument("--tokens", type=int, default=200_000, help="tokens to count with --stats")
+    c.add_argument("--tokens", type=positive_int, default=200_000, help="tokens to count with --stats")
     c.add_argument("--tokenizer", default=None, help="tokenizer.json for --stats (default: train a quick one)")
     c.set_defaults(fn=cmd_corpus)
 
     t = sub.add_parser("tokenizer", help="train a BPE tokenizer and write DIR/tokenizer.json")
     t.add_argument("--out", required=True, help="directory to write tokenizer.json into")
-    t.add_argument("--vocab-size", type=int, default=2048)
+    t.add_argument("--vocab-size", type=vocab_size, default=2048)
     t.add_argument("--corpus", default="toy", help="toy (default), pystdlib, or a file/directory")
-    t.add_argument("--chars", type=int, default=5_000_000, help="characters of training text")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--chars", type=positive_int, default=5_000_000, help="characters of training text")
+    t.add_argument("--seed", type=seed_int, default=0)
     t.add_argument("--pretrained", default=None, help="use a cached tiktoken encoding instead (e.g. gpt2)")
     t.set_defaults(fn=cmd_tokenizer)
     return p
+
+
+def _one_line(text: str) -> str:
+    """The promise is one line per error, whatever the message (a wrapped one from a library too)."""
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,11 +426,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args) or 0
     except (ValueError, FileNotFoundError) as e:
-        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        print(f"{parser.prog}: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `python -m sae feature ... | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:  # permission denied, not a directory, disk full, ...: the user's to fix, not a bug
+        print(f"{parser.prog}: error: {_one_line(describe_os_error(e))}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\ninterrupted; finished stages are kept, re-run the same command to continue", file=sys.stderr)
         return 130

@@ -4,16 +4,21 @@
 JavaScript required:
 
     index.html           every alive feature: id, density, max and mean activation, best concept
-                         and its share of the feature's activation mass, its most common top tokens.
-                         Clicking a column header sorts the table (a few lines of inline JS; without
-                         JS the table stays in id order and every link still works).
-    features/f{id}.html  one feature: its statistics, an activation histogram (inline SVG), the
+                         and its share of the feature's activation mass (toy world only), its most
+                         common top tokens, with a legend of the columns. Clicking a column header
+                         sorts the table (a few lines of inline JS; without JS the table stays in id
+                         order and every link still works). Every page in `features/` is linked,
+                         pages of earlier builds included.
+    features/f{id}.html  one feature (by default every alive feature has one, up to `ALL_PAGES_MAX`
+                         features): its statistics, an activation histogram (inline SVG), the
                          top-k contexts and examples from each activation quantile with every token
                          coloured by the activation (hover a token for its value), the tokens its
                          decoder direction promotes and suppresses (`sae.interpret.logit_effects`),
                          and its activation mass per concept.
 
-Every token string goes through `html.escape`: the text is data, never markup. `format_feature`
+Every token string goes through `html.escape`: the text is data, never markup. Each token is an
+isolated bidirectional run (`<bdi>`), so right-to-left text (Arabic) keeps the model's reading
+order next to left-to-right text instead of being reordered by the browser. `format_feature`
 prints one feature for a terminal, marking active tokens as «token 1.23».
 """
 
@@ -22,6 +27,7 @@ from __future__ import annotations
 import html
 import os
 import random
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -41,12 +47,15 @@ th { background: #f4f4f4; cursor: pointer; position: sticky; top: 0; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .ctx { font-family: ui-monospace, monospace; font-size: 13px; white-space: pre-wrap;
        border-bottom: 1px solid #eee; padding: 2px 0; }
-.ctx span.t { border-radius: 2px; }
-.ctx span.focus { outline: 1px solid #444; }
+.ctx .t { border-radius: 2px; }
+.ctx .focus { outline: 1px solid #444; }
 .act { display: inline-block; width: 4.5em; color: #666; }
 .tok { font-family: ui-monospace, monospace; background: #f4f4f4; padding: 0 3px; white-space: pre; }
 .cols { display: flex; gap: 2em; flex-wrap: wrap; }
 .muted { color: #777; }
+dl.legend { display: grid; grid-template-columns: max-content auto; gap: 2px 1em; font-size: 14px; }
+dl.legend dt { font-weight: bold; }
+dl.legend dd { margin: 0; }
 """
 
 SORT_JS = """
@@ -74,7 +83,8 @@ def _page(title: str, body: str, script: str = "") -> str:
 
 
 def _tok_html(tok, i: int) -> str:
-    """A token as visible, escaped text (newlines shown as ↵ so that contexts stay on one line)."""
+    """A token as visible, escaped text (newlines shown as ↵ so that contexts stay on one line).
+    Callers put it in a `<bdi>`, so a right-to-left token cannot reorder its neighbours."""
     return html.escape(tok.token_str(i).replace("\n", "↵"), quote=True)
 
 
@@ -92,16 +102,21 @@ def context_html(tok, ctx: Context, scale: float) -> str:
         alpha = min(max(a / scale, 0.0), 1.0) if scale > 0 else 0.0
         cls = "t focus" if j == ctx.focus else "t"
         style = f' style="background: rgba(255, 120, 0, {alpha:.2f})"' if alpha > 0 else ""
-        spans.append(f'<span class="{cls}" title="{a:.3f}"{style}>{_tok_html(tok, t)}</span>')
+        spans.append(f'<bdi class="{cls}" title="{a:.3f}"{style}>{_tok_html(tok, t)}</bdi>')
     return f'<div class="ctx"><span class="act">{ctx.acts[ctx.focus]:.2f}</span>{"".join(spans)}</div>'
 
 
-def histogram_svg(acts: torch.Tensor, bins: int = 30, width: int = 420, height: int = 140) -> str:
-    """An inline SVG bar chart of sampled non-zero activations (x: activation, y: count)."""
+def histogram_svg(acts: torch.Tensor, bins: int = 30, width: int = 420, height: int = 140,
+                  max_act: float | None = None) -> str:
+    """An inline SVG bar chart of sampled non-zero activations (x: activation, y: count).
+
+    The sample (`FeatureStats.sample_acts`, 200 tokens) rarely holds the feature's largest
+    activation, so the axis runs to `max_act` (the true maximum over all held-out tokens) when
+    given, and a red tick marks it: the empty stretch before it is the rare tail the sample missed."""
     acts = acts[acts > 0]
     if len(acts) == 0:
         return '<p class="muted">no activations</p>'
-    hi = float(acts.max())
+    hi = max(float(acts.max()), float(max_act or 0.0))
     counts = torch.histc(acts, bins=bins, min=0.0, max=hi)
     top = float(counts.max())
     pad, w = 24, (width - 30) / bins
@@ -116,20 +131,35 @@ def histogram_svg(acts: torch.Tensor, bins: int = 30, width: int = 420, height: 
             f'<text x="{width - 5}" y="{height - 8}" font-size="11" text-anchor="end">{hi:.2f}</text>'
             f'<text x="{width / 2}" y="{height - 8}" font-size="11" text-anchor="middle">activation</text>'
             f'<text x="2" y="12" font-size="11">{int(top)}</text>')
+    if max_act:
+        x = width - 5
+        axis += (f'<line x1="{x}" y1="{height - pad + 4}" x2="{x}" y2="6" stroke="#c00" stroke-dasharray="3,2">'
+                 f'<title>max activation {hi:.3f} (all held-out tokens)</title></line>'
+                 f'<text x="{x - 3}" y="16" font-size="11" fill="#c00" text-anchor="end">max</text>')
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
             f'aria-label="activation histogram">{"".join(bars)}{axis}</svg>')
 
 
+def top_tokens(stats: FeatureStats, feature: int, n: int = 4) -> list[tuple[int, int]]:
+    """The most common token ids among the feature's top activations: [(token id, count)]."""
+    idx = stats.top_idx[feature]
+    return Counter(stats.tokens[idx[idx >= 0]].tolist()).most_common(n)
+
+
 def top_token_summary(stats: FeatureStats, tok, feature: int, n: int = 4) -> str:
     """The most common token strings among the feature's top activations, e.g. "' A' ×5, ' G' ×3"."""
-    idx = stats.top_idx[feature]
-    ids = stats.tokens[idx[idx >= 0]].tolist()
-    common = Counter(ids).most_common(n)
-    return ", ".join(f"{tok.token_str(t)!r} ×{c}" for t, c in common)
+    return ", ".join(f"{tok.token_str(t)!r} ×{c}" for t, c in top_tokens(stats, feature, n))
+
+
+def _top_tokens_html(stats: FeatureStats, tok, feature: int, n: int = 4) -> str:
+    """`top_token_summary` as HTML, each token in its own `<bdi>`: as one string, an Arabic token
+    pulled its quotes and its "×20" into right-to-left order ("'20× 'و")."""
+    return ", ".join(f'<bdi class="tok">{html.escape(repr(tok.token_str(t)))}</bdi> ×{c}'
+                     for t, c in top_tokens(stats, feature, n))
 
 
 def _logit_table(tok, rows: list[tuple[int, float]], title: str) -> str:
-    body = "".join(f'<tr><td><span class="tok">{_tok_html(tok, t)}</span></td><td class="num">{v:+.4f}</td></tr>'
+    body = "".join(f'<tr><td><bdi class="tok">{_tok_html(tok, t)}</bdi></td><td class="num">{v:+.4f}</td></tr>'
                    for t, v in rows)
     return f"<div><h3>{title}</h3><table><tr><th>token</th><th>logit effect</th></tr>{body}</table></div>"
 
@@ -158,6 +188,16 @@ def _section_contexts(stats, model, sae, sections: dict[int, list[tuple[str, lis
     return out
 
 
+def _feature_share(stats: FeatureStats, feature: int) -> torch.Tensor | None:
+    """(n_concepts,) the share of one feature's activation mass on each concept (None off the toy
+    world). One column of `FeatureStats.concept_share`, without computing all d_sae columns for
+    each of a thousand pages."""
+    if stats.concept_mass is None:
+        return None
+    col = stats.concept_mass[:, feature]
+    return (col[:-1] / col.sum().clamp_min(1e-12)).float()
+
+
 def feature_page(stats: FeatureStats, tok, model, sae, feature: int, top_k: int = 20, per_quantile: int = 5,
                  examples: Sections | None = None) -> str:
     """The HTML of one feature's page (links are relative to `features/`). `examples` are the
@@ -166,24 +206,25 @@ def feature_page(stats: FeatureStats, tok, model, sae, feature: int, top_k: int 
     if examples is None:
         examples = _section_contexts(stats, model, sae, {f: _examples(stats, f, top_k, per_quantile)})[f]
     scale = float(stats.max_act[f])
-    best = stats.best_concept()
+    share = _feature_share(stats, f)
     head = [f'<p><a href="../index.html">← all features</a></p><h1>Feature {f}</h1>',
             f"<p>site <code>{html.escape(stats.site)}</code> · density {float(stats.density[f]):.4%} "
             f"({int(stats.fire_count[f]):,} of {stats.n_tokens:,} tokens) · max activation {scale:.3f} · "
             f"mean activation when firing {float(stats.mean_act[f]):.3f}"]
-    if best is not None and stats.fire_count[f] > 0:
-        head.append(f" · best concept <b>{html.escape(_concept_name(int(best[1][f])))}</b> "
-                    f"({float(best[0][f]):.0%} of its activation mass)")
+    if share is not None and stats.fire_count[f] > 0:
+        head.append(f" · best concept <b>{html.escape(_concept_name(int(share.argmax())))}</b> "
+                    f"({float(share.max()):.0%} of its activation mass)")
     head.append("</p>")
 
-    hist = f"<div><h2>Activation histogram</h2>{histogram_svg(stats.sample_acts[f])}" \
-           f'<p class="muted">{int((stats.sample_idx[f] >= 0).sum())} sampled non-zero activations</p></div>'
+    hist = f'<div style="max-width: 430px"><h2>Activation histogram</h2>' \
+           f"{histogram_svg(stats.sample_acts[f], max_act=scale)}" \
+           f'<p class="muted">{int((stats.sample_idx[f] >= 0).sum())} sampled non-zero activations; the axis ' \
+           f"runs to the largest activation on all {stats.n_tokens:,} tokens (red)</p></div>"
     concept_rows = ""
-    share = stats.concept_share()
     if share is not None:
-        order = share[:, f].argsort(descending=True)[:5]
-        concept_rows = "".join(f'<tr><td>{html.escape(CONCEPTS[c])}</td><td class="num">{float(share[c, f]):.1%}</td></tr>'
-                               for c in order.tolist() if share[c, f] > 0)
+        order = share.argsort(descending=True)[:5]
+        concept_rows = "".join(f'<tr><td>{html.escape(CONCEPTS[c])}</td><td class="num">{float(share[c]):.1%}</td></tr>'
+                               for c in order.tolist() if share[c] > 0)
         concept_rows = f"<div><h2>Activation mass by concept</h2><table>{concept_rows}</table></div>"
     parts = ["\n".join(head), f'<div class="cols">{hist}{concept_rows}</div>']
 
@@ -193,91 +234,155 @@ def feature_page(stats: FeatureStats, tok, model, sae, feature: int, top_k: int 
                  f'<div class="cols">{_logit_table(tok, eff.promoted, "promoted")}'
                  f'{_logit_table(tok, eff.suppressed, "suppressed")}</div>')
 
-    parts.append('<p class="muted">Hover a token for its activation; the framed token is the example.</p>')
+    parts.append('<p class="muted">Hover a token for its activation; the framed token is the example. Tokens '
+                 'run left to right in the order the model read them, right-to-left scripts included.</p>')
     for j, (head, ctxs) in enumerate(examples):
         tag = "h2" if j == 0 else "h3"
         parts.append(f"<{tag}>{head}</{tag}>" + "".join(context_html(tok, c, scale) for c in ctxs))
     return _page(f"Feature {f}", "\n".join(parts))
 
 
+# Every alive feature gets a page up to this many (runs/tiny: 1,024 pages, about 40 s on a 2-core
+# CPU and 42 MB); a larger dictionary (the `base` preset's 16,384 features: ~0.7 GB of pages)
+# gets `default_features`' selection, and the index says so.
+ALL_PAGES_MAX = 2048
+DEFAULT_PER_CONCEPT, DEFAULT_RANDOM = 3, 20
+RUN_HINT = "python -m sae dashboard --run RUN --features ID,ID,..."  # how the index says to add pages
+
+
+def _legend(concepts: bool, detectors: bool) -> str:
+    """What each column of the index means (the concept columns only where there are concepts)."""
+    items = [("feature", "the feature's id; linked where it has a page"),
+             ("detects", f"the concept this feature is a detector of: at least {DETECTOR_SHARE:.0%} of its "
+                         f"activation mass on the concept, and it lights up in at least {DETECTOR_RECALL:.0%} of "
+                         "the concept's held-out segments") if detectors else None,
+             ("density", "share of the held-out tokens on which the feature fires (activation > 0)"),
+             ("max act", "its largest activation on the held-out tokens (steering clamps to multiples of it)"),
+             ("mean act", "its mean activation on the tokens where it fires"),
+             ("best concept", "the concept that gets the largest share of its activation mass") if concepts else None,
+             ("share", "that concept's share of its activation mass (Towards Monosemanticity's Arabic "
+                       "feature: 81%)") if concepts else None,
+             ("top tokens", "the most common tokens among its 20 largest activations, with counts")]
+    rows = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in filter(None, items))
+    return f'<dl class="legend">{rows}</dl>'
+
+
+def _pages_note(n_pages: int, n_alive: int, run_hint: str) -> str:
+    """Which features have a page and why, so that an unlinked id is not mistaken for a broken build."""
+    if n_pages >= n_alive:
+        return "Every alive feature has a page (click its id)."
+    return (f"{n_pages} of the {n_alive} alive features have a page (their ids are linked); the others were not "
+            f"built, to keep the folder small. By default every alive feature gets a page when there are at most "
+            f"{ALL_PAGES_MAX:,}; beyond that, each concept's {DEFAULT_PER_CONCEPT} purest features, the features the "
+            f"report links to and {DEFAULT_RANDOM} random ones. Add pages with <code>{html.escape(run_hint)}</code> "
+            "(earlier pages are kept).")
+
+
 def index_page(stats: FeatureStats, tok, pages: set[int], title: str = "SAE features",
-               detectors: dict[int, str] | None = None) -> str:
+               detectors: dict[int, str] | None = None, run_hint: str = RUN_HINT) -> str:
     """The table of every alive feature; ids with a page link to it. `detectors` {feature: concept}
-    marks each concept's detector feature (`sae.metrics.Detectors`) and lists them first."""
+    marks each concept's detector feature (`sae.metrics.Detectors`) in a column and names each
+    concept's chosen one in the intro. Without concept labels (real text) the concept columns
+    are left out rather than shown empty."""
     detectors = detectors or {}
     best = stats.best_concept()
     alive = stats.alive.nonzero()[:, 0].tolist()
-    cols = ["feature", "detects", "density", "max act", "mean act", "best concept", "share", "top tokens"]
+    cols = ["feature"] + (["detects"] if detectors else []) + ["density", "max act", "mean act"] \
+        + (["best concept", "share"] if best is not None else []) + ["top tokens"]
     head = "".join(f'<th data-col="{i}" title="click to sort">{c}</th>' for i, c in enumerate(cols))
+
+    def link(f: int) -> str:
+        return f'<a href="features/f{f}.html">{f}</a>' if f in pages else str(f)
+
     rows = []
     for f in alive:
-        fid = f'<a href="features/f{f}.html">{f}</a>' if f in pages else str(f)
-        concept, share = ("—", -1.0)
+        cells = [f'<td data-v="{f}">{link(f)}</td>']
+        if detectors:
+            d = html.escape(detectors.get(f, ""))
+            cells.append(f'<td data-v="{d}"><b>{d}</b></td>')
+        cells += [f'<td class="num" data-v="{float(stats.density[f]):.6g}">{float(stats.density[f]):.3%}</td>',
+                  f'<td class="num" data-v="{float(stats.max_act[f]):.6g}">{float(stats.max_act[f]):.2f}</td>',
+                  f'<td class="num" data-v="{float(stats.mean_act[f]):.6g}">{float(stats.mean_act[f]):.2f}</td>']
         if best is not None:
-            concept, share = _concept_name(int(best[1][f])), float(best[0][f])
-        summary = html.escape(top_token_summary(stats, tok, f).replace("\n", "↵"))
-        rows.append(
-            f'<tr><td data-v="{f}">{fid}</td>'
-            f'<td data-v="{html.escape(detectors.get(f, ""))}"><b>{html.escape(detectors.get(f, ""))}</b></td>'
-            f'<td class="num" data-v="{float(stats.density[f]):.6g}">{float(stats.density[f]):.3%}</td>'
-            f'<td class="num" data-v="{float(stats.max_act[f]):.6g}">{float(stats.max_act[f]):.2f}</td>'
-            f'<td class="num" data-v="{float(stats.mean_act[f]):.6g}">{float(stats.mean_act[f]):.2f}</td>'
-            f'<td data-v="{html.escape(concept)}">{html.escape(concept)}</td>'
-            f'<td class="num" data-v="{share:.4f}">{"" if share < 0 else f"{share:.0%}"}</td>'
-            f'<td data-v="{summary}"><span class="tok">{summary}</span></td></tr>')
+            concept, share = html.escape(_concept_name(int(best[1][f]))), float(best[0][f])
+            cells += [f'<td data-v="{concept}">{concept}</td>', f'<td class="num" data-v="{share:.4f}">{share:.0%}</td>']
+        summary = html.escape(top_token_summary(stats, tok, f), quote=True)
+        cells.append(f'<td data-v="{summary}">{_top_tokens_html(stats, tok, f)}</td>')
+        rows.append("<tr>" + "".join(cells) + "</tr>")
     n_dead = stats.d_sae - len(alive)
+    n_linked = len(set(alive) & pages)
     intro = (f"<h1>{html.escape(title)}</h1><p>{len(alive)} alive features of {stats.d_sae} ({n_dead} never fired) "
-             f"on {stats.n_tokens:,} held-out tokens at <code>{html.escape(stats.site)}</code>; "
-             f"{len(pages)} have a page (linked). Click a column header to sort.</p>")
+             f"on {stats.n_tokens:,} held-out tokens at <code>{html.escape(stats.site)}</code>. "
+             f"{_pages_note(n_linked, len(alive), run_hint)} Click a column header to sort.</p>"
+             + _legend(best is not None, bool(detectors)))
     if detectors:
         by_concept: dict[str, list[int]] = {}
         for f, c in detectors.items():  # each concept's chosen detector comes first
             by_concept.setdefault(c, []).append(f)
-
-        def link(f: int) -> str:
-            return f'<a href="features/f{f}.html">{f}</a>' if f in pages else str(f)
-
         items = [f"{html.escape(c)} {link(fs[0])}" + (f" (+{len(fs) - 1} more)" if len(fs) > 1 else "")
                  for c, fs in sorted(by_concept.items())]
-        intro += (f"<p><b>Concept detectors</b>: a feature with at least {DETECTOR_SHARE:.0%} of its activation mass "
-                  f"on one concept that lights up in at least {DETECTOR_RECALL:.0%} of the concept's segments (column "
-                  f"<i>detects</i>; sort by it to list them). Each concept's chosen detector (of several, the one "
-                  f"with the highest token AUROC): {', '.join(items)}.</p>")
+        intro += (f"<p><b>Concept detectors</b> (column <i>detects</i>; sort by it to list them). Each concept's "
+                  f"chosen detector (of several, the one with the highest token AUROC): {', '.join(items)}.</p>")
     return _page(title, f"{intro}<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(rows)
                  + "\n</tbody></table>", SORT_JS)
 
 
 # ----------------------------------------------------------------------------- the folder
 
+# Memory for the batched contexts of one chunk of pages (`contexts_many` keeps windows × n_ctx ×
+# features floats). Large chunks share each window among many features: on runs/tiny (335 features
+# a chunk) the model runs over the held-out windows 4 times instead of 32 (about twice as fast).
+CONTEXT_MEMORY_BYTES = 256 * 2**20
 
-def default_features(stats: FeatureStats, per_concept: int = 3, n_random: int = 20, seed: int = 0) -> list[int]:
-    """For each concept its `per_concept` features with the largest mass share on it, plus a
-    seeded random sample of `n_random` alive features."""
+
+def default_features(stats: FeatureStats, per_concept: int = DEFAULT_PER_CONCEPT, n_random: int = DEFAULT_RANDOM,
+                     seed: int = 0, all_max: int = ALL_PAGES_MAX) -> list[int]:
+    """Every alive feature when there are at most `all_max` of them (the README promises one page
+    per feature). Otherwise, for each concept its `per_concept` features with the largest mass
+    share on it, plus a seeded random sample of `n_random` alive features."""
+    alive = stats.alive.nonzero()[:, 0].tolist()
+    if len(alive) <= all_max:
+        return alive
     chosen: list[int] = []
     if stats.concept_mass is not None:
         for c in CONCEPTS:
             chosen += [f for f, _ in features_for_concept(stats, c, k=per_concept)]
-    alive = stats.alive.nonzero()[:, 0].tolist()
     rest = sorted(set(alive) - set(chosen))
     chosen += random.Random(seed).sample(rest, min(n_random, len(rest)))
     return list(dict.fromkeys(chosen))
 
 
+def existing_pages(out_dir: str | os.PathLike, d_sae: int) -> set[int]:
+    """The feature ids whose page is already in `out_dir/features/` (from this or an earlier
+    build), so that `--features 5` adds a page instead of unlinking every other one."""
+    found = (re.fullmatch(r"f(\d+)\.html", p.name) for p in (Path(out_dir) / "features").glob("f*.html"))
+    return {int(m.group(1)) for m in found if m and int(m.group(1)) < d_sae}
+
+
+def _chunk_size(stats: FeatureStats) -> int:
+    """Features per batch of contexts: as many as `CONTEXT_MEMORY_BYTES` allows (at least 16)."""
+    return max(16, CONTEXT_MEMORY_BYTES // (4 * max(len(stats.tokens), 1)))
+
+
 def build_dashboard(model, sae, tok, stats: FeatureStats, out_dir: str | os.PathLike,
-                    features: list[int] | None = None, title: str = "SAE features", chunk: int = 32,
-                    detectors: dict[int, str] | None = None) -> Path:
+                    features: list[int] | None = None, title: str = "SAE features", chunk: int | None = None,
+                    detectors: dict[int, str] | None = None, run_hint: str | None = None) -> Path:
     """Write `out_dir/index.html` and `out_dir/features/f{id}.html` for `features` (default:
-    `default_features(stats)`); return the index's path. `detectors` {feature: concept} are
-    marked in the index."""
+    `default_features(stats)`); return the index's path. The index links every page in the
+    folder, earlier builds' included. `detectors` {feature: concept} are marked in the index;
+    `run_hint` is the command the index suggests for adding pages. `chunk` features share one
+    batched pass over their contexts (default: `_chunk_size`)."""
     out = Path(out_dir)
     features = default_features(stats) if features is None else [int(f) for f in features]
+    chunk = chunk or _chunk_size(stats)
     for start in range(0, len(features), chunk):  # chunks bound the memory of the batched contexts
         group = features[start:start + chunk]
         examples = _section_contexts(stats, model, sae, {f: _examples(stats, f, 20, 5) for f in group})
         for f in group:
             atomic_write_text(out / "features" / f"f{f}.html",
                               feature_page(stats, tok, model, sae, f, examples=examples[f]))
-    return atomic_write_text(out / "index.html", index_page(stats, tok, set(features), title, detectors))
+    pages = set(features) | existing_pages(out, stats.d_sae)
+    return atomic_write_text(out / "index.html", index_page(stats, tok, pages, title, detectors, run_hint or RUN_HINT))
 
 
 # ----------------------------------------------------------------------------- terminal

@@ -257,8 +257,10 @@ class GPT(nn.Module):
             idx = idx[None, :]
         if idx.shape[1] == 0:
             raise ValueError("generate needs a prompt of at least one token (e.g. the end-of-text token)")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if not math.isfinite(temperature) or temperature < 0:  # nan/inf make the softmax nan, and sampling fails
+            raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+        if top_k is not None and top_k < 1:  # no token left to sample from
+            raise ValueError(f"top_k must be >= 1 (or None for all tokens), got {top_k}")
         gen = torch.Generator(device="cpu").manual_seed(seed)  # sample on CPU: same result on any device
         was_training = self.training
         self.eval()

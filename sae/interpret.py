@@ -115,7 +115,13 @@ class FeatureStats:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FeatureStats":
-        return cls(**load_checkpoint(path, "feature statistics (feature_stats.pt)"))
+        d = load_checkpoint(path, "feature statistics (feature_stats.pt)")
+        expected = {f.name for f in fields(cls)}
+        if set(d) != expected:  # another version's file, or another file under this name
+            raise ValueError(f"{path} is not a file of feature statistics of this version of sae (keys "
+                             f"{sorted(d)}, expected {sorted(expected)}); delete it and re-run "
+                             "`python -m sae evaluate` on the run")
+        return cls(**d)
 
 
 def _merge_top(vals: Tensor, idx: Tensor, new_vals: Tensor, new_idx: Tensor) -> tuple[Tensor, Tensor]:

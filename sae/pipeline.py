@@ -43,8 +43,8 @@ from sae.gpt import GPT
 from sae.interpret import FeatureStatsBuilder
 from sae.metrics import Evaluator, concept_table, detector_summary, held_out_batches
 from sae.report import write_report
-from sae.run import (Preset, check_config, corpus_tokens, load_run, load_sae, run_detectors, run_feature_stats,
-                     sae_path, stats_path, training_text)
+from sae.run import (Preset, check_config, corpus_tokens, load_run, load_sae, read_run_json, run_detectors,
+                     run_feature_stats, sae_path, stats_path, training_text)
 from sae.steering import choose_feature, golden_gate_demo, unsafe_code_demo
 from sae.tokenizer import Tokenizer
 from sae.train_lm import on_concept_rate, train_lm
@@ -226,9 +226,10 @@ def stage_dashboard(p: Preset, out: Path) -> dict:
 
 
 def dashboard_features(out: Path, stats) -> list[int]:
-    """The features that get a dashboard page: `default_features`, and every feature the report
-    links to (each concept's detector or closest feature, and its best feature by token AUROC)."""
-    concepts = json.loads((out / "metrics.json").read_text()).get("concepts", {}) if (out / "metrics.json").exists() else {}
+    """The features that get a dashboard page: `default_features` (every alive feature, up to
+    `dashboard.ALL_PAGES_MAX`; past that a sample), and every feature the report links to (each
+    concept's detector or closest feature, and its best feature by token AUROC)."""
+    concepts = read_run_json(out, "metrics.json").get("concepts", {}) if (out / "metrics.json").exists() else {}
     linked = [e["feature"] for c in concepts.values() for e in (c.get("detector"), c.get("closest_feature")) if e]
     return list(dict.fromkeys(default_features(stats) + linked + [c["feature"] for c in concepts.values()]))
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 
 def _save(fig, path: str | Path) -> Path:
@@ -24,28 +25,52 @@ def _save(fig, path: str | Path) -> Path:
 
 
 def training_curves(lm_history: list[dict], sae_history: list[dict], path: str | Path) -> Path:
-    """LM loss, SAE reconstruction error, L0 and dead fraction against training step."""
-    fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
-    ax = axes[0]
-    ax.plot([h["step"] for h in lm_history], [h["loss"] for h in lm_history], lw=0.6, label="train batch")
-    ev = [h for h in lm_history if "val_loss" in h]
-    ax.plot([h["step"] for h in ev], [h["val_loss"] for h in ev], "o-", label="validation")
-    ax.set(title="Language model", xlabel="step", ylabel="cross-entropy (nats/token)")
-    ax.legend()
-    steps = [h["step"] for h in sae_history]
-    resamples = [h["step"] for h in sae_history if h.get("resample", {}).get("n_resampled")]
-    for ax, key, title, ylabel in [
-        (axes[1], "fvu", "SAE reconstruction", "FVU (training batch)"),
-        (axes[2], "l0", "SAE sparsity", "L0 (active features / token)"),
-        (axes[3], "dead_frac", "Dead features", "fraction not fired in the window"),
-    ]:
-        ax.plot(steps, [h[key] for h in sae_history], lw=0.8)
-        for s in resamples:
-            ax.axvline(s, color="red", ls=":", lw=0.8)
-        ax.set(title=title, xlabel="SAE step", ylabel=ylabel)
-    axes[2].set_yscale("log")
-    axes[3].set_ylim(bottom=0)
-    return _save(fig, path)
+    """LM loss, SAE reconstruction error, L0 and dead fraction against training step, as a 2×2
+    grid with fonts large enough to read when the report scales the figure to its page width.
+
+    The dead-fraction panel keeps a y-axis of at least 0 to 0.05 (a line at exactly 0 would sit on
+    the axis and the panel would look empty) and says so in words when no feature was ever dead."""
+    with plt.rc_context({"font.size": 13, "axes.titlesize": 15, "legend.fontsize": 12}):
+        fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+        ax = axes[0, 0]
+        ax.plot([h["step"] for h in lm_history], [h["loss"] for h in lm_history], lw=0.6, label="train batch")
+        ev = [h for h in lm_history if "val_loss" in h]
+        ax.plot([h["step"] for h in ev], [h["val_loss"] for h in ev], "o-", label="validation")
+        ax.set(title="Language model", xlabel="step", ylabel="cross-entropy (nats/token)")
+        ax.legend()
+        steps = [h["step"] for h in sae_history]
+        resamples = [h["step"] for h in sae_history if h.get("resample", {}).get("n_resampled")]
+        for ax, key, title, ylabel in [
+            (axes[0, 1], "fvu", "SAE reconstruction", "FVU (training batch)"),
+            (axes[1, 0], "l0", "SAE sparsity", "L0 (active features / token)"),
+            (axes[1, 1], "dead_frac", "Dead features", "fraction not fired in the window"),
+        ]:
+            ax.plot(steps, [h[key] for h in sae_history], lw=1.2)
+            for i, s in enumerate(resamples):
+                ax.axvline(s, color="red", ls=":", lw=1, label="resampling" if i == 0 else None)
+            ax.set(title=title, xlabel="SAE step", ylabel=ylabel)
+        _plain_log_axis(axes[1, 0])
+        _dead_panel(axes[1, 1], [h["dead_frac"] for h in sae_history], bool(resamples))
+        return _save(fig, path)
+
+
+def _plain_log_axis(ax) -> None:
+    """A log-scale y-axis labelled 10, 20, 50, 100... instead of 10^1, 2x10^1 (read at a glance)."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _dead_panel(ax, dead: list[float], resampled: bool) -> None:
+    """Make the dead-fraction panel readable when the fraction is (near) zero throughout."""
+    top = max(dead, default=0.0)
+    ax.set_ylim(-0.002, max(0.05, 1.1 * top))
+    if top == 0:
+        ax.text(0.5, 0.55, "no dead features at any step", transform=ax.transAxes, ha="center", va="center",
+                color="0.35", fontsize=14)
+    if resampled:
+        ax.legend(loc="upper right")
 
 
 def log_density_histogram(fire_counts, n_tokens: int, path: str | Path) -> Path:
@@ -57,8 +82,8 @@ def log_density_histogram(fire_counts, n_tokens: int, path: str | Path) -> Path:
     ax.hist(d, bins=40, range=(np.log10(1 / n_tokens), 0), color="tab:blue")
     ax.axvline(-5, color="gray", ls=":", lw=1)
     ax.axvline(-1, color="gray", ls=":", lw=1)
-    ax.text(-5, ax.get_ylim()[1] * 0.9, " ultralow", fontsize=8)
-    ax.text(-1, ax.get_ylim()[1] * 0.9, " dense", fontsize=8)
+    ax.text(-5, ax.get_ylim()[1] * 0.9, " ultralow", fontsize=10)
+    ax.text(-1, ax.get_ylim()[1] * 0.9, " dense", fontsize=10)
     ax.set(title=f"Feature density on {n_tokens:,} held-out tokens ({dead} dead)",
            xlabel="log10(fraction of tokens a feature fires on)", ylabel="features")
     return _save(fig, path)
@@ -78,7 +103,7 @@ def concept_auroc(concepts: dict[str, dict], path: str | Path) -> Path:
     ax.invert_yaxis()
     ax.set_xlim(0.5, 1.0)
     ax.set(title="Detecting each concept's tokens with one unit", xlabel="token-level AUROC")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize=9)
     return _save(fig, path)
 
 
@@ -108,9 +133,9 @@ def concept_detectors(concepts: dict[str, dict], monosemanticity: dict, threshol
     ax.invert_yaxis()
     ax.set(xlim=(0, 1.02), title="Features vs neurons, per concept (filled: a detector)",
            xlabel="share of the unit's activation mass on the concept")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=8,
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=10,
               title=f"detector: >= {thresholds['share_threshold']:.0%} of its mass on the concept, lights up in "
-                    f">= {thresholds['recall_threshold']:.0%} of its segments", title_fontsize=8)
+                    f">= {thresholds['recall_threshold']:.0%} of its segments", title_fontsize=10)
     edges = np.linspace(0, 1, 11)
     for key, color, label in [("features", "tab:blue", "SAE features"), ("neurons", "tab:orange", "MLP neurons")]:
         m = monosemanticity.get(key)
@@ -121,5 +146,5 @@ def concept_detectors(concepts: dict[str, dict], monosemanticity: dict, threshol
     hx.axvline(thresholds["share_threshold"], color="gray", ls=":", lw=1)
     hx.set(title="How monosemantic is each unit?", xlabel="share of its activation mass on its top concept",
            ylabel="fraction of alive units")
-    hx.legend(fontsize=8)
+    hx.legend(fontsize=10)
     return _save(fig, path)

@@ -5,6 +5,16 @@ steering.json, figures/) and writes `report.md` (Markdown, figures linked relati
 `report.html` (the same content, figures inlined as base64 PNG, so the file can be mailed).
 The paper's value stands beside ours wherever the papers report one: Towards Monosemanticity
 run A/1 and Anthropic's April 2024 update (1L MLP, λ = 10).
+
+The report reads top-down for a class: warnings of a degenerate SAE (metrics.json's
+`warnings`) first, then a summary of the results beside the papers', then each analysis with its
+figures (each with a caption saying how to read it), and the configuration and wall time last.
+On real text (`--corpus pystdlib`, a file or a folder) there are no concept labels: the concept
+sections, the on-concept rate and the steering demos are left out rather than shown empty.
+
+Text that comes from files (run and preset names, concept names, warnings, sampled text) is
+data, never markup: it is escaped for Markdown (`_md_text`, `_code`) and again for HTML, and
+`_markdown_to_html` turns only relative paths and http(s) addresses into links or images.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ import re
 from pathlib import Path
 
 from sae.run import preset_fields, preset_of_run
+from sae.steering import NEUTRAL_PROMPTS
 from sae.utils import atomic_write_text
 
 PAPER = {
@@ -25,108 +36,223 @@ PAPER = {
     "dead_fraction": "168 / 4,096 = 4.1% (A/1)",
 }
 
+# The figures of `sae.pipeline.write_figures`, in reading order, each with its caption: what it
+# shows and how to read it. A figure not listed here is shown last, captioned by its name.
+CAPTIONS = {
+    "concept_detectors.png":
+        "Left: for each concept, the share of its activation mass that its detector (or closest) SAE feature "
+        "(circle) and MLP neuron (square) put on that concept; a filled marker passes the detector test, and "
+        "the dotted line is the share it needs. Right: the same share for every alive unit, on its top concept: "
+        "the further right, the more monosemantic; features sit right of neurons.",
+    "training_curves.png":
+        "Training, step by step. The language model's cross-entropy (per batch, and on validation text) should "
+        "fall and flatten; for the SAE, FVU (the share of the activations' variance it fails to reconstruct) and "
+        "L0 (features active per token, log scale) should fall together, with dead features near zero; red "
+        "dotted lines, if any, mark the steps where dead features were resampled.",
+    "log_density.png":
+        "How often each feature fires on held-out text, one count per feature, on a log scale. A healthy "
+        "dictionary is one bump between the dotted lines: left of 'ultralow' a feature fires on fewer than 1 "
+        "token in 100,000 (nearly dead), right of 'dense' on more than 1 in 10 (nearly always on).",
+    "concept_auroc.png":
+        "How well one unit alone picks out each concept's tokens (token-level AUROC: 1 is perfect, 0.5 is "
+        "chance), for the best SAE feature, the best MLP neuron and a linear probe. A short feature bar beside a "
+        "long probe bar means the SAE split the concept into narrower features (absorption), not that it lacks it.",
+}
+
+_TITLES = {"training_curves.png": "training curves", "log_density.png": "feature density",
+           "concept_detectors.png": "concept detectors", "concept_auroc.png": "concept AUROC"}
+
+
+# ----------------------------------------------------------------------------- Markdown text
+
+
+def _md_text(s) -> str:
+    """Any text as literal Markdown: one line, Markdown's active characters backslash-escaped (so
+    a run named `[x](javascript:...)` is text, not a link, in report.md as well as report.html)."""
+    s = re.sub(r"[\r\n]+", " ↵ ", str(s))
+    s = re.sub(r"([\\`*\[\]<>|&~!#])", r"\\\1", s)
+    return re.sub(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", r"\\_", s)  # inside a word `_` is literal anyway
+
+
+def _code(s, cell: bool = False) -> str:
+    """Text as one Markdown code span, literal however many backticks it holds; in a table `cell`
+    its `|` are escaped, as GitHub tables need."""
+    s = re.sub(r"[\r\n]+", "↵", str(s))
+    if cell:
+        s = s.replace("|", "\\|")
+    run = max((len(r) for r in re.findall(r"`+", s)), default=0)
+    pad = " " if s.startswith("`") or s.endswith("`") or not s.strip() else ""
+    return f"{'`' * (run + 1)}{pad}{s}{pad}{'`' * (run + 1)}"
+
+
+def _f(v, nd: int = 3) -> str:
+    if isinstance(v, float):
+        return f"{v:.{nd}f}"
+    return "—" if v is None else _md_text(v)
+
+
+def _pct(v) -> str:
+    return f"{v:.0%}" if isinstance(v, (int, float)) else "—"
+
+
+def _clip(text: str, n: int = 110) -> str:
+    """The first ~n characters of `text` on one line, cut at a word boundary with an ellipsis."""
+    text = " ".join(str(text).replace("\n", " ↵ ").split())
+    if len(text) <= n:
+        return text
+    cut = text[:n + 1].rsplit(" ", 1)[0]
+    return (cut if len(cut) > n // 2 else text[:n]).rstrip(" .,;:") + "…"
+
 
 def _load(run: Path, name: str) -> dict:
     p = run / name
     return json.loads(p.read_text()) if p.exists() else {}
 
 
-def _f(v, nd: int = 3) -> str:
-    if isinstance(v, float):
-        return f"{v:.{nd}f}"
-    return "—" if v is None else str(v)
+def _feature_link(run: Path, f) -> str:
+    """A feature id, linked to its dashboard page when that page exists."""
+    f = int(f)
+    page = f"dashboard/features/f{f}.html"
+    return f"[{f}]({page})" if (run / page).exists() else str(f)
+
+
+def _is_toy(cfg: dict) -> bool:
+    return cfg.get("corpus", "toy") == "toy"
+
+
+# ----------------------------------------------------------------------------- sections
 
 
 def report_markdown(run: str | Path) -> str:
     """The report as Markdown (figures as relative links)."""
     run = Path(run)
     cfg, stages, m, steer = (_load(run, n) for n in ("config.json", "stages.json", "metrics.json", "steering.json"))
-    out = [f"# Report: run `{run.name}` (preset `{cfg.get('name', '?')}`, seed {cfg.get('seed', '?')})", ""]
-    out += ["Dictionary learning on a one-layer toy transformer: Towards Monosemanticity's experiment and "
-            "Scaling Monosemanticity's steering demonstrations, reproduced on a labelled toy world.", ""]
-
+    out = [f"# Report: run {_code(run.name)} (preset {_code(cfg.get('name', '?'))}, seed {_f(cfg.get('seed', '?'))})", ""]
+    out += _warnings(m)
+    out += [_intro(cfg), ""]
+    out += _summary(run, m, steer, stages)
     out += _detector_section(m, run)
-    lm = stages.get("lm", {})
-    out += ["## Language model", "",
-            f"Validation loss {_f(lm.get('val_loss'))} nats/token; on-concept rate of sampled continuations "
-            f"{_f(lm.get('on_concept_rate'), 2)} (prompted with a held-out segment's first words).", ""]
-    if lm.get("val_loss_by_concept"):
-        out += ["| concept | validation loss (nats/token) |", "|---|---|"]
-        out += [f"| {k} | {v:.3f} |" for k, v in lm["val_loss_by_concept"].items()]
-        out += [""]
-
-    s = m.get("sae", {})
-    if s:
-        out += ["## Sparse autoencoder", "",
-                f"{s.get('arch')} SAE with {s.get('d_sae')} features on `{s.get('site')}`, evaluated on "
-                f"{s.get('n_tokens', 0):,} held-out tokens.", "",
-                "| metric | ours | paper |", "|---|---|---|"]
-        rows = [("L0 (active features / token)", "l0"), ("FVU", "fvu"), ("NMSE", "nmse"),
-                ("CE loss recovered (zero-ablation)", "ce_recovered_zero"),
-                ("CE loss recovered (mean-ablation)", "ce_recovered_mean"),
-                ("CE added by the splice (nats/token)", "ce_added_nats"), ("KL (nats/token)", "kl"),
-                ("dead fraction", "dead_fraction"), ("ultralow fraction (< 1e-5)", "ultralow_fraction"),
-                ("dense fraction (> 10%)", "dense_fraction")]
-        out += [f"| {label} | {_f(s.get(k))} | {PAPER.get(k, '')} |" for label, k in rows]
-        out += [""]
-
-    if m.get("concepts"):
-        out += ["## Absorption diagnostic: token AUROC of the best single unit", "",
-                "Token-level AUROC of the best single unit at detecting each concept's tokens. It punishes a dictionary "
-                "that splits a concept into narrower features (absorption), so read it beside the detectors above, not "
-                "instead of them. The feature's "
-                "precision/recall at its best threshold and the share of its activation mass on the concept "
-                "(Towards Monosemanticity's Arabic feature: 81%). The last column is a linear probe on the same "
-                "activations (difference of class means, fitted and scored on disjoint halves of the held-out "
-                "tokens): what one direction can do when it is *told* the concept.", "",
-                "| concept | feature | AUROC | precision | recall | mass share | neuron | neuron AUROC | probe AUROC |",
-                "|---|---|---|---|---|---|---|---|---|"]
-        for name, c in m["concepts"].items():
-            out.append(f"| {name} | [{c['feature']}](dashboard/features/f{c['feature']}.html) | {c['auroc']:.3f} | "
-                       f"{c['precision']:.2f} | {c['recall']:.2f} | {c['mass_share']:.2f} | {c.get('neuron', '')} | "
-                       f"{_f(c.get('neuron_auroc'))} | {_f(c.get('probe_auroc'))} |")
-        out += [""]
-
-    if steer.get("golden_gate"):
-        gg = steer["golden_gate"]
-        out += ["## Steering", "",
-                f"**Golden Gate** (feature {gg['feature']}, max activation {gg['max_act']:.2f}; Scaling "
-                f"Monosemanticity clamped theirs at 10×): on-topic rate without clamping {gg['rate_baseline']:.0%}.", "",
-                "| clamp (× max) | on topic | mentions | CE of the text (nats/token) | example |", "|---|---|---|---|---|"]
-        for r in gg["sweep"]:
-            ex = r["example"][:80].replace("|", "\\|").replace("\n", "↵")
-            out.append(f"| {r['multiple']} | {r['rate']:.0%} | {r['mention_rate']:.0%} | {r['ce']:.2f} | `{ex}` |")
-        us = steer.get("unsafe_code", {})
-        if us:
-            out += ["", f"**Unsafe code** (feature {us['feature']}): unsafe completions {us['rate_baseline']:.0%} "
-                    f"unsteered, {us['rate_clamped']:.0%} clamped at {us['multiple']}×; on prompts that start unsafe "
-                    f"{us['rate_unsafe_start']:.0%}, {us['rate_suppressed']:.0%} with the feature at 0; as a detector of "
-                    f"unsafe snippets, AUROC {us['detector_auroc']:.3f}."]
-            if us.get("lm_context"):
-                lc = us["lm_context"]
-                out += ["", f"Does the model know unsafe code comes in unsafe files? It gives an insecure construct "
-                        f"probability {lc['p_after_unsafe']:.2f} after insecure snippets and {lc['p_after_safe']:.2f} "
-                        f"after the same snippets made safe ({lc['n_segments']} held-out segments); if these are "
-                        "equal, no feature can carry an unsafe context."]
-            out += [""]
-
-    figs = sorted((run / "figures").glob("*.png")) if (run / "figures").exists() else []
-    figs = [f for f in figs if f.name != "concept_detectors.png"]  # shown with the detectors
-    if figs:
-        out += ["## Figures", ""]
-        out += [f"![{f.stem}](figures/{f.name})" for f in figs]
-        out += [""]
+    out += _lm_section(stages, _is_toy(cfg))
+    out += _sae_section(m)
+    out += _absorption_section(m, run)
+    out += _steering_section(steer)
+    out += _figures_section(run)
     if (run / "dashboard" / "index.html").exists():
         out += ["## Dashboard", "", "Every feature's contexts, density and logit effects: "
                 "[dashboard/index.html](dashboard/index.html).", ""]
-
-    out += ["## Configuration", "", "| field | value |", "|---|---|"]
-    out += [f"| {k} | `{v}` |" for k, v in preset_fields(preset_of_run(run)).items()]
-    out += ["", "## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
-    out += [f"| {k} | {v.get('seconds', 0):.1f} |" for k, v in stages.items()]
-    total = sum(v.get("seconds", 0) for v in stages.values())
-    out += [f"| **total** | **{total:.1f}** |", ""]
+    out += _configuration_section(run, stages)
     return "\n".join(out)
+
+
+def _warnings(m: dict) -> list[str]:
+    """metrics.json's `warnings` (a degenerate SAE: every feature dead, a meaningless CE ratio...),
+    first thing under the title: every number below is to be read in their light."""
+    return [line for w in m.get("warnings", []) for line in (f"**Warning:** {_md_text(w)}", "")]
+
+
+def _intro(cfg: dict) -> str:
+    corpus = cfg.get("corpus", "toy")
+    if corpus == "toy":
+        return ("Dictionary learning on a one-layer toy transformer: Towards Monosemanticity's experiment and "
+                "Scaling Monosemanticity's steering demonstrations, reproduced on a labelled toy world.")
+    text = ("the Python standard library's source" if corpus == "pystdlib"
+            else f"the text of {_code(corpus)}")
+    return (f"Dictionary learning on a one-layer transformer trained on real text ({text}): Towards "
+            "Monosemanticity's experiment. Real text has no concept labels, so this report has the "
+            "reconstruction, sparsity and loss numbers and the feature dashboard, but no concept detectors, "
+            "on-concept rate or steering demonstrations (those need the labelled toy world).")
+
+
+def _summary(run: Path, m: dict, steer: dict, stages: dict) -> list[str]:
+    """The headline results beside the papers', the steering example, and where to look next."""
+    s = m.get("sae", {})
+    if not s:
+        return []
+    out = ["## Summary", "", "| result | this run | the papers |", "|---|---|---|",
+           f"| L0 (features active per token; lower is sparser) | {_f(s.get('l0'), 1)} | {PAPER['l0']} |",
+           f"| NMSE (FVU) of the reconstruction | {_f(s.get('nmse'))} ({_f(s.get('fvu'))}) | {PAPER['nmse']} |",
+           f"| CE loss recovered (zero-ablation; 1 is perfect) | {_f(s.get('ce_recovered_zero'))} | "
+           f"{PAPER['ce_recovered_zero']} |"]
+    if isinstance(s.get("dead_fraction"), (int, float)) and isinstance(s.get("d_sae"), int):
+        dead = round(s["dead_fraction"] * s["d_sae"])
+        out.append(f"| dead features (never fire on held-out text) | {dead:,} / {s['d_sae']:,} = "
+                   f"{s['dead_fraction']:.1%} | {PAPER['dead_fraction']} |")
+    d = m.get("detectors")
+    if d:
+        out.append(f"| concepts with a detector (Towards Monosemanticity's claim: features, not neurons) | "
+                   f"features {_f(d.get('features'))} of {_f(d.get('of'))}, neurons {_f(d.get('neurons'))} of "
+                   f"{_f(d.get('of'))} | A/1's Arabic, DNA and base64 features; its neurons polysemantic |")
+    out += [""] + _steering_summary(steer) + _links(run)
+    return out
+
+
+def _steering_example(gg: dict, r: dict) -> str:
+    """One sampled continuation of a steering row, with its prompt in bold.
+
+    golden_gate_demo's `example` is its first sample (`texts[0]`), the continuation of the first
+    prompt; steering.json stores that prompt as `prompt` (runs from before it did: the first of
+    `NEUTRAL_PROMPTS`, the prompts the pipeline steers)."""
+    prompt, text = r.get("prompt") or (gg.get("prompts") or NEUTRAL_PROMPTS)[0], str(r.get("example", ""))
+    space = " " if text[:1].isspace() else ""  # the continuation may go on mid-word ("soup" + "ail ...")
+    return f"**{_md_text(prompt)}**{space}{_md_text(_clip(text))}"
+
+
+def _steering_summary(steer: dict) -> list[str]:
+    gg = steer.get("golden_gate")
+    if not gg:
+        return []
+    row = next((r for r in gg.get("sweep", []) if r.get("multiple") == gg.get("multiple")), None)
+    out = [f"**Steering.** Clamping the Golden Gate feature ({_f(gg['feature'])}) at {_f(gg['multiple'])}× its "
+           f"maximum activation turns continuations of neutral prompts on-topic: {_pct(gg.get('rate_baseline'))} "
+           f"unsteered, {_pct(gg.get('rate_clamped'))} clamped (Scaling Monosemanticity clamped theirs at 10×)."]
+    if row and row.get("example"):
+        out += ["", f"Clamped at {_f(gg['multiple'])}×: {_steering_example(gg, row)}"]
+    return out + [""]
+
+
+def _links(run: Path) -> list[str]:
+    links = []
+    if (run / "dashboard" / "index.html").exists():
+        links.append("browse every feature in the [dashboard](dashboard/index.html)")
+    figs = [f for f in _figures(run)]
+    if figs:
+        links.append("figures: " + ", ".join(f"[{_TITLES.get(f.name, _md_text(f.stem))}](figures/{f.name})"
+                                            for f in figs))
+    return ["Next: " + "; ".join(links) + ".", ""] if links else []
+
+
+def _lm_section(stages: dict, toy: bool) -> list[str]:
+    lm = stages.get("lm", {})
+    if not lm:
+        return []
+    line = f"Validation loss {_f(lm.get('val_loss'))} nats/token"
+    if toy:
+        line += (f"; on-concept rate of sampled continuations {_f(lm.get('on_concept_rate'), 2)} (prompted with a "
+                 "held-out segment's first words)")
+    out = ["## Language model", "", line + ".", ""]
+    if toy and lm.get("val_loss_by_concept"):
+        out += ["| concept | validation loss (nats/token) |", "|---|---|"]
+        out += [f"| {_md_text(k)} | {_f(v)} |" for k, v in lm["val_loss_by_concept"].items()]
+        out += [""]
+    return out
+
+
+def _sae_section(m: dict) -> list[str]:
+    s = m.get("sae", {})
+    if not s:
+        return []
+    out = ["## Sparse autoencoder", "",
+           f"{_md_text(s.get('arch'))} SAE with {_f(s.get('d_sae'))} features on {_code(s.get('site'))}, evaluated on "
+           f"{s.get('n_tokens', 0):,} held-out tokens.", "",
+           "| metric | ours | paper |", "|---|---|---|"]
+    rows = [("L0 (active features / token)", "l0"), ("FVU", "fvu"), ("NMSE", "nmse"),
+            ("CE loss recovered (zero-ablation)", "ce_recovered_zero"),
+            ("CE loss recovered (mean-ablation)", "ce_recovered_mean"),
+            ("CE added by the splice (nats/token)", "ce_added_nats"), ("KL (nats/token)", "kl"),
+            ("dead fraction", "dead_fraction"), ("ultralow fraction (< 1e-5)", "ultralow_fraction"),
+            ("dense fraction (> 10%)", "dense_fraction")]
+    out += [f"| {label} | {_f(s.get(k))} | {PAPER.get(k, '')} |" for label, k in rows]
+    return out + [""]
 
 
 def _detector_section(m: dict, run: Path) -> list[str]:
@@ -152,51 +278,236 @@ def _detector_section(m: dict, run: Path) -> list[str]:
             if not e:
                 cells += ["—"] * 3
                 continue
-            u = e[unit]
-            label = f"[{u}](dashboard/features/f{u}.html)" if unit == "feature" else str(u)
+            label = _feature_link(run, e[unit]) if unit == "feature" else str(int(e[unit]))
             cells += [f"**{label}**" if c.get(key) else f"none (closest: {label})",
                       f"{e['share']:.2f}", f"{e['segment_recall']:.2f}"]
-        out.append(f"| {name} | " + " | ".join(cells) + " |")
+        out.append(f"| {_md_text(name)} | " + " | ".join(cells) + " |")
     out += [""]
     if (run / "figures" / "concept_detectors.png").exists():
-        out += ["![concept_detectors](figures/concept_detectors.png)", ""]
+        out += _figure("concept_detectors.png")
     return out
 
 
-def _markdown_to_html(md: str, run: Path) -> str:
-    """A small Markdown subset (headings, tables, images, links, code, bold) to HTML, images inlined."""
-    def inline(t: str) -> str:
-        t = html.escape(t, quote=False)
-        t = re.sub(r"`([^`]*)`", r"<code>\1</code>", t)
-        t = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", t)
-        return re.sub(r"\[([^\]]+)\]\(([^)]+)\)", r'<a href="\2">\1</a>', t)
+def _absorption_section(m: dict, run: Path) -> list[str]:
+    if not m.get("concepts"):
+        return []
+    out = ["## Absorption diagnostic: token AUROC of the best single unit", "",
+           "Token-level AUROC of the best single unit at detecting each concept's tokens. It punishes a dictionary "
+           "that splits a concept into narrower features (absorption), so read it beside the detectors above, not "
+           "instead of them. The feature's "
+           "precision/recall at its best threshold and the share of its activation mass on the concept "
+           "(Towards Monosemanticity's Arabic feature: 81%). The last column is a linear probe on the same "
+           "activations (difference of class means, fitted and scored on disjoint halves of the held-out "
+           "tokens): what one direction can do when it is *told* the concept.", "",
+           "| concept | feature | AUROC | precision | recall | mass share | neuron | neuron AUROC | probe AUROC |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for name, c in m["concepts"].items():
+        out.append(f"| {_md_text(name)} | {_feature_link(run, c['feature'])} | {c['auroc']:.3f} | "
+                   f"{c['precision']:.2f} | {c['recall']:.2f} | {c['mass_share']:.2f} | {_f(c.get('neuron', ''))} | "
+                   f"{_f(c.get('neuron_auroc'))} | {_f(c.get('probe_auroc'))} |")
+    return out + [""]
 
-    body, table = [], []
+
+def _steering_section(steer: dict) -> list[str]:
+    if not steer.get("golden_gate"):
+        return []
+    gg = steer["golden_gate"]
+    out = ["## Steering", "",
+           f"**Golden Gate** (feature {_f(gg['feature'])}, max activation {gg['max_act']:.2f}; Scaling "
+           f"Monosemanticity clamped theirs at 10×): on-topic rate without clamping {_pct(gg['rate_baseline'])}. "
+           "Each example is the first sampled continuation (after the prompt in bold) at that clamp.", "",
+           "| clamp (× max) | on topic | mentions | CE of the text (nats/token) | example |", "|---|---|---|---|---|"]
+    for r in gg["sweep"]:
+        out.append(f"| {_f(r['multiple'])} | {_pct(r['rate'])} | {_pct(r['mention_rate'])} | {_f(r['ce'], 2)} | "
+                   f"{_steering_example(gg, r)} |")
+    us = steer.get("unsafe_code", {})
+    if us:
+        out += ["", f"**Unsafe code** (feature {_f(us['feature'])}): unsafe completions {_pct(us['rate_baseline'])} "
+                f"unsteered, {_pct(us['rate_clamped'])} clamped at {_f(us['multiple'])}×; on prompts that start unsafe "
+                f"{_pct(us['rate_unsafe_start'])}, {_pct(us['rate_suppressed'])} with the feature at 0; as a detector "
+                f"of unsafe snippets, AUROC {us['detector_auroc']:.3f}."]
+        if us.get("lm_context"):
+            lc = us["lm_context"]
+            out += ["", f"Does the model know unsafe code comes in unsafe files? It gives an insecure construct "
+                    f"probability {lc['p_after_unsafe']:.2f} after insecure snippets and {lc['p_after_safe']:.2f} "
+                    f"after the same snippets made safe ({_f(lc['n_segments'])} held-out segments); if these are "
+                    "equal, no feature can carry an unsafe context."]
+    return out + [""]
+
+
+def _figures(run: Path) -> list[Path]:
+    """The run's figures, in `CAPTIONS` order, then any other."""
+    d = run / "figures"
+    found = {f.name: f for f in d.glob("*.png")} if d.is_dir() else {}
+    return [found[n] for n in CAPTIONS if n in found] + [found[n] for n in sorted(found) if n not in CAPTIONS]
+
+
+def _figure(name: str) -> list[str]:
+    """An image and its caption (an italic line: `_markdown_to_html` makes it a <figcaption>)."""
+    caption = CAPTIONS.get(name) or f"Figure {Path(name).stem}."
+    return [f"![{_md_text(Path(name).stem)}](figures/{name})", "", f"*{_md_text(caption)}*", ""]
+
+
+def _figures_section(run: Path) -> list[str]:
+    figs = [f for f in _figures(run) if f.name != "concept_detectors.png"]  # shown with the detectors
+    if not figs:
+        return []
+    return ["## Figures", ""] + [line for f in figs for line in _figure(f.name)]
+
+
+def _configuration_section(run: Path, stages: dict) -> list[str]:
+    out = []
+    if (run / "config.json").exists():
+        out += ["## Configuration", "", "| field | value |", "|---|---|"]
+        out += [f"| {_md_text(k)} | {_code(v, cell=True)} |" for k, v in preset_fields(preset_of_run(run)).items()]
+        out += [""]
+    out += ["## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
+    out += [f"| {_md_text(k)} | {v.get('seconds', 0):.1f} |" for k, v in stages.items()]
+    total = sum(v.get("seconds", 0) for v in stages.values())
+    return out + [f"| **total** | **{total:.1f}** |", ""]
+
+
+# ----------------------------------------------------------------------------- HTML
+
+_PUNCT = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+_STYLE = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}"
+          "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:90%}"
+          "img{max-width:100%}code{background:#f3f3f3}figure{margin:1.5em 0}"
+          "figcaption{color:#444;font-size:92%;max-width:900px;margin-top:.3em}"
+          "p.warning{background:#fff3cd;border:1px solid #e0b000;padding:.5em .8em}")
+
+
+def safe_link_target(target: str, image: bool = False) -> bool:
+    """Whether `target` may become a link: http(s), or a relative path (no scheme, so never
+    `javascript:`; no leading `/`). An image must be a relative path inside the run (it is read
+    and inlined), so `..` is refused there."""
+    if re.search(r"[\s\x00-\x1f\x7f<>\"'`\\]", target) or not target:
+        return False
+    if re.match(r"https?://", target, re.I):
+        return not image
+    if ":" in target or target.startswith("/"):
+        return False
+    return not (image and ".." in target.split("/"))
+
+
+class _Inline:
+    """Markdown inline syntax to HTML: backslash escapes and code spans are read first, left to
+    right, and kept aside as placeholders, so nothing inside them becomes a link or bold."""
+
+    def __init__(self):
+        self.kept: list[tuple[str, str]] = []  # (raw text, html) of each placeholder
+
+    def _keep(self, raw: str, out: str) -> str:
+        self.kept.append((raw, out))
+        return f"\x00{len(self.kept) - 1}\x00"
+
+    def _restore(self, t: str, raw: bool) -> str:
+        while "\x00" in t:
+            t = re.sub(r"\x00(\d+)\x00", lambda m: self.kept[int(m.group(1))][0 if raw else 1], t)
+        return t
+
+    def _protect(self, t: str) -> str:
+        out, i = [], 0
+        while i < len(t):
+            c = t[i]
+            if c == "\\" and i + 1 < len(t) and t[i + 1] in _PUNCT:
+                out.append(self._keep(t[i + 1], html.escape(t[i + 1])))
+                i += 2
+            elif c == "`":
+                fence = re.match(r"`+", t[i:]).group(0)
+                close = re.compile(rf"(?<!`){fence}(?!`)").search(t, i + len(fence))
+                if close is None:
+                    out.append(self._keep(fence, fence))
+                    i += len(fence)
+                    continue
+                code = t[i + len(fence):close.start()]
+                if len(code) > 1 and code[0] == code[-1] == " " and code.strip():
+                    code = code[1:-1]
+                out.append(self._keep(code, f"<code>{html.escape(code)}</code>"))
+                i = close.end()
+            else:
+                out.append(c)
+                i += 1
+        return "".join(out)
+
+    def _emphasis(self, t: str) -> str:
+        t = html.escape(t, quote=False)
+        t = re.sub(r"\*\*(?=\S)(.+?)(?<=\S)\*\*", r"<b>\1</b>", t)
+        return re.sub(r"(?<![*\w])\*(?=[^\s*])(.+?)(?<=[^\s*])\*(?![*\w])", r"<em>\1</em>", t)
+
+    def _link(self, m: re.Match) -> str:
+        """A link to a safe target; anything else, and an image inside a line (a refused one), as text."""
+        text, target = m.group(2), self._restore(m.group(3), raw=True)
+        if m.group(1) or not safe_link_target(target):
+            return self._keep(m.group(0), self._emphasis(self._restore(m.group(0), raw=True)))
+        return self._keep(m.group(0), f'<a href="{html.escape(target, quote=True)}">{self._emphasis(text)}</a>')
+
+    def __call__(self, t: str) -> str:
+        t = self._protect(t.replace("\x00", ""))
+        t = re.sub(r"(!?)\[([^\]]*)\]\(([^()\s]*)\)", self._link, t)
+        return self._restore(self._emphasis(t), raw=False)
+
+
+def _table_html(rows: list[list[str]], inline) -> str:
+    head, *body = rows
+    return ("<table><tr>" + "".join(f"<th>{inline(c)}</th>" for c in head) + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in body) + "</table>")
+
+
+def _image_html(alt: str, target: str, run: Path) -> str | None:
+    """The image inlined as base64 (so report.html can be mailed), or None when `target` is not a
+    file inside the run (then the line is shown as text)."""
+    path = run / target
+    if not safe_link_target(target, image=True) or not path.is_file():
+        return None
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(alt, quote=True)}" src="data:image/png;base64,{data}">'
+
+
+def _markdown_to_html(md: str, run: Path) -> str:
+    """A small Markdown subset to HTML, images inlined: headings, paragraphs, tables (GitHub's
+    `\\|` in cells), images, an italic line after an image as its caption, `- ` lists, links,
+    code spans, bold, italics and backslash escapes. Links and images go only to relative paths
+    and http(s) (`safe_link_target`); anything else is shown as text."""
+    inline = _Inline()
+    body: list[str] = []
+    table: list[list[str]] = []
+    items: list[str] = []
     for line in md.splitlines() + [""]:
         if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split(" | ")]
-            if not set("".join(cells)) <= set("-|"):
+            cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
+            if not all(re.fullmatch(r":?-+:?", c) for c in cells):
                 table.append(cells)
             continue
         if table:
-            head, *rows = table
-            body.append("<table><tr>" + "".join(f"<th>{inline(c)}</th>" for c in head) + "</tr>"
-                        + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in rows)
-                        + "</table>")
+            body.append(_table_html(table, inline))
             table = []
-        img = re.match(r"!\[([^\]]*)\]\(([^)]+)\)", line)
-        if img:
-            data = base64.b64encode((run / img.group(2)).read_bytes()).decode("ascii")
-            body.append(f'<p><img alt="{html.escape(img.group(1))}" src="data:image/png;base64,{data}"></p>')
+        if line.startswith("- "):
+            items.append(f"<li>{inline(line[2:])}</li>")
+            continue
+        if items:
+            body.append("<ul>" + "".join(items) + "</ul>")
+            items = []
+        if not line.strip():
+            continue
+        img = re.fullmatch(r"!\[([^\]]*)\]\(([^()\s]+)\)", line.strip())
+        tag = _image_html(inline._restore(inline._protect(img.group(1)), raw=True),
+                          inline._restore(inline._protect(img.group(2)), raw=True), run) if img else None
+        caption = re.fullmatch(r"\*(?=[^\s*])(.+)(?<=[^\s*])\*", line.strip())
+        if tag:
+            body.append(f"<figure>{tag}</figure>")
+        elif caption and body and body[-1].endswith("</figure>"):  # an image's caption
+            body[-1] = body[-1].replace("</figure>", f"<figcaption>{inline(caption.group(1))}</figcaption></figure>")
         elif line.startswith("#"):
             level = len(line) - len(line.lstrip("#"))
             body.append(f"<h{level}>{inline(line[level:].strip())}</h{level}>")
-        elif line.strip():
+        elif line.startswith("**Warning:**"):
+            body.append(f'<p class="warning">{inline(line)}</p>')
+        else:
             body.append(f"<p>{inline(line)}</p>")
-    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:90%}"
-             "img{max-width:100%}code{background:#f3f3f3}")
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>sae report</title><style>{style}</style></head><body>{''.join(body)}</body></html>"
+    title = html.escape(f"sae report: {run.name}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{_STYLE}</style>"
+            f"</head><body>{''.join(body)}</body></html>")
 
 
 def write_report(run: str | Path) -> tuple[Path, Path]:

@@ -28,7 +28,7 @@ from sae.interpret import FeatureStats, feature_stats
 from sae.tokenizer import Tokenizer
 from sae.train_lm import TrainLMConfig, lm_schedule
 from sae.train_sae import TrainSAEConfig, sae_schedule
-from sae.utils import atomic_write_json
+from sae.utils import atomic_write_json, read_json
 
 
 @dataclass(frozen=True)
@@ -154,22 +154,53 @@ def with_overrides(p: Preset, settings: list[str]) -> Preset:
 
 
 def preset_from_dict(d: dict, where: str) -> Preset:
-    """The inverse of `asdict(preset)` (JSON turns tuples into lists), with errors naming `where`."""
+    """The inverse of `asdict(preset)` (JSON turns tuples into lists), with one-line errors that
+    name `where` and the offending key."""
     hints = typing.get_type_hints(Preset)
-    if not isinstance(d, dict) or set(d) - set(hints) or not {"name", "description"} <= set(d):
+    fix = "fix it, or delete the run directory to start over"
+    if not isinstance(d, dict):
         raise ValueError(f"{where} is not a configuration of this version of sae (a JSON object with the keys "
                          f"{', '.join(hints)}); delete the run directory to start over")
+    unknown = [k for k in d if k not in hints]
+    if unknown:
+        raise ValueError(f"{where} is not a configuration of this version of sae: unknown key(s) "
+                         f"{', '.join(map(repr, unknown))} (valid keys: {', '.join(hints)}); {fix}")
+    missing = [k for k in ("name", "description") if k not in d]
+    if missing:
+        raise ValueError(f"{where} is not a configuration of this version of sae: missing key(s) "
+                         f"{', '.join(map(repr, missing))}; {fix}")
     kw = {}
     for key, value in d.items():
         hint = hints[key]
         if is_dataclass(hint):
-            sub = typing.get_type_hints(hint)
-            if not isinstance(value, dict) or set(value) - set(sub):
-                raise ValueError(f"{where}: {key} must be an object with fields of {hint.__name__}: {', '.join(sub)}")
-            kw[key] = hint(**{k: _coerce(v, sub[k], f"{where}: {key}.{k}") for k, v in value.items()})
+            kw[key] = _config_from_dict(hint, value, key, where, fix)
         else:
-            kw[key] = _coerce(value, hint, f"{where}: {key}")
+            kw[key] = _coerce_or_explain(value, hint, f"{where}: {key}", fix)
     return Preset(**kw)
+
+
+def _config_from_dict(cls, value, key: str, where: str, fix: str):
+    """One nested config (`gpt`, `sae`, ...) of a config.json, its own checks (`__post_init__`) included."""
+    sub = typing.get_type_hints(cls)
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: {key} must be an object with fields of {cls.__name__}: {', '.join(sub)}, "
+                         f"got {value!r}; {fix}")
+    unknown = [k for k in value if k not in sub]
+    if unknown:
+        raise ValueError(f"{where}: {key} has unknown field(s) {', '.join(map(repr, unknown))} (fields of "
+                         f"{cls.__name__}: {', '.join(sub)}); {fix}")
+    kw = {k: _coerce_or_explain(v, sub[k], f"{where}: {key}.{k}", fix) for k, v in value.items()}
+    try:
+        return cls(**kw)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{where}: {key}: {e}; {fix}") from None
+
+
+def _coerce_or_explain(value, hint, name: str, fix: str):
+    try:
+        return _coerce(value, hint, name)
+    except ValueError as e:
+        raise ValueError(f"{e}; {fix}") from None
 
 
 def preset_of_run(run: str | Path) -> Preset:
@@ -194,12 +225,24 @@ def check_config(p: Preset, run: Path) -> None:
         return
     old = preset_of_run(run)
     if old != p:
-        a, b = preset_fields(old), preset_fields(p)
-        diff = {k: (a.get(k), v) for k, v in b.items() if a.get(k) != v}
-        if old.name != p.name:
-            diff["preset"] = (old.name, p.name)
+        # every field, also those --set cannot reach (name, description, sae.d_in, ...): a
+        # hand-edited config.json may differ only there, and the message must say where
+        a, b = _all_fields(old), _all_fields(p)
+        diff = {("preset" if k == "name" else k): (a.get(k), v) for k, v in b.items() if a.get(k) != v}
         raise ValueError(f"{run} holds a run with a different configuration (field: (old, new) {diff}); "
                          f"use another --out directory, or delete {run} to start over")
+
+
+def _all_fields(p: Preset) -> dict[str, object]:
+    """Every field of `p` by dotted name, derived ones included (unlike `preset_fields`)."""
+    out: dict[str, object] = {}
+    for f in fields(p):
+        v = getattr(p, f.name)
+        if is_dataclass(v):
+            out.update({f"{f.name}.{g.name}": getattr(v, g.name) for g in fields(v)})
+        else:
+            out[f.name] = v
+    return out
 
 
 # ----------------------------------------------------------------------------- text and models
@@ -267,6 +310,44 @@ def run_feature_stats(run: str | Path, name: str = "sae", device: str = "cpu") -
 def run_detectors(run: str | Path) -> dict[int, str]:
     """{feature: concept} for every concept-detector feature of the run (`metrics.json`; empty
     when there is none), each concept's chosen detector first."""
-    path = Path(run) / "metrics.json"
-    concepts = json.loads(path.read_text()).get("concepts", {}) if path.exists() else {}
+    concepts = read_run_json(run, "metrics.json").get("concepts", {}) if (Path(run) / "metrics.json").exists() else {}
     return {f: name for name, c in concepts.items() for f in c.get("detector_features", [])}
+
+
+# ----------------------------------------------------------------------------- the run's JSON files
+
+# The JSON files the stages write (besides config.json), all read back by later stages or the
+# report; `reproduce` reads every one of them.
+RUN_JSON_FILES = ("stages.json", "metrics.json", "lm_history.json", "sae_history.json", "steering.json")
+
+
+def json_fix(run: str | Path, name: str) -> str:
+    """What to do about a broken JSON file `name` of a run: delete it and re-run what writes it."""
+    again = "re-run the `python -m sae reproduce` command that made the run (finished stages are skipped)"
+    if name == "metrics.json":
+        return f"delete it and re-run `python -m sae evaluate --run {run}`"
+    if name.endswith("_metrics.json"):
+        return f"delete it and re-run `python -m sae evaluate --run {run} --sae {name[:-len('_metrics.json')]}`"
+    if name.endswith("_history.json") and name not in ("lm_history.json", "sae_history.json"):
+        sae = name[:-len("_history.json")]
+        return f"delete it and {sae}.pt, and re-run `python -m sae train-sae --run {run} --name {sae}`"
+    if name == "stages.json":
+        return f"delete it (it only summarises the stages) and {again}"
+    return f"delete it and {again}"
+
+
+def read_run_json(run: str | Path, name: str):
+    """The run's JSON file `name` (a list for histories, else an object), or a one-line error
+    naming the file and how to rebuild it."""
+    kind = list if name.endswith("_history.json") else dict
+    return read_json(Path(run) / name, kind, json_fix(run, name))
+
+
+def check_run_files(run: str | Path, names=RUN_JSON_FILES) -> None:
+    """Read every JSON file in `names` that the run has (config.json too, if named), so that a
+    truncated or hand-broken one stops a command before its work, with one line naming it."""
+    for name in names:
+        if name == "config.json":
+            preset_of_run(run)
+        elif (Path(run) / name).exists():
+            read_run_json(run, name)

@@ -43,25 +43,58 @@ from sae.world import RISKS
 _MULTIPLE = re.compile(r"^\s*([-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)\s*[xX×]\s*$")
 
 
-def parse_value(value: str | float, max_act: float, allow_negative: bool = True) -> float:
-    """`"10x"` -> 10 × max_act; `"3.5"` or 3.5 -> 3.5 (absolute). Clear errors for anything else."""
+# The largest clamp `parse_value` accepts, as a multiple of the feature's max activation. The
+# paper clamps at 10×. By 1000× the output has stopped depending on the value (the final layer
+# norm divides the huge activation away: on the smoke run the next-token distribution moves by
+# under 0.1 in total variation from 100× to 1000× and under 0.01 from 1000× to 10000×), and far
+# beyond it (about 1e20 in absolute units there) the layer norm's squares overflow float32, the
+# logits become inf/nan and sampling fails. So 1000× keeps every useful value and stops every
+# broken one.
+MAX_MULTIPLE = 1000.0
+
+
+def parse_value(value: str | float, max_act: float, allow_negative: bool = True, feature: int | None = None) -> float:
+    """`"10x"` -> 10 × max_act; `"3.5"` or 3.5 -> 3.5 (absolute). Clear one-line errors for anything else.
+
+    Refused: text that is not a number, non-finite values (inf, nan, 1e400), magnitudes above
+    `MAX_MULTIPLE` (1000) × max_act (above 1000 in absolute units for a feature that never fired,
+    whose max is 0; see `MAX_MULTIPLE` for why), and any multiple of a feature that never fired
+    (it would silently clamp to 0). `feature` only names the feature in the messages.
+    """
+    name = "the feature" if feature is None else f"feature {feature}"
+    max_act = float(max_act)
     if isinstance(value, (int, float)):
         v = float(value)
     else:
         text = str(value).strip()
         m = _MULTIPLE.match(text)
         if m:
-            v = float(m.group(1)) * float(max_act)
-            if float(m.group(1)) < 0 and not allow_negative:
+            multiple = float(m.group(1))
+            if multiple < 0 and not allow_negative:
                 raise ValueError(f"negative multiple {text!r} is not allowed here; use 0x to switch the feature off")
+            if max_act <= 0 and np.isfinite(multiple):
+                raise ValueError(f"{name} never fired on the held-out text (max activation 0), so {text!r} would "
+                                 f"clamp it to 0; give an absolute value like 5, or pick another feature")
+            v = multiple * max_act
         else:
             try:
                 v = float(text)
             except ValueError:
                 raise ValueError(f"cannot read the value {value!r}: give an absolute activation like 3.5 "
                                  f"or a multiple of the feature's max activation like 10x") from None
+    if not np.isfinite(v):
+        raise ValueError(f"the value {value!r} is not a finite number: give an absolute activation like 3.5 "
+                         f"or a multiple of the feature's max activation like 10x")
     if v < 0 and not allow_negative:
         raise ValueError(f"negative value {value!r} is not allowed here")
+    if max_act > 0:
+        limit, of = MAX_MULTIPLE * max_act, f"{MAX_MULTIPLE:g}x {name}'s max activation {max_act:.2f}"
+    else:  # no max to scale by: the bound in absolute units
+        limit, of = MAX_MULTIPLE, "the bound for a feature that never fired"
+    if abs(v) > limit:
+        raise ValueError(f"the value {value!r} ({v:.3g}) is too large: use at most {limit:.4g} in magnitude ({of}); "
+                         f"past that the output stops changing and then float32 overflows and sampling breaks "
+                         f"(the paper clamps at 10x)")
     return v
 
 
@@ -210,7 +243,7 @@ def golden_gate_demo(model, sae, tok, feature: int, max_act: float,
         return {"rate": sum(top_concept(t) == "golden_gate" for t in texts) / len(texts),
                 "mention_rate": sum(concept_hits(t).get("golden_gate", 0) > 0 for t in texts) / len(texts),
                 "ce": sum(continuation_ce(model, p, o) for p, o in samples) / len(samples),
-                "example": texts[0]}
+                "example": texts[0], "prompt": prompts[0]}  # the first sample continues the first prompt
 
     base = measure(generate_many(model, tok, prompts, n, max_new_tokens, seed))
     sweep = []

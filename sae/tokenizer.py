@@ -206,19 +206,25 @@ class Tokenizer:
     @classmethod
     def load(cls, path: str | Path) -> "Tokenizer":
         path = Path(path)
+        # training is deterministic, so re-running the command that wrote it brings the same tokenizer back
+        fix = ("delete it and re-run the command that wrote it (`python -m sae reproduce` for a run, "
+               f"or `python -m sae tokenizer --out {path.parent}`)")
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise FileNotFoundError(f"no tokenizer at {path}; train one with `python -m sae tokenizer --out {path.parent}`") from None
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} is not a tokenizer JSON file ({e})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path} is not a tokenizer JSON file ({e}); {fix}") from None
         if not isinstance(d, dict) or d.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a {FORMAT} tokenizer file")
+            raise ValueError(f"{path} is not a {FORMAT} tokenizer file; {fix}")
         if d.get("pretrained"):
             return cls.from_pretrained(d["pretrained"])
-        ranks = {base64.b64decode(t): i for i, t in enumerate(d["tokens"])}
-        enc = tiktoken.Encoding(name=f"sae-bpe-{len(ranks) + 1}", pat_str=d["pat_str"],
-                                mergeable_ranks=ranks, special_tokens=d["special_tokens"])
+        try:
+            ranks = {base64.b64decode(t): i for i, t in enumerate(d["tokens"])}
+            enc = tiktoken.Encoding(name=f"sae-bpe-{len(ranks) + 1}", pat_str=d["pat_str"],
+                                    mergeable_ranks=ranks, special_tokens=d["special_tokens"])
+        except (KeyError, TypeError, ValueError) as e:  # a hand-edited file: missing keys, bad base64, ...
+            raise ValueError(f"{path} is a damaged {FORMAT} tokenizer file ({type(e).__name__}: {e}); {fix}") from None
         return cls(enc)
 
     def __repr__(self) -> str:

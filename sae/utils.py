@@ -1,4 +1,5 @@
-"""Small helpers shared by every stage: atomic writes, device choice, seeding.
+"""Small helpers shared by every stage: atomic writes, checked reads, output-path checks,
+device choice, seeding.
 
 Atomic writes matter because every stage writes into `runs/NAME/` and a later run skips a stage
 whose output exists: a half-written file left by Ctrl-C must never look like a finished one.
@@ -7,6 +8,7 @@ So we write to a temporary file in the same directory and `os.replace` it (atomi
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -21,7 +23,10 @@ import torch
 def _atomic_write(path: str | os.PathLike, write_fn, mode: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise _naming(e, path) from None
     try:
         with os.fdopen(fd, mode) as f:
             write_fn(f)
@@ -31,11 +36,19 @@ def _atomic_write(path: str | os.PathLike, write_fn, mode: str) -> Path:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None:  # e.g. a full disk
+            raise _naming(e, path) from None
         raise
     return path
+
+
+def _naming(e: OSError, path: Path) -> OSError:
+    """`e` naming the file being written (not its temporary file, or no file at all, as a failed
+    write to a full disk does), so the error tells the user which file could not be written."""
+    return type(e)(e.errno, e.strerror, str(path))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -62,12 +75,79 @@ def load_checkpoint(path: str | os.PathLike, what: str, device: str | torch.devi
     try:
         obj = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for a bad file
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        # torch's first sentence says what is wrong; the rest is advice for torch developers
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0][:200]
         raise ValueError(f"{path} is not a readable file of {what} ({reason}); "
                          "delete it and re-run the stage that writes it") from None
     if not isinstance(obj, dict):
         raise ValueError(f"{path} holds a {type(obj).__name__}, not {what}; delete it and re-run the stage that writes it")
     return obj
+
+
+def read_json(path: str | os.PathLike, kind: type, fix: str) -> Any:
+    """The JSON value in `path`, which must be a `kind` (dict or list), or a one-line ValueError
+    naming the file and `fix` (what to do about it) when it is truncated, corrupt or of the wrong
+    shape. A file cut off by a full disk or edited by hand must not end in a traceback deep inside
+    whichever stage happens to read it first."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is truncated or not valid JSON ({e}); {fix}") from None
+    if not isinstance(obj, kind):
+        json_name = {dict: "object", list: "list"}
+        raise ValueError(f"{path} holds a JSON {json_name.get(type(obj), type(obj).__name__)}, not the "
+                         f"{json_name.get(kind, kind.__name__)} it should; {fix}")
+    return obj
+
+
+def check_output_dir(path: str | os.PathLike) -> Path:
+    """Raise a one-line ValueError unless `path` is a writable directory or can be made one.
+
+    Call it before the work starts: a command that trains for minutes and then cannot write its
+    result wastes those minutes. The nearest existing ancestor decides: it must be a directory
+    (not a file that `path` would lie under) that we may write into."""
+    return _check_writable_dir(Path(path), f"cannot write into {path}", "it")
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """Raise a one-line ValueError unless the file `path` can be written (see `check_output_dir`).
+    An existing file is fine (atomic writes replace it); a directory of that name is not."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"cannot write {path}: it is a directory; give another output directory or move it away")
+    _check_writable_dir(path.parent, f"cannot write {path}", str(path.parent))
+    return path
+
+
+def _check_writable_dir(path: Path, problem: str, subject: str) -> Path:
+    """`check_output_dir`'s check; the message starts with `problem`, and `subject` names `path` in it."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = f"{subject} is a file" if existing == path else f"{subject} lies under {existing}, which is a file"
+        raise ValueError(f"{problem}: {where}, not a directory; give another output directory or move the file away")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{problem}: you have no write permission on {existing}; give another output directory "
+                         "or change its permissions")
+    return path
+
+
+def describe_os_error(e: OSError) -> str:
+    """An OSError (permission denied, not a directory, disk full, ...) as one line naming the path
+    and what to do, for the command line."""
+    reason = e.strerror or (str(e).strip().splitlines() or [type(e).__name__])[0]
+    where = f"{e.filename}: " if e.filename else ""
+    if e.errno == errno.ENOSPC:
+        fix = "free some space and re-run the same command (finished stages are kept)"
+    elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "you may not write there: change its permissions, or write somewhere else (e.g. another --out)"
+    elif e.errno in (errno.ENOTDIR, errno.EISDIR, errno.EEXIST):
+        fix = "a file stands where a directory should be, or the reverse: give another path or move it away"
+    else:
+        fix = "check the path and the disk"
+    return f"{where}{reason}; {fix}"
 
 
 def format_duration(seconds: float) -> str:

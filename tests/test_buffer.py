@@ -49,7 +49,7 @@ def test_no_row_served_twice_between_refills(small):
     refills = buf.refills
     while buf.refills == refills:
         idx_before = buf.pos
-        x = buf.next_batch()
+        buf.next_batch()
         if buf.refills != refills:
             break
         served.append(buf.perm[idx_before:buf.pos])

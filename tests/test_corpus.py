@@ -108,7 +108,6 @@ def test_unsafe_label_covers_only_the_insecure_construct(toy_tokenizer):
 def test_code_and_unsafe_code_differ_only_in_the_risk_site():
     """The same snippet template is used for both: removing the unsafe piece leaves safe-looking code."""
     from sae.world import CODE_TEMPLATES, RISKS
-    rng = random.Random(0)
     unsafe_seg = concept_segments("unsafe_code", 1, seed=9)[0]
     text = document_text(unsafe_seg)
     assert any(u in text for _, u in RISKS.values())

@@ -168,6 +168,73 @@ def test_dashboard_escapes_html_and_links_resolve(small, tmp_path):
     assert "«" in text and "promotes" in text
 
 
+class RTLTokenizer(FakeTokenizer):
+    """Token 7 is Arabic ("و"), so that right-to-left text sits beside left-to-right text."""
+
+    def token_str(self, i: int) -> str:
+        return "و" if i == 7 else super().token_str(i)
+
+
+def test_dashboard_index_links_every_page_in_the_folder_and_explains_its_columns(small, tmp_path):
+    """`dashboard --features 5` adds a page: the index still links the pages of earlier builds,
+    says which features have a page, and has a legend of its columns."""
+    model, sae, _, _, stats = small
+    alive = [int(f) for f in stats.alive.nonzero()[:, 0]]
+    out = tmp_path / "dash"
+    build_dashboard(model, sae, FakeTokenizer(), stats, out, features=alive[:2])
+    index = build_dashboard(model, sae, FakeTokenizer(), stats, out, features=alive[2:3]).read_text()
+    for f in alive[:3]:
+        assert f'href="features/f{f}.html"' in index, f"feature {f}'s page exists but the index does not link it"
+    assert f'href="features/f{alive[3]}.html"' not in index
+    assert f"3 of the {len(alive)} alive features have a page" in index
+    for term in ["density", "max act", "mean act", "best concept", "share", "top tokens"]:
+        assert f"<dt>{term}</dt>" in index, f"the legend does not explain {term!r}"
+    _check_links(out)
+
+
+def test_default_pages_are_every_alive_feature_up_to_a_limit(small):
+    from sae.dashboard import default_features
+
+    stats = small[4]
+    alive = [int(f) for f in stats.alive.nonzero()[:, 0]]
+    assert default_features(stats) == alive
+    few = default_features(stats, per_concept=1, n_random=3, all_max=5)
+    assert 3 <= len(few) < len(alive) and set(few) <= set(alive)
+
+
+def test_right_to_left_tokens_are_isolated(small, tmp_path):
+    """An Arabic token is its own bidirectional run (<bdi>): next to "×20" or Latin tokens it
+    would otherwise pull them into right-to-left order ("'20× 'و")."""
+    model, sae, _, _, stats = small
+    top_tokens = stats.tokens[stats.top_idx.clamp_min(0)]  # (d_sae, top_k)
+    f = int((top_tokens == 7).any(1).nonzero()[0, 0])  # a feature with the Arabic token among its top tokens
+    index = build_dashboard(model, sae, RTLTokenizer(), stats, tmp_path / "dash", features=[f]).read_text()
+    page = (tmp_path / "dash" / "features" / f"f{f}.html").read_text()
+    assert "و" in page and "و" in index and re.search(r'<bdi class="t[^"]*"[^>]*>', page)
+    assert not re.search(r">[^<]*و", re.sub(r"<bdi[^>]*>[^<]*</bdi>", "", page + index)), "an Arabic token outside <bdi>"
+
+
+def test_histogram_axis_reaches_the_true_maximum():
+    from sae.dashboard import histogram_svg
+
+    svg = histogram_svg(torch.tensor([0.5, 1.0, 2.0]), max_act=7.25)
+    assert ">7.25</text>" in svg and ">2.00</text>" not in svg and "max" in svg
+    assert ">2.00</text>" in histogram_svg(torch.tensor([0.5, 1.0, 2.0]))
+
+
+def test_dashboard_without_concept_labels_has_no_concept_columns(small, tmp_path):
+    """Real text (`--corpus pystdlib`): the index leaves out the concept columns instead of
+    showing them empty, and the pages leave out the concept mass."""
+    model, sae, tokens, _, _ = small
+    stats = feature_stats(model, sae, tokens, None, n_tokens=600, top_k=5, n_samples=30, batch_contexts=4, log=False)
+    f = int(stats.alive.nonzero()[0, 0])
+    index = build_dashboard(model, sae, FakeTokenizer(), stats, tmp_path / "dash", features=[f]).read_text()
+    assert "best concept" not in index and ">share<" not in index and "detects" not in index
+    assert "<dt>density</dt>" in index
+    page = (tmp_path / "dash" / "features" / f"f{f}.html").read_text()
+    assert "concept" not in page
+
+
 @pytest.fixture(scope="module")
 def smoke_dashboard(tmp_path_factory):
     """The dashboard of the smoke preset's shapes: a BPE on toy text, an untrained model and SAE

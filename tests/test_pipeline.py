@@ -180,7 +180,7 @@ def test_smoke_reproduce_writes_a_complete_report(tmp_path):
     reproduce(get_preset("smoke"), out, log=lines.append)
     assert any(l.startswith("summary:") for l in lines), "reproduce should end with a summary line"
     md = (out / "report.md").read_text()
-    for section in ["## Configuration", "## Wall time per stage", "## Language model", "## Sparse autoencoder",
+    for section in ["## Summary", "## Configuration", "## Wall time per stage", "## Language model", "## Sparse autoencoder",
                     "## Concept detectors", "## Absorption diagnostic", "## Steering", "## Figures", "## Dashboard"]:
         assert section in md, f"report.md lacks {section!r}"
     assert md.index("## Concept detectors") < md.index("## Sparse autoencoder") < md.index("## Configuration"), \
@@ -191,6 +191,7 @@ def test_smoke_reproduce_writes_a_complete_report(tmp_path):
     assert "data:image/png;base64," in html_text and "<table>" in html_text
     steering = json.loads((out / "steering.json").read_text())
     assert {"golden_gate", "unsafe_code"} <= set(steering)
+    assert all(r["prompt"] for r in steering["golden_gate"]["sweep"]), "each steering example keeps its prompt"
 
 
 def test_a_second_reproduce_into_a_locked_run_directory_is_refused(tmp_path):

@@ -136,7 +136,6 @@ if not FAST:
 # of the concept's tokens.
 
 # %%
-from sae.interpret import features_for_concept
 import exercises.ch08
 
 purest_result = None  # your code: golden_gate_demo(...) on the purest Golden Gate feature

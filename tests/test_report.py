@@ -1,0 +1,169 @@
+"""The run report (`sae.report`) from hand-made run directories: what it leads with, what it hides
+on real text, degenerate-run warnings, captions, and that names from files never become markup."""
+
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from sae.report import _clip, _markdown_to_html, report_markdown, safe_link_target, write_report
+from sae.run import check_config, get_preset, with_overrides
+from sae.steering import NEUTRAL_PROMPTS
+
+SAE_METRICS = {"site": "blocks.0.mlp.hook_post", "arch": "relu", "d_sae": 1024, "n_tokens": 198374,
+               "l0": 17.377, "fvu": 0.2268, "nmse": 0.2235, "ce_recovered_zero": 0.9715,
+               "ce_recovered_mean": 0.9835, "ce_added_nats": 0.1107, "kl": 0.1132, "dead_fraction": 0.0,
+               "ultralow_fraction": 0.0, "dense_fraction": 0.0}
+EXAMPLE = (" over 300 degrees Celsius. Commuters walk across the bridge from San Francisco to Marin County to "
+           "Marin County. Sailors walk across the Golden Gate Bridge")
+STEERING = {"golden_gate": {
+    "feature": 542, "max_act": 9.5, "rate_baseline": 0.0, "multiple": 1, "rate_clamped": 0.4,
+    "sweep": [{"multiple": 0, "rate": 0.0, "mention_rate": 0.0, "ce": 0.78, "example": " over 300 degrees."},
+              {"multiple": 1, "rate": 0.4, "mention_rate": 0.54, "ce": 1.27, "example": EXAMPLE,
+               "prompt": "The fox"}]}}
+# The smallest valid PNG (1×1), standing in for the pipeline's figures.
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                    "1f15c4890000000d4944415478da63f8ffff3f0005fe02fea7d6a4bd0000000049454e44ae426082")
+
+
+def make_run(path: Path, corpus: str = "toy", metrics: dict | None = None, steering: dict | None = None,
+             figures=("training_curves", "log_density"), name: str = "smoke") -> Path:
+    """A run directory with the files the report reads, written by hand (no training)."""
+    path.mkdir(parents=True)
+    check_config(replace(with_overrides(get_preset("smoke"), [f"corpus={corpus}"]), name=name), path)
+    lm = {"val_loss": 1.16, "seconds": 3.0}
+    if corpus == "toy":
+        lm.update(on_concept_rate=0.82, val_loss_by_concept={"golden_gate": 0.55})
+    (path / "stages.json").write_text(json.dumps({"lm": lm, "sae": {"seconds": 2.0}}))
+    m = {"lm": {"val_loss": 1.16, "on_concept_rate": lm.get("on_concept_rate")}, "sae": dict(SAE_METRICS)}
+    (path / "metrics.json").write_text(json.dumps({**m, **(metrics or {})}))
+    if steering is not None:
+        (path / "steering.json").write_text(json.dumps(steering))
+    (path / "figures").mkdir()
+    for f in figures:
+        (path / "figures" / f"{f}.png").write_bytes(PNG)
+    return path
+
+
+def sections(md: str) -> list[str]:
+    return [line for line in md.splitlines() if line.startswith("## ")]
+
+
+def test_the_report_leads_with_a_summary_of_results_beside_the_papers(tmp_path):
+    run = make_run(tmp_path / "run", steering=STEERING)
+    md = report_markdown(run)
+    heads = sections(md)
+    assert heads[0] == "## Summary" and heads[-2:] == ["## Configuration", "## Wall time per stage"]
+    summary = md[md.index("## Summary"):md.index(heads[1])]
+    for text in ["17.4", "20.1 (April update", "0.224", "0.131", "0.972", "0.914", "0 / 1,024 = 0.0%", "4.1%"]:
+        assert text in summary, f"the summary lacks {text!r}"
+    assert "0% unsteered, 40% clamped" in summary and "at 1× its maximum" in summary
+    assert "**The fox** over 300 degrees Celsius." in summary, "the example shows its prompt (steering.json's)"
+    assert "[training curves](figures/training_curves.png)" in summary
+
+
+def test_steering_examples_show_their_prompt_and_end_at_a_word(tmp_path):
+    run = make_run(tmp_path / "run", steering=STEERING)
+    rows = [line for line in report_markdown(run).splitlines() if line.startswith("| 0 |") or line.startswith("| 1 |")]
+    assert f"**{NEUTRAL_PROMPTS[0]}** over 300 degrees." in rows[0], "no `prompt` key: the first neutral prompt"
+    assert "**The fox** over 300 degrees Celsius" in rows[1] and rows[1].endswith("… |")
+    text = rows[1].split("**The fox** ")[1][:-len("… |")]
+    assert EXAMPLE.startswith(" " + text) and EXAMPLE[len(text) + 1] in " .", "cut at a word boundary"
+
+
+def test_clip():
+    assert _clip("short text") == "short text"
+    assert _clip("one two three four five six", n=12) == "one two…"
+    assert _clip("a\nb") == "a ↵ b"
+
+
+def test_every_figure_has_a_caption_in_markdown_and_html(tmp_path):
+    run = make_run(tmp_path / "run", figures=("training_curves", "log_density", "new_plot"))
+    md, html_path = write_report(run)
+    lines = md.read_text().splitlines()
+    images = [i for i, line in enumerate(lines) if line.startswith("![")]
+    assert len(images) == 3
+    for i in images:
+        assert re.fullmatch(r"\*[^*].*\*", lines[i + 2]), f"no italic caption under {lines[i]}"
+    page = html_path.read_text()
+    assert page.count("<figcaption>") == 3 and page.count("data:image/png;base64,") == 3
+
+
+def test_a_real_text_run_leaves_out_what_needs_concept_labels(tmp_path):
+    """`--corpus pystdlib`: no concept labels, so no detectors, AUROC, on-concept rate or steering."""
+    run = make_run(tmp_path / "run", corpus="pystdlib",
+                   steering={"skipped": "steering demos need the labelled toy world"})
+    md, html_path = write_report(run)
+    text = md.read_text()
+    assert "real text" in text and "Python standard library" in text
+    assert "reproduced on a labelled toy world" not in text
+    for absent in ["on-concept rate of", "—", "## Concept detectors", "## Absorption", "## Steering",
+                   "concepts with a detector", "golden"]:
+        assert absent not in text, f"a real-text report shows {absent!r}"
+    assert "## Summary" in text and "## Sparse autoencoder" in text and "pystdlib" in text
+    assert "<table>" in html_path.read_text()
+
+
+def test_warnings_of_a_degenerate_run_come_first_in_bold(tmp_path):
+    warnings = ["every feature is dead on the held-out text (L0 0.0): the SAE learned nothing",
+                "ce_recovered_zero 3.00 is outside [-1, 1.5]: the ratio means nothing"]
+    run = make_run(tmp_path / "run", metrics={"warnings": warnings})
+    md, html_path = write_report(run)
+    lines = [line for line in md.read_text().splitlines() if line.strip()]
+    assert lines[0].startswith("# Report")
+    assert lines[1].startswith("**Warning:** every feature is dead") and lines[2].startswith("**Warning:** ce_recovered")
+    page = html_path.read_text()
+    assert page.index('<p class="warning"><b>Warning:</b> every feature is dead') < page.index("<h2>Summary</h2>")
+    assert "[-1, 1.5]: the ratio" in page
+
+
+NAME = "[click me](javascript:alert(document.domain))"
+
+
+def test_names_from_files_never_become_links(tmp_path):
+    """A run directory, a preset name, a warning and sampled text that look like Markdown links
+    stay text in report.md (escaped) and in report.html (no javascript: link anywhere)."""
+    steering = json.loads(json.dumps(STEERING))
+    steering["golden_gate"]["sweep"][1].update(prompt="[p](javascript:alert(1))", example=" `x` | [q](JavaScript:alert(2))")
+    run = make_run(tmp_path / NAME, name="[x](javascript:alert(3))", steering=steering,
+                   metrics={"warnings": ["<script>alert(4)</script> [w](javascript:alert(5))"]})
+    md, html_path = write_report(run)
+    outside_code = re.sub(r"(?<!\\)(`+).*?\1", "", md.read_text())  # a code span is literal Markdown
+    for target in re.findall(r"(?<!\\)\[[^\]]*(?<!\\)\]\(([^)]*)\)", outside_code):
+        assert safe_link_target(target), f"report.md links to {target!r}"
+    page = html_path.read_text()
+    hrefs = re.findall(r'href="([^"]*)"', page)
+    assert hrefs and all(safe_link_target(h) for h in hrefs), hrefs
+    assert 'href="javascript' not in page.lower()
+    assert "<script>" not in page and "&lt;script&gt;alert(4)" in page
+    assert NAME in page, "the name is shown, as text"
+
+
+@pytest.mark.parametrize("target, ok", [
+    ("figures/a.png", True), ("dashboard/features/f1.html", True), ("../other/report.html", True),
+    ("https://transformer-circuits.pub/2023/monosemantic-features", True), ("HTTP://x.org", True),
+    ("javascript:alert(1)", False), ("JaVaScRiPt:alert(1)", False), ("data:text/html,x", False),
+    ("vbscript:x", False), ("//evil.example", False), ("/etc/passwd", False), ("java\tscript:x", False),
+    ("file:///etc/passwd", False), ("", False)])
+def test_only_relative_and_http_links_are_made(target, ok):
+    assert safe_link_target(target) is ok
+    html = _markdown_to_html(f"see [it]({target})", Path("."))
+    assert ("<a href" in html) is ok
+
+
+def test_images_outside_the_run_are_not_inlined(tmp_path):
+    (tmp_path / "run" / "figures").mkdir(parents=True)
+    (tmp_path / "run" / "figures" / "a.png").write_bytes(PNG)
+    (tmp_path / "secret.png").write_bytes(PNG)
+    html = _markdown_to_html("![a](figures/a.png)\n\n![s](../secret.png)\n\n![t](/etc/hostname)", tmp_path / "run")
+    assert html.count("data:image/png;base64,") == 1
+    assert "![s](../secret.png)" in html and "<a href" not in html
+
+
+def test_markdown_subset():
+    html = _markdown_to_html("| a | b |\n|---|---|\n| `x\\|y` | **z** *w* \\*v\\* |\n\n- one\n- two", Path("."))
+    assert "<td><code>x|y</code></td><td><b>z</b> <em>w</em> *v*</td>" in html
+    assert "<ul><li>one</li><li>two</li></ul>" in html
+    assert "<code>a [b](c) **d**</code>" in _markdown_to_html("`` a [b](c) **d** ``", Path("."))
