@@ -227,8 +227,8 @@ class SparseAutoencoder(nn.Module):
                 vals, idx = self._topk(pre)
                 f = torch.zeros_like(pre).scatter(-1, idx, vals)
                 x_hat_s = torch.addmm(self.b_dec, f, self.W_dec)
-            if dead_mask is not None and bool(dead_mask.any()):
-                aux = self._aux_loss(x_s, x_hat_s, pre, dead_mask)
+            if cfg.aux_coeff and dead_mask is not None and bool(dead_mask.any()):
+                aux = self._aux_loss(x_s, x_hat_s, dead_mask)
             with torch.no_grad():
                 l1 = (vals * self.W_dec.norm(dim=1)[idx]).sum(-1).mean()
             sparsity_loss = zero
@@ -247,24 +247,30 @@ class SparseAutoencoder(nn.Module):
         x_hat = (x_hat_s / self.input_scale).reshape(x.shape)
         return ForwardOutput(x_hat, f.reshape(*x.shape[:-1], cfg.d_sae), loss, mse, l1, aux)
 
-    def _aux_loss(self, x_s: Tensor, x_hat_s: Tensor, pre: Tensor, dead_mask: Tensor) -> Tensor:
-        """AuxK (Gao et al. 2024, appendix A.2): reconstruct the error e = x - x̂ from the top k_aux dead latents.
+    def _aux_loss(self, x_s: Tensor, x_hat_s: Tensor, dead_mask: Tensor) -> Tensor:
+        """AuxK (Gao et al. 2024, appendix A.2): reconstruct the error e = x_s - x̂_s from the top k_aux dead latents.
+
+            pre_dead = x_s @ W_enc[:, dead] + b[dead]        # (batch, n_dead): only the dead latents
+            ê        = TopK_{k_aux}(pre_dead) @ W_dec[dead]   # ReLU'd, the rest zero
+            AuxK     = mean_batch ‖ê - e‖²
 
         The target is detached, so AuxK only moves the dead latents (and their decoder rows)
-        towards what the live ones miss.
+        towards what the live ones miss. Only the dead latents' pre-activations are computed, in
+        their own small matmul: few latents are dead once training is under way, so this costs a
+        fraction of masking a copy of all d_sae pre-activations and running a second top-k over
+        them (which doubled TopK's step time, issue #16).
         """
-        k_aux = min(self.cfg.k_aux or self.cfg.d_in // 2, int(dead_mask.sum()))
+        dead = dead_mask.nonzero().squeeze(1)
+        k_aux = min(self.cfg.k_aux or self.cfg.d_in // 2, dead.numel())
         err = (x_s - x_hat_s).detach()
-        with torch.no_grad():
-            masked = pre.detach().masked_fill(~dead_mask, float("-inf"))
-            vals, idx = masked.topk(k_aux, dim=-1, sorted=False)
-        if self.cfg.sparse_topk:
-            vals = _GatherSelected.apply(vals, idx, x_s, self.W_enc, self._encoder_bias()).relu()
-            err_hat = F.embedding_bag(idx, self.W_dec, per_sample_weights=vals, mode="sum")
-        else:
-            vals = pre.gather(-1, idx).relu()
-            err_hat = torch.zeros_like(pre).scatter(-1, idx, vals) @ self.W_dec
-        return (err_hat - err).pow(2).sum(-1).mean()
+        bias = self.b_enc[dead] - self.b_dec @ self.W_enc[:, dead] if self.cfg.pre_encoder_bias else self.b_enc[dead]
+        pre = torch.addmm(bias, x_s, self.W_enc[:, dead])  # (batch, n_dead)
+        if k_aux < dead.numel():
+            vals, idx = pre.topk(k_aux, dim=-1, sorted=False)
+            acts = torch.zeros_like(pre).scatter(-1, idx, vals.relu())
+        else:  # every dead latent is among the top k_aux
+            acts = pre.relu()
+        return (acts @ self.W_dec[dead] - err).pow(2).sum(-1).mean()
 
     # ------------------------------------------------------------------- decoder-norm operations
     @torch.no_grad()

@@ -11,7 +11,7 @@ known dictionary, on which a sparse autoencoder can be graded exactly.
    feature probability) train side by side in one batched model.
 2. Synthetic activations (Sharkey, Braun & Millidge 2022, "Taking features out of superposition
    with sparse autoencoders"): `n_features` random unit directions in `d` dimensions; feature i
-   fires with probability p_i ∝ decay^i (a few active per sample), with a magnitude uniform in
+   fires with probability p_i ∝ decay^i or (i+1)^-power (a few active per sample), with a magnitude uniform in
    [0, 1]; optionally correlated. The dictionary is known, so `mmcs` says how much of it an SAE found.
 """
 
@@ -122,6 +122,7 @@ class SyntheticConfig:
     n_features: int = 512  # ground-truth dictionary size
     d: int = 256  # activation width
     decay: float = 0.99  # firing probability p_i ∝ decay^i: a few common features, a long tail of rare ones
+    power: float = 0.0  # if > 0, p_i ∝ (i + 1)^-power instead (a power law, as language features follow)
     mean_active: float = 5.0  # Σ_i p_i, the expected number of active features per sample
     correlation: float = 0.0  # in [0, 1): share of each feature's firing noise that comes from common factors
     n_factors: int = 16  # common factors behind the correlated variant
@@ -143,7 +144,8 @@ class SyntheticActivations:
         self.cfg = cfg
         gen = torch.Generator().manual_seed(cfg.seed)
         self.dictionary = F.normalize(torch.randn(cfg.n_features, cfg.d, generator=gen), dim=1)
-        p = cfg.decay ** torch.arange(cfg.n_features, dtype=torch.float64)
+        i = torch.arange(cfg.n_features, dtype=torch.float64)
+        p = (i + 1) ** -cfg.power if cfg.power > 0 else cfg.decay ** i
         self.probs = (p * cfg.mean_active / p.sum()).clamp(max=1.0).float()
         self.factors = F.normalize(torch.randn(cfg.n_features, cfg.n_factors, generator=gen), dim=1)
 

@@ -12,7 +12,8 @@ April 2024 update "Training SAEs"; Gao et al. 2024 section 2):
    `dead_window` steps is *dead*. TopK's AuxK loss uses the dead ones; resampling replaces them.
 
 Resampling (Towards Monosemanticity, appendix "Neuron Resampling"): at each step listed in
-`resample_steps`, the loop draws `resample_inputs` fresh inputs from the batch iterator (these
+`resample_steps` at which some feature is dead (none dead: nothing is drawn, and the step
+trains as any other), the loop draws `resample_inputs` fresh inputs from the batch iterator (these
 are used to choose directions, not trained on: with a shuffled activation buffer they are a random
 sample of the data, as Anthropic's 819,200 inputs were), computes the SAE's loss on each, and
 gives each dead feature one input drawn with probability ∝ loss². See `resample_dead_`.
@@ -53,6 +54,7 @@ class TrainSAEConfig:
     adam_betas: tuple[float, float] = (0.9, 0.999)  # Adam's β1, β2
     l1_warmup_frac: float = 0.05  # λ ramps linearly from 0 over this first fraction of the steps
     lr_decay_frac: float = 0.2  # the learning rate decays linearly to 0 over this last fraction
+    lr_warmup_frac: float = 0.0  # the learning rate ramps linearly from 0 over this first fraction (0: none)
     grad_clip: float = 0.0  # clip the gradient norm to this (0: off; the April update uses 1.0)
     dead_window: int = 1000  # steps without firing after which a feature counts as dead (Anthropic: 12,500)
     resample_steps: tuple[int, ...] = ()  # steps at which dead features are resampled (Anthropic: 25k, 50k, 75k, 100k)
@@ -76,7 +78,11 @@ def sae_schedule(n_steps: int, **kw) -> TrainSAEConfig:
 
 
 def lr_at(step: int, cfg: TrainSAEConfig) -> float:
-    """Constant, then linear decay to 0 over the last `lr_decay_frac` of the steps."""
+    """Linear warm-up over the first `lr_warmup_frac` of the steps (if any), constant, then linear
+    decay to 0 over the last `lr_decay_frac`."""
+    warmup = cfg.n_steps * cfg.lr_warmup_frac
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
     decay_start = cfg.n_steps * (1 - cfg.lr_decay_frac)
     if step < decay_start or cfg.lr_decay_frac <= 0:
         return cfg.lr
@@ -201,8 +207,8 @@ def train_sae(
 ) -> list[dict]:
     """Train `sae` on an iterator of raw activation batches (batch, d_in); returns the history.
 
-    The history has one dict per step: step, loss, mse, l1, l0, fvu, dead_frac, lr, l1_coeff,
-    elapsed_s; a step that resampled also has "resample" (see `resample_dead_`).
+    The history has one dict per step: step, loss, mse, l1, l0, fvu, dead_frac, aux (TopK's AuxK
+    loss, 0 when it did not run), lr, l1_coeff, batch_size, elapsed_s; a step that resampled also has "resample" (see `resample_dead_`).
     With `checkpoint_path`, a checkpoint is written every `checkpoint_every` steps and at the end;
     `resume=True` continues from it (pass the same batch stream from its beginning). If the loss
     stops being finite, training stops with FloatingPointError and the last checkpoint (which
@@ -269,7 +275,7 @@ def train_sae(
     while step < cfg.n_steps:
         dead = steps_since_fired >= cfg.dead_window
         resample_info = None
-        if step in cfg.resample_steps:
+        if step in cfg.resample_steps and bool(dead.any()):  # no dead feature: draw nothing (the same on every rank)
             chunks, n = [], 0
             while n < cfg.resample_inputs:
                 chunks.append(everyone(draw()))
@@ -322,16 +328,16 @@ def train_sae(
             # L0 = mean count of f > 0; f >= 0, so Σ sign(f) counts it in one float pass ((f > 0).sum()
             # converts a (batch, d_sae) bool tensor to int64 first: 20x slower, a sixth of a training step)
             dead_frac = (steps_since_fired >= cfg.dead_window).float().mean()
-            scalars = torch.stack([out.loss, out.mse, out.l1, f.sign().sum() / len(f), dead_frac])
+            scalars = torch.stack([out.loss, out.mse, out.l1, f.sign().sum() / len(f), dead_frac, out.aux])
             fvu = metrics.fvu(x, out.x_hat)
             if ddp:  # the history reports the mean over ranks (for the FVU, of the ranks' batch FVUs)
                 scalars = distributed.mean_over_ranks(torch.cat([scalars, scalars.new_tensor([fvu])]))
                 fvu = scalars[-1].item()
-            loss, mse, l1, l0, dead_frac = scalars[:5].tolist()
+            loss, mse, l1, l0, dead_frac, aux = scalars[:6].tolist()
         step += 1
         batch_size = len(x) * n_ranks
         entry = {"step": step, "loss": loss, "mse": mse, "l1": l1, "l0": l0, "fvu": fvu, "dead_frac": dead_frac,
-                 "lr": lr, "l1_coeff": lam, "batch_size": batch_size, "elapsed_s": time.perf_counter() - t_start}
+                 "aux": aux, "lr": lr, "l1_coeff": lam, "batch_size": batch_size, "elapsed_s": time.perf_counter() - t_start}
         if resample_info is not None:
             entry["resample"] = resample_info
         history.append(entry)

@@ -112,6 +112,34 @@ def test_sparse_topk_matches_dense(with_dead):
         )
 
 
+@pytest.mark.parametrize("k_aux, every_third", [(3, True), (0, True), (5, False)])
+def test_auxk_equals_the_formula_on_all_latents(k_aux, every_third):
+    """AuxK computes only the dead latents' pre-activations; loss and gradients must equal the
+    plain formula: mask every non-dead latent of the full pre-activations to -inf, keep the top
+    k_aux, ReLU, decode with all of W_dec, squared error against the detached residual."""
+    x = data(40, 16)
+    fast = make_sae("topk", k=5, k_aux=k_aux)
+    plain = make_sae("topk", k=5, k_aux=k_aux)
+    dead = torch.zeros(64, dtype=torch.bool)
+    dead[::3 if every_third else 20] = True  # 22 dead, or 4 (fewer than k_aux: all of them are used)
+    out = fast(x, dead_mask=dead)
+    out.aux.backward()
+
+    x_s = x * plain.input_scale
+    pre = (x_s - plain.b_dec) @ plain.W_enc + plain.b_enc
+    with torch.no_grad():
+        f = torch.zeros_like(pre).scatter(-1, pre.topk(5, dim=-1).indices, pre.topk(5, dim=-1).values.relu())
+        err = x_s - (f @ plain.W_dec + plain.b_dec)
+    n_aux = min(k_aux or 16 // 2, int(dead.sum()))
+    masked = pre.masked_fill(~dead, float("-inf"))
+    vals, idx = masked.topk(n_aux, dim=-1)
+    aux = (torch.zeros_like(pre).scatter(-1, idx, vals.relu()) @ plain.W_dec - err).pow(2).sum(-1).mean()
+    aux.backward()
+    assert torch.allclose(out.aux, aux, rtol=1e-5)
+    for name, p in plain.named_parameters():
+        assert torch.allclose(dict(fast.named_parameters())[name].grad, p.grad, atol=1e-5), name
+
+
 def test_encoder_input_gradient_is_not_computed():
     """A dense step costs 10·B·d_in·d_sae FLOPs: 2 for each of 5 matmuls. A 6th (the encoder's input
     gradient) appears if b_dec is subtracted from x with autograd watching (x - b_dec) @ W_enc."""

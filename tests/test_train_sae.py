@@ -210,3 +210,20 @@ def test_resampling_cuts_dead_features_at_a_high_learning_rate():
                 f"the loss jumped from {before:.3g} to {h['loss']:.3g} after resampling at step {h['step'] - 1}: "
                 "check the 0.2 encoder factor, the b_dec subtraction and the new biases"
             )
+
+
+def test_a_resampling_step_with_no_dead_feature_draws_no_inputs():
+    """Resampling looks for dead features before it draws its inputs: with none dead, the step
+    draws just its training batch (the issue measured 16,384 inputs drawn for nothing)."""
+    drawn = []
+
+    def counted(stream):
+        for x in stream:
+            drawn.append(len(x))
+            yield x
+
+    cfg = TrainSAEConfig(n_steps=6, log_every=0, dead_window=100, resample_steps=(3,), resample_inputs=10_000,
+                         init_b_dec=False)
+    hist = train_sae(small_sae(), counted(small_stream()), cfg)
+    assert len(drawn) == 6, f"6 steps should draw 6 batches, drew {len(drawn)}"
+    assert not any("resample" in h for h in hist)

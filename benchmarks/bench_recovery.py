@@ -1,0 +1,112 @@
+"""Ground-truth recovery: how well, and how fast, each SAE variant finds a known dictionary.
+
+    python benchmarks/bench_recovery.py                   # relu and topk, the task below (~1 min each on 2 cores)
+    python benchmarks/bench_recovery.py --quick           # 150 steps, for a smoke test
+    python benchmarks/bench_recovery.py --arch relu --set train_sae.lr=3e-4 --set train_sae.l1_coeff=4
+
+The task (issue #16, after Sharkey et al. 2022, the one `bench_peers.py` gives the peer libraries):
+512 random unit directions in d_in = 128 dimensions, feature i firing with probability
+p_i ∝ (i+1)^-0.7 (about 10 active per row), magnitude uniform on [0, 1]; a dictionary of 1,024;
+1,500 steps of batch 1,024 (1.536M rows); metrics on 100k held-out rows:
+
+    FVU    Σ‖x - x̂‖² / Σ‖x - mean(x)‖²
+    L0     mean number of active latents per row
+    dead   share of latents that never fire on the held-out rows
+    MMCS   mean over true directions of the best cosine with any decoder row
+    found  share of true directions with a decoder row at cosine >= 0.9
+    tok/s  training rows per second (the training loop's wall time; the batches are made
+           before the clock starts), with the thread count
+
+Same command, same quality numbers (seeded); speed depends on the machine, so take it on a quiet one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from sae.autoencoder import SAEConfig, SparseAutoencoder, input_scale_for
+from sae.toy import SyntheticActivations, SyntheticConfig, max_cosine
+from sae.train_sae import sae_schedule, train_sae
+from sae.utils import atomic_write_json
+
+TASK = SyntheticConfig(n_features=512, d=128, power=0.7, mean_active=10.0, seed=0)
+DEFAULTS = {"relu": {"train_sae.l1_coeff": 3.2}, "topk": {"sae.k": 16}}
+
+
+def _set(cfg, key: str, text: str):
+    """cfg with field `key` set from `text` (parsed as the field's current type)."""
+    old = getattr(cfg, key)
+    value = type(old)(float(text)) if isinstance(old, (int, float)) and not isinstance(old, bool) else (
+        text.lower() in ("1", "true", "yes") if isinstance(old, bool) else
+        tuple(int(v) for v in text.split(",") if v) if isinstance(old, tuple) else text)
+    return replace(cfg, **{key: value})
+
+
+@torch.no_grad()
+def evaluate(sae: SparseAutoencoder, x: torch.Tensor, dictionary: torch.Tensor) -> dict:
+    f = torch.cat([sae.encode(c) for c in x.split(8192)])
+    x_hat = torch.cat([sae.decode(c) for c in f.split(8192)])
+    cos = max_cosine(sae.W_dec, dictionary)
+    return {"fvu": ((x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()).item(),
+            "l0": (f > 0).sum(1).float().mean().item(), "dead": (f.amax(0) <= 0).float().mean().item(),
+            "mmcs": cos.mean().item(), "found": (cos >= 0.9).float().mean().item()}
+
+
+def run(arch: str, settings: dict[str, str], n_steps: int, n_eval: int, batch: int = 1024, d_sae: int = 1024,
+        seed: int = 0) -> dict:
+    data = SyntheticActivations(TASK)
+    sae_cfg = SAEConfig(d_in=TASK.d, d_sae=d_sae, arch=arch)
+    train_cfg = sae_schedule(n_steps, log_every=0, checkpoint_every=0, seed=seed)
+    for key, text in {**DEFAULTS[arch], **settings}.items():
+        where, field = key.split(".", 1)
+        if where == "sae":
+            sae_cfg = _set(sae_cfg, field, text)
+        else:
+            train_cfg = _set(train_cfg, field, text)
+    sae = SparseAutoencoder(sae_cfg, generator=torch.Generator().manual_seed(seed))
+    # made before the clock starts, so tokens/s is the trainer's alone (resampling draws extra batches)
+    extra = len(train_cfg.resample_steps) * -(-train_cfg.resample_inputs // batch)
+    batches = list(itertools.islice(data.batches(batch, seed=seed + 1), n_steps + extra))
+    sae.set_input_scale_(input_scale_for(batches[0]))
+    t = time.perf_counter()
+    hist = train_sae(sae, iter(batches), train_cfg)
+    seconds = time.perf_counter() - t
+    x_eval = data.sample(n_eval, torch.Generator().manual_seed(10_000 + seed))[0]
+    return {"arch": arch, "settings": settings, **evaluate(sae, x_eval, data.dictionary),
+            "tokens_per_s": n_steps * batch / seconds, "seconds": seconds,
+            "aux_steps": sum(h.get("aux", 0) > 0 for h in hist) / n_steps}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--arch", default="relu,topk", help="comma-separated: relu, relu_april, topk")
+    p.add_argument("--set", action="append", default=[], metavar="sae.FIELD=V|train_sae.FIELD=V")
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--quick", action="store_true", help="150 steps and 10k held-out rows")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/bench/bench_recovery.json")
+    args = p.parse_args()
+    settings = dict(s.split("=", 1) for s in args.set)
+    n_steps, n_eval = (150, 10_000) if args.quick else (args.steps, 100_000)
+    print(f"{torch.get_num_threads()} threads; {n_steps} steps of 1,024 rows; d_in 128, 512 true directions, "
+          f"dictionary 1,024; {n_eval:,} held-out rows\n")
+    print("| arch | settings | tokens/s | FVU | L0 | dead | MMCS | found (cos >= 0.9) | AuxK steps |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    rows = []
+    for arch in args.arch.split(","):
+        r = run(arch, settings, n_steps, n_eval, seed=args.seed)
+        rows.append(r)
+        shown = ", ".join(f"{k}={v}" for k, v in {**DEFAULTS[arch], **settings}.items()) or "defaults"
+        print(f"| {arch} | {shown} | {r['tokens_per_s']:,.0f} | {r['fvu']:.3f} | {r['l0']:.1f} | {r['dead']:.1%} | "
+              f"{r['mmcs']:.3f} | {r['found']:.0%} | {r['aux_steps']:.0%} |", flush=True)
+    atomic_write_json(Path(args.out), {"threads": torch.get_num_threads(), "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
