@@ -60,7 +60,8 @@ def _worker(rank: int, n_ranks: int, port: int, d_in: int, d_sae: int, batch: in
     seconds = hist[-1]["elapsed_s"] - hist[warmup - 1]["elapsed_s"]
     if rank == 0:
         results.put((batch * steps / seconds, comm[0] / hist[-1]["elapsed_s"]))
-    if n_ranks > 1:
+    if n_ranks > 1:  # both ranks leave their last collective before either tears gloo down: a rank
+        dist.barrier()  # that exits first can make the other abort ("terminate called", seen once in CI)
         dist.destroy_process_group()
 
 
