@@ -25,18 +25,18 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
 
 from sae.autoencoder import SAEConfig, SparseAutoencoder, input_scale_for
 from sae.toy import SyntheticActivations, SyntheticConfig, max_cosine
-from sae.train_sae import sae_schedule, train_sae
+from sae.train_sae import TrainSAEConfig, sae_schedule, train_sae
 from sae.utils import atomic_write_json
 
 TASK = SyntheticConfig(n_features=512, d=128, power=0.7, mean_active=10.0, seed=0)
-DEFAULTS = {"relu": {"train_sae.l1_coeff": 3.2}, "topk": {"sae.k": 16}}
+DEFAULTS = {"relu": {"train_sae.l1_coeff": 3.2}, "relu_april": {"train_sae.l1_coeff": 3.2}, "topk": {"sae.k": 16}}
 
 
 def _set(cfg, key: str, text: str):
@@ -92,6 +92,13 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/bench/bench_recovery.json")
     args = p.parse_args()
+    archs = args.arch.split(",")
+    if bad := [a for a in archs if a not in DEFAULTS]:
+        p.error(f"--arch: unknown {', '.join(bad)}; choose from {', '.join(DEFAULTS)}")
+    known = {f"sae.{f.name}" for f in fields(SAEConfig)} | {f"train_sae.{f.name}" for f in fields(TrainSAEConfig)}
+    if bad := [s for s in args.set if s.split("=", 1)[0] not in known or "=" not in s]:
+        p.error(f"--set {bad[0]!r}: write sae.FIELD=VALUE or train_sae.FIELD=VALUE with a field of "
+                "SAEConfig or TrainSAEConfig")
     settings = dict(s.split("=", 1) for s in args.set)
     n_steps, n_eval = (150, 10_000) if args.quick else (args.steps, 100_000)
     print(f"{torch.get_num_threads()} threads; {n_steps} steps of 1,024 rows; d_in 128, 512 true directions, "
@@ -99,7 +106,7 @@ def main() -> None:
     print("| arch | settings | tokens/s | FVU | L0 | dead | MMCS | found (cos >= 0.9) | AuxK steps |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     rows = []
-    for arch in args.arch.split(","):
+    for arch in archs:
         r = run(arch, settings, n_steps, n_eval, seed=args.seed)
         rows.append(r)
         shown = ", ".join(f"{k}={v}" for k, v in {**DEFAULTS[arch], **settings}.items()) or "defaults"
