@@ -336,7 +336,7 @@ def json_fix(run: str | Path, name: str) -> str:
     return f"delete it and {again}"
 
 
-def read_run_json(run: str | Path, name: str):
+def read_run_json(run: str | Path, name: str) -> dict | list:
     """The run's JSON file `name` (a list for histories, else an object), or a one-line error
     naming the file and how to rebuild it."""
     kind = list if name.endswith("_history.json") else dict
