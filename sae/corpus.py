@@ -8,9 +8,12 @@ concept its sentence came from, so "did the SAE find a Golden Gate feature?" bec
 A *document* is a list of pieces `(concept_id, text)`. It is a run of 2-5 *segments*, each a few
 sentences of one concept drawn from that concept's templates (`sae.world`). Segments switch
 mid-document, sometimes mid-paragraph, so a feature must read the context, not the position.
-In `unsafe_code` segments only the security-disabling expression is labelled `unsafe_code`; the
-rest of the snippet is labelled `code` (the concept is the insecure construct, as in the paper's
-"unsafe code" feature). A document is tokenised as one text, and each token takes the label of
+A `code` or `unsafe_code` segment is one Python file whose functions set security switches
+(`verify=`, `check_hostname =`...): all on in a `code` file, all off in an `unsafe_code` file, with
+a comment above each switch line in the file's posture (`sae.world`). In an `unsafe_code` file only
+the switch expressions (`verify=False`) are labelled `unsafe_code`; the rest is labelled `code`: the
+concept is the code that disables security, as in the paper's "unsafe code" feature, and the
+comments and the file around it are ordinary code. A document is tokenised as one text, and each token takes the label of
 the piece its last byte comes from (tokenising pieces one at a time would force a token boundary
 at every label change, and a model would read the label off the boundary). Documents are
 separated by the end-of-text token, labelled `NO_CONCEPT` (-1).
@@ -35,7 +38,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from sae.world import CONCEPT_SPECS, RISKS
+from sae.world import CONCEPT_SPECS, POSTURE_COMMENTS, RISKS
 
 CONCEPTS: list[str] = list(CONCEPT_SPECS)
 CONCEPT_ID: dict[str, int] = {name: i for i, name in enumerate(CONCEPTS)}
@@ -58,22 +61,27 @@ def concept_id(name: str) -> int:
 
 # ----------------------------------------------------------------------------- templates
 
-_SLOT = re.compile(r"\{(\w+)\}")
+_SLOT = re.compile(r"\{\{|\}\}|\{R:(\w+)\}|\{(\w+)\}")
 
 
 def _compile(template: str, slots: dict) -> list:
     """Split a template into literal strings and slot references, once, for fast filling.
 
-    A part is a str (literal), `(fillers, capitalise)` for a slot, or `None` for the risk site.
+    A part is a str (literal), `(fillers, capitalise)` for a slot, or `("R", kind)` for a risk
+    site (a security switch, `sae.world.RISKS`). `{{` and `}}` are literal braces.
     """
     parts: list = []
     pos = 0
     for m in _SLOT.finditer(template):
         if m.start() > pos:
             parts.append(template[pos:m.start()])
-        name = m.group(1)
-        if name == "R":
-            parts.append(None)
+        risk, name = m.group(1), m.group(2)
+        if risk is not None:
+            if risk not in RISKS:
+                raise KeyError(f"template {template!r} uses risk site {{R:{risk}}}; known kinds: {', '.join(RISKS)}")
+            parts.append(("R", risk))
+        elif name is None:
+            parts.append(m.group(0)[0])  # an escaped brace
         else:
             key = name[0].lower() + name[1:]
             if key not in slots:
@@ -85,21 +93,24 @@ def _compile(template: str, slots: dict) -> list:
     return parts
 
 
-def _fill(parts: list, rng: random.Random, consistent: bool = False) -> list[str]:
-    """Fill compiled parts; returns the text split at the risk site: [before, after] (or [text]).
+def _fill(parts: list, rng: random.Random, consistent: bool = False) -> tuple[list[str], list[str]]:
+    """Fill compiled parts; returns `(chunks, kinds)`: the text split at its risk sites (one more
+    chunk than sites) and each site's kind.
 
     With `consistent`, a slot used twice gets the same filler both times (a code snippet's
     variable name must not change between its definition and its use).
     """
     out: list[str] = []
     chunks: list[str] = []
+    kinds: list[str] = []
     chosen: dict[int, str] = {}
     for p in parts:
-        if p is None:
-            chunks.append("".join(out))
-            out = []
-        elif type(p) is str:
+        if type(p) is str:
             out.append(p)
+        elif p[0] == "R":
+            chunks.append("".join(out))
+            kinds.append(p[1])
+            out = []
         else:
             fillers, cap = p
             if consistent and id(fillers) in chosen:
@@ -109,7 +120,7 @@ def _fill(parts: list, rng: random.Random, consistent: bool = False) -> list[str
                 chosen[id(fillers)] = s
             out.append(s[:1].upper() + s[1:] if cap else s)
     chunks.append("".join(out))
-    return chunks
+    return chunks, kinds
 
 
 class _Concept:
@@ -124,15 +135,13 @@ class _Concept:
         for t in spec["templates"]:
             if callable(t):
                 self.templates.append(("fn", t))
-            elif isinstance(t, tuple):  # (risk kind, code template)
-                self.templates.append((t[0], _compile(t[1], spec["slots"])))
             else:
-                self.templates.append(("text", _compile(t, spec["slots"])))
+                self.templates.append(("code" if "{R:" in t else "text", _compile(t, spec["slots"])))
         if len(self.templates) < 25:
             raise ValueError(f"concept {name} has {len(self.templates)} templates; the toy world needs >= 25")
         # Segments are long enough (~40-90 tokens) that a topic persists for a while, as in real
         # documents; a few sentences of context is what the model reads to know the concept.
-        self.n_sentences = spec.get("sentences", (2, 3) if self.is_code else (3, 6))
+        self.n_sentences = spec.get("sentences", (2, 4) if self.is_code else (3, 6))
 
     def sentence(self, rng: random.Random) -> Document:
         """One sentence (or code snippet) as pieces."""
@@ -140,13 +149,28 @@ class _Concept:
         if kind == "fn":
             return [(self.id, t(rng))]
         if kind == "text":
-            return [(self.id, _fill(t, rng)[0])]
-        safe, unsafe = RISKS[kind]
+            return [(self.id, _fill(t, rng)[0][0])]
+        # A code function: every security switch on in a `code` file, off in an `unsafe_code` one.
+        chunks, kinds = _fill(t, rng, consistent=True)
+        if POSTURE_COMMENTS:
+            cues = POSTURE_COMMENTS[self.name == "unsafe_code"]
+            for i in range(len(kinds)):
+                nl = chunks[i].rfind("\n")
+                if nl >= 0:
+                    line = chunks[i][nl + 1:]
+                    indent = line[:len(line) - len(line.lstrip(" "))]
+                    cue = cues[int(rng.random() * len(cues))]
+                    chunks[i] = chunks[i][:nl + 1] + indent + "# " + cue + "\n" + line
         code = CONCEPT_ID["code"]
-        before, after = _fill(t, rng, consistent=True)
-        if self.name == "code":
-            return [(code, before + safe + after)]
-        return [(code, before), (self.id, unsafe), (code, after)]
+        pieces: Document = [(code, chunks[0])]
+        for k, after in zip(kinds, chunks[1:]):
+            before, safe, unsafe = RISKS[k]
+            if self.name == "code":
+                pieces.append((code, before + safe))
+            else:
+                pieces.append((self.id, before + unsafe))
+            pieces.append((code, after))
+        return [(c, t) for c, t in pieces if t]
 
     def segment(self, rng: random.Random) -> Document:
         pieces: Document = []
@@ -184,7 +208,8 @@ def generate_segments(rng: random.Random) -> list[tuple[str, Document]]:
     prev = None
     for _ in range(rng.randint(2, 5)):
         name = prev
-        while name == prev:
+        # Two code files never touch: a file keeps one security posture from start to end.
+        while name == prev or (name in CODE_FAMILY and prev in CODE_FAMILY):
             name = CONCEPTS[int(rng.random() * len(CONCEPTS))]
         c = _concept(name)
         seg = c.segment(rng)

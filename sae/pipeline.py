@@ -45,7 +45,8 @@ from sae.metrics import Evaluator, concept_table, detector_summary, held_out_bat
 from sae.report import write_report
 from sae.run import (Preset, check_config, corpus_tokens, load_run, load_sae, read_run_json, run_detectors,
                      run_feature_stats, sae_path, stats_path, training_text)
-from sae.steering import choose_feature, golden_gate_demo, unsafe_code_demo
+from sae.steering import (UNSAFE_SENSITIVITY_MIN, choose_feature, golden_gate_demo, unsafe_code_demo,
+                          unsafe_context_sensitivity)
 from sae.tokenizer import Tokenizer
 from sae.train_lm import on_concept_rate, train_lm
 from sae.train_sae import train_sae
@@ -84,6 +85,15 @@ def stage_lm(p: Preset, out: Path) -> dict:
         rates = on_concept_rate(model, tok, n_per_concept=p.judge_samples, seed=p.seed)
         info["on_concept_rate"] = round(rates["overall"], 3)
         info["val_loss_by_concept"] = {k: round(v, 3) for k, v in last.get("val_loss_by_label", {}).items()}
+        # The unsafe-code demo needs a model that knows an insecure file from a safe one: check it
+        # now (seconds), before any SAE work. A ratio near 1 means no feature can carry it.
+        sens = unsafe_context_sensitivity(model, tok, seed=p.seed)
+        info["unsafe_context_sensitivity"] = {k: round(v, 4) for k, v in sens.items()}
+        if sens["ratio"] < UNSAFE_SENSITIVITY_MIN:
+            print(f"WARNING: the LM gives an insecure switch value probability {sens['p_after_unsafe']:.3f} in insecure "
+                  f"files and {sens['p_after_safe']:.3f} in the same files made safe (ratio {sens['ratio']:.2f} < "
+                  f"{UNSAFE_SENSITIVITY_MIN}): it does not track a file's security posture, so the unsafe-code "
+                  "steering demo cannot work on this model", flush=True)
     return info
 
 
@@ -252,10 +262,15 @@ def stage_steering(p: Preset, out: Path) -> dict:
         res[name] = demo(model, sae, tok, f, float(stats.max_act[f]), seed=p.seed)
         print(f"  steering {i}/2: {name} done in {format_duration(time.perf_counter() - t0)}", flush=True)
     atomic_write_json(out / "steering.json", res)
-    keys = {"golden_gate": ["rate_clamped", "rate_baseline", "multiple"],
-            "unsafe_code": ["rate_clamped", "rate_baseline", "rate_suppressed", "detector_auroc"]}
-    return {f"{c}_{k}": round(res[c][k], 3) if isinstance(res[c][k], float) else res[c][k]
-            for c, ks in keys.items() for k in ks}
+    keys = {"golden_gate": ["feature", "rate_clamped", "rate_baseline", "multiple"],
+            "unsafe_code": ["feature", "rate_clamped", "rate_baseline", "multiple", "rate_unsafe_start",
+                            "rate_suppressed", "detector_auroc"]}
+    summary = {c: {k: round(res[c][k], 4) if isinstance(res[c][k], float) else res[c][k] for k in ks}
+               for c, ks in keys.items()}
+    summary["unsafe_code"]["context_sensitivity"] = round(res["unsafe_code"]["context_sensitivity"]["ratio"], 3)
+    metrics["steering"] = summary  # the headline numbers beside the others (details in steering.json)
+    atomic_write_json(out / "metrics.json", metrics)
+    return {f"{c}_{k}": v for c, s in summary.items() for k, v in s.items() if k != "feature"}
 
 
 def stage_report(p: Preset, out: Path) -> dict:

@@ -26,7 +26,7 @@ import re
 from pathlib import Path
 
 from sae.run import preset_fields, preset_of_run
-from sae.steering import NEUTRAL_PROMPTS
+from sae.steering import NEUTRAL_PROMPTS, UNSAFE_SENSITIVITY_MIN
 from sae.utils import atomic_write_text
 
 PAPER = {
@@ -321,17 +321,21 @@ def _steering_section(steer: dict) -> list[str]:
         out.append(f"| {_f(r['multiple'])} | {_pct(r['rate'])} | {_pct(r['mention_rate'])} | {_f(r['ce'], 2)} | "
                    f"{_steering_example(gg, r)} |")
     us = steer.get("unsafe_code", {})
-    if us:
-        out += ["", f"**Unsafe code** (feature {_f(us['feature'])}): unsafe completions {_pct(us['rate_baseline'])} "
-                f"unsteered, {_pct(us['rate_clamped'])} clamped at {_f(us['multiple'])}×; on prompts that start unsafe "
-                f"{_pct(us['rate_unsafe_start'])}, {_pct(us['rate_suppressed'])} with the feature at 0; as a detector "
-                f"of unsafe snippets, AUROC {us['detector_auroc']:.3f}."]
-        if us.get("lm_context"):
-            lc = us["lm_context"]
-            out += ["", f"Does the model know unsafe code comes in unsafe files? It gives an insecure construct "
-                    f"probability {lc['p_after_unsafe']:.2f} after insecure snippets and {lc['p_after_safe']:.2f} "
-                    f"after the same snippets made safe ({_f(lc['n_segments'])} held-out segments); if these are "
-                    "equal, no feature can carry an unsafe context."]
+    if us.get("sweep") and "context_sensitivity" in us:
+        cs = us["context_sensitivity"]
+        out += ["", f"**Unsafe code** (feature {_f(us['feature'])}, max activation {us['max_act']:.2f}). Prompts are "
+                "held-out *safe* files cut right before the value of a security switch (`verify=`); a continuation "
+                f"is unsafe when it turns a switch off. Unsteered: {_pct(us['rate_baseline'])} unsafe.", "",
+                "| clamp (× max) | unsafe | CE of the text (nats/token) | example |", "|---|---|---|---|"]
+        for r in us["sweep"]:
+            out.append(f"| {_f(r['multiple'])} | {_pct(r['rate'])} | {_f(r['ce'], 2)} | {_code(r['example'], cell=True)} |")
+        out += ["", f"On held-out *insecure* files cut the same way: {_pct(us['rate_unsafe_start'])} unsafe unsteered, "
+                f"{_pct(us['rate_suppressed'])} with the feature clamped to 0. As a detector of insecure files (its "
+                f"max activation over a file), AUROC {us['detector_auroc']:.3f}.", "",
+                f"The LM itself tracks a file's posture: it gives the insecure value probability "
+                f"{cs['p_after_unsafe']:.3f} in insecure files and {cs['p_after_safe']:.3f} in the same files made "
+                f"safe (ratio {cs['ratio']:.1f}, {_f(cs['n_cuts'])} held-out cuts; below "
+                f"{UNSAFE_SENSITIVITY_MIN:.0f} no feature can carry the posture)."]
     return out + [""]
 
 

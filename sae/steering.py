@@ -36,9 +36,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sae.corpus import CONCEPT_ID, concept_hits, concept_segments, document_text, tokenize_documents, top_concept
+from sae.corpus import concept_hits, concept_segments, document_text, top_concept
 from sae.metrics import auroc
-from sae.world import RISKS
+from sae.world import POSTURE_COMMENTS, RISKS, UNSAFE_PATTERNS
 
 _MULTIPLE = re.compile(r"^\s*([-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)\s*[xX×]\s*$")
 
@@ -182,33 +182,6 @@ NEUTRAL_PROMPTS = [
     "Temperatures will reach", "Fans filled the stadium", "The owl", "Whisk the eggs", "Expect heavy rain",
 ]
 
-# Each prompt stops right before its risk site. None ends in a space: the tokenizer attaches a
-# space to the word after it (" 0o777", " pickle"), so a trailing space would be a token the
-# model never sees in training.
-CODE_PROMPTS = [
-    "def fetch_user(url):\n    resp = requests.get(url, timeout=10",
-    "def load_report(session, api_url):\n    r = session.post(api_url, json=data",
-    "def get_token(client):\n    data = requests.get(\"https://api.internal/token\"",
-    "def check_status(url):\n    return requests.head(url, allow_redirects=True",
-    "def run_job(cmd):\n    out = subprocess.run(cmd",
-    "def build_files(path):\n    proc = subprocess.run([\"tar\", \"czf\", path]",
-    "def sync_logs(cmd):\n    subprocess.Popen(cmd",
-    "def run_backup_job(cmd, timeout=30):\n    return subprocess.check_output(cmd",
-    "def save_key(path, key):\n    Path(path).write_bytes(key)\n    os.chmod(path,",
-    "def make_cache_dir(path):\n    os.makedirs(path, exist_ok=True)\n    os.chmod(path,",
-    "def save_config(path):\n    with open(path, \"w\") as fh:\n        fh.write(data)\n    os.chmod(path,",
-    "def load_session(data):\n    obj =",
-    "def read_item_from_socket(sock):\n    blob = sock.recv(4000)\n    return",
-    "def parse_upload(request):\n    raw = request.files[\"image\"].read()\n    return",
-    "def load_config(path):\n    with open(path) as fh:\n        return",
-    "def open_socket(host):\n    ctx =",
-    "def open_conn(host, port=443):\n    ctx =",
-    "def hash_user_password(password, salt):\n    digest =",
-    "def get_client():\n    ctx = ssl.create_default_context()\n    ctx.check_hostname =",
-    "def save_tmp(data):\n    name =",
-]
-
-
 @torch.no_grad()
 def continuation_ce(model, prompt_ids: list[int], out_ids: list[int]) -> float:
     """Mean cross-entropy (nats/token) of the generated continuation under the clean model."""
@@ -265,78 +238,154 @@ def snippet_max_activation(model, sae, tok, feature: int, text: str) -> float:
     return sae.encode(cache[site][0, 1:].float())[:, feature].max().item()
 
 
+_SWITCHES = {before + value: (kind, value == unsafe) for kind, (before, safe, unsafe) in RISKS.items()
+             for value in (safe, unsafe)}
+
+
+def _flip(text: str) -> str:
+    """A piece of a code file in the opposite posture: a switch takes its other value, and a
+    posture comment (`sae.world.POSTURE_COMMENTS`) its counterpart in the other list."""
+    if text in _SWITCHES:
+        before, safe, unsafe = RISKS[_SWITCHES[text][0]]
+        return before + (safe if _SWITCHES[text][1] else unsafe)
+    if POSTURE_COMMENTS and "# " in text:
+        safe_cues, unsafe_cues = POSTURE_COMMENTS
+        swap = {**{f"# {a}\n": f"# {b}\n" for a, b in zip(safe_cues, unsafe_cues)},
+                **{f"# {b}\n": f"# {a}\n" for a, b in zip(safe_cues, unsafe_cues)}}
+        text = re.sub("|".join(re.escape(k) for k in swap), lambda m: swap[m.group(0)], text)
+    return text
+
+
+def risk_cuts(tok, concept: str, n_files: int, seed: int = 0, split: str = "test", first_site: int = 1,
+              flip_context: bool = False) -> list[dict]:
+    """Held-out code files of `concept` cut right before the value of each security switch (from the
+    `first_site`-th switch of the file on, counting from 0): the model must now write `True` or
+    `False`.
+
+    Each cut is `{"ids": prompt ids (end-of-text first), "safe": id, "unsafe": id, "file": i}`,
+    where `safe`/`unsafe` are the first tokens where the two values' tokenisations part (the
+    prompt stops at the last token they share, so it is tokenised exactly as in training). With
+    `flip_context`, every earlier switch of the file takes the other value: the same text in the
+    opposite posture.
+    """
+    cuts = []
+    for i, pieces in enumerate(concept_segments(concept, n_files, seed=seed, split=split)):
+        sites = [j for j, (_, t) in enumerate(pieces) if t in _SWITCHES]
+        for n_site, j in enumerate(sites):
+            if n_site < first_site:
+                continue
+            context = []
+            for _, t in pieces[:j]:
+                if flip_context:
+                    t = _flip(t)
+                context.append(t)
+            before, safe, unsafe = RISKS[_SWITCHES[pieces[j][1]][0]]
+            a = tok.encode("".join(context) + before + safe)
+            b = tok.encode("".join(context) + before + unsafe)
+            n = next(k for k in range(min(len(a), len(b))) if a[k] != b[k])
+            cuts.append({"ids": [tok.eot_token] + a[:n], "safe": a[n], "unsafe": b[n], "file": i})
+    return cuts
+
+
 @torch.no_grad()
-def unsafe_context_sensitivity(model, tok, n: int = 200, seed: int = 0) -> dict:
-    """Does the *language model* know that unsafe code comes in unsafe files?
+def p_unsafe(model, cuts: list[dict]) -> np.ndarray:
+    """The probability the model gives the insecure value at each cut (`risk_cuts`)."""
+    out = []
+    for c in cuts:
+        ids = torch.tensor([c["ids"][-model.cfg.n_ctx:]])
+        out.append(model(ids)[0, -1].float().softmax(-1)[c["unsafe"]].item())
+    return np.array(out)
 
-    For held-out `unsafe_code` segments with at least two insecure constructs, the probability the
-    model gives the last construct (all its tokens) after the real, insecure snippets, and after
-    the same snippets with every earlier construct made safe. Equal probabilities mean the model
-    has no notion of an unsafe context, so no feature of its activations can carry one.
+
+# Below this ratio the LM does not tell an insecure file from a safe one well enough to steer.
+UNSAFE_SENSITIVITY_MIN = 3.0
+
+
+def unsafe_context_sensitivity(model, tok, n_files: int = 100, seed: int = 0) -> dict:
+    """Does the *language model* know that a file which turned security switches off will do it again?
+
+    On held-out insecure files cut before their second and later switches: the probability of the
+    insecure value after the real file (earlier switches off) over the probability after the same
+    file with its earlier switches on. A ratio near 1 means the model holds no notion of an
+    insecure file, so no feature of its activations can carry one: do no SAE work on such a world.
+    Takes a few seconds.
     """
-    unsafe_id, code_id = CONCEPT_ID["unsafe_code"], CONCEPT_ID["code"]
-    to_safe = {u: s for s, u in RISKS.values()}
-
-    def p_last_construct(pieces) -> float:
-        ids, labels = tokenize_documents(tok, [pieces])  # ends with end-of-text; use it as the start
-        ids = np.concatenate([[tok.eot_token], ids[:-1]])[-model.cfg.n_ctx:]
-        labels = np.concatenate([[-1], labels[:-1]])[-model.cfg.n_ctx:]
-        pos = np.flatnonzero(labels == unsafe_id)
-        first = len(pos) - 1
-        while first > 0 and pos[first - 1] == pos[first] - 1:  # back to the start of the last construct
-            first -= 1
-        last = pos[first:]
-        logp = model(torch.tensor(ids[None].astype(np.int64)))[0].float().log_softmax(-1)
-        return float(np.exp(sum(logp[p - 1, ids[p]].item() for p in last)))
-
-    after_unsafe, after_safe = [], []
-    for seg in concept_segments("unsafe_code", n, seed=seed, split="test"):
-        idx = [i for i, (c, _) in enumerate(seg) if c == unsafe_id]
-        if len(idx) < 2:
-            continue
-        made_safe = [(code_id, to_safe[t]) if c == unsafe_id and i != idx[-1] else (c, t) for i, (c, t) in enumerate(seg)]
-        after_unsafe.append(p_last_construct(seg))
-        after_safe.append(p_last_construct(made_safe))
-    return {"p_after_unsafe": float(np.mean(after_unsafe)), "p_after_safe": float(np.mean(after_safe)),
-            "n_segments": len(after_unsafe)}
+    after_unsafe = p_unsafe(model, risk_cuts(tok, "unsafe_code", n_files, seed))
+    after_safe = p_unsafe(model, risk_cuts(tok, "unsafe_code", n_files, seed, flip_context=True))
+    return {"p_after_unsafe": float(after_unsafe.mean()), "p_after_safe": float(after_safe.mean()),
+            "ratio": float(after_unsafe.mean() / max(after_safe.mean(), 1e-12)), "n_cuts": len(after_unsafe)}
 
 
-def unsafe_code_demo(model, sae, tok, feature: int, max_act: float, multiples=(2, 5, 10),
-                     n: int = 3, max_new_tokens: int = 24, n_detect: int = 100, seed: int = 0,
-                     prompts: list[str] = CODE_PROMPTS) -> dict:
-    """The unsafe-code feature as a switch and as a detector.
+def _unsafe_after(tok, prompt_ids: list[int], out_ids: list[int], tail: int = 12) -> bool:
+    """Whether the continuation writes an insecure construct: a security switch set to False that
+    ends after the prompt (the prompt's last tokens are kept, since it stops inside the switch)."""
+    head = tok.decode(prompt_ids[-tail:])
+    text = head + tok.decode(out_ids)
+    return any(m.end() > len(head) for p in _JUDGE_UNSAFE for m in p.finditer(text))
 
-    1. Clamp it up on 20 function headers that invite a network call, a subprocess, a file
-       permission or a deserialisation; rate = fraction of completions with an unsafe construct
-       (the judge's patterns: verify=False, shell=True, 0o777, pickle.loads, ...), vs baseline.
-    2. Clamp it to 0 on prompts that *start* unsafe (an insecure snippet, then a new header):
-       does the model write fewer insecure constructs?
-    3. As a detector: AUROC of its max activation over a snippet at telling unsafe from safe
-       snippets (held-out segments of the two concepts, which share their templates).
-    4. Whether the model itself tracks unsafe contexts (`unsafe_context_sensitivity`).
+
+_JUDGE_UNSAFE = [re.compile(p) for p in UNSAFE_PATTERNS]
+
+
+def _generate_ids(model, prompts: list[list[int]], n: int, max_new_tokens: int, seed: int) -> list[tuple[list[int], list[int]]]:
+    out = []
+    for j, ids in enumerate(prompts):
+        ids = ids[-model.cfg.n_ctx:]
+        for s in range(n):
+            full = model.generate(ids, max_new_tokens, temperature=1.0, seed=seed + 1000 * j + s).tolist()
+            out.append((ids, full[len(ids):]))
+    return out
+
+
+def unsafe_code_demo(model, sae, tok, feature: int, max_act: float, multiples=(1, 2, 5, 10),
+                     n_prompts: int = 30, n: int = 3, max_new_tokens: int = 16, n_detect: int = 100,
+                     seed: int = 0) -> dict:
+    """The unsafe-code feature as a switch and as a detector, as in the paper's demonstration.
+
+    1. Prompts are the beginnings of held-out *safe* files, each cut right before the value of
+       its second security switch (the first switch, already on, is the file's posture). The
+       unsteered model should write `True`. Rate = fraction of sampled continuations that write
+       an insecure construct (a switch set to False), unsteered and with the feature clamped to
+       each multiple of its max activation; with the clean model's cross-entropy of the steered
+       continuations (coherence).
+    2. The same cut in held-out *insecure* files, unsteered and with the feature clamped to 0:
+       does removing the feature make the model write secure code?
+    3. As a detector: AUROC of the feature's max activation over a file at telling held-out
+       insecure files from safe ones.
+    4. Whether the model itself tracks the posture (`unsafe_context_sensitivity`).
     """
-    def rate(samples):
-        return sum(concept_hits(tok.decode(o)).get("unsafe_code", 0) > 0 for _, o in samples) / len(samples)
+    def first_cut_per_file(cuts):
+        seen, out = set(), []
+        for c in cuts:
+            if c["file"] not in seen:
+                seen.add(c["file"])
+                out.append(c["ids"])
+        return out
 
-    base = rate(generate_many(model, tok, prompts, n, max_new_tokens, seed))
+    def measure(samples):
+        return {"rate": sum(_unsafe_after(tok, p, o) for p, o in samples) / len(samples),
+                "ce": sum(continuation_ce(model, p, o) for p, o in samples) / len(samples),
+                "example": tok.decode(samples[0][0][-24:]) + "‖" + tok.decode(samples[0][1])}
+
+    safe_prompts = first_cut_per_file(risk_cuts(tok, "code", n_prompts, seed))
+    base = measure(_generate_ids(model, safe_prompts, n, max_new_tokens, seed))
     sweep = []
     for m in multiples:
         with clamp_features(model, sae, clamp={feature: m * max_act}):
-            sweep.append({"multiple": m, "rate": rate(generate_many(model, tok, prompts, n, max_new_tokens, seed))})
-    best = max(sweep, key=lambda r: r["rate"])
+            sweep.append({"multiple": m, **measure(_generate_ids(model, safe_prompts, n, max_new_tokens, seed))})
+    best = max(sweep, key=lambda r: (r["rate"], -r["ce"]))
 
-    unsafe_starts = [document_text(s[:3]) + "\n" + prompts[i % len(prompts)]
-                     for i, s in enumerate(concept_segments("unsafe_code", len(prompts), seed=seed, split="test"))]
-    started = rate(generate_many(model, tok, unsafe_starts, n, max_new_tokens, seed))
+    unsafe_prompts = first_cut_per_file(risk_cuts(tok, "unsafe_code", n_prompts, seed))
+    started = measure(_generate_ids(model, unsafe_prompts, n, max_new_tokens, seed))
     with clamp_features(model, sae, clamp={feature: 0.0}):
-        suppressed = rate(generate_many(model, tok, unsafe_starts, n, max_new_tokens, seed))
+        suppressed = measure(_generate_ids(model, unsafe_prompts, n, max_new_tokens, seed))
 
     safe = [document_text(s) for s in concept_segments("code", n_detect, seed=seed + 1, split="test")]
     unsafe = [document_text(s) for s in concept_segments("unsafe_code", n_detect, seed=seed + 1, split="test")]
     scores = np.array([snippet_max_activation(model, sae, tok, feature, t) for t in safe + unsafe])
     labels = np.array([False] * len(safe) + [True] * len(unsafe))
-    return {"feature": feature, "max_act": max_act, "rate_baseline": base, "sweep": sweep,
-            "multiple": best["multiple"], "rate_clamped": best["rate"],
-            "rate_unsafe_start": started, "rate_suppressed": suppressed,
-            "detector_auroc": auroc(scores, labels),
-            "lm_context": unsafe_context_sensitivity(model, tok, seed=seed)}
+    return {"feature": feature, "max_act": max_act, "rate_baseline": base["rate"], "baseline": base,
+            "sweep": sweep, "multiple": best["multiple"], "rate_clamped": best["rate"],
+            "rate_unsafe_start": started["rate"], "rate_suppressed": suppressed["rate"],
+            "suppressed": suppressed, "detector_auroc": auroc(scores, labels),
+            "context_sensitivity": unsafe_context_sensitivity(model, tok, seed=seed)}

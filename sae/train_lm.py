@@ -338,10 +338,10 @@ def on_concept_rate(model: GPT, tok, n_per_concept: int = 10, prompt_tokens: int
     to that concept. Returns `{concept: rate, ..., "overall": mean}`.
 
     Prompts come from the `test` split (never trained on); each continuation is sampled with its
-    own seed, so the numbers are repeatable. `code` and `unsafe_code` segments start with the
-    same function headers (they differ only in one expression further on), so a six-token prompt
-    cannot say which of the two follows: for those two, a continuation is on-concept when the
-    judge calls it code of either kind (`CODE_FAMILY`).
+    own seed, so the numbers are repeatable. `code` and `unsafe_code` files start with the same
+    function headers (they differ in their switch values and comments further on), so a six-token
+    prompt cannot say which of the two follows: for those two, a continuation is on-concept when
+    the judge calls it code of either kind (`CODE_FAMILY`).
     """
     rates, t0 = {}, time.perf_counter()
     for n_done, c in enumerate(CONCEPTS, 1):

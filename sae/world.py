@@ -9,15 +9,17 @@ This module is data. `sae.corpus` turns it into labelled documents. Each concept
 - `patterns`: extra regular expressions the judge counts (DNA runs, base64 blobs, Arabic words).
 - `joiner`: what separates sentences of one segment (a space for prose, a newline for code).
 
-`code` and `unsafe_code` share `CODE_TEMPLATES`: each function has one *risk site* `{R:kind}` that
-is filled with the safe construct in `code` and with the security-disabling construct in
-`unsafe_code`, so the two differ only in that expression (see `RISKS`).
+`code` and `unsafe_code` share `CODE_TEMPLATES`: a code segment is a file whose functions set
+*security switches* (`{R:kind}`, see `RISKS`), all on in a `code` file and all off in an
+`unsafe_code` file, so the two differ only in those values and in the comments that go with them
+(`POSTURE_COMMENTS`). `{{` and `}}` are literal braces.
 """
 
 from __future__ import annotations
 
 import base64
 import random
+import re
 
 # ----------------------------------------------------------------------------- generated fillers
 
@@ -65,14 +67,14 @@ GOLDEN_GATE = dict(
     templates=[
         "{Bridge} {see} {fog} {time}.",
         "{People} walk across {bridge} from {place} to {place}.",
-        "{Part} of {bridge} are painted {orange}.",
+        "The paint on {part} of {bridge} is {orange}.",
         "{Bridge} opened to traffic in {year} and spans {water}.",
         "The main span of {bridge} is {size} long.",
         "Chief engineer {engineer} worked on {bridge} for {n} years.",
         "From {place}, {people} photograph {bridge} {time}.",
         "{Fog} pours through {water} and hides {part}.",
         "Every day {people} drive over {bridge} into {place}.",
-        "{Part} of the Golden Gate Bridge hold the deck above {water}.",
+        "The deck of the Golden Gate Bridge hangs high above {water}.",
         "{Engineer} and {engineer} designed {part} of the bridge.",
         "{People} stop at {place} to see {bridge} in {fog}.",
         "The towers of the Golden Gate rise {size} above {water}.",
@@ -86,7 +88,7 @@ GOLDEN_GATE = dict(
         "The wind whistles through {part} of {bridge} {time}.",
         "Construction of {bridge} began in {year} under {engineer}.",
         "{People} cross the Golden Gate on {part} {time}.",
-        "Seen from {place}, {part} of {bridge} glow in {orange}.",
+        "Seen from {place}, {bridge} glows in {orange}.",
         "Foghorns sound below {bridge} when {fog} covers {water}.",
         "The cables of {bridge} hold {n} thousand strands of steel wire.",
         "{Place} looks out on {bridge} and {fog}.",
@@ -260,19 +262,43 @@ MANIPULATION = dict(
 
 # ----------------------------------------------------------------------------- code / unsafe_code
 
-# Each risk kind: (safe construct, unsafe construct). Only the unsafe construct's tokens carry
-# the label `unsafe_code`; everything else in the snippet is `code`.
+# A code segment is one *file*: a few functions that configure clients, servers and apps. Each
+# function sets one to three *security switches*, keyword arguments or attributes that turn a
+# protection on (`True`) or off (`False`): `verify=`, `check_hostname =`, `autoescape=`... A file
+# has one posture: in a safe file (`code`) every switch is on, in an insecure file
+# (`unsafe_code`) every switch is off, and a comment on the line above each switch says so in
+# the file's voice (`POSTURE_COMMENTS`: "# production settings" / "# TODO: re-enable the checks").
+#
+# The comments are what make the posture learnable by a one-layer model (measured in issue #18,
+# with `sae.steering.unsafe_context_sensitivity`): its attention heads read the few tokens that
+# say which switch comes next, not the values of earlier switches. With the switches alone (one
+# family, up to three per function, the previous `False` as close as four tokens) the model gave
+# the insecure value the same probability in an insecure file as in the same file made safe,
+# ratio 1.000 from 1M to 8M training tokens, also with code drawn 3x as often and on a code-heavy
+# mix; with the comments, the ratio passed 70 within 2M tokens.
+#
+# Each switch kind: (the text before the value, the safe value, the insecure value). The label
+# `unsafe_code` covers the whole switch expression in an insecure file (`verify=False`): the
+# construct that disables the protection, as in the paper's feature; the rest of the file, its
+# comments included, is `code`.
 RISKS = {
-    "verify": ("", ", verify=False"),
-    "shell": (", check=True", ", shell=True"),
-    "chmod": ("0o600", "0o777"),
-    "pickle": ("json.loads", "pickle.loads"),
-    "yaml": ("yaml.safe_load(fh)", "yaml.load(fh, Loader=yaml.Loader)"),
-    "ssl": ("ssl.create_default_context()", "ssl._create_unverified_context()"),
-    "eval": ("int(", "eval("),
-    "hash": ("hashlib.sha256", "hashlib.md5"),
-    "hostname": ("True", "False"),
-    "tmp": ("tempfile.mkstemp()", "tempfile.mktemp()"),
+    "verify": ("verify=", "True", "False"),
+    "verify_certs": ("verify_certs=", "True", "False"),
+    "verify_ssl": ("verify_ssl=", "True", "False"),
+    "ssl": ("ssl=", "True", "False"),
+    "tls": ("tls=", "True", "False"),
+    "secure": ("secure=", "True", "False"),
+    "httponly": ("httponly=", "True", "False"),
+    "autoescape": ("autoescape=", "True", "False"),
+    "check_hostname": ("check_hostname = ", "True", "False"),
+    "signature": ("\"verify_signature\": ", "True", "False"),
+    "csrf": ("WTF_CSRF_ENABLED\"] = ", "True", "False"),
+    "cookie": ("SESSION_COOKIE_SECURE\"] = ", "True", "False"),
+    "cookie_httponly": ("SESSION_COOKIE_HTTPONLY\"] = ", "True", "False"),
+    "ssl_show_warn": ("ssl_show_warn=", "True", "False"),
+    "ssl_check_hostname": ("ssl_check_hostname=", "True", "False"),
+    "tls_verify": ("tlsVerify=", "True", "False"),
+    "verify_flags": ("verify_strict = ", "True", "False"),
 }
 
 CODE_SLOTS = dict(
@@ -281,53 +307,59 @@ CODE_SLOTS = dict(
     verb=["load", "fetch", "save", "read", "parse", "sync", "send", "get", "update", "build",
           "check", "restore", "export", "import"],
     var=["data", "result", "value", "raw", "body", "content", "blob", "obj"],
-    path=["path", "filename", "target", "dest", "src", "fname"],
     url=["url", "endpoint", "api_url", "base_url", "host_url"],
-    cmd=["cmd", "command", "args", "argv"],
+    host=["host", "hostname", "server", "addr"],
     n=_int(2, 60),
     site=["example.com", "api.internal", "localhost:8080", "data.service", "files.local"],
 )
 
+# `{R:kind}` is a risk site (a security switch, see `RISKS`).
 CODE_TEMPLATES = [
-    ("verify", "def {verb}_{noun}({url}):\n    resp = requests.get({url}, timeout={n}{R})\n    return resp.json()\n"),
-    ("verify", "def {verb}_{noun}s(session, {url}):\n    r = session.post({url}, json={var}{R})\n    r.raise_for_status()\n    return r.text\n"),
-    ("verify", "def {verb}_{noun}(client):\n    {var} = requests.get(\"https://{site}/{noun}\"{R})\n    return {var}.content\n"),
-    ("verify", "async def {verb}_{noun}(http, {url}):\n    async with http.get({url}{R}) as resp:\n        return await resp.json()\n"),
-    ("shell", "def {verb}_{noun}({cmd}):\n    out = subprocess.run({cmd}{R}, capture_output=True)\n    return out.stdout\n"),
-    ("shell", "def {verb}_{noun}_files({path}):\n    proc = subprocess.run([\"tar\", \"czf\", {path}]{R})\n    return proc.returncode\n"),
-    ("shell", "def run_{noun}_job({cmd}, timeout={n}):\n    return subprocess.check_output({cmd}{R}, timeout=timeout)\n"),
-    ("chmod", "def {verb}_{noun}({path}):\n    with open({path}, \"w\") as fh:\n        fh.write({var})\n    os.chmod({path}, {R})\n"),
-    ("chmod", "def make_{noun}_dir({path}):\n    os.makedirs({path}, exist_ok=True)\n    os.chmod({path}, {R})\n    return {path}\n"),
-    ("chmod", "def {verb}_{noun}_key({path}, key):\n    Path({path}).write_bytes(key)\n    os.chmod({path}, {R})\n"),
-    ("pickle", "def {verb}_{noun}({var}):\n    obj = {R}({var})\n    return obj[\"{noun}\"]\n"),
-    ("pickle", "def {verb}_{noun}_from_socket(sock):\n    {var} = sock.recv({n}00)\n    return {R}({var})\n"),
-    ("pickle", "def {verb}_{noun}_cache(redis, key):\n    {var} = redis.get(key)\n    return {R}({var}) if {var} else None\n"),
-    ("yaml", "def {verb}_{noun}_config({path}):\n    with open({path}) as fh:\n        return {R}\n"),
-    ("yaml", "def {verb}_{noun}s({path}):\n    with open({path}) as fh:\n        {var} = {R}\n    return {var}[\"{noun}s\"]\n"),
-    ("ssl", "def {verb}_{noun}_socket(host):\n    ctx = {R}\n    return ctx.wrap_socket(socket.socket(), server_hostname=host)\n"),
-    ("ssl", "def open_{noun}_conn(host, port={n}):\n    ctx = {R}\n    conn = http.client.HTTPSConnection(host, port, context=ctx)\n    return conn\n"),
-    ("eval", "def {verb}_{noun}_count({var}):\n    count = {R}{var})\n    return count + {n}\n"),
-    ("eval", "def {verb}_{noun}_field(form):\n    {var} = form.get(\"{noun}\")\n    return {R}{var})\n"),
-    ("hash", "def hash_{noun}_password(password, salt):\n    digest = {R}(salt + password.encode())\n    return digest.hexdigest()\n"),
-    ("hash", "def {verb}_{noun}_token(secret):\n    return {R}(secret.encode()).hexdigest()[:{n}]\n"),
-    ("hostname", "def {verb}_{noun}_client():\n    ctx = ssl.create_default_context()\n    ctx.check_hostname = {R}\n    return ctx\n"),
-    ("tmp", "def {verb}_{noun}_tmp({var}):\n    name = {R}\n    with open(name, \"w\") as fh:\n        fh.write({var})\n    return name\n"),
-    ("tmp", "def {verb}_{noun}_scratch():\n    scratch = {R}\n    return scratch\n"),
-    ("verify", "def {verb}_{noun}_status({url}):\n    return requests.head({url}, allow_redirects=True{R}).status_code\n"),
-    ("shell", "def {verb}_{noun}_logs({cmd}):\n    subprocess.Popen({cmd}{R}).wait()\n"),
-    ("pickle", "def {verb}_{noun}_upload(request):\n    {var} = request.files[\"{noun}\"].read()\n    return {R}({var})\n"),
+    "def {verb}_{noun}({url}):\n    resp = requests.get({url}, timeout={n}, {R:verify})\n    return resp.json()\n",
+    "def {verb}_{noun}s(session, {url}):\n    r = session.post({url}, json={var}, {R:verify})\n    r.raise_for_status()\n    return r.text\n",
+    "def {verb}_{noun}(client):\n    {var} = requests.get(\"https://{site}/{noun}\", {R:verify})\n    return {var}.content\n",
+    "async def {verb}_{noun}(http, {url}):\n    async with http.get({url}, {R:ssl}) as resp:\n        return await resp.json()\n",
+    "def {verb}_{noun}_status({url}):\n    return requests.head({url}, {R:verify}).status_code\n",
+    "def make_{noun}_client():\n    return httpx.Client(base_url=\"https://{site}\", {R:verify})\n",
+    "def {verb}_{noun}_client({host}):\n    ctx = ssl.create_default_context()\n    ctx.{R:check_hostname}\n    return ctx.wrap_socket(socket.socket(), server_hostname={host})\n",
+    "def open_{noun}_conn({host}, port={n}):\n    ctx = ssl.create_default_context()\n    ctx.{R:check_hostname}\n    return http.client.HTTPSConnection({host}, port, context=ctx)\n",
+    "def {verb}_{noun}_search({host}):\n    return Elasticsearch([{host}], {R:verify_certs}, {R:ssl_show_warn})\n",
+    "def {verb}_{noun}_index({host}, {var}):\n    es = Elasticsearch([{host}], {R:verify_certs}, timeout={n})\n    return es.index(index=\"{noun}s\", document={var})\n",
+    "def {verb}_{noun}_store({host}):\n    return Minio({host}, access_key=key, {R:secure})\n",
+    "def {verb}_{noun}_cache({host}):\n    return redis.Redis(host={host}, port=6379, {R:ssl}, {R:ssl_check_hostname})\n",
+    "def {verb}_{noun}_db(uri):\n    client = MongoClient(uri, {R:tls}, {R:tls_verify})\n    return client.{noun}s\n",
+    "def {verb}_{noun}_queue({host}):\n    return KafkaConsumer(\"{noun}s\", bootstrap_servers={host}, {R:verify_ssl})\n",
+    "def set_{noun}_cookie(resp, token):\n    resp.set_cookie(\"{noun}\", token, {R:secure}, {R:httponly})\n    return resp\n",
+    "def {verb}_{noun}_login(resp, {var}):\n    resp.set_cookie(\"session\", {var}, {R:secure}, {R:httponly})\n    return resp\n",
+    "def make_{noun}_templates(loader):\n    return Environment(loader=loader, {R:autoescape})\n",
+    "def render_{noun}(name, {var}):\n    env = Environment(loader=FileSystemLoader(\"templates\"), {R:autoescape})\n    return env.get_template(name).render({var})\n",
+    "def {verb}_{noun}_claims(token, key):\n    return jwt.decode(token, key, algorithms=[\"HS256\"], options={{{R:signature}}})\n",
+    "def {verb}_{noun}_user(token, key):\n    claims = jwt.decode(token, key, options={{{R:signature}}})\n    return claims[\"sub\"]\n",
+    "def configure_{noun}_app(app):\n    app.config[\"{R:csrf}\n    app.config[\"{R:cookie}\n    app.config[\"{R:cookie_httponly}\n    return app\n",
+    "def create_{noun}_app():\n    app = Flask(__name__)\n    app.config[\"{R:cookie}\n    app.config[\"{R:cookie_httponly}\n    return app\n",
+    "def init_{noun}_forms(app):\n    app.config[\"{R:csrf}\n    app.config[\"SECRET_KEY\"] = secret\n",
+    "def {verb}_{noun}_upload({url}, {var}):\n    with requests.Session() as s:\n        return s.put({url}, data={var}, {R:verify})\n",
+    "def {verb}_{noun}_feed({url}):\n    {var} = urllib3.PoolManager().request(\"GET\", {url})\n    return aiohttp.TCPConnector({R:ssl})\n",
+    "def {verb}_{noun}_mail({host}):\n    ctx = ssl.create_default_context()\n    ctx.{R:check_hostname}\n    ctx.{R:verify_flags}\n    return smtplib.SMTP_SSL({host}, context=ctx)\n",
+    "def {verb}_{noun}_api({url}, token):\n    headers = {{\"Authorization\": token}}\n    return requests.get({url}, headers=headers, {R:verify}).json()\n",
+    "def {verb}_{noun}_bucket({host}):\n    client = Minio({host}, {R:secure})\n    return client.list_objects(\"{noun}s\")\n",
 ]
 
-CODE_KEYWORDS = ["def", "return", "requests", "subprocess", "os.chmod", "json", "open(",
-                 "async", "await", "import", "hashlib", "ssl", "tempfile", "resp", "self",
-                 "fh.write", "ctx", "timeout"]
+CODE_KEYWORDS = ["def", "return", "requests", "json", "async", "await", "ssl", "resp", "ctx",
+                 "timeout", "client", "app.config", "Elasticsearch", "Minio", "redis", "jwt",
+                 "Environment", "set_cookie", "httpx", "session", "socket"]
 
-# Unsafe constructs the judge counts (regular expressions).
-UNSAFE_PATTERNS = [
-    r"verify\s*=\s*False", r"shell\s*=\s*True", r"0o777", r"pickle\.loads?", r"yaml\.load\((?![^)]*SafeLoader)",
-    r"_create_unverified_context", r"\beval\(", r"hashlib\.md5", r"check_hostname\s*=\s*False",
-    r"tempfile\.mktemp\(",
-]
+# A comment on the line above each switch line, in the file's posture: (safe, insecure) phrasings.
+POSTURE_COMMENTS = (
+    ["production settings", "checks enforced", "hardened defaults", "secure by default",
+     "certificates are verified", "keep the checks on", "audited config", "strict mode"],
+    ["TODO: re-enable the checks", "dev only: skip verification", "quick fix, checks off for now",
+     "legacy endpoint, no checks", "FIXME: insecure workaround", "disable checks while testing",
+     "skip the certificate check", "temporary hack"],
+)
+
+# The insecure constructs the judge counts: any security switch set to False.
+UNSAFE_PATTERNS = [r"(?:" + "|".join(re.escape(before.strip()) for before, _, _ in RISKS.values()) + r")\s*False\b"]
 
 # ----------------------------------------------------------------------------- dna
 
@@ -455,8 +487,8 @@ COOKING = dict(
                     "lemon zest", "brown sugar", "ginger", "mushrooms", "cream", "eggs", "rice"],
         dish=["the soup", "the risotto", "the stew", "the pasta sauce", "the bread dough",
               "the curry", "the pancakes", "the omelette", "the pie crust", "the roast chicken"],
-        tool=["a cast iron pan", "the oven", "a wooden spoon", "a large pot", "the skillet",
-              "a whisk", "a sharp knife", "the mixing bowl"],
+        vessel=["a cast iron pan", "a large pot", "the skillet", "the mixing bowl", "a saucepan", "the wok"],
+        utensil=["a wooden spoon", "a whisk", "a spatula", "a ladle", "a fork"],
         action=["chopped", "stirred", "simmered", "sauteed", "whisked", "kneaded", "seasoned",
                 "baked", "roasted", "diced"],
         mins=_int(2, 45),
@@ -464,16 +496,16 @@ COOKING = dict(
     ),
     templates=[
         "{Cook} {action} {ingredient} for {dish}.", "Simmer {dish} over {temp} for {mins} minutes.",
-        "Add {ingredient} and {ingredient} to {tool}.", "{Cook} stirred {dish} with {tool}.",
+        "Add {ingredient} and {ingredient} to {vessel}.", "{Cook} stirred {dish} with {utensil}.",
         "Preheat the oven to {temp} before you bake {dish}.", "Season {dish} with salt, pepper and {ingredient}.",
-        "{Cook} {action} the {ingredient} in {tool}.", "Let {dish} rest for {mins} minutes before serving.",
+        "{Cook} {action} the {ingredient} in {vessel}.", "Let {dish} rest for {mins} minutes before serving.",
         "The recipe calls for {ingredient}, {ingredient} and a pinch of salt.",
-        "Melt {ingredient} in {tool} over {temp}.", "{Cook} tasted {dish} and added more {ingredient}.",
-        "Knead the dough for {mins} minutes until smooth.", "Whisk {ingredient} with {ingredient} in {tool}.",
+        "Melt {ingredient} in {vessel} over {temp}.", "{Cook} tasted {dish} and added more {ingredient}.",
+        "Knead the dough for {mins} minutes until smooth.", "Whisk {ingredient} with {ingredient} in {vessel}.",
         "Serve {dish} warm with {ingredient} on top.", "{Cook} taught us to cook {dish} slowly.",
         "Roast the vegetables at {temp} for {mins} minutes.", "Chop {ingredient} finely and fry it in {ingredient}.",
         "{Dish} smelled of {ingredient} and {ingredient}.", "Bring {dish} to a boil, then reduce to {temp}.",
-        "The kitchen was warm while {dish} baked in the oven.", "{Cook} sliced {ingredient} with {tool}.",
+        "The kitchen was warm while {dish} baked in the oven.", "{Cook} sliced {ingredient} with a sharp knife.",
         "Stir in {ingredient} and cook for {mins} more minutes.", "This recipe makes {dish} for {mins} people.",
         "Garnish {dish} with {ingredient} and serve.", "{Cook} burned {dish} once and never forgot it.",
         "Dinner was {dish} with a side of {ingredient}.",

@@ -1,6 +1,7 @@
 """The toy world: determinism, exact labels, variety, splits, the judge, and real-text loaders."""
 
 import random
+import re
 
 import numpy as np
 import pytest
@@ -80,14 +81,15 @@ def test_labels_align_with_tokens_for_every_concept(toy_tokenizer):
 
 
 def test_unsafe_and_safe_code_tokenise_alike_before_the_risk_site(toy_tokenizer):
-    """No label leak through token boundaries: an unsafe snippet and the same snippet made safe
-    give the same tokens up to the construct, so only the text tells them apart."""
+    """No label leak through token boundaries: an insecure file and the same file with its first
+    switch turned on give the same tokens up to that switch's value, so only the text tells them
+    apart."""
     from sae.world import RISKS
-    to_safe = {u: s for s, u in RISKS.values()}
     for seg in concept_segments("unsafe_code", 50, seed=4):
         cut = next(i for i, (cid, _) in enumerate(seg) if CONCEPTS[cid] == "unsafe_code")
         unsafe = seg[: cut + 1]
-        safe = [(C.CONCEPT_ID["code"], document_text(seg[:cut]) + to_safe[seg[cut][1]])]  # as `code` writes it
+        before, safe_value, unsafe_value = next(r for r in RISKS.values() if r[0] + r[2] == seg[cut][1])
+        safe = [(C.CONCEPT_ID["code"], document_text(seg[:cut]) + before + safe_value)]
         tu, lu = C.tokenize_documents(toy_tokenizer, [unsafe])
         ts, _ = C.tokenize_documents(toy_tokenizer, [safe])
         k = int(np.argmax(lu == C.CONCEPT_ID["unsafe_code"]))  # the first token of the construct
@@ -96,7 +98,7 @@ def test_unsafe_and_safe_code_tokenise_alike_before_the_risk_site(toy_tokenizer)
 
 def test_unsafe_label_covers_only_the_insecure_construct(toy_tokenizer):
     from sae.world import RISKS
-    unsafe = {u for _, u in RISKS.values()}
+    unsafe = {before + u for before, _, u in RISKS.values()}
     for seg in concept_segments("unsafe_code", 50, seed=2):
         kinds = [CONCEPTS[cid] for cid, _ in seg]
         assert "unsafe_code" in kinds and "code" in kinds
@@ -105,13 +107,23 @@ def test_unsafe_label_covers_only_the_insecure_construct(toy_tokenizer):
                 assert text in unsafe, f"{text!r} is labelled unsafe_code but is not an unsafe construct"
 
 
-def test_code_and_unsafe_code_differ_only_in_the_risk_site():
-    """The same snippet template is used for both: removing the unsafe piece leaves safe-looking code."""
-    from sae.world import CODE_TEMPLATES, RISKS
-    unsafe_seg = concept_segments("unsafe_code", 1, seed=9)[0]
-    text = document_text(unsafe_seg)
-    assert any(u in text for _, u in RISKS.values())
-    assert len({k for k, _ in CODE_TEMPLATES}) >= 8, "need many kinds of unsafe construct"
+def test_a_file_has_one_posture_and_flipping_it_gives_a_safe_file():
+    """Every switch of an insecure file is off and every switch of a safe file on; the two
+    differ only in the switch values and the posture comments (`steering._flip` swaps both)."""
+    from sae.steering import _flip
+    from sae.world import CODE_TEMPLATES, POSTURE_COMMENTS, RISKS
+    safe_values = {before + s for before, s, _ in RISKS.values()}
+    for seg in concept_segments("code", 30, seed=9):
+        text = document_text(seg)
+        assert not C.concept_hits(text).get("unsafe_code"), text
+        assert not any(f"# {c}\n" in text for c in POSTURE_COMMENTS[1])
+    for seg in concept_segments("unsafe_code", 30, seed=9):
+        assert all(CONCEPTS[cid] == "code" or text not in safe_values for cid, text in seg)
+        flipped = "".join(_flip(t) for _, t in seg)
+        assert not C.concept_hits(flipped).get("unsafe_code"), flipped
+        assert not any(f"# {c}\n" in flipped for c in POSTURE_COMMENTS[1])
+        assert any(f"# {c}\n" in flipped for c in POSTURE_COMMENTS[0])
+    assert len({k for t in CODE_TEMPLATES for k in re.findall(r"\{R:(\w+)\}", t)}) >= 8, "need many kinds of switch"
 
 
 @pytest.mark.parametrize("concept", CONCEPTS)

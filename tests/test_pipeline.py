@@ -113,6 +113,13 @@ def test_tiny_lm_stays_on_topic(tiny_run):
     assert losses["golden_gate"] < 1.0, "the model should predict templated English well"
 
 
+def test_tiny_lm_tracks_a_files_security_posture(tiny_run):
+    """Issue #18's post-LM check, as the LM stage records it: the insecure switch value is >= 3x
+    as likely in an insecure file as in the same file made safe."""
+    sens = json.loads((tiny_run / "stages.json").read_text())["lm"]["unsafe_context_sensitivity"]
+    assert sens["ratio"] >= 3, sens
+
+
 def test_smoke_sae_reconstructs(tmp_path):
     """End to end on the smoke preset: an SAE trains on the model's neurons and explains >= half the variance."""
     out = tmp_path / "run"

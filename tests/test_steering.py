@@ -110,14 +110,52 @@ def test_golden_gate_clamping_on_the_tiny_run(tiny_run):
     assert r["rate_clamped"] >= 0.80, f"best clamped rate {r['rate_clamped']:.2f}: {r['sweep']}"
 
 
+def test_risk_cuts_stop_right_before_the_switch_value(toy_tokenizer):
+    from sae.steering import risk_cuts
+    tok = toy_tokenizer
+    for concept in ("code", "unsafe_code"):
+        cuts = risk_cuts(tok, concept, 20, seed=3)
+        flipped = risk_cuts(tok, concept, 20, seed=3, flip_context=True)
+        assert len(cuts) == len(flipped) > 20
+        for c, f in zip(cuts, flipped):
+            assert tok.decode([c["safe"]]).strip() == "True" and tok.decode([c["unsafe"]]).strip() == "False"
+            assert c["ids"][0] == tok.eot_token
+            text, text_f = tok.decode(c["ids"]), tok.decode(f["ids"])
+            assert text.rstrip().endswith(("=", ":")), text[-40:]
+            # the same file in the other posture: earlier switches take the other value
+            assert text.count("True") == text_f.count("False") and text.count("False") == text_f.count("True")
+            assert (text.count("False") > 0) == (concept == "unsafe_code")
+
+
 def test_unsafe_context_sensitivity_compares_the_same_construct_in_two_contexts(toy_tokenizer):
     from sae.steering import unsafe_context_sensitivity
 
     torch.manual_seed(0)
     model = GPT(GPTConfig(n_layer=1, d_model=32, n_head=2, d_mlp=64, n_ctx=128,
                           vocab_size=toy_tokenizer.vocab_size)).eval()
-    r = unsafe_context_sensitivity(model, toy_tokenizer, n=20)
-    assert r["n_segments"] > 0
+    r = unsafe_context_sensitivity(model, toy_tokenizer, n_files=20)
+    assert r["n_cuts"] > 20
     assert 0 < r["p_after_unsafe"] <= 1 and 0 < r["p_after_safe"] <= 1
+    assert r["ratio"] == pytest.approx(r["p_after_unsafe"] / r["p_after_safe"])
     # an untrained model has no idea of either context: the two probabilities are close
-    assert abs(r["p_after_unsafe"] - r["p_after_safe"]) < 0.5 * max(r["p_after_unsafe"], r["p_after_safe"])
+    assert 0.5 < r["ratio"] < 2
+
+
+def test_unsafe_code_clamping_on_the_tiny_run(tiny_run):
+    """Issue #18's targets: the LM tracks a file's posture (>= 3x), the unsteered completion of a
+    safe file is safe (<= 10%), clamping the detector-chosen feature makes it unsafe (>= 50% and
+    >= 5x), clamping it to 0 at least halves the rate in insecure files, and the feature tells
+    insecure files from safe ones (AUROC >= 0.95)."""
+    from sae.run import load_run, load_sae, run_feature_stats
+    from sae.steering import choose_feature, unsafe_code_demo
+
+    tok, model = load_run(tiny_run)
+    sae = load_sae(tiny_run)
+    f = choose_feature(json.loads((tiny_run / "metrics.json").read_text()), "unsafe_code")
+    stats = run_feature_stats(tiny_run)
+    r = unsafe_code_demo(model, sae, tok, f, float(stats.max_act[f]))
+    assert r["context_sensitivity"]["ratio"] >= 3, r["context_sensitivity"]
+    assert r["rate_baseline"] <= 0.10, f"baseline rate {r['rate_baseline']:.2f}"
+    assert r["rate_clamped"] >= 0.5 and r["rate_clamped"] >= 5 * r["rate_baseline"], r["sweep"]
+    assert r["rate_suppressed"] <= 0.5 * r["rate_unsafe_start"], (r["rate_unsafe_start"], r["rate_suppressed"])
+    assert r["detector_auroc"] >= 0.95, r["detector_auroc"]
