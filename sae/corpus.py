@@ -38,7 +38,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from sae.world import CONCEPT_SPECS, POSTURE_COMMENTS, RISKS
+from sae.world import CONCEPT_SPECS, POSTURE_COMMENTS, RISKS, SWITCH_OFF_RATE
 
 CONCEPTS: list[str] = list(CONCEPT_SPECS)
 CONCEPT_ID: dict[str, int] = {name: i for i, name in enumerate(CONCEPTS)}
@@ -150,27 +150,36 @@ class _Concept:
             return [(self.id, t(rng))]
         if kind == "text":
             return [(self.id, _fill(t, rng)[0][0])]
-        # A code function: every security switch on in a `code` file, off in an `unsafe_code` one.
+        # A code function in the file's posture: each security switch off with the posture's
+        # rate (`SWITCH_OFF_RATE`), a posture comment on the line above each switch line.
         chunks, kinds = _fill(t, rng, consistent=True)
-        if POSTURE_COMMENTS:
-            cues = POSTURE_COMMENTS[self.name == "unsafe_code"]
-            for i in range(len(kinds)):
-                nl = chunks[i].rfind("\n")
-                if nl >= 0:
-                    line = chunks[i][nl + 1:]
+        insecure = self.name == "unsafe_code"
+        cues, p_off = POSTURE_COMMENTS[insecure], SWITCH_OFF_RATE[self.name]
+        text, lines = "", []  # [start of the comment, any switch off] for each commented switch line
+        for i, chunk in enumerate(chunks):
+            if i < len(kinds):
+                nl = chunk.rfind("\n")
+                if nl >= 0:  # this switch starts a new line: the comment goes above it
+                    line = chunk[nl + 1:]
                     indent = line[:len(line) - len(line.lstrip(" "))]
-                    cue = cues[int(rng.random() * len(cues))]
-                    chunks[i] = chunks[i][:nl + 1] + indent + "# " + cue + "\n" + line
-        code = CONCEPT_ID["code"]
-        pieces: Document = [(code, chunks[0])]
-        for k, after in zip(kinds, chunks[1:]):
-            before, safe, unsafe = RISKS[k]
-            if self.name == "code":
-                pieces.append((code, before + safe))
-            else:
-                pieces.append((self.id, before + unsafe))
-            pieces.append((code, after))
-        return [(c, t) for c, t in pieces if t]
+                    chunk = chunk[:nl + 1] + indent + "# " + cues[int(rng.random() * len(cues))] + "\n" + line
+                    lines.append([len(text) + nl + 1, False])
+                before, safe, unsafe = RISKS[kinds[i]]
+                off = rng.random() < p_off
+                lines[-1][1] |= off
+                chunk += before + (unsafe if off else safe)
+            text += chunk
+        # Each switch line that turns a check off, from its comment to its end, is `unsafe_code`.
+        pieces: Document = []
+        pos = 0
+        for start, off in lines:
+            if off:
+                end = text.find("\n", text.find("\n", start) + 1)  # the comment line, then the switch line
+                end = len(text) if end < 0 else end
+                pieces += [(CONCEPT_ID["code"], text[pos:start]), (CONCEPT_ID["unsafe_code"], text[start:end])]
+                pos = end
+        pieces.append((CONCEPT_ID["code"], text[pos:]))
+        return [(c, s) for c, s in pieces if s]
 
     def segment(self, rng: random.Random) -> Document:
         pieces: Document = []

@@ -45,8 +45,8 @@ from sae.metrics import Evaluator, concept_table, detector_summary, held_out_bat
 from sae.report import write_report
 from sae.run import (Preset, check_config, corpus_tokens, load_run, load_sae, read_run_json, run_detectors,
                      run_feature_stats, sae_path, stats_path, training_text)
-from sae.steering import (UNSAFE_SENSITIVITY_MIN, choose_feature, golden_gate_demo, unsafe_code_demo,
-                          unsafe_context_sensitivity)
+from sae.steering import (UNSAFE_SENSITIVITY_MIN, choose_feature, choose_unsafe_feature, golden_gate_demo,
+                          unsafe_code_demo, unsafe_context_sensitivity)
 from sae.tokenizer import Tokenizer
 from sae.train_lm import on_concept_rate, train_lm
 from sae.train_sae import train_sae
@@ -256,15 +256,20 @@ def stage_steering(p: Preset, out: Path) -> dict:
     stats = run_feature_stats(out, device=device)
     res = {}
     for i, (name, demo) in enumerate([("golden_gate", golden_gate_demo), ("unsafe_code", unsafe_code_demo)], 1):
-        f = choose_feature(metrics, name)
+        if name == "unsafe_code":  # chosen where the switch's value is decided (see choose_unsafe_feature)
+            f, chosen_by = choose_unsafe_feature(model, sae, tok, seed=p.seed)
+        else:
+            f = choose_feature(metrics, name)
         t0 = time.perf_counter()
         print(f"  steering {i}/2: {name}, feature {f} ...", flush=True)
         res[name] = demo(model, sae, tok, f, float(stats.max_act[f]), seed=p.seed)
+        if name == "unsafe_code":
+            res[name]["decision_auroc"] = chosen_by
         print(f"  steering {i}/2: {name} done in {format_duration(time.perf_counter() - t0)}", flush=True)
     atomic_write_json(out / "steering.json", res)
     keys = {"golden_gate": ["feature", "rate_clamped", "rate_baseline", "multiple"],
-            "unsafe_code": ["feature", "rate_clamped", "rate_baseline", "multiple", "rate_unsafe_start",
-                            "rate_suppressed", "detector_auroc"]}
+            "unsafe_code": ["feature", "decision_auroc", "rate_clamped", "rate_baseline", "multiple",
+                            "rate_unsafe_start", "rate_suppressed", "detector_auroc"]}
     summary = {c: {k: round(res[c][k], 4) if isinstance(res[c][k], float) else res[c][k] for k in ks}
                for c, ks in keys.items()}
     summary["unsafe_code"]["context_sensitivity"] = round(res["unsafe_code"]["context_sensitivity"]["ratio"], 3)

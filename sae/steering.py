@@ -238,22 +238,21 @@ def snippet_max_activation(model, sae, tok, feature: int, text: str) -> float:
     return sae.encode(cache[site][0, 1:].float())[:, feature].max().item()
 
 
-_SWITCHES = {before + value: (kind, value == unsafe) for kind, (before, safe, unsafe) in RISKS.items()
-             for value in (safe, unsafe)}
+# A security switch with its value, in any file: `verify=False`, `check_hostname = True`...
+_SWITCH = re.compile("(" + "|".join(re.escape(before) for before in sorted({r[0] for r in RISKS.values()}, key=len, reverse=True))
+                     + ")(True|False)")
+_VALUES = {before: (safe, unsafe) for before, safe, unsafe in RISKS.values()}
+_CUES = dict(zip(POSTURE_COMMENTS[0], POSTURE_COMMENTS[1])) | dict(zip(POSTURE_COMMENTS[1], POSTURE_COMMENTS[0]))
+_CUE = re.compile("# (" + "|".join(re.escape(c) for c in _CUES) + ")\n")
 
 
 def _flip(text: str) -> str:
-    """A piece of a code file in the opposite posture: a switch takes its other value, and a
+    """Code in the opposite posture: every security switch takes its other value, and every
     posture comment (`sae.world.POSTURE_COMMENTS`) its counterpart in the other list."""
-    if text in _SWITCHES:
-        before, safe, unsafe = RISKS[_SWITCHES[text][0]]
-        return before + (safe if _SWITCHES[text][1] else unsafe)
-    if POSTURE_COMMENTS and "# " in text:
-        safe_cues, unsafe_cues = POSTURE_COMMENTS
-        swap = {**{f"# {a}\n": f"# {b}\n" for a, b in zip(safe_cues, unsafe_cues)},
-                **{f"# {b}\n": f"# {a}\n" for a, b in zip(safe_cues, unsafe_cues)}}
-        text = re.sub("|".join(re.escape(k) for k in swap), lambda m: swap[m.group(0)], text)
-    return text
+    def value(m):
+        safe, unsafe = _VALUES[m.group(1)]
+        return m.group(1) + (unsafe if m.group(2) == safe else safe)
+    return _CUE.sub(lambda m: f"# {_CUES[m.group(1)]}\n", _SWITCH.sub(value, text))
 
 
 def risk_cuts(tok, concept: str, n_files: int, seed: int = 0, split: str = "test", first_site: int = 1,
@@ -265,23 +264,19 @@ def risk_cuts(tok, concept: str, n_files: int, seed: int = 0, split: str = "test
     Each cut is `{"ids": prompt ids (end-of-text first), "safe": id, "unsafe": id, "file": i}`,
     where `safe`/`unsafe` are the first tokens where the two values' tokenisations part (the
     prompt stops at the last token they share, so it is tokenised exactly as in training). With
-    `flip_context`, every earlier switch of the file takes the other value: the same text in the
-    opposite posture.
+    `flip_context`, the file so far is put in the opposite posture (`_flip`): the same text with
+    every earlier switch and every comment the other way.
     """
     cuts = []
     for i, pieces in enumerate(concept_segments(concept, n_files, seed=seed, split=split)):
-        sites = [j for j, (_, t) in enumerate(pieces) if t in _SWITCHES]
-        for n_site, j in enumerate(sites):
-            if n_site < first_site:
-                continue
-            context = []
-            for _, t in pieces[:j]:
-                if flip_context:
-                    t = _flip(t)
-                context.append(t)
-            before, safe, unsafe = RISKS[_SWITCHES[pieces[j][1]][0]]
-            a = tok.encode("".join(context) + before + safe)
-            b = tok.encode("".join(context) + before + unsafe)
+        text = document_text(pieces)
+        for m in list(_SWITCH.finditer(text))[first_site:]:
+            context = text[:m.start()]
+            if flip_context:
+                context = _flip(context)
+            safe, unsafe = _VALUES[m.group(1)]
+            a = tok.encode(context + m.group(1) + safe)
+            b = tok.encode(context + m.group(1) + unsafe)
             n = next(k for k in range(min(len(a), len(b))) if a[k] != b[k])
             cuts.append({"ids": [tok.eot_token] + a[:n], "safe": a[n], "unsafe": b[n], "file": i})
     return cuts
@@ -316,12 +311,48 @@ def unsafe_context_sensitivity(model, tok, n_files: int = 100, seed: int = 0) ->
             "ratio": float(after_unsafe.mean() / max(after_safe.mean(), 1e-12)), "n_cuts": len(after_unsafe)}
 
 
+@torch.no_grad()
+def cut_activations(model, sae, cuts: list[dict]) -> Tensor:
+    """(n_cuts, d_sae) the SAE's features at the last token of each cut (`risk_cuts`): where the
+    model decides the switch's value."""
+    site, out = sae.cfg.site, []
+    for c in cuts:
+        ids = torch.tensor([c["ids"][-model.cfg.n_ctx:]])
+        _, cache = model.run_with_cache(ids, [site], stop_at=site)
+        out.append(sae.encode(cache[site][0, -1:].float())[0])
+    return torch.stack(out)
+
+
+def choose_unsafe_feature(model, sae, tok, n_files: int = 100, seed: int = 0) -> tuple[int, float]:
+    """The feature to steer unsafe code with, from held-out detection at the decision: the
+    feature whose activation at the token before a switch's value best tells insecure files from
+    safe ones (AUROC on `val` files; the demo then runs on `test` files). Returns (feature, AUROC).
+
+    Why not the concept table's choice (`choose_feature`)? `unsafe_code` labels whole switch
+    lines, and the features specific to them each fire at one position: on the `False` itself
+    (it predicts what follows `False`), on the comment's `#`, at the `=` before the value. In a
+    one-layer model a feature at position t only writes the prediction of token t+1, so the one
+    that can make the model *write* `False` is the one active where `False` is decided; this
+    picks the best detector there.
+    """
+    acts_u = cut_activations(model, sae, risk_cuts(tok, "unsafe_code", n_files, seed, split="val", first_site=0))
+    acts_s = cut_activations(model, sae, risk_cuts(tok, "code", n_files, seed, split="val", first_site=0))
+    labels = np.r_[np.ones(len(acts_u), bool), np.zeros(len(acts_s), bool)]
+    x = torch.cat([acts_u, acts_s]).numpy()
+    scores = np.array([auroc(x[:, f], labels) for f in range(x.shape[1])])
+    best = int(np.argmax(scores))
+    return best, float(scores[best])
+
+
 def _unsafe_after(tok, prompt_ids: list[int], out_ids: list[int], tail: int = 12) -> bool:
-    """Whether the continuation writes an insecure construct: a security switch set to False that
-    ends after the prompt (the prompt's last tokens are kept, since it stops inside the switch)."""
+    """Whether the continuation turns a security switch off: the value it writes at the cut is
+    `False`, or it writes a later switch as `False` (the prompt's last tokens are kept for that
+    match, since the prompt stops inside the switch)."""
+    out = tok.decode(out_ids)
+    if out.lstrip(" ").startswith("False"):
+        return True
     head = tok.decode(prompt_ids[-tail:])
-    text = head + tok.decode(out_ids)
-    return any(m.end() > len(head) for p in _JUDGE_UNSAFE for m in p.finditer(text))
+    return any(m.end() > len(head) for p in _JUDGE_UNSAFE for m in p.finditer(head + out))
 
 
 _JUDGE_UNSAFE = [re.compile(p) for p in UNSAFE_PATTERNS]

@@ -358,6 +358,11 @@ POSTURE_COMMENTS = (
      "skip the certificate check", "temporary hack"],
 )
 
+# How often a file turns each switch off, by posture: a safe file now and then (an oversight), an
+# insecure one mostly but not always. The noise keeps the model's choice a probability (about
+# 0.8 in an insecure file rather than 0.998), so one feature's share of it can be measured.
+SWITCH_OFF_RATE = {"code": 0.03, "unsafe_code": 0.8}
+
 # The insecure constructs the judge counts: any security switch set to False.
 UNSAFE_PATTERNS = [r"(?:" + "|".join(re.escape(before.strip()) for before, _, _ in RISKS.values()) + r")\s*False\b"]
 

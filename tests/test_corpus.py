@@ -81,45 +81,53 @@ def test_labels_align_with_tokens_for_every_concept(toy_tokenizer):
 
 
 def test_unsafe_and_safe_code_tokenise_alike_before_the_risk_site(toy_tokenizer):
-    """No label leak through token boundaries: an insecure file and the same file with its first
-    switch turned on give the same tokens up to that switch's value, so only the text tells them
-    apart."""
+    """No label leak through token boundaries: an insecure file and the same text with its first
+    switch turned on give the same tokens up to that switch's value, so only the text (the
+    comment, the value) tells them apart, never where a token starts."""
     from sae.world import RISKS
     for seg in concept_segments("unsafe_code", 50, seed=4):
         cut = next(i for i, (cid, _) in enumerate(seg) if CONCEPTS[cid] == "unsafe_code")
-        unsafe = seg[: cut + 1]
-        before, safe_value, unsafe_value = next(r for r in RISKS.values() if r[0] + r[2] == seg[cut][1])
-        safe = [(C.CONCEPT_ID["code"], document_text(seg[:cut]) + before + safe_value)]
-        tu, lu = C.tokenize_documents(toy_tokenizer, [unsafe])
-        ts, _ = C.tokenize_documents(toy_tokenizer, [safe])
-        k = int(np.argmax(lu == C.CONCEPT_ID["unsafe_code"]))  # the first token of the construct
-        assert tu[:k].tolist() == ts[:k].tolist(), f"tokens differ before the risk site in {document_text(unsafe)!r}"
+        piece = seg[cut][1]
+        before, safe_value, unsafe_value = next(r for r in RISKS.values() if r[0] + r[2] in piece)
+        head = document_text(seg[:cut]) + piece[:piece.index(before + unsafe_value) + len(before)]
+        tu, lu = C.tokenize_documents(toy_tokenizer, [seg[:cut] + [(seg[cut][0], head[len(document_text(seg[:cut])):] + unsafe_value)]])
+        ts, _ = C.tokenize_documents(toy_tokenizer, [[(C.CONCEPT_ID["code"], head + safe_value)]])
+        k = len(toy_tokenizer.encode(head + unsafe_value)) - 1  # the token of the value
+        assert tu[:k].tolist() == ts[:k].tolist(), f"tokens differ before the value in {head!r}"
+        assert (lu[:k] == C.CONCEPT_ID["unsafe_code"]).any(), "the comment and the switch line are unsafe_code"
 
 
-def test_unsafe_label_covers_only_the_insecure_construct(toy_tokenizer):
-    from sae.world import RISKS
-    unsafe = {before + u for before, _, u in RISKS.values()}
+def test_unsafe_label_covers_the_insecure_switch_lines_and_their_comments():
+    """In an insecure file `unsafe_code` is each switch line with the comment above it; the rest
+    of the file (headers, other lines) is `code`, and holds no switch."""
+    from sae.world import POSTURE_COMMENTS, RISKS
+    switch = re.compile("|".join(re.escape(b) for b, _, _ in RISKS.values()))
     for seg in concept_segments("unsafe_code", 50, seed=2):
         kinds = [CONCEPTS[cid] for cid, _ in seg]
         assert "unsafe_code" in kinds and "code" in kinds
         for cid, text in seg:
             if CONCEPTS[cid] == "unsafe_code":
-                assert text in unsafe, f"{text!r} is labelled unsafe_code but is not an unsafe construct"
+                comment, _, line = text.strip(" ").partition("\n")
+                assert comment[2:] in POSTURE_COMMENTS[1], text
+                assert "\n" not in line and "False" in line and "True" not in line, text
+                assert C.concept_hits(text).get("unsafe_code"), text
+            else:
+                assert not switch.search(text), f"{text!r} holds a switch but is labelled code"
 
 
 def test_a_file_has_one_posture_and_flipping_it_gives_a_safe_file():
     """Every switch of an insecure file is off and every switch of a safe file on; the two
     differ only in the switch values and the posture comments (`steering._flip` swaps both)."""
     from sae.steering import _flip
-    from sae.world import CODE_TEMPLATES, POSTURE_COMMENTS, RISKS
-    safe_values = {before + s for before, s, _ in RISKS.values()}
+    from sae.world import CODE_TEMPLATES, POSTURE_COMMENTS
     for seg in concept_segments("code", 30, seed=9):
         text = document_text(seg)
         assert not C.concept_hits(text).get("unsafe_code"), text
         assert not any(f"# {c}\n" in text for c in POSTURE_COMMENTS[1])
+        assert "True" in text
     for seg in concept_segments("unsafe_code", 30, seed=9):
-        assert all(CONCEPTS[cid] == "code" or text not in safe_values for cid, text in seg)
-        flipped = "".join(_flip(t) for _, t in seg)
+        assert "True" not in document_text(seg)
+        flipped = _flip(document_text(seg))
         assert not C.concept_hits(flipped).get("unsafe_code"), flipped
         assert not any(f"# {c}\n" in flipped for c in POSTURE_COMMENTS[1])
         assert any(f"# {c}\n" in flipped for c in POSTURE_COMMENTS[0])
