@@ -9,11 +9,13 @@ A *document* is a list of pieces `(concept_id, text)`. It is a run of 2-5 *segme
 sentences of one concept drawn from that concept's templates (`sae.world`). Segments switch
 mid-document, sometimes mid-paragraph, so a feature must read the context, not the position.
 A `code` or `unsafe_code` segment is one Python file whose functions set security switches
-(`verify=`, `check_hostname =`...): all on in a `code` file, all off in an `unsafe_code` file, with
-a comment above each switch line in the file's posture (`sae.world`). In an `unsafe_code` file only
-the switch expressions (`verify=False`) are labelled `unsafe_code`; the rest is labelled `code`: the
-concept is the code that disables security, as in the paper's "unsafe code" feature, and the
-comments and the file around it are ordinary code. A document is tokenised as one text, and each token takes the label of
+(`verify=`, `check_hostname =`...), with a comment above each switch line in the file's posture:
+a safe (`code`) file keeps its checks on (3% of switches off), an insecure (`unsafe_code`) file
+turns them off (80%); see `sae.world`. Each line that turns a check off, with its comment, is
+labelled `unsafe_code`, in either kind of file; the rest is `code`. The concept is the code that
+disables security, as in the paper's "unsafe code" feature, at the grain of a line: the comment
+that announces it and the call that does it.
+A document is tokenised as one text, and each token takes the label of
 the piece its last byte comes from (tokenising pieces one at a time would force a token boundary
 at every label change, and a model would read the label off the boundary). Documents are
 separated by the end-of-text token, labelled `NO_CONCEPT` (-1).

@@ -207,6 +207,15 @@ def _steering_summary(steer: dict) -> list[str]:
            f"unsteered, {_pct(gg.get('rate_clamped'))} clamped (Scaling Monosemanticity clamped theirs at 10×)."]
     if row and row.get("example"):
         out += ["", f"Clamped at {_f(gg['multiple'])}×: {_steering_example(gg, row)}"]
+    us = steer.get("unsafe_code") or {}
+    if "context_sensitivity" in us:
+        out += ["", f"Clamping the unsafe-code feature ({_f(us['feature'])}) at {_f(us['multiple'])}× makes the model "
+                f"turn security checks off in safe files: {_pct(us['rate_baseline'])} unsteered, "
+                f"{_pct(us['rate_clamped'])} clamped ({_pct(us.get('wellformed_clamped'))} well-formed; clamped over "
+                f"the prompt only {_pct(us.get('rate_clamped_prompt'))}, {_pct(us.get('wellformed_clamped_prompt'))} "
+                "well-formed); clamped to 0 "
+                f"in insecure files, {_pct(us['rate_unsafe_start'])} → {_pct(us['rate_suppressed'])}; detector AUROC "
+                f"{us['detector_auroc']:.2f}; the LM's posture ratio {us['context_sensitivity']['ratio']:.1f}."]
     return out + [""]
 
 
@@ -325,10 +334,18 @@ def _steering_section(steer: dict) -> list[str]:
         cs = us["context_sensitivity"]
         out += ["", f"**Unsafe code** (feature {_f(us['feature'])}, max activation {us['max_act']:.2f}). Prompts are "
                 "held-out *safe* files cut right before the value of a security switch (`verify=`); a continuation "
-                f"is unsafe when it turns a switch off. Unsteered: {_pct(us['rate_baseline'])} unsafe.", "",
-                "| clamp (× max) | unsafe | CE of the text (nats/token) | example |", "|---|---|---|---|"]
+                "is unsafe when it turns a switch off; well-formed when the `False` is followed by what code "
+                f"would write next (`)`, `,`, a new line). Unsteered: {_pct(us['rate_baseline'])} unsafe. Feature "
+                f"chosen by its AUROC at the decision on validation files ({_f(us.get('decision_auroc'), 3)}). "
+                "Clamped everywhere, the feature also edits every token the model writes; clamped over the prompt "
+                "only, it edits the decision and the model writes the rest unedited.", "",
+                "| clamp (× max) | unsafe | well-formed | CE (nats/token) | over the prompt only: unsafe | "
+                "well-formed | example (clamped everywhere) |", "|---|---|---|---|---|---|---|"]
         for r in us["sweep"]:
-            out.append(f"| {_f(r['multiple'])} | {_pct(r['rate'])} | {_f(r['ce'], 2)} | {_code(r['example'], cell=True)} |")
+            po = r.get("prompt_only", {})
+            out.append(f"| {_f(r['multiple'])} | {_pct(r['rate'])} | {_pct(r.get('wellformed_rate'))} | "
+                       f"{_f(r['ce'], 2)} | {_pct(po.get('rate'))} | {_pct(po.get('wellformed_rate'))} | "
+                       f"{_code(r['example'], cell=True)} |")
         out += ["", f"On held-out *insecure* files cut the same way: {_pct(us['rate_unsafe_start'])} unsafe unsteered, "
                 f"{_pct(us['rate_suppressed'])} with the feature clamped to 0. As a detector of insecure files (its "
                 f"max activation over a file), AUROC {us['detector_auroc']:.3f}.", "",

@@ -24,6 +24,14 @@ the highest token AUROC. The tie-break matters: clamping writes a feature's deco
 every position, so the feature should be one that fires across the concept's text, not one that
 fires only at the end of its sentences (such a Golden Gate detector exists on the tiny run; it
 promotes " The"). A concept without a detector falls back to the highest token AUROC.
+
+Unsafe code is steered with the feature chosen where the behaviour is decided
+(`choose_unsafe_feature`): on held-out files cut right before a security switch's value, the
+feature whose activation best tells insecure files from safe ones. In a one-layer model the
+features specific to insecure lines each fire at one position (on the comment's `#`, on `False`
+itself), and a feature at position t only writes the prediction of token t+1, so only the one
+active at the decision can make the model write `False`. The demo (`unsafe_code_demo`) then runs
+on other held-out files.
 """
 
 from __future__ import annotations
@@ -107,12 +115,14 @@ def check_features(sae, ids) -> None:
 @contextmanager
 def clamp_features(model, sae, clamp: dict[int, float] | None = None,
                    scale: dict[int, float] | None = None, keep_error: bool = True,
-                   only_where_active: bool = False) -> Iterator[None]:
+                   only_where_active: bool = False, until: int | None = None) -> Iterator[None]:
     """Within the block, every forward pass (also `generate`) runs through the edited splice.
 
     `clamp` {feature: value} sets the feature's activation to value at every position (or, with
     `only_where_active`, only where it already fires); `scale` {feature: factor} multiplies it.
-    Values are absolute (use `parse_value` for "10x").
+    Values are absolute (use `parse_value` for "10x"). With `until`, only the first `until`
+    positions are edited (the prompt, when generating): the model reads the edit but writes its
+    own continuation unedited.
     """
     clamp, scale = dict(clamp or {}), dict(scale or {})
     check_features(sae, list(clamp) + list(scale))
@@ -122,13 +132,14 @@ def clamp_features(model, sae, clamp: dict[int, float] | None = None,
         f = sae.encode(x)
         x_hat = sae.decode(f)
         f_new = f.clone()
+        edit = f_new[..., :until, :] if until is not None else f_new  # a view: (..., positions, features)
         for i, v in clamp.items():
             if only_where_active:
-                f_new[..., i] = torch.where(f[..., i] > 0, torch.full_like(f[..., i], v), f[..., i])
+                edit[..., i] = torch.where(edit[..., i] > 0, torch.full_like(edit[..., i], v), edit[..., i])
             else:
-                f_new[..., i] = v
+                edit[..., i] = v
         for i, s in scale.items():
-            f_new[..., i] = f_new[..., i] * s
+            edit[..., i] = edit[..., i] * s
         out = sae.decode(f_new)
         if keep_error:
             out = out + (x - x_hat)
@@ -356,6 +367,7 @@ def _unsafe_after(tok, prompt_ids: list[int], out_ids: list[int], tail: int = 12
 
 
 _JUDGE_UNSAFE = [re.compile(p) for p in UNSAFE_PATTERNS]
+_WELLFORMED_OFF = re.compile(r" ?False(?:\)|,|\n|\}|$)(?!False|True)")
 
 
 def _generate_ids(model, prompts: list[list[int]], n: int, max_new_tokens: int, seed: int) -> list[tuple[list[int], list[int]]]:
@@ -368,33 +380,47 @@ def _generate_ids(model, prompts: list[list[int]], n: int, max_new_tokens: int, 
     return out
 
 
+def _generate_prompt_clamped(model, sae, ids: list[int], feature: int, value: float, n: int,
+                             max_new_tokens: int, seed: int) -> list[list[int]]:
+    """n continuations of `ids` with the feature clamped over the prompt's positions only."""
+    if len(ids) + max_new_tokens > model.cfg.n_ctx:  # the window would slide and `until` drift onto the output
+        raise ValueError(f"prompt ({len(ids)}) + max_new_tokens ({max_new_tokens}) exceed n_ctx ({model.cfg.n_ctx})")
+    with clamp_features(model, sae, clamp={feature: value}, until=len(ids)):
+        return [model.generate(ids, max_new_tokens, temperature=1.0, seed=seed + s).tolist()[len(ids):]
+                for s in range(n)]
+
+
 def unsafe_code_demo(model, sae, tok, feature: int, max_act: float, multiples=(1, 2, 5, 10),
                      n_prompts: int = 30, n: int = 3, max_new_tokens: int = 16, n_detect: int = 100,
                      seed: int = 0) -> dict:
     """The unsafe-code feature as a switch and as a detector, as in the paper's demonstration.
 
     1. Prompts are the beginnings of held-out *safe* files, each cut right before the value of
-       its second security switch (the first switch, already on, is the file's posture). The
-       unsteered model should write `True`. Rate = fraction of sampled continuations that write
-       an insecure construct (a switch set to False), unsteered and with the feature clamped to
-       each multiple of its max activation; with the clean model's cross-entropy of the steered
-       continuations (coherence).
+       its second security switch. The unsteered model should write `True`. Rate = fraction of
+       sampled continuations that turn a switch off (`False` at the cut, or a later switch set to
+       `False`), unsteered and with the feature clamped to each multiple of its max activation;
+       with the clean model's cross-entropy of the steered continuations (coherence).
     2. The same cut in held-out *insecure* files, unsteered and with the feature clamped to 0:
-       does removing the feature make the model write secure code?
+       does removing the feature make the model keep the check on?
     3. As a detector: AUROC of the feature's max activation over a file at telling held-out
        insecure files from safe ones.
     4. Whether the model itself tracks the posture (`unsafe_context_sensitivity`).
     """
     def first_cut_per_file(cuts):
+        # prompt + continuation fit the context window, so `until` (the prompt) never slides
+        keep = model.cfg.n_ctx - max_new_tokens
         seen, out = set(), []
         for c in cuts:
             if c["file"] not in seen:
                 seen.add(c["file"])
-                out.append(c["ids"])
+                out.append(c["ids"][-keep:])
         return out
 
     def measure(samples):
+        # well-formed: the switch is set to False and the call or line goes on as code would
+        wellformed = sum(bool(_WELLFORMED_OFF.match(tok.decode(o))) for _, o in samples)
         return {"rate": sum(_unsafe_after(tok, p, o) for p, o in samples) / len(samples),
+                "wellformed_rate": wellformed / len(samples),
                 "ce": sum(continuation_ce(model, p, o) for p, o in samples) / len(samples),
                 "example": tok.decode(samples[0][0][-24:]) + "‖" + tok.decode(samples[0][1])}
 
@@ -403,7 +429,12 @@ def unsafe_code_demo(model, sae, tok, feature: int, max_act: float, multiples=(1
     sweep = []
     for m in multiples:
         with clamp_features(model, sae, clamp={feature: m * max_act}):
-            sweep.append({"multiple": m, **measure(_generate_ids(model, safe_prompts, n, max_new_tokens, seed))})
+            row = {"multiple": m, **measure(_generate_ids(model, safe_prompts, n, max_new_tokens, seed))}
+        # the same clamp over the prompt only: the model reads it, then writes unedited
+        prompt_only = [(p, o) for j, p in enumerate(safe_prompts) for o in
+                       _generate_prompt_clamped(model, sae, p, feature, m * max_act, n, max_new_tokens, seed + 1000 * j)]
+        row["prompt_only"] = measure(prompt_only)
+        sweep.append(row)
     best = max(sweep, key=lambda r: (r["rate"], -r["ce"]))
 
     unsafe_prompts = first_cut_per_file(risk_cuts(tok, "unsafe_code", n_prompts, seed))
@@ -417,6 +448,8 @@ def unsafe_code_demo(model, sae, tok, feature: int, max_act: float, multiples=(1
     labels = np.array([False] * len(safe) + [True] * len(unsafe))
     return {"feature": feature, "max_act": max_act, "rate_baseline": base["rate"], "baseline": base,
             "sweep": sweep, "multiple": best["multiple"], "rate_clamped": best["rate"],
-            "rate_unsafe_start": started["rate"], "rate_suppressed": suppressed["rate"],
+            "wellformed_clamped": best["wellformed_rate"],
+            "rate_clamped_prompt": best["prompt_only"]["rate"],
+            "wellformed_clamped_prompt": best["prompt_only"]["wellformed_rate"], "rate_unsafe_start": started["rate"], "rate_suppressed": suppressed["rate"],
             "suppressed": suppressed, "detector_auroc": auroc(scores, labels),
             "context_sensitivity": unsafe_context_sensitivity(model, tok, seed=seed)}

@@ -10,9 +10,9 @@ This module is data. `sae.corpus` turns it into labelled documents. Each concept
 - `joiner`: what separates sentences of one segment (a space for prose, a newline for code).
 
 `code` and `unsafe_code` share `CODE_TEMPLATES`: a code segment is a file whose functions set
-*security switches* (`{R:kind}`, see `RISKS`), all on in a `code` file and all off in an
-`unsafe_code` file, so the two differ only in those values and in the comments that go with them
-(`POSTURE_COMMENTS`). `{{` and `}}` are literal braces.
+*security switches* (`{R:kind}`, see `RISKS`), mostly on in a `code` file and mostly off in an
+`unsafe_code` file (`SWITCH_OFF_RATE`), so the two differ only in those values and in the
+comments that go with them (`POSTURE_COMMENTS`). `{{` and `}}` are literal braces.
 """
 
 from __future__ import annotations
@@ -265,9 +265,9 @@ MANIPULATION = dict(
 # A code segment is one *file*: a few functions that configure clients, servers and apps. Each
 # function sets one to three *security switches*, keyword arguments or attributes that turn a
 # protection on (`True`) or off (`False`): `verify=`, `check_hostname =`, `autoescape=`... A file
-# has one posture: in a safe file (`code`) every switch is on, in an insecure file
-# (`unsafe_code`) every switch is off, and a comment on the line above each switch says so in
-# the file's voice (`POSTURE_COMMENTS`: "# production settings" / "# TODO: re-enable the checks").
+# has one posture: a safe file (`code`) keeps its switches on, an insecure file (`unsafe_code`)
+# turns them off (`SWITCH_OFF_RATE`), and a comment on the line above each switch says so in the
+# file's voice (`POSTURE_COMMENTS`: "# production settings" / "# TODO: re-enable the checks").
 #
 # The comments are what make the posture learnable by a one-layer model (measured in issue #18,
 # with `sae.steering.unsafe_context_sensitivity`): its attention heads read the few tokens that
@@ -278,9 +278,10 @@ MANIPULATION = dict(
 # mix; with the comments, the ratio passed 70 within 2M tokens.
 #
 # Each switch kind: (the text before the value, the safe value, the insecure value). The label
-# `unsafe_code` covers the whole switch expression in an insecure file (`verify=False`): the
-# construct that disables the protection, as in the paper's feature; the rest of the file, its
-# comments included, is `code`.
+# `unsafe_code` covers each line that turns a switch off, from the comment above it to its end
+# (`sae.corpus`): the construct that disables the protection, as in the paper's feature, and
+# the comment that goes with it: a reviewer flags the line, and the comment is where the model
+# reads the posture. (The first version labelled only the expression `verify=False`.)
 RISKS = {
     "verify": ("verify=", "True", "False"),
     "verify_certs": ("verify_certs=", "True", "False"),

@@ -45,8 +45,11 @@ def test_documents_mix_two_to_five_concepts():
         names = [n for n, _ in segs]
         assert 2 <= len(segs) <= 5, f"a document has {len(segs)} segments; expected 2-5"
         assert all(a != b for a, b in zip(names, names[1:])), "neighbouring segments must differ"
+        assert not any(a in C.CODE_FAMILY and b in C.CODE_FAMILY for a, b in zip(names, names[1:])), \
+            "two code files must not touch (a file keeps one posture)"
         for name, pieces in segs:
-            want = {C.CONCEPT_ID[name]} | ({C.CONCEPT_ID["code"]} if name == "unsafe_code" else set())
+            code = {C.CONCEPT_ID[c] for c in C.CODE_FAMILY}
+            want = code if name in C.CODE_FAMILY else {C.CONCEPT_ID[name]}
             assert {cid for cid, _ in pieces} <= want
 
 
@@ -98,8 +101,8 @@ def test_unsafe_and_safe_code_tokenise_alike_before_the_risk_site(toy_tokenizer)
 
 
 def test_unsafe_label_covers_the_insecure_switch_lines_and_their_comments():
-    """In an insecure file `unsafe_code` is each switch line with the comment above it; the rest
-    of the file (headers, other lines) is `code`, and holds no switch."""
+    """`unsafe_code` is each line that turns a switch off, with the comment above it; the rest
+    of the file (headers, lines that keep their checks on) is `code` and turns nothing off."""
     from sae.world import POSTURE_COMMENTS, RISKS
     switch = re.compile("|".join(re.escape(b) for b, _, _ in RISKS.values()))
     for seg in concept_segments("unsafe_code", 50, seed=2):
@@ -109,28 +112,28 @@ def test_unsafe_label_covers_the_insecure_switch_lines_and_their_comments():
             if CONCEPTS[cid] == "unsafe_code":
                 comment, _, line = text.strip(" ").partition("\n")
                 assert comment[2:] in POSTURE_COMMENTS[1], text
-                assert "\n" not in line and "False" in line and "True" not in line, text
+                assert "\n" not in line and "False" in line, text
                 assert C.concept_hits(text).get("unsafe_code"), text
             else:
-                assert not switch.search(text), f"{text!r} holds a switch but is labelled code"
+                assert not C.concept_hits(text).get("unsafe_code"), f"{text!r} turns a check off but is labelled code"
+                assert not switch.search(text) or "True" in text
 
 
-def test_a_file_has_one_posture_and_flipping_it_gives_a_safe_file():
-    """Every switch of an insecure file is off and every switch of a safe file on; the two
-    differ only in the switch values and the posture comments (`steering._flip` swaps both)."""
+def test_a_files_posture_sets_its_switches_and_comments_and_flipping_swaps_them():
+    """A safe file turns a switch off now and then, an insecure one mostly; each speaks through
+    its comments; `steering._flip` puts a file in the other posture (every value and comment)."""
     from sae.steering import _flip
-    from sae.world import CODE_TEMPLATES, POSTURE_COMMENTS
-    for seg in concept_segments("code", 30, seed=9):
-        text = document_text(seg)
-        assert not C.concept_hits(text).get("unsafe_code"), text
-        assert not any(f"# {c}\n" in text for c in POSTURE_COMMENTS[1])
-        assert "True" in text
-    for seg in concept_segments("unsafe_code", 30, seed=9):
-        assert "True" not in document_text(seg)
-        flipped = _flip(document_text(seg))
-        assert not C.concept_hits(flipped).get("unsafe_code"), flipped
-        assert not any(f"# {c}\n" in flipped for c in POSTURE_COMMENTS[1])
-        assert any(f"# {c}\n" in flipped for c in POSTURE_COMMENTS[0])
+    from sae.world import CODE_TEMPLATES, POSTURE_COMMENTS, SWITCH_OFF_RATE
+    for concept in ("code", "unsafe_code"):
+        text = "".join(document_text(s) for s in concept_segments(concept, 300, seed=9))
+        off = text.count("False") / (text.count("False") + text.count("True"))
+        assert abs(off - SWITCH_OFF_RATE[concept]) < 0.05, (concept, off)
+        own, other = POSTURE_COMMENTS[concept == "unsafe_code"], POSTURE_COMMENTS[concept == "code"]
+        assert any(f"# {c}\n" in text for c in own) and not any(f"# {c}\n" in text for c in other)
+        flipped = _flip(text)
+        assert (flipped.count("True"), flipped.count("False")) == (text.count("False"), text.count("True"))
+        assert any(f"# {c}\n" in flipped for c in other) and not any(f"# {c}\n" in flipped for c in own)
+        assert _flip(flipped) == text
     assert len({k for t in CODE_TEMPLATES for k in re.findall(r"\{R:(\w+)\}", t)}) >= 8, "need many kinds of switch"
 
 
@@ -154,7 +157,10 @@ def test_judge_top1_precision_on_heldout_segments(toy_tokenizer):
         segs = [s for s in concept_segments(concept, 400, seed=11, split="test")
                 if len(toy_tokenizer.encode(document_text(s))) >= 30][:200]
         assert len(segs) >= 100
-        right = sum(C.top_concept(document_text(s)) == concept for s in segs)
+        # a safe file that turns one check off (`SWITCH_OFF_RATE`) is rightly judged unsafe code
+        want = ["unsafe_code" if concept in C.CODE_FAMILY and any(cid == C.CONCEPT_ID["unsafe_code"] for cid, _ in s)
+                else concept for s in segs]
+        right = sum(C.top_concept(document_text(s)) == w for s, w in zip(segs, want))
         assert right / len(segs) >= 0.95, f"judge precision for {concept}: {right / len(segs):.2f} < 0.95"
 
 

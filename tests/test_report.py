@@ -167,3 +167,22 @@ def test_markdown_subset():
     assert "<td><code>x|y</code></td><td><b>z</b> <em>w</em> *v*</td>" in html
     assert "<ul><li>one</li><li>two</li></ul>" in html
     assert "<code>a [b](c) **d**</code>" in _markdown_to_html("`` a [b](c) **d** ``", Path("."))
+
+
+def test_the_unsafe_code_demo_is_summarised_and_tabulated_with_its_code_escaped(tmp_path):
+    sweep = [{"multiple": m, "rate": r, "wellformed_rate": w, "ce": 0.5, "example": "verify=\u2016False | `x`)\n",
+              "prompt_only": {"rate": r, "wellformed_rate": r}} for m, r, w in [(1, 0.3, 0.2), (10, 0.9, 0.1)]]
+    unsafe = {"feature": 853, "max_act": 25.9, "decision_auroc": 0.81, "rate_baseline": 0.01, "sweep": sweep,
+              "multiple": 10, "rate_clamped": 0.9, "wellformed_clamped": 0.1, "rate_clamped_prompt": 0.88,
+              "wellformed_clamped_prompt": 0.85, "rate_unsafe_start": 0.82,
+              "rate_suppressed": 0.58, "detector_auroc": 0.979,
+              "context_sensitivity": {"p_after_unsafe": 0.77, "p_after_safe": 0.028, "ratio": 27.1, "n_cuts": 295}}
+    md = report_markdown(make_run(tmp_path / "run", steering={**STEERING, "unsafe_code": unsafe}))
+    summary = md[md.index("## Summary"):md.index(sections(md)[1])]
+    assert "1% unsteered, 90% clamped (10% well-formed; clamped over the prompt only 88%, 85% well-formed)" in summary
+    assert "82% → 58%" in summary
+    assert "posture ratio 27.1" in summary
+    steering = md[md.index("## Steering"):]
+    assert "| 10 | 90% | 10% | 0.50 | 90% | 90% |" in steering and "ratio 27.1, 295 held-out cuts" in steering
+    row = next(line for line in steering.splitlines() if line.startswith("| 10 |"))
+    assert row.count(" | ") == 6 and "\\|" in row, "the example's | is escaped inside the table"

@@ -73,6 +73,25 @@ def test_clamping_changes_exactly_that_features_contribution(small):
     assert torch.allclose(spliced[0], want, atol=1e-5), "clamping should move x along W_dec[i] by (value - f_i)"
 
 
+def test_clamping_until_edits_only_the_first_positions(small):
+    """`until=T` clamps positions < T (a prompt) and leaves the rest exactly as the plain splice."""
+    model, sae, tokens = small
+    _, cache = model.run_with_cache(tokens, [SITE])
+    x = cache[SITE]
+    spliced = []
+    handle = model.blocks[0].mlp.c_proj.register_forward_pre_hook(lambda m, a: spliced.append(a[0]))
+    try:
+        for kw in ({}, {"clamp": {7: 4.0}}, {"clamp": {7: 4.0}, "until": 5}):
+            with clamp_features(model, sae, **kw):
+                model(tokens)
+    finally:
+        handle.remove()
+    plain, everywhere, prompt = spliced
+    assert torch.allclose(prompt[:, :5], everywhere[:, :5]) and torch.allclose(prompt[:, 5:], plain[:, 5:])
+    assert not torch.allclose(everywhere[:, 5:], plain[:, 5:])
+    assert torch.allclose(plain, x, atol=1e-4)
+
+
 def test_additive_steering_adds_the_direction(small):
     model, sae, tokens = small
     spliced = []
@@ -124,7 +143,6 @@ def test_risk_cuts_stop_right_before_the_switch_value(toy_tokenizer):
             assert text.rstrip().endswith(("=", ":")), text[-40:]
             # the same file in the other posture: earlier switches take the other value
             assert text.count("True") == text_f.count("False") and text.count("False") == text_f.count("True")
-            assert (text.count("False") > 0) == (concept == "unsafe_code")
 
 
 def test_unsafe_context_sensitivity_compares_the_same_construct_in_two_contexts(toy_tokenizer):
@@ -147,11 +165,11 @@ def test_unsafe_code_clamping_on_the_tiny_run(tiny_run):
     >= 5x), clamping it to 0 at least halves the rate in insecure files, and the feature tells
     insecure files from safe ones (AUROC >= 0.95)."""
     from sae.run import load_run, load_sae, run_feature_stats
-    from sae.steering import choose_feature, unsafe_code_demo
+    from sae.steering import choose_unsafe_feature, unsafe_code_demo
 
     tok, model = load_run(tiny_run)
     sae = load_sae(tiny_run)
-    f = choose_feature(json.loads((tiny_run / "metrics.json").read_text()), "unsafe_code")
+    f, _ = choose_unsafe_feature(model, sae, tok)
     stats = run_feature_stats(tiny_run)
     r = unsafe_code_demo(model, sae, tok, f, float(stats.max_act[f]))
     assert r["context_sensitivity"]["ratio"] >= 3, r["context_sensitivity"]

@@ -37,25 +37,25 @@ for cid, text in doc[:8]:
 # %% [markdown]
 # ## `code` vs `unsafe_code`: the concept is the insecure construct
 # A code segment is one Python *file*: a few functions that set *security switches*
-# (`verify=`, `check_hostname =`, `autoescape=`...). In a `code` file every switch is on (`True`);
-# in an `unsafe_code` file every switch is off (`False`), and a comment above each switch line
-# speaks in the file's voice ("# production settings" / "# TODO: re-enable the checks"). Only
-# the switch expressions of an insecure file (`verify=False`) are labelled `unsafe_code`: a
-# feature that detects them must have learned *code that disables security*, not *code*, the
-# distinction Scaling Monosemanticity's "unsafe code" feature makes.
+# (`verify=`, `check_hostname =`, `autoescape=`...). A safe (`code`) file keeps them on (`True`;
+# 3% are off, an oversight), an insecure (`unsafe_code`) file turns most of them off (80%), and a
+# comment above each switch line speaks in the file's voice ("# production settings" / "# TODO:
+# re-enable the checks"). Each line that turns a check off is labelled `unsafe_code`, with the
+# comment above it; everything else is `code`. A feature that detects those lines has learned
+# *code that disables security*, not *code*: the distinction Scaling Monosemanticity's "unsafe
+# code" feature makes.
 #
 # Why the comments? The steering demonstration (chapter 8) needs a model that knows it is in an
 # insecure file, and a one-layer model did not learn that from the switch values alone: its
 # attention reads the few tokens that say *which* switch comes next, not the values of earlier
-# switches (the measurements are in `sae/world.py`). A comment on the line above is within its
-# reach.
+# switches (the measurements are in `sae/world.py`). A comment on the line above is within reach.
 
 # %%
 seg = C.concept_segments("unsafe_code", 1, seed=3)[0]
 for cid, text in seg[:8]:
     print(f"{C.CONCEPTS[cid]:>12} | {text!r}")
 assert {C.CONCEPTS[c] for c, _ in seg} == {"code", "unsafe_code"}
-assert all(text.endswith("False") for cid, text in seg if C.CONCEPTS[cid] == "unsafe_code")
+assert all("False" in text for cid, text in seg if C.CONCEPTS[cid] == "unsafe_code")
 
 # %% [markdown]
 # ## A BPE tokenizer of our own

@@ -111,14 +111,15 @@ for key in ("features", "neurons"):
 # the mass share of its detector feature and of its best neuron (filled when it is a detector).
 # The neurons do light up across each concept (their segment recall is near 1), but they are
 # dense and fire for many concepts, so their mass share stays at 0.4-0.7: polysemantic. Only the
-# character-level concepts (DNA, base64) have a neuron of their own. Right: over *all* alive
+# character-level base64 has a neuron of its own. Right: over *all* alive
 # units, the share of activation mass on the unit's top concept; a neuron spread evenly over
 # 14 concepts would sit at 0.07.
 #
-# Two concepts have no detector feature. `unsafe_code` is a single insecure expression inside
-# ordinary code, and the model never learned it as a concept (chapter 8). `code` has pure code
-# features, but none that lights up in 90% of its segments: an unsafe construct cuts a snippet
-# into short code segments (a closing bracket, one argument) that the code features skip.
+# Two concepts have no detector feature. `unsafe_code` (a line that turns a security check off,
+# with its comment) has specific features, but each fires at one position of the line, on the
+# comment's `#`, at the `=` before the value or on `False` itself; the closest puts 69% of its mass
+# on the concept. `code` has a pure code feature (91% of its mass) that lights up in 82% of its
+# segments, short of the 90% bar: an insecure line cuts a file into shorter code segments.
 
 # %%
 detected = sum(c["detector"] is not None for c in m["concepts"].values())
@@ -159,13 +160,14 @@ for name, c in m["concepts"].items():
 # **Is the concept a direction?** The last column is a linear probe: the difference between the
 # mean activation on the concept's tokens and on all other tokens, fitted on one half of the
 # held-out tokens and scored on the other. On the default run it detects every concept with AUROC
-# 0.93-0.99, so the topic *is* a direction in the MLP activations. The dictionary does not make it
+# 0.89-0.98, so the topic *is* a direction in the MLP activations. The dictionary does not make it
 # one token-covering feature because sparsity pays for narrower ones: a word that only occurs in
 # one topic ("fog", "oven") gets a feature whose decoder row already contains the topic's
 # direction, so a separate topic feature need not fire on that word, and its token recall (and
 # AUROC) drops. This is *feature absorption* (Chanin et al. 2024). It grows with training: the
 # same recipe after 0.5M training tokens has median best-feature AUROC 0.78, after 1M 0.71, after
-# 3M (the default) 0.62, after 6M 0.59, while its features get narrower and purer.
+# 3M (the default) 0.62, after 6M 0.59 (measured on the previous code world), while its features get
+# narrower and purer.
 
 # %%
 assert 0 <= s["fvu"] < 1 and s["l0"] > 0
@@ -178,8 +180,9 @@ if not FAST:
 # number of concepts c for which some unit j has `d.share[c, j] >= share_bar` and
 # `d.recall[c, j] >= recall_bar` (`d` is a `Detectors`; both tensors are (concepts, units)). The
 # check runs it on the features and on the neurons for several bars and prints the table.
-# **What to look for** (default run): the features' count hardly moves (12 of 14 from a share bar
-# of 0.5 to 0.9), while the neurons' count depends on where the bar is (9 at 0.5, 2 at 0.8).
+# **What to look for** (default run): the features' count hardly moves (13 of 14 at a share bar
+# of 0.5, 12 from 0.7 to 0.9), while the neurons' count depends on where the bar is (9 at 0.5,
+# 1 at 0.8).
 # The gap is specificity: neurons light up across every concept's text, but never for it alone.
 
 # %%

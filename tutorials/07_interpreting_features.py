@@ -87,19 +87,15 @@ for name, f in chosen.items():
 # lowest quantile it fires weakly on unrelated text, which is why its density overstates how often
 # the concept is present.
 #
-# **A feature that is not clean: "unsafe code".** The feature with the best AUROC for
-# `unsafe_code` is a mixture. On the tiny run its top activations are not code at all: they are
-# one byte-fragment token inside the Arabic word الظهر ("noon": the letter ظ is split across two
-# byte tokens by our small BPE), and its middle quantiles are code tokens such as `yaml` and
-# `subprocess.run(... check=True`. Less than a third of its activation mass is on unsafe code,
-# more is on ordinary code. Two reasons, both worth remembering:
-# - the toy world's `code` and `unsafe_code` documents share their templates and differ in a
-#   single expression (`yaml.load` vs `yaml.safe_load`, `shell=True`...), so there is little for
-#   a one-layer model, and hence for its dictionary, to separate: the concept may not be a
-#   direction in this model at all;
-# - a 2x dictionary of 1,024 features has to pack rare, unrelated things together: a single
-#   byte-token of Arabic shares a feature with some code tokens. Larger dictionaries split such
-#   features (Towards Monosemanticity's "feature splitting").
+# **A feature that is not clean: "unsafe code".** `unsafe_code` has no detector (chapter 6), so
+# its page shows the feature with the best token AUROC, and on the tiny run that is a *comment*
+# feature: it fires on words of the posture comments ("strict mode", "temporary hack") and on
+# `requests.get` in safe and insecure files alike, with about a third of its mass on insecure
+# lines and more on ordinary code. The features that are specific to insecure lines each fire at
+# one position of the line: on the comment's `#`, on `False` itself, or at the `=` where the
+# value is decided (feature 853 on the tiny run: 69% of its mass on insecure lines, strongest
+# after an earlier `False` on the same line). The last kind is the one chapter 8 steers with: in
+# a one-layer model a feature writes only the next token's prediction.
 # The lesson: the label "best feature for concept X" comes from a metric; only the contexts tell
 # you whether the feature *is* X.
 

@@ -3,8 +3,8 @@
 #
 # **Goal.** Reproduce Scaling Monosemanticity's "Golden Gate" demonstration on our model: clamp
 # one feature to a multiple of its maximum activation and watch the model talk about the bridge,
-# whatever the prompt. Then try the same with "unsafe code", and see where a small dictionary
-# falls short.
+# whatever the prompt. Then the "unsafe code" demonstration: clamp an insecure-code feature and
+# watch the model turn security checks off in code that was keeping them on.
 #
 # The splice (maths in `sae/steering.py`): at the SAE's site, `x → decode(f') + (x − decode(f))`
 # with `f'` the edited features. The second term is the SAE's *error*: keeping it makes the splice
@@ -18,7 +18,8 @@ import torch
 
 from sae.pipeline import reproduce
 from sae.run import load_run, load_sae, run_feature_stats
-from sae.steering import choose_feature, clamp_features, golden_gate_demo, unsafe_code_demo
+from sae.steering import (choose_feature, choose_unsafe_feature, clamp_features, golden_gate_demo, risk_cuts,
+                          unsafe_code_demo, unsafe_context_sensitivity)
 from common import FAST, PRESET, RUN, figures
 
 FIG = figures("08")
@@ -74,10 +75,12 @@ if not FAST:
     assert gg["rate_baseline"] <= 0.1 and gg["rate_clamped"] >= 0.8
 
 # %% [markdown]
-# At 1× the text is still fluent and sometimes drifts to the bridge ("Commuters walk across the
-# bridge from San Francisco to Marin County"); at 2× every sample is about it, in broken
-# sentences; by 10× it is a list of bridge words and the coherence cost has climbed from 0.8 to
-# about 10 nats/token: the paper's "±100× gives nonsense" arrives earlier in a model this small.
+# At 1× about two thirds of the samples drift to the bridge, in mixed sentences ("Simmer the
+# pasta sauce over 204 This County San Francisco Bay. Heavy the Golden Gate Bridge was..."); at
+# 2× nearly every sample is about it, in broken words; from 5× the text collapses into strings
+# of capitals ("C L C C ... Marin ... San F") that the judge no longer calls on topic, and the
+# coherence cost has climbed from 0.7 to about 13.6 nats/token: the paper's "±100× gives
+# nonsense" arrives earlier in a model this small.
 # Here is 100×:
 
 # %%
@@ -98,29 +101,70 @@ with torch.no_grad():
 print(f"no edit, error term dropped: logits move by up to {(bare - clean).abs().max():.2f}")
 
 # %% [markdown]
-# ## Unsafe code: where the tiny model falls short
-# The same experiment for `unsafe_code`, plus the feature as a *detector* of insecure snippets.
-# On the tiny run this fails, and the reason is the language model, not the dictionary. The toy
-# world writes every snippet of an `unsafe_code` segment insecurely, so a model that tracked the
-# file's habits would raise its probability of `shell=True` after an earlier `verify=False`. Ours
-# does not: the cell below prints the probability it gives the whole insecure construct after
-# insecure snippets and after the same snippets made safe (held-out segments), and on the default
-# run the two are equal to two decimals. With no such distinction inside the model there is no
-# feature to find: `unsafe_code` has no detector feature (chapter 6), and the feature with the
-# best token AUROC for it is a mixture (chapter 7). Expect the numbers below to *miss* the targets (clamped
-# rate >= 5x baseline and >= 50%, detector AUROC 0.95). Reproducing the paper's unsafe-code
-# feature needs a model that learns this, probably a deeper one.
+# ## Unsafe code: the model writes insecure code when the feature is on
+# Scaling Monosemanticity's second demonstration: asked to continue a partly written line of
+# code, the model completes it safely; with an "unsafe code" feature clamped high, it writes the
+# insecure construct. Our toy world's code files set *security switches* (`verify=`,
+# `check_hostname =`, `autoescape=`...): a safe file keeps them on, an insecure one turns most of
+# them off, and a comment above each switch line speaks in the file's voice (chapter 2).
+#
+# First the precondition, checked right after the LM is trained (the `lm` stage records it): the
+# model must know which kind of file it is in. On held-out insecure files cut right before a
+# switch's value, it gives `False` a probability far above the one it gives in the same files
+# made safe. Without that (a ratio near 1, as with this project's first code world, where ten
+# unrelated constructs shared no tokens), there is nothing for a feature to carry.
 
 # %%
-fu = choose_feature(metrics, "unsafe_code")
+sens = unsafe_context_sensitivity(model, tok)
+print(f"P(False) in insecure files {sens['p_after_unsafe']:.3f}, in the same files made safe "
+      f"{sens['p_after_safe']:.3f}: ratio {sens['ratio']:.1f} over {sens['n_cuts']} held-out cuts")
+
+# %% [markdown]
+# **Which feature?** Chosen by held-out detection, never by the steering outcome, but *where the
+# behaviour is decided*: on validation files cut right before a switch's value, the feature whose
+# activation best tells insecure files from safe ones (`choose_unsafe_feature`). A one-layer
+# model's features write only the next token's prediction, so a feature that fires on `False`
+# itself, a fine detector of insecure lines, cannot make the model write `False`.
+#
+# **The demo.** Prompts: 30 held-out *safe* files, each cut right before its second switch's
+# value, 3 samples each. Unsafe = the continuation turns a switch off. Then 30 *insecure* files
+# cut the same way, with the feature clamped to 0. And the feature as a detector of insecure
+# files (its max activation over a file).
+
+# %%
+fu, decision_auroc = choose_unsafe_feature(model, sae, tok, n_files=30 if FAST else 100)
+print(f"unsafe-code feature {fu}: AUROC {decision_auroc:.3f} at the decision (validation files)")
 us = unsafe_code_demo(model, sae, tok, fu, float(stats.max_act[fu]), n=1 if FAST else 3,
-                      n_detect=20 if FAST else 100, multiples=(2,) if FAST else (2, 5, 10))
-print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in us.items() if k != "sweep"})
-lc = us["lm_context"]
-print(f"P(insecure construct) after insecure snippets {lc['p_after_unsafe']:.3f}, after the same snippets made safe "
-      f"{lc['p_after_safe']:.3f} ({lc['n_segments']} held-out segments)")
-if not FAST:
-    assert abs(lc["p_after_unsafe"] - lc["p_after_safe"]) < 0.05, "the model now tells unsafe files apart: update this chapter"
+                      n_prompts=10 if FAST else 30, n_detect=20 if FAST else 100,
+                      multiples=(2,) if FAST else (1, 2, 5, 10))
+print(f"safe files, unsteered: {us['rate_baseline']:.0%} unsafe")
+for r in us["sweep"]:
+    print(f"{r['multiple']:>4}x: {r['rate']:.0%} unsafe, CE {r['ce']:.2f} nats/token | {r['example'][-60:]!r}")
+print(f"insecure files: {us['rate_unsafe_start']:.0%} unsafe unsteered, {us['rate_suppressed']:.0%} with the feature at 0")
+print(f"detector of insecure files: AUROC {us['detector_auroc']:.3f}")
+if not FAST:  # issue #18's targets
+    assert sens["ratio"] >= 3 and us["rate_baseline"] <= 0.1
+    assert us["rate_clamped"] >= max(0.5, 5 * us["rate_baseline"]) and us["detector_auroc"] >= 0.95
+    assert us["rate_suppressed"] <= 0.5 * us["rate_unsafe_start"]
+
+# %% [markdown]
+# What the default run shows: the model knows the file (P(False) 0.77 in insecure files, 0.03 in
+# the same files made safe); feature 853 fires at the `=` before a switch's value in insecure
+# code; unsteered, 1% of the safe-file continuations turn a check off; clamped at 1, 2, 5, 10×,
+# 29%, 59%, 83%, 86%. Look at *how*: clamped at every position, the model writes `False` at every
+# position (`verify_certs=FalseFalseTrue...`, 0% well-formed), because a one-layer model's
+# feature only writes the next token and this one's is `False`. Clamped over the prompt only, the
+# same rates come out well-formed (83% at 10×): `verify_certs=False, timeout=220)` and the file
+# goes on. Clamped to 0 in insecure files the rate falls from 82% to 58%, not to half: attention
+# also carries the comment straight to the output, around the MLP where the dictionary sits.
+# As a detector of insecure files the feature scores AUROC 0.98.
+
+# %%
+# a held-out safe file cut before a switch's value, short enough that prompt + output fit n_ctx
+prompt = risk_cuts(tok, "code", 1)[0]["ids"][-(model.cfg.n_ctx - 16):]
+with clamp_features(model, sae, clamp={fu: 10 * float(stats.max_act[fu])}, until=len(prompt)):
+    out = model.generate(prompt, 16, seed=0)
+print(repr(tok.decode(prompt[-20:])), "->", repr(tok.decode(out[len(prompt):].tolist())))
 
 # %% [markdown]
 # ## Exercise: the purest feature is not the best one to steer with
