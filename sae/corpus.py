@@ -6,10 +6,11 @@ concept its sentence came from, so "did the SAE find a Golden Gate feature?" bec
 (the AUROC of the best single feature at detecting the `golden_gate` tokens).
 
 A *document* is a list of pieces `(concept_id, text)`. It is a run of 2-5 *segments*, each a few
-sentences of one concept drawn from that concept's templates (`sae.world`). Segments switch
+sentences of one concept drawn from that concept's templates (`sae.world`); concepts are drawn
+uniformly, except safe `code`, drawn 3x as often (`DRAW_WEIGHT`). Segments switch
 mid-document, sometimes mid-paragraph, so a feature must read the context, not the position.
 A `code` or `unsafe_code` segment is one Python file whose functions set security switches
-(`verify=`, `check_hostname =`...), with a comment above each switch line in the file's posture:
+(`verify=`, `check_hostname=`...), with a comment above each switch line in the file's posture:
 a safe (`code`) file keeps its checks on (3% of switches off), an insecure (`unsafe_code`) file
 turns them off (80%); see `sae.world`. Each line that turns a check off, with its comment, is
 labelled `unsafe_code`, in either kind of file; the rest is `code`. The concept is the code that
@@ -30,17 +31,19 @@ Real text has no labels: `pystdlib` (this interpreter's standard-library `.py` s
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import random
 import re
 import sysconfig
 from collections import Counter
+from itertools import accumulate
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 
-from sae.world import CONCEPT_SPECS, POSTURE_COMMENTS, RISKS, SWITCH_OFF_RATE
+from sae.world import CONCEPT_SPECS, DRAW_WEIGHT, POSTURE_COMMENTS, RISKS, SWITCH_OFF_RATE
 
 CONCEPTS: list[str] = list(CONCEPT_SPECS)
 CONCEPT_ID: dict[str, int] = {name: i for i, name in enumerate(CONCEPTS)}
@@ -213,6 +216,13 @@ def _rng(seed: int, split: str, stream: str = "docs") -> random.Random:
     return random.Random(f"sae-toy-world/{stream}/{split}/{seed}")
 
 
+def _draw_concept(rng: random.Random) -> str:
+    """A concept at random, in proportion to `sae.world.DRAW_WEIGHT` (read on every call: a
+    concept added at run time, as in chapter 2's exercise, is drawn too)."""
+    cum = list(accumulate(DRAW_WEIGHT.get(c, 1.0) for c in CONCEPTS))
+    return CONCEPTS[bisect.bisect_right(cum, rng.random() * cum[-1])]
+
+
 def generate_segments(rng: random.Random) -> list[tuple[str, Document]]:
     """One document as its segments `(concept, pieces)`: 2-5 of them, neighbours different."""
     segments: list[tuple[str, Document]] = []
@@ -221,7 +231,7 @@ def generate_segments(rng: random.Random) -> list[tuple[str, Document]]:
         name = prev
         # Two code files never touch: a file keeps one security posture from start to end.
         while name == prev or (name in CODE_FAMILY and prev in CODE_FAMILY):
-            name = CONCEPTS[int(rng.random() * len(CONCEPTS))]
+            name = _draw_concept(rng)
         c = _concept(name)
         seg = c.segment(rng)
         if segments:

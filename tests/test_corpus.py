@@ -88,7 +88,9 @@ def test_unsafe_and_safe_code_tokenise_alike_before_the_risk_site(toy_tokenizer)
     switch turned on give the same tokens up to that switch's value, so only the text (the
     comment, the value) tells them apart, never where a token starts."""
     from sae.world import RISKS
-    for seg in concept_segments("unsafe_code", 50, seed=4):
+    segs = [s for s in concept_segments("unsafe_code", 50, seed=4) if any(CONCEPTS[c] == "unsafe_code" for c, _ in s)]
+    assert len(segs) >= 45  # an insecure file keeps every check on only by chance (SWITCH_OFF_RATE)
+    for seg in segs:
         cut = next(i for i, (cid, _) in enumerate(seg) if CONCEPTS[cid] == "unsafe_code")
         piece = seg[cut][1]
         before, safe_value, unsafe_value = next(r for r in RISKS.values() if r[0] + r[2] in piece)

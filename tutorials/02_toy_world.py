@@ -37,7 +37,7 @@ for cid, text in doc[:8]:
 # %% [markdown]
 # ## `code` vs `unsafe_code`: the concept is the insecure construct
 # A code segment is one Python *file*: a few functions that set *security switches*
-# (`verify=`, `check_hostname =`, `autoescape=`...). A safe (`code`) file keeps them on (`True`;
+# (`verify=`, `check_hostname=`, `autoescape=`...). A safe (`code`) file keeps them on (`True`;
 # 3% are off, an oversight), an insecure (`unsafe_code`) file turns most of them off (80%), and a
 # comment above each switch line speaks in the file's voice ("# production settings" / "# TODO:
 # re-enable the checks"). Each line that turns a check off is labelled `unsafe_code`, with the
@@ -49,6 +49,9 @@ for cid, text in doc[:8]:
 # insecure file, and a one-layer model did not learn that from the switch values alone: its
 # attention reads the few tokens that say *which* switch comes next, not the values of earlier
 # switches (the measurements are in `sae/world.py`). A comment on the line above is within reach.
+# Safe files are drawn three times as often as insecure ones (`DRAW_WEIGHT`), as in real code:
+# then a model that is told nothing about the file leans towards keeping the checks on, which is
+# what the clamp to 0 in chapter 8 relies on.
 
 # %%
 seg = C.concept_segments("unsafe_code", 1, seed=3)[0]

@@ -44,10 +44,13 @@ def added_concept(name: str, spec: dict):
 
 
 def judge_precision(concept: str, tok, n: int = N_SEGMENTS) -> float:
-    """Share of held-out segments of `concept` (30 tokens or more) that the judge names correctly."""
+    """Share of held-out segments of `concept` (30 tokens or more) that the judge names correctly
+    (a safe code file that turns a check off, as 3% of its switches do, is rightly `unsafe_code`)."""
     segs = [s for s in C.concept_segments(concept, 2 * n, seed=11, split="test")
             if len(tok.encode(C.document_text(s))) >= 30][:n]
-    return sum(C.top_concept(C.document_text(s)) == concept for s in segs) / max(len(segs), 1)
+    unsafe = C.CONCEPT_ID["unsafe_code"]
+    want = ["unsafe_code" if concept in C.CODE_FAMILY and any(c == unsafe for c, _ in s) else concept for s in segs]
+    return sum(C.top_concept(C.document_text(s)) == w for s, w in zip(segs, want)) / max(len(segs), 1)
 
 
 def check_concept(spec, tok, name: str = "astronomy") -> bool | None:
