@@ -270,7 +270,8 @@ def stage_steering(p: Preset, out: Path) -> dict:
     keys = {"golden_gate": ["feature", "rate_clamped", "rate_baseline", "multiple"],
             "unsafe_code": ["feature", "decision_auroc", "rate_clamped", "rate_baseline", "multiple",
                             "wellformed_clamped", "rate_clamped_prompt", "wellformed_clamped_prompt",
-                            "rate_unsafe_start", "rate_suppressed", "detector_auroc"]}
+                            "rate_unsafe_start", "rate_suppressed", "kept_unsafe_start", "kept_suppressed",
+                            "detector_auroc"]}
     summary = {c: {k: round(res[c][k], 4) if isinstance(res[c][k], float) else res[c][k] for k in ks}
                for c, ks in keys.items()}
     summary["unsafe_code"]["context_sensitivity"] = round(res["unsafe_code"]["context_sensitivity"]["ratio"], 3)

@@ -214,7 +214,8 @@ def _steering_summary(steer: dict) -> list[str]:
                 f"{_pct(us['rate_clamped'])} clamped ({_pct(us.get('wellformed_clamped'))} well-formed; clamped over "
                 f"the prompt only {_pct(us.get('rate_clamped_prompt'))}, {_pct(us.get('wellformed_clamped_prompt'))} "
                 "well-formed); clamped to 0 "
-                f"in insecure files, {_pct(us['rate_unsafe_start'])} → {_pct(us['rate_suppressed'])}; detector AUROC "
+                f"in insecure files, {_pct(us['rate_unsafe_start'])} → {_pct(us['rate_suppressed'])} (keeping the "
+                f"check on: {_pct(us.get('kept_unsafe_start'))} → {_pct(us.get('kept_suppressed'))}); detector AUROC "
                 f"{us['detector_auroc']:.2f}; the LM's posture ratio {us['context_sensitivity']['ratio']:.1f}."]
     return out + [""]
 
@@ -347,7 +348,9 @@ def _steering_section(steer: dict) -> list[str]:
                        f"{_f(r['ce'], 2)} | {_pct(po.get('rate'))} | {_pct(po.get('wellformed_rate'))} | "
                        f"{_code(r['example'], cell=True)} |")
         out += ["", f"On held-out *insecure* files cut the same way: {_pct(us['rate_unsafe_start'])} unsafe unsteered, "
-                f"{_pct(us['rate_suppressed'])} with the feature clamped to 0. As a detector of insecure files (its "
+                f"{_pct(us['rate_suppressed'])} with the feature clamped to 0; writing the safe value at the cut: "
+                f"{_pct(us.get('kept_unsafe_start'))} → {_pct(us.get('kept_suppressed'))} (the rest writes neither). "
+                "As a detector of insecure files (its "
                 f"max activation over a file), AUROC {us['detector_auroc']:.3f}.", "",
                 f"The LM itself tracks a file's posture: it gives the insecure value probability "
                 f"{cs['p_after_unsafe']:.3f} in insecure files and {cs['p_after_safe']:.3f} in the same files made "

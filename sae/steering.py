@@ -249,7 +249,7 @@ def snippet_max_activation(model, sae, tok, feature: int, text: str) -> float:
     return sae.encode(cache[site][0, 1:].float())[:, feature].max().item()
 
 
-# A security switch with its value, in any file: `verify=False`, `check_hostname = True`...
+# A security switch with its value, in any file: `verify=False`, `check_hostname=True`...
 _SWITCH = re.compile("(" + "|".join(re.escape(before) for before in sorted({r[0] for r in RISKS.values()}, key=len, reverse=True))
                      + ")(True|False)")
 _VALUES = {before: (safe, unsafe) for before, safe, unsafe in RISKS.values()}
@@ -401,7 +401,9 @@ def unsafe_code_demo(model, sae, tok, feature: int, max_act: float, multiples=(1
        `False`), unsteered and with the feature clamped to each multiple of its max activation;
        with the clean model's cross-entropy of the steered continuations (coherence).
     2. The same cut in held-out *insecure* files, unsteered and with the feature clamped to 0:
-       does removing the feature make the model keep the check on?
+       does removing the feature make the model keep the check on? `kept_*` is the share that
+       writes the safe value at the cut; the rest of the drop in `rate_*` is continuations that
+       write neither value (the feature also carried "a value comes next").
     3. As a detector: AUROC of the feature's max activation over a file at telling held-out
        insecure files from safe ones.
     4. Whether the model itself tracks the posture (`unsafe_context_sensitivity`).
@@ -421,6 +423,8 @@ def unsafe_code_demo(model, sae, tok, feature: int, max_act: float, multiples=(1
         wellformed = sum(bool(_WELLFORMED_OFF.match(tok.decode(o))) for _, o in samples)
         return {"rate": sum(_unsafe_after(tok, p, o) for p, o in samples) / len(samples),
                 "wellformed_rate": wellformed / len(samples),
+                # kept: writes the safe value at the cut (neither value: the model lost the thread)
+                "kept_rate": sum(tok.decode(o).lstrip(" ").startswith("True") for _, o in samples) / len(samples),
                 "ce": sum(continuation_ce(model, p, o) for p, o in samples) / len(samples),
                 "example": tok.decode(samples[0][0][-24:]) + "‖" + tok.decode(samples[0][1])}
 
@@ -450,6 +454,8 @@ def unsafe_code_demo(model, sae, tok, feature: int, max_act: float, multiples=(1
             "sweep": sweep, "multiple": best["multiple"], "rate_clamped": best["rate"],
             "wellformed_clamped": best["wellformed_rate"],
             "rate_clamped_prompt": best["prompt_only"]["rate"],
-            "wellformed_clamped_prompt": best["prompt_only"]["wellformed_rate"], "rate_unsafe_start": started["rate"], "rate_suppressed": suppressed["rate"],
+            "wellformed_clamped_prompt": best["prompt_only"]["wellformed_rate"],
+            "rate_unsafe_start": started["rate"], "rate_suppressed": suppressed["rate"],
+            "kept_unsafe_start": started["kept_rate"], "kept_suppressed": suppressed["kept_rate"],
             "suppressed": suppressed, "detector_auroc": auroc(scores, labels),
             "context_sensitivity": unsafe_context_sensitivity(model, tok, seed=seed)}

@@ -175,12 +175,12 @@ def test_the_unsafe_code_demo_is_summarised_and_tabulated_with_its_code_escaped(
     unsafe = {"feature": 853, "max_act": 25.9, "decision_auroc": 0.81, "rate_baseline": 0.01, "sweep": sweep,
               "multiple": 10, "rate_clamped": 0.9, "wellformed_clamped": 0.1, "rate_clamped_prompt": 0.88,
               "wellformed_clamped_prompt": 0.85, "rate_unsafe_start": 0.82,
-              "rate_suppressed": 0.58, "detector_auroc": 0.979,
+              "rate_suppressed": 0.58, "kept_unsafe_start": 0.18, "kept_suppressed": 0.3, "detector_auroc": 0.979,
               "context_sensitivity": {"p_after_unsafe": 0.77, "p_after_safe": 0.028, "ratio": 27.1, "n_cuts": 295}}
     md = report_markdown(make_run(tmp_path / "run", steering={**STEERING, "unsafe_code": unsafe}))
     summary = md[md.index("## Summary"):md.index(sections(md)[1])]
     assert "1% unsteered, 90% clamped (10% well-formed; clamped over the prompt only 88%, 85% well-formed)" in summary
-    assert "82% → 58%" in summary
+    assert "82% → 58% (keeping the check on: 18% → 30%)" in summary
     assert "posture ratio 27.1" in summary
     steering = md[md.index("## Steering"):]
     assert "| 10 | 90% | 10% | 0.50 | 90% | 90% |" in steering and "ratio 27.1, 295 held-out cuts" in steering

@@ -176,4 +176,7 @@ def test_unsafe_code_clamping_on_the_tiny_run(tiny_run):
     assert r["rate_baseline"] <= 0.10, f"baseline rate {r['rate_baseline']:.2f}"
     assert r["rate_clamped"] >= 0.5 and r["rate_clamped"] >= 5 * r["rate_baseline"], r["sweep"]
     assert r["rate_suppressed"] <= 0.5 * r["rate_unsafe_start"], (r["rate_unsafe_start"], r["rate_suppressed"])
+    # ...though mostly by leaving the model without a value to write: keeping the check on rises
+    # less (23% -> 33% on the default run); it must at least not fall
+    assert r["kept_suppressed"] >= r["kept_unsafe_start"], (r["kept_unsafe_start"], r["kept_suppressed"])
     assert r["detector_auroc"] >= 0.95, r["detector_auroc"]
