@@ -110,15 +110,15 @@ for key in ("features", "neurons"):
 # The run's figure `figures/concept_detectors.png` (in the report too) shows both sides. Left: per concept,
 # the mass share of its detector feature and of its best neuron (filled when it is a detector).
 # The neurons do light up across each concept (their segment recall is near 1), but they are
-# dense and fire for many concepts, so their mass share stays at 0.4-0.7: polysemantic. Only the
-# character-level base64 has a neuron of its own. Right: over *all* alive
+# dense and fire for many concepts, so their mass share stays at 0.35-0.65: polysemantic. Only the
+# character-level DNA and base64 have neurons of their own. Right: over *all* alive
 # units, the share of activation mass on the unit's top concept; a neuron spread evenly over
 # 14 concepts would sit at 0.07.
 #
 # Two concepts have no detector feature. `unsafe_code` (a line that turns a security check off,
 # with its comment) has specific features, but each fires at one position of the line, on the
-# comment's `#`, at the `=` before the value or on `False` itself; the closest puts 69% of its mass
-# on the concept. `code` has a pure code feature (91% of its mass) that lights up in 82% of its
+# comment, at the `=` before the value or on `False` itself; the closest puts 66% of its mass
+# on the concept. `code` has a pure code feature (99% of its mass) that lights up in 87% of its
 # segments, short of the 90% bar: an insecure line cuts a file into shorter code segments.
 
 # %%
@@ -160,7 +160,7 @@ for name, c in m["concepts"].items():
 # **Is the concept a direction?** The last column is a linear probe: the difference between the
 # mean activation on the concept's tokens and on all other tokens, fitted on one half of the
 # held-out tokens and scored on the other. On the default run it detects every concept with AUROC
-# 0.89-0.98, so the topic *is* a direction in the MLP activations. The dictionary does not make it
+# 0.87-0.98, so the topic *is* a direction in the MLP activations. The dictionary does not make it
 # one token-covering feature because sparsity pays for narrower ones: a word that only occurs in
 # one topic ("fog", "oven") gets a feature whose decoder row already contains the topic's
 # direction, so a separate topic feature need not fire on that word, and its token recall (and
@@ -181,8 +181,8 @@ if not FAST:
 # `d.recall[c, j] >= recall_bar` (`d` is a `Detectors`; both tensors are (concepts, units)). The
 # check runs it on the features and on the neurons for several bars and prints the table.
 # **What to look for** (default run): the features' count hardly moves (13 of 14 at a share bar
-# of 0.5, 12 from 0.7 to 0.9), while the neurons' count depends on where the bar is (9 at 0.5,
-# 1 at 0.8).
+# of 0.5, 12 from 0.7 to 0.9), while the neurons' count depends on where the bar is (7 at 0.5,
+# 2 at 0.8).
 # The gap is specificity: neurons light up across every concept's text, but never for it alone.
 
 # %%

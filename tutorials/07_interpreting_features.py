@@ -88,14 +88,15 @@ for name, f in chosen.items():
 # the concept is present.
 #
 # **A feature that is not clean: "unsafe code".** `unsafe_code` has no detector (chapter 6), so
-# its page shows the feature with the best token AUROC, and on the tiny run that is a *comment*
-# feature: it fires on words of the posture comments ("strict mode", "temporary hack") and on
-# `requests.get` in safe and insecure files alike, with about a third of its mass on insecure
-# lines and more on ordinary code. The features that are specific to insecure lines each fire at
-# one position of the line: on the comment's `#`, on `False` itself, or at the `=` where the
-# value is decided (feature 853 on the tiny run: 69% of its mass on insecure lines, strongest
-# after an earlier `False` on the same line). The last kind is the one chapter 8 steers with: in
-# a one-layer model a feature writes only the next token's prediction.
+# its page shows the feature with the best token AUROC, and on the tiny run (feature 799) that is
+# a *comment* feature: it fires on " now" in the posture comment "quick fix, checks off for now",
+# with half of its mass on insecure lines and most of the rest on ordinary code (the same comment
+# sits above switch lines that an insecure file happens to leave on). The features that are
+# specific to insecure lines each fire at one position of the line: on the comment, on `False`
+# itself, or at the `=` where the value is decided (feature 784 on the tiny run: 66% of its mass
+# on insecure lines, its top activations at `SESSION_COOKIE_SECURE=` and `autoescape=` in
+# insecure files). The last kind is the one chapter 8 steers with: in a one-layer model a
+# feature writes only the next token's prediction.
 # The lesson: the label "best feature for concept X" comes from a metric; only the contexts tell
 # you whether the feature *is* X.
 

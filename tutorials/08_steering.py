@@ -75,12 +75,11 @@ if not FAST:
     assert gg["rate_baseline"] <= 0.1 and gg["rate_clamped"] >= 0.8
 
 # %% [markdown]
-# At 1× about two thirds of the samples drift to the bridge, in mixed sentences ("Simmer the
-# pasta sauce over 204 This County San Francisco Bay. Heavy the Golden Gate Bridge was..."); at
-# 2× nearly every sample is about it, in broken words; from 5× the text collapses into strings
-# of capitals ("C L C C ... Marin ... San F") that the judge no longer calls on topic, and the
-# coherence cost has climbed from 0.7 to about 13.6 nats/token: the paper's "±100× gives
-# nonsense" arrives earlier in a model this small.
+# At 1× three quarters of the samples drift to the bridge, in mixed sentences; at 2× every
+# sample is about it, in broken words ("Simmer the soup ross the afternoon as International
+# Orange makes International..."); from 5× the text collapses into fragments that the judge
+# calls on topic less and less, and the coherence cost has climbed from 0.8 to about 14
+# nats/token: the paper's "±100× gives nonsense" arrives earlier in a model this small.
 # Here is 100×:
 
 # %%
@@ -105,7 +104,7 @@ print(f"no edit, error term dropped: logits move by up to {(bare - clean).abs().
 # Scaling Monosemanticity's second demonstration: asked to continue a partly written line of
 # code, the model completes it safely; with an "unsafe code" feature clamped high, it writes the
 # insecure construct. Our toy world's code files set *security switches* (`verify=`,
-# `check_hostname =`, `autoescape=`...): a safe file keeps them on, an insecure one turns most of
+# `check_hostname=`, `autoescape=`...): a safe file keeps them on, an insecure one turns most of
 # them off, and a comment above each switch line speaks in the file's voice (chapter 2).
 #
 # First the precondition, checked right after the LM is trained (the `lm` stage records it): the
@@ -140,7 +139,8 @@ us = unsafe_code_demo(model, sae, tok, fu, float(stats.max_act[fu]), n=1 if FAST
 print(f"safe files, unsteered: {us['rate_baseline']:.0%} unsafe")
 for r in us["sweep"]:
     print(f"{r['multiple']:>4}x: {r['rate']:.0%} unsafe, CE {r['ce']:.2f} nats/token | {r['example'][-60:]!r}")
-print(f"insecure files: {us['rate_unsafe_start']:.0%} unsafe unsteered, {us['rate_suppressed']:.0%} with the feature at 0")
+print(f"insecure files: {us['rate_unsafe_start']:.0%} unsafe unsteered, {us['rate_suppressed']:.0%} with the feature at 0"
+      f" (kept the check on: {us['kept_unsafe_start']:.0%} -> {us['kept_suppressed']:.0%})")
 print(f"detector of insecure files: AUROC {us['detector_auroc']:.3f}")
 if not FAST:  # issue #18's targets
     assert sens["ratio"] >= 3 and us["rate_baseline"] <= 0.1
@@ -148,16 +148,23 @@ if not FAST:  # issue #18's targets
     assert us["rate_suppressed"] <= 0.5 * us["rate_unsafe_start"]
 
 # %% [markdown]
-# What the default run shows: the model knows the file (P(False) 0.77 in insecure files, 0.03 in
-# the same files made safe); feature 853 fires at the `=` before a switch's value in insecure
-# code; unsteered, 1% of the safe-file continuations turn a check off; clamped at 1, 2, 5, 10×,
-# 29%, 59%, 83%, 86%. Look at *how*: clamped at every position, the model writes `False` at every
-# position (`verify_certs=FalseFalseTrue...`, 0% well-formed), because a one-layer model's
-# feature only writes the next token and this one's is `False`. Clamped over the prompt only, the
-# same rates come out well-formed (83% at 10×): `verify_certs=False, timeout=220)` and the file
-# goes on. Clamped to 0 in insecure files the rate falls from 82% to 58%, not to half: attention
-# also carries the comment straight to the output, around the MLP where the dictionary sits.
-# As a detector of insecure files the feature scores AUROC 0.98.
+# What the default run shows: the model knows the file (P(False) 0.79 in insecure files, 0.02 in
+# the same files made safe); feature 784 fires at the `=` before a switch's value in insecure
+# code (AUROC 1.00 at the decision); unsteered, 3% of the safe-file continuations turn a check
+# off; clamped at 1, 2, 5, 10×, 30%, 53%, 76%, 82%. Look at *how*: clamped at every position,
+# the model writes a value at every position (`verify_certs=FalseFalseFalse...`, 0% well-formed),
+# because a one-layer model's feature only writes the next token and this one's is a value.
+# Clamped over the prompt only, the same rates come out well-formed (82% at 10×):
+# `verify_certs=False, timeout=22)` and the file goes on. As a detector of insecure files the
+# feature scores AUROC 1.00.
+#
+# Clamped to 0 in insecure files the rate falls from 80% to 37%, but look at the `kept` rates:
+# writing `True` at the cut only rises from 23% to 33%; the rest writes neither value. The MLP
+# holds the posture at the cut as a *pair* of features, 784 for insecure files and another for
+# safe ones. Zeroing 784 leaves neither, so the model falls back on what it saw in training
+# (switches are off in about a fifth of all files: safe files are three times as common) and is
+# unsure even that a value comes next. Try it: clamp 784 to 0 and the safe-file feature (the
+# one with the *lowest* AUROC at the decision) to its usual value, and the model keeps the check.
 
 # %%
 # a held-out safe file cut before a switch's value, short enough that prompt + output fit n_ctx
@@ -173,8 +180,9 @@ print(repr(tok.decode(prompt[-20:])), "->", repr(tok.decode(out[len(prompt):].to
 # k=1)`. Clamp it instead of the chosen detector: run `golden_gate_demo` on it with the same
 # settings as above and keep the result as `purest_result`. The check compares it with the
 # detector's sweep and shows what the purest feature promotes. **What to look for:** on the default
-# run the purest feature fires on the full stop that ends a Golden Gate sentence and promotes
-# " The" and a new line; clamped, it writes sentence starts, not the bridge. Specificity says
+# run the purest feature (214, 94% of its mass on Golden Gate text) fires on the full stop that
+# ends a Golden Gate sentence and promotes sentence starts (" The", " Every"); clamped, it writes
+# strings of sentence starts, "P Con B F Every summer...", not the bridge. Specificity says
 # what a feature is *about*; what it *writes* is in its logit effects, and that is what steering
 # uses. This is why the steering stage takes, of several detectors, the one that covers the most
 # of the concept's tokens.
