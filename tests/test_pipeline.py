@@ -120,15 +120,6 @@ def test_tiny_lm_tracks_a_files_security_posture(tiny_run):
     assert sens["ratio"] >= 3, sens
 
 
-def test_tiny_metrics_carry_the_unsafe_code_headline(tiny_run):
-    """Issue #18: `metrics.json` has the demo's headline numbers, the same as `steering.json`'s."""
-    headline = json.loads((tiny_run / "metrics.json").read_text())["steering"]["unsafe_code"]
-    full = json.loads((tiny_run / "steering.json").read_text())["unsafe_code"]
-    for key in ["rate_clamped", "rate_baseline", "rate_suppressed", "detector_auroc", "feature"]:
-        assert headline[key] == pytest.approx(full[key], abs=1e-4), key
-    assert headline["context_sensitivity"] == pytest.approx(full["context_sensitivity"]["ratio"], abs=1e-3)
-
-
 def test_smoke_sae_reconstructs(tmp_path):
     """End to end on the smoke preset: an SAE trains on the model's neurons and explains >= half the variance."""
     out = tmp_path / "run"

@@ -160,18 +160,20 @@ def test_unsafe_context_sensitivity_compares_the_same_construct_in_two_contexts(
 
 
 def test_unsafe_code_clamping_on_the_tiny_run(tiny_run):
-    """Issue #18's targets: the LM tracks a file's posture (>= 3x), the unsteered completion of a
-    safe file is safe (<= 10%), clamping the detector-chosen feature makes it unsafe (>= 50% and
-    >= 5x), clamping it to 0 at least halves the rate in insecure files, and the feature tells
-    insecure files from safe ones (AUROC >= 0.95)."""
-    from sae.run import load_run, load_sae, run_feature_stats
-    from sae.steering import choose_unsafe_feature, unsafe_code_demo
+    """Issue #18's targets, as the pipeline's steering stage measures and records them: the LM
+    tracks a file's posture (>= 3x), the unsteered completion of a safe file is safe (<= 10%),
+    clamping the detector-chosen feature makes it unsafe (>= 50% and >= 5x), clamping it to 0 at
+    least halves the rate in insecure files, and the feature tells insecure files from safe ones
+    (AUROC >= 0.95); `metrics.json` carries the headline numbers."""
+    from sae.pipeline import reproduce
+    from sae.run import get_preset
 
-    tok, model = load_run(tiny_run)
-    sae = load_sae(tiny_run)
-    f, _ = choose_unsafe_feature(model, sae, tok)
-    stats = run_feature_stats(tiny_run)
-    r = unsafe_code_demo(model, sae, tok, f, float(stats.max_act[f]))
+    reproduce(get_preset("tiny"), tiny_run, until="steering", log=lambda *_: None)
+    r = json.loads((tiny_run / "steering.json").read_text())["unsafe_code"]
+    headline = json.loads((tiny_run / "metrics.json").read_text())["steering"]["unsafe_code"]
+    for key in ["rate_clamped", "rate_baseline", "rate_suppressed", "detector_auroc", "feature"]:
+        assert headline[key] == pytest.approx(r[key], abs=1e-4), key
+    assert headline["context_sensitivity"] == pytest.approx(r["context_sensitivity"]["ratio"], abs=1e-3)
     assert r["context_sensitivity"]["ratio"] >= 3, r["context_sensitivity"]
     assert r["rate_baseline"] <= 0.10, f"baseline rate {r['rate_baseline']:.2f}"
     assert r["rate_clamped"] >= 0.5 and r["rate_clamped"] >= 5 * r["rate_baseline"], r["sweep"]
