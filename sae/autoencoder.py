@@ -183,9 +183,16 @@ class SparseAutoencoder(nn.Module):
         vals, idx = pre.topk(self.cfg.k, dim=-1, sorted=False)
         return vals.relu(), idx
 
-    def encode(self, x: Tensor) -> Tensor:
-        """Raw activations (..., d_in) -> feature activations (..., d_sae)."""
+    def encode(self, x: Tensor, features: list[int] | None = None) -> Tensor:
+        """Raw activations (..., d_in) -> feature activations (..., d_sae), or (..., len(features))
+        for just those features (steering reads a few at every step: under ReLU feature i depends
+        on column i of W_enc alone; TopK must rank all pre-activations, so it encodes in full)."""
         x_s = self._check(x) * self.input_scale
+        if features is not None:
+            if self.cfg.arch == "topk":
+                return self.encode(x)[..., features]
+            f = torch.addmm(self._encoder_bias()[features], x_s, self.W_enc[:, features]).relu_()
+            return f.reshape(*x.shape[:-1], len(features))
         pre = self._pre_acts(x_s)
         if self.cfg.arch == "topk":
             vals, idx = self._topk(pre)

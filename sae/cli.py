@@ -21,6 +21,7 @@ from sae.dashboard import build_dashboard, format_feature
 from sae.pipeline import dashboard_features, reproduce, train_sae_on_run, write_evaluation
 from sae.run import (RUN_JSON_FILES, Preset, check_config, check_run_files, get_preset, load_run, load_sae,
                      preset_of_run, read_run_json, run_detectors, run_feature_stats, sae_path, with_overrides)
+from sae.seeds import seed_study
 from sae.steering import check_features, choose_feature, parse_value, steer_samples
 from sae.tokenizer import Tokenizer
 from sae.utils import check_output_dir, check_output_file, describe_os_error
@@ -194,6 +195,48 @@ def cmd_reproduce(args) -> int:
     return 0
 
 
+def seed_list(text: str) -> list[int]:
+    """`0-4` or `0,2,7`: distinct seeds, in order."""
+    try:
+        if re.fullmatch(r"\s*\d+\s*-\s*\d+\s*", text):
+            lo, hi = (int(x) for x in text.split("-"))
+            seeds = list(range(lo, hi + 1))
+        else:
+            seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a range like 0-4 or a list like 0,2,7, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"must name distinct seeds >= 0, like 0-4 or 0,2,7, got {text!r}")
+    return seeds
+
+
+def cmd_seeds(args) -> int:
+    import platform
+    import time
+
+    import torch
+
+    preset = with_overrides(get_preset(args.preset), args.set)
+    if args.device is not None:
+        preset = replace(preset, device=args.device)
+    if preset.corpus != "toy":
+        raise ValueError("the seed study reads the steering demos and concept detectors, which need the toy corpus")
+    out = check_output_dir(Path(args.out))
+    for s in args.seeds:  # refuse a mismatched run directory now, not after hours on the others
+        if (out / f"seed{s}" / "config.json").is_file():
+            check_config(replace(preset, seed=s), out / f"seed{s}")
+    a = torch.randn(1024, 1024)
+    t0 = time.perf_counter()
+    for _ in range(10):
+        a @ a
+    rate = 10 * 2 * 1024**3 / (time.perf_counter() - t0) / 1e9
+    machine = (f"Machine: {platform.machine()} {platform.system()}, torch {torch.__version__}, "
+               f"{torch.get_num_threads()} threads, fp32 matmul {rate:.0f} GFLOP/s (1024², before the study).")
+    seed_study(preset, out, args.seeds, machine=machine)
+    print((out / "seeds.md").read_text())
+    return 0
+
+
 def cmd_train_lm(args) -> int:
     preset, out = _preset_from_args(args)
     reproduce(preset, out, until="lm")
@@ -291,7 +334,9 @@ def cmd_steer(args) -> int:
         if not (run / "metrics.json").exists():
             raise FileNotFoundError(f"{run} has no metrics.json to choose the concept's feature from; run "
                                     f"`python -m sae evaluate --run {run}`, or give --feature ID")
-        feature = choose_feature(read_run_json(run, "metrics.json"), args.concept)
+        steered = read_run_json(run, "metrics.json").get("steering", {}).get(args.concept, {})
+        # the steering stage's choice (validation sweep, sae.demos) where it made one; else the detector
+        feature = steered.get("feature", choose_feature(read_run_json(run, "metrics.json"), args.concept))
     else:
         feature = args.feature
     check_features(sae, [feature])
@@ -339,6 +384,14 @@ def build_parser() -> argparse.ArgumentParser:
         r.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help=set_help)
         r.set_defaults(fn=fn)
 
+    sd = sub.add_parser("seeds", help="the seed study: reproduce for several seeds, one table of the headlines")
+    sd.add_argument("--seeds", type=seed_list, default=list(range(5)), help="a range or list (default 0-4)")
+    sd.add_argument("--preset", default="tiny", help="smoke | tiny (default) | base")
+    sd.add_argument("--out", default="runs/seeds", help="folder of the runs (OUT/seedN) and the table (default runs/seeds)")
+    sd.add_argument("--device", default=None, help="auto (default: cuda, then mps, then cpu) | cpu | cuda")
+    sd.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help=set_help)
+    sd.set_defaults(fn=cmd_seeds)
+
     ts = sub.add_parser("train-sae", help="train a sparse autoencoder on a run's model (writes NAME.pt)")
     ts.add_argument("--run", required=True, help="run directory with a trained lm.pt")
     ts.add_argument("--name", default="sae", help="output name: NAME.pt and NAME_history.json (default sae)")
@@ -366,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("steer", help="clamp a feature and compare steered with unsteered continuations")
     st.add_argument("--run", required=True)
     st.add_argument("--feature", type=int, default=None, help="feature id")
-    st.add_argument("--concept", default=None, help="or: the concept whose best held-out detector to clamp")
+    st.add_argument("--concept", default=None, help="or: the concept whose feature to clamp (the steering stage's choice, else its best held-out detector)")
     st.add_argument("--value", default="10x",
                     help="absolute activation (3.5) or a multiple of the feature's max activation (10x); default 10x; "
                          "at most 1000x in magnitude. Write negative values with = (--value=-3x): argparse "

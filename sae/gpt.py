@@ -156,8 +156,9 @@ class GPT(nn.Module):
                 nn.init.normal_(p, mean=0.0, std=0.02)
         # (LayerNorm weights keep their init of 1: they are 1-D and not named "bias".)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens (B, T) long -> logits (B, T, vocab_size) for the next token at every position."""
+    def forward(self, tokens: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """tokens (B, T) long -> logits (B, T, vocab_size) for the next token at every position
+        (`last_only`: (B, 1, vocab_size) at the last position, all that sampling needs)."""
         B, T = tokens.shape
         if T > self.cfg.n_ctx:
             raise ValueError(
@@ -168,6 +169,8 @@ class GPT(nn.Module):
         x = self.wte(tokens) + self.wpe(pos)  # (B, T, C)
         for block in self.blocks:
             x = block(x)
+        if last_only:  # the unembedding is the largest matmul: skip it where no one reads it
+            x = x[:, -1:, :]
         return self.lm_head(self.ln_f(x))  # (B, T, V)
 
     # ------------------------------------------------------------------ hooks
@@ -267,7 +270,7 @@ class GPT(nn.Module):
         try:
             for _ in range(max_new_tokens):
                 context = idx[:, -self.cfg.n_ctx :]  # crop: the model sees at most n_ctx tokens
-                logits = self(context)[:, -1, :].float().cpu()  # (B, V) at the last position
+                logits = self(context, last_only=True)[:, -1, :].float().cpu()  # (B, V) at the last position
                 if temperature == 0:
                     next_id = logits.argmax(dim=-1, keepdim=True)
                 else:

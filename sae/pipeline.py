@@ -45,8 +45,7 @@ from sae.metrics import Evaluator, concept_table, detector_summary, held_out_bat
 from sae.report import write_report
 from sae.run import (Preset, check_config, corpus_tokens, load_run, load_sae, read_run_json, run_detectors,
                      run_feature_stats, sae_path, stats_path, training_text)
-from sae.steering import (UNSAFE_SENSITIVITY_MIN, choose_feature, choose_unsafe_feature, golden_gate_demo,
-                          unsafe_code_demo, unsafe_context_sensitivity)
+from sae.demos import DEMOS, UNSAFE_SENSITIVITY_MIN, unsafe_context_sensitivity
 from sae.tokenizer import Tokenizer
 from sae.train_lm import on_concept_rate, train_lm
 from sae.train_sae import train_sae
@@ -245,39 +244,33 @@ def dashboard_features(out: Path, stats) -> list[int]:
 
 
 def stage_steering(p: Preset, out: Path) -> dict:
-    """The Golden Gate and unsafe-code demonstrations, into `steering.json`."""
+    """The steering demonstrations (`sae.demos.DEMOS`: Golden Gate, unsafe code) into
+    `steering.json`, and each demo's headline numbers (its `summary`) into `metrics.json`."""
     if p.corpus != "toy":
         atomic_write_json(out / "steering.json", {"skipped": "steering demos need the labelled toy world"})
         return {"skipped": True}
     device = str(resolve_device(p.device))
     tok, model = load_run(out, device)
     sae = load_sae(out, device=device)
-    metrics = json.loads((out / "metrics.json").read_text())
-    stats = run_feature_stats(out, device=device)
+    metrics = read_run_json(out, "metrics.json")
+    max_acts = run_feature_stats(out, device=device).max_act.tolist()
     res = {}
-    for i, (name, demo) in enumerate([("golden_gate", golden_gate_demo), ("unsafe_code", unsafe_code_demo)], 1):
-        if name == "unsafe_code":  # chosen where the switch's value is decided (see choose_unsafe_feature)
-            f, chosen_by = choose_unsafe_feature(model, sae, tok, seed=p.seed)
-        else:
-            f = choose_feature(metrics, name)
+    for i, (name, demo) in enumerate(DEMOS.items(), 1):
         t0 = time.perf_counter()
-        print(f"  steering {i}/2: {name}, feature {f} ...", flush=True)
-        res[name] = demo(model, sae, tok, f, float(stats.max_act[f]), seed=p.seed)
-        if name == "unsafe_code":
-            res[name]["decision_auroc"] = chosen_by
-        print(f"  steering {i}/2: {name} done in {format_duration(time.perf_counter() - t0)}", flush=True)
+        print(f"  steering {i}/{len(DEMOS)}: {name} ...", flush=True)
+        res[name] = demo(model, sae, tok, metrics, max_acts, seed=p.seed, log=lambda s: print(s, flush=True))
+        s = res[name]["summary"]
+        print(f"  steering {i}/{len(DEMOS)}: {name} done in {format_duration(time.perf_counter() - t0)}: feature "
+              f"{s['feature']} at {s['multiple']}x", flush=True)
     atomic_write_json(out / "steering.json", res)
-    keys = {"golden_gate": ["feature", "rate_clamped", "rate_baseline", "multiple"],
-            "unsafe_code": ["feature", "decision_auroc", "rate_clamped", "rate_baseline", "multiple",
-                            "wellformed_clamped", "rate_clamped_prompt", "wellformed_clamped_prompt",
-                            "rate_unsafe_start", "rate_suppressed", "kept_unsafe_start", "kept_suppressed",
-                            "detector_auroc"]}
-    summary = {c: {k: round(res[c][k], 4) if isinstance(res[c][k], float) else res[c][k] for k in ks}
-               for c, ks in keys.items()}
-    summary["unsafe_code"]["context_sensitivity"] = round(res["unsafe_code"]["context_sensitivity"]["ratio"], 3)
-    metrics["steering"] = summary  # the headline numbers beside the others (details in steering.json)
+    metrics["steering"] = {name: _rounded(r["summary"]) for name, r in res.items()}  # details in steering.json
     atomic_write_json(out / "metrics.json", metrics)
-    return {f"{c}_{k}": v for c, s in summary.items() for k, v in s.items() if k != "feature"}
+    return {f"{name}_{k}": v for name, s in metrics["steering"].items() for k, v in s.items()
+            if isinstance(v, (int, float)) and k != "feature"}
+
+
+def _rounded(d: dict) -> dict:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
 
 
 def stage_report(p: Preset, out: Path) -> dict:

@@ -26,7 +26,7 @@ import re
 from pathlib import Path
 
 from sae.run import preset_fields, preset_of_run
-from sae.steering import NEUTRAL_PROMPTS, UNSAFE_SENSITIVITY_MIN
+from sae.demos import UNSAFE_SENSITIVITY_MIN
 from sae.utils import atomic_write_text
 
 PAPER = {
@@ -89,6 +89,11 @@ def _f(v, nd: int = 3) -> str:
     if isinstance(v, float):
         return f"{v:.{nd}f}"
     return "—" if v is None else _md_text(v)
+
+
+def _x(m) -> str:
+    """A clamp multiple: 0.5, 1, 10 (not 0.500)."""
+    return f"{m:g}" if isinstance(m, (int, float)) else _f(m)
 
 
 def _pct(v) -> str:
@@ -186,38 +191,49 @@ def _summary(run: Path, m: dict, steer: dict, stages: dict) -> list[str]:
     return out
 
 
-def _steering_example(gg: dict, r: dict) -> str:
-    """One sampled continuation of a steering row, with its prompt in bold.
-
-    golden_gate_demo's `example` is its first sample (`texts[0]`), the continuation of the first
-    prompt; steering.json stores that prompt as `prompt` (runs from before it did: the first of
-    `NEUTRAL_PROMPTS`, the prompts the pipeline steers)."""
-    prompt, text = r.get("prompt") or (gg.get("prompts") or NEUTRAL_PROMPTS)[0], str(r.get("example", ""))
-    space = " " if text[:1].isspace() else ""  # the continuation may go on mid-word ("soup" + "ail ...")
-    return f"**{_md_text(prompt)}**{space}{_md_text(_clip(text))}"
+def _steering_example(r: dict) -> str:
+    """A sweep row's example continuation, its prompt in bold when the row has one. The example is
+    the row's first *steered* sample (on target and fluent); a row without one shows its first
+    sample marked as broken, with its CE, never as a success."""
+    text = str(r.get("example", ""))
+    if r.get("prompt"):
+        space = " " if text[:1].isspace() else ""  # the continuation may go on mid-word ("soup" + "ail ...")
+        shown = f"**{_md_text(r['prompt'])}**{space}{_md_text(_clip(text))}"
+    else:
+        shown = _code(_clip(text, 60), cell=True)
+    if r.get("example_steered", True):
+        return shown
+    ce = f", CE {r['example_ce']:.1f}" if isinstance(r.get("example_ce"), (int, float)) else ""
+    return f"*not steered{ce}:* {shown}"
 
 
 def _steering_summary(steer: dict) -> list[str]:
-    gg = steer.get("golden_gate")
-    if not gg:
-        return []
-    row = next((r for r in gg.get("sweep", []) if r.get("multiple") == gg.get("multiple")), None)
-    out = [f"**Steering.** Clamping the Golden Gate feature ({_f(gg['feature'])}) at {_f(gg['multiple'])}× its "
-           f"maximum activation turns continuations of neutral prompts on-topic: {_pct(gg.get('rate_baseline'))} "
-           f"unsteered, {_pct(gg.get('rate_clamped'))} clamped (Scaling Monosemanticity clamped theirs at 10×)."]
-    if row and row.get("example"):
-        out += ["", f"Clamped at {_f(gg['multiple'])}×: {_steering_example(gg, row)}"]
-    us = steer.get("unsafe_code") or {}
-    if "context_sensitivity" in us:
-        out += ["", f"Clamping the unsafe-code feature ({_f(us['feature'])}) at {_f(us['multiple'])}× makes the model "
-                f"turn security checks off in safe files: {_pct(us['rate_baseline'])} unsteered, "
-                f"{_pct(us['rate_clamped'])} clamped ({_pct(us.get('wellformed_clamped'))} well-formed; clamped over "
-                f"the prompt only {_pct(us.get('rate_clamped_prompt'))}, {_pct(us.get('wellformed_clamped_prompt'))} "
-                "well-formed); clamped to 0 "
-                f"in insecure files, {_pct(us['rate_unsafe_start'])} → {_pct(us['rate_suppressed'])} (keeping the "
-                f"check on: {_pct(us.get('kept_unsafe_start'))} → {_pct(us.get('kept_suppressed'))}); detector AUROC "
-                f"{us['detector_auroc']:.2f}; the LM's posture ratio {us['context_sensitivity']['ratio']:.1f}."]
-    return out + [""]
+    """One paragraph a demo, from its `summary` (sae.demos)."""
+    out = []
+    gg = (steer.get("golden_gate") or {}).get("summary")
+    if gg:
+        out += [f"**Steering.** Clamping the Golden Gate feature ({_f(gg['feature'])}) at {_x(gg['multiple'])}× its "
+                f"maximum activation makes continuations of neutral prompts fluent and on topic: "
+                f"{_pct(gg['fluent_baseline'])} unsteered, **{_pct(gg['fluent_rate'])}** clamped (on topic "
+                f"{_pct(gg['rate'])}, CE {_f(gg['ce'], 2)} nats/token against {_f(gg['ce_baseline'], 2)} unsteered; "
+                f"fluent means the clean model's CE of the text is at most {_f(gg['fluent_ce'], 1)} nats/token). "
+                f"Chosen on held-out evidence: {_md_text(gg['rule'])}. Scaling Monosemanticity clamped theirs at 10×."]
+        row = next((r for r in steer["golden_gate"].get("sweep", []) if r.get("multiple") == gg["multiple"]), None)
+        if row and row.get("example_steered"):
+            out += ["", f"A steered continuation at {_x(gg['multiple'])}×: {_steering_example(row)}"]
+        else:
+            out += ["", f"No continuation at {_x(gg['multiple'])}× was both on topic and fluent, so none is shown."]
+    us = (steer.get("unsafe_code") or {}).get("summary")
+    if us:
+        out += ["", f"Clamping the unsafe-code feature ({_f(us['feature'])}) at {_x(us['multiple'])}× over the prompt "
+                f"makes the model turn a security check off in safe files, well-formed and fluent: "
+                f"{_pct(us['rate_baseline'])} unsafe unsteered, **{_pct(us['fluent_clamped_prompt'])}** clamped "
+                f"({_pct(us['rate_clamped_prompt'])} unsafe); clamped at every position {_pct(us['rate_clamped'])} "
+                f"unsafe, {_pct(us['wellformed_clamped'])} well-formed. Clamped to 0 in insecure files: "
+                f"{_pct(us['rate_unsafe_start'])} → {_pct(us['rate_suppressed'])} unsafe (keeping the check on: "
+                f"{_pct(us['kept_unsafe_start'])} → {_pct(us['kept_suppressed'])}); detector AUROC "
+                f"{_f(us['detector_auroc'], 2)}; the LM's posture ratio {_f(us['context_sensitivity'], 1)}."]
+    return out + [""] if out else []
 
 
 def _links(run: Path) -> list[str]:
@@ -319,44 +335,58 @@ def _absorption_section(m: dict, run: Path) -> list[str]:
 
 
 def _steering_section(steer: dict) -> list[str]:
-    if not steer.get("golden_gate"):
-        return []
-    gg = steer["golden_gate"]
-    out = ["## Steering", "",
-           f"**Golden Gate** (feature {_f(gg['feature'])}, max activation {gg['max_act']:.2f}; Scaling "
-           f"Monosemanticity clamped theirs at 10×): on-topic rate without clamping {_pct(gg['rate_baseline'])}. "
-           "Each example is the first sampled continuation (after the prompt in bold) at that clamp.", "",
-           "| clamp (× max) | on topic | mentions | CE of the text (nats/token) | example |", "|---|---|---|---|---|"]
-    for r in gg["sweep"]:
-        out.append(f"| {_f(r['multiple'])} | {_pct(r['rate'])} | {_pct(r['mention_rate'])} | {_f(r['ce'], 2)} | "
-                   f"{_steering_example(gg, r)} |")
-    us = steer.get("unsafe_code", {})
-    if us.get("sweep") and "context_sensitivity" in us:
-        cs = us["context_sensitivity"]
-        out += ["", f"**Unsafe code** (feature {_f(us['feature'])}, max activation {us['max_act']:.2f}). Prompts are "
-                "held-out *safe* files cut right before the value of a security switch (`verify=`); a continuation "
-                "is unsafe when it turns a switch off; well-formed when the `False` is followed by what code "
-                f"would write next (`)`, `,`, a new line). Unsteered: {_pct(us['rate_baseline'])} unsafe. Feature "
-                f"chosen by its AUROC at the decision on validation files ({_f(us.get('decision_auroc'), 3)}). "
-                "Clamped everywhere, the feature also edits every token the model writes; clamped over the prompt "
-                "only, it edits the decision and the model writes the rest unedited.", "",
-                "| clamp (× max) | unsafe | well-formed | CE (nats/token) | over the prompt only: unsafe | "
-                "well-formed | example (clamped everywhere) |", "|---|---|---|---|---|---|---|"]
+    gg, us = steer.get("golden_gate") or {}, steer.get("unsafe_code") or {}
+    out = ["## Steering", ""] if gg.get("summary") or us.get("summary") else []
+    if gg.get("summary"):
+        s, choice = gg["summary"], gg["choice"]
+        out += [f"**Golden Gate.** A continuation is *steered* when the judge finds it on topic and it is fluent (the "
+                f"clean model's CE of it at most {_f(s['fluent_ce'], 1)} nats/token). The feature and the multiple are "
+                f"chosen on validation prompts ({_md_text(', '.join(choice['validation_prompts']))}): "
+                f"{_md_text(s['rule'])}. Each detector feature, at its best multiple there:", "",
+                "| feature | best multiple | steered (validation) | on topic | CE | promotes |", "|---|---|---|---|---|---|"]
+        for c in choice["candidates"]:
+            name = f"**{_f(c['feature'])}** (chosen)" if c["feature"] == s["feature"] else _f(c["feature"])
+            out.append(f"| {name} | {_x(c['multiple'])} | {_pct(c['fluent_rate'])} | {_pct(c['rate'])} | "
+                       f"{_f(c['ce'], 2)} | {_code(' '.join(repr(t) for t in c['promotes']), cell=True)} |")
+        out += ["", f"Feature {_f(s['feature'])} (max activation {gg['max_act']:.2f}) on the test prompts, unsteered and "
+                "clamped at every position (Scaling Monosemanticity clamped theirs at 10×). The example is the first "
+                "steered continuation (after the prompt in bold), or the first one marked *not steered*.", "",
+                "| clamp (× max) | steered (on topic, fluent) | on topic | CE (nats/token) | example |",
+                "|---|---|---|---|---|"]
+        for r in [{**gg["baseline"], "multiple": "none"}] + gg["sweep"]:
+            out.append(f"| {_x(r['multiple'])} | {_pct(r['fluent_rate'])} | {_pct(r['rate'])} | {_f(r['ce'], 2)} | "
+                       f"{_steering_example(r)} |")
+        out += [""]
+    if us.get("summary"):
+        s, cs = us["summary"], us["context_sensitivity"]
+        out += [f"**Unsafe code** (feature {_f(s['feature'])}, max activation {us['max_act']:.2f}, chosen by its AUROC "
+                f"at the decision on validation files: {_f(s['decision_auroc'], 3)}). Prompts are held-out *safe* "
+                "files cut right before the value of a security switch (`verify=`); a continuation is unsafe when it "
+                "turns a switch off, well-formed when the `False` is followed by what code would write next (`)`, "
+                "`,`, a new line), and steered when it is well-formed and fluent. Clamped everywhere, the feature also "
+                "edits every token the model writes; clamped over the prompt only, it edits the decision and the "
+                f"model writes the rest unedited. The multiple ({_x(s['multiple'])}×) has the highest steered rate over "
+                "the prompt on validation files (" + ", ".join(f"{_x(v['multiple'])}×: {_pct(v['fluent_rate'])}"
+                                                            for v in us.get("validation", [])) + ").", "",
+                "| clamp (× max) | unsafe | well-formed | CE | over the prompt only: unsafe | well-formed | steered | "
+                "CE | example (over the prompt) |", "|---|---|---|---|---|---|---|---|---|"]
+        base = us["baseline"]
+        out.append(f"| none | {_pct(base['rate'])} | {_pct(base['wellformed_rate'])} | {_f(base['ce'], 2)} | | | | | "
+                   f"{_steering_example(base)} |")
         for r in us["sweep"]:
-            po = r.get("prompt_only", {})
-            out.append(f"| {_f(r['multiple'])} | {_pct(r['rate'])} | {_pct(r.get('wellformed_rate'))} | "
-                       f"{_f(r['ce'], 2)} | {_pct(po.get('rate'))} | {_pct(po.get('wellformed_rate'))} | "
-                       f"{_code(r['example'], cell=True)} |")
-        out += ["", f"On held-out *insecure* files cut the same way: {_pct(us['rate_unsafe_start'])} unsafe unsteered, "
-                f"{_pct(us['rate_suppressed'])} with the feature clamped to 0; writing the safe value at the cut: "
-                f"{_pct(us.get('kept_unsafe_start'))} → {_pct(us.get('kept_suppressed'))} (the rest writes neither). "
-                "As a detector of insecure files (its "
-                f"max activation over a file), AUROC {us['detector_auroc']:.3f}.", "",
+            po = r["prompt_only"]
+            out.append(f"| {_x(r['multiple'])} | {_pct(r['rate'])} | {_pct(r['wellformed_rate'])} | {_f(r['ce'], 2)} | "
+                       f"{_pct(po['rate'])} | {_pct(po['wellformed_rate'])} | {_pct(po['fluent_rate'])} | "
+                       f"{_f(po['ce'], 2)} | {_steering_example(po)} |")
+        out += ["", f"On held-out *insecure* files cut the same way: {_pct(s['rate_unsafe_start'])} unsafe unsteered, "
+                f"{_pct(s['rate_suppressed'])} with the feature clamped to 0; writing the safe value at the cut: "
+                f"{_pct(s['kept_unsafe_start'])} → {_pct(s['kept_suppressed'])} (the rest writes neither). As a "
+                f"detector of insecure files (its max activation over a file), AUROC {s['detector_auroc']:.3f}.", "",
                 f"The LM itself tracks a file's posture: it gives the insecure value probability "
                 f"{cs['p_after_unsafe']:.3f} in insecure files and {cs['p_after_safe']:.3f} in the same files made "
                 f"safe (ratio {cs['ratio']:.1f}, {_f(cs['n_cuts'])} held-out cuts; below "
-                f"{UNSAFE_SENSITIVITY_MIN:.0f} no feature can carry the posture)."]
-    return out + [""]
+                f"{UNSAFE_SENSITIVITY_MIN:.0f} no feature can carry the posture).", ""]
+    return out
 
 
 def _figures(run: Path) -> list[Path]:

@@ -295,3 +295,14 @@ def test_shape_and_config_errors():
     other = make_sae("relu", d_in=8)
     with pytest.raises(RuntimeError):
         other.load_state_dict(sae.state_dict())
+
+
+@pytest.mark.parametrize("arch", ["relu", "relu_april", "topk"])
+def test_encoding_a_few_features_equals_indexing_the_full_encoding(arch):
+    torch.manual_seed(0)
+    sae = SparseAutoencoder(SAEConfig(d_in=16, d_sae=64, arch=arch, k=4))
+    with torch.no_grad():
+        sae.b_enc.fill_(0.1)
+    x = torch.randn(3, 5, 16)
+    ids = [7, 2, 40]
+    assert torch.allclose(sae.encode(x, ids), sae.encode(x)[..., ids], atol=1e-6)

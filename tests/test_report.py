@@ -10,7 +10,6 @@ import pytest
 
 from sae.report import _clip, _markdown_to_html, report_markdown, safe_link_target, write_report
 from sae.run import check_config, get_preset, with_overrides
-from sae.steering import NEUTRAL_PROMPTS
 
 SAE_METRICS = {"site": "blocks.0.mlp.hook_post", "arch": "relu", "d_sae": 1024, "n_tokens": 198374,
                "l0": 17.377, "fvu": 0.2268, "nmse": 0.2235, "ce_recovered_zero": 0.9715,
@@ -18,11 +17,27 @@ SAE_METRICS = {"site": "blocks.0.mlp.hook_post", "arch": "relu", "d_sae": 1024, 
                "ultralow_fraction": 0.0, "dense_fraction": 0.0}
 EXAMPLE = (" over 300 degrees Celsius. Commuters walk across the bridge from San Francisco to Marin County to "
            "Marin County. Sailors walk across the Golden Gate Bridge")
+BROKEN = " over a g Bern the photoelectric the the the the a threw a th the the the"
+
+
+def _row(multiple, fluent, rate, ce, example, steered, prompt="The fox"):
+    return {"multiple": multiple, "fluent_rate": fluent, "rate": rate, "ce": ce, "example": example,
+            "example_ce": ce, "example_steered": steered, "prompt": prompt}
+
+
+GG_SUMMARY = {"feature": 162, "multiple": 1, "fluent_rate": 0.62, "rate": 0.66, "ce": 1.06, "fluent_baseline": 0.0,
+              "rate_baseline": 0.02, "ce_baseline": 0.83, "fluent_ce": 2.0, "rule": "the best on validation prompts"}
 STEERING = {"golden_gate": {
-    "feature": 542, "max_act": 9.5, "rate_baseline": 0.0, "multiple": 1, "rate_clamped": 0.4,
-    "sweep": [{"multiple": 0, "rate": 0.0, "mention_rate": 0.0, "ce": 0.78, "example": " over 300 degrees."},
-              {"multiple": 1, "rate": 0.4, "mention_rate": 0.54, "ce": 1.27, "example": EXAMPLE,
-               "prompt": "The fox"}]}}
+    "feature": 162, "max_act": 9.5, "prompts": ["The fox"],
+    "baseline": _row(None, 0.0, 0.02, 0.83, " over 300 degrees.", False),
+    "sweep": [_row(1, 0.62, 0.66, 1.06, EXAMPLE, True), _row(2, 0.04, 0.7, 10.7, BROKEN, False)],
+    "choice": {"feature": 162, "multiple": 1, "rule": "the best on validation prompts",
+               "validation_prompts": ["Knead the dough", "The coach praised"],
+               "candidates": [{"feature": 957, "multiple": 0.5, "fluent_rate": 0.1, "rate": 0.2, "ce": 4.2,
+                               "promotes": [" The", " A"]},
+                              {"feature": 162, "multiple": 1, "fluent_rate": 0.6, "rate": 0.7, "ce": 1.1,
+                               "promotes": [" bridge", " fog"]}]},
+    "summary": GG_SUMMARY}}
 # The smallest valid PNG (1×1), standing in for the pipeline's figures.
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
                     "1f15c4890000000d4944415478da63f8ffff3f0005fe02fea7d6a4bd0000000049454e44ae426082")
@@ -59,18 +74,26 @@ def test_the_report_leads_with_a_summary_of_results_beside_the_papers(tmp_path):
     summary = md[md.index("## Summary"):md.index(heads[1])]
     for text in ["17.4", "20.1 (April update", "0.224", "0.131", "0.972", "0.914", "0 / 1,024 = 0.0%", "4.1%"]:
         assert text in summary, f"the summary lacks {text!r}"
-    assert "0% unsteered, 40% clamped" in summary and "at 1× its maximum" in summary
+    assert "0% unsteered, **62%** clamped" in summary and "at 1× its maximum" in summary
     assert "**The fox** over 300 degrees Celsius." in summary, "the example shows its prompt (steering.json's)"
     assert "[training curves](figures/training_curves.png)" in summary
 
 
-def test_steering_examples_show_their_prompt_and_end_at_a_word(tmp_path):
+def test_steering_examples_show_their_prompt_end_at_a_word_and_never_pass_broken_text_as_steered(tmp_path):
     run = make_run(tmp_path / "run", steering=STEERING)
-    rows = [line for line in report_markdown(run).splitlines() if line.startswith("| 0 |") or line.startswith("| 1 |")]
-    assert f"**{NEUTRAL_PROMPTS[0]}** over 300 degrees." in rows[0], "no `prompt` key: the first neutral prompt"
-    assert "**The fox** over 300 degrees Celsius" in rows[1] and rows[1].endswith("… |")
-    text = rows[1].split("**The fox** ")[1][:-len("… |")]
+    md = report_markdown(run)
+    rows = {line.split(" | ")[0]: line for line in md.splitlines() if line.startswith(("| 1 |", "| 2 |", "| none |"))}
+    assert "**The fox** over 300 degrees Celsius" in rows["| 1"] and rows["| 1"].endswith("… |")
+    text = rows["| 1"].split("**The fox** ")[1][:-len("… |")]
     assert EXAMPLE.startswith(" " + text) and EXAMPLE[len(text) + 1] in " .", "cut at a word boundary"
+    assert "*not steered, CE 10.7:* **The fox** over a g Bern" in rows["| 2"], "a broken sample is marked as such"
+    assert "| **162** (chosen) | 1 | 60% |" in md and "| 957 | 0.5 | 10% |" in md, "the rejected candidates are shown"
+    # a run whose chosen multiple produced no steered sample shows no example in its summary
+    broken = json.loads(json.dumps(STEERING))
+    broken["golden_gate"]["summary"].update(multiple=2)
+    md = report_markdown(make_run(tmp_path / "broken", steering=broken))
+    summary = md[md.index("## Summary"):md.index("## Concept") if "## Concept" in md else md.index("## Language")]
+    assert "Bern" not in summary and "none is shown" in summary
 
 
 def test_clip():
@@ -170,19 +193,28 @@ def test_markdown_subset():
 
 
 def test_the_unsafe_code_demo_is_summarised_and_tabulated_with_its_code_escaped(tmp_path):
-    sweep = [{"multiple": m, "rate": r, "wellformed_rate": w, "ce": 0.5, "example": "verify=\u2016False | `x`)\n",
-              "prompt_only": {"rate": r, "wellformed_rate": r}} for m, r, w in [(1, 0.3, 0.2), (10, 0.9, 0.1)]]
-    unsafe = {"feature": 853, "max_act": 25.9, "decision_auroc": 0.81, "rate_baseline": 0.01, "sweep": sweep,
-              "multiple": 10, "rate_clamped": 0.9, "wellformed_clamped": 0.1, "rate_clamped_prompt": 0.88,
-              "wellformed_clamped_prompt": 0.85, "rate_unsafe_start": 0.82,
-              "rate_suppressed": 0.58, "kept_unsafe_start": 0.18, "kept_suppressed": 0.3, "detector_auroc": 0.979,
-              "context_sensitivity": {"p_after_unsafe": 0.77, "p_after_safe": 0.028, "ratio": 27.1, "n_cuts": 295}}
+    def measure(rate, wellformed, fluent):
+        return {"rate": rate, "wellformed_rate": wellformed, "fluent_rate": fluent, "kept_rate": 1 - rate, "ce": 0.5,
+                "example": "verify=\u2016False | `x`)\n", "example_steered": fluent > 0}
+
+    sweep = [{"multiple": m, **measure(r, w, w), "prompt_only": measure(r, r, f)}
+             for m, r, w, f in [(1, 0.3, 0.2, 0.2), (10, 0.9, 0.1, 0.8)]]
+    summary = {"feature": 853, "decision_auroc": 0.81, "multiple": 10, "fluent_clamped_prompt": 0.8,
+               "rate_clamped_prompt": 0.88, "wellformed_clamped_prompt": 0.85, "ce_clamped_prompt": 0.6,
+               "rate_clamped": 0.9, "wellformed_clamped": 0.1, "rate_baseline": 0.01, "rate_unsafe_start": 0.82,
+               "rate_suppressed": 0.58, "kept_unsafe_start": 0.18, "kept_suppressed": 0.3, "detector_auroc": 0.979,
+               "context_sensitivity": 27.1, "fluent_ce": 2.0}
+    unsafe = {"feature": 853, "max_act": 25.9, "baseline": measure(0.01, 0.0, 0.0), "sweep": sweep,
+              "validation": [{"multiple": 1, "fluent_rate": 0.1}, {"multiple": 10, "fluent_rate": 0.7}],
+              "context_sensitivity": {"p_after_unsafe": 0.77, "p_after_safe": 0.028, "ratio": 27.1, "n_cuts": 295},
+              "summary": summary}
     md = report_markdown(make_run(tmp_path / "run", steering={**STEERING, "unsafe_code": unsafe}))
-    summary = md[md.index("## Summary"):md.index(sections(md)[1])]
-    assert "1% unsteered, 90% clamped (10% well-formed; clamped over the prompt only 88%, 85% well-formed)" in summary
-    assert "82% → 58% (keeping the check on: 18% → 30%)" in summary
-    assert "posture ratio 27.1" in summary
+    head = md[md.index("## Summary"):md.index(sections(md)[1])]
+    assert "1% unsafe unsteered, **80%** clamped (88% unsafe); clamped at every position 90% unsafe, 10% well-formed" in head
+    assert "82% → 58% unsafe (keeping the check on: 18% → 30%)" in head
+    assert "posture ratio 27.1" in head
     steering = md[md.index("## Steering"):]
-    assert "| 10 | 90% | 10% | 0.50 | 90% | 90% |" in steering and "ratio 27.1, 295 held-out cuts" in steering
+    assert "| 10 | 90% | 10% | 0.50 | 90% | 90% | 80% | 0.50 |" in steering and "ratio 27.1, 295 held-out cuts" in steering
+    assert "(1×: 10%, 10×: 70%)" in steering, "the validation rates that chose the multiple"
     row = next(line for line in steering.splitlines() if line.startswith("| 10 |"))
-    assert row.count(" | ") == 6 and "\\|" in row, "the example's | is escaped inside the table"
+    assert "\\|" in row, "the example's | is escaped inside the table"

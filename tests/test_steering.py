@@ -1,7 +1,5 @@
 """Steering: the splice is a no-op until a feature is edited, edits act exactly on that feature."""
 
-import json
-
 import pytest
 import torch
 
@@ -112,73 +110,3 @@ def test_unknown_feature_is_a_clear_error(small):
     with pytest.raises(ValueError, match="features 0..127"):
         with clamp_features(model, sae, clamp={500: 1.0}):
             pass
-
-
-@pytest.mark.slow
-def test_golden_gate_clamping_on_the_tiny_run(tiny_run):
-    """Issue #8's Golden Gate target: >= 80% on-topic at the best multiple, <= 10% without."""
-    from sae.run import load_run, load_sae, run_feature_stats
-    from sae.steering import choose_feature, golden_gate_demo
-
-    tok, model = load_run(tiny_run)
-    sae = load_sae(tiny_run)
-    f = choose_feature(json.loads((tiny_run / "metrics.json").read_text()), "golden_gate")
-    stats = run_feature_stats(tiny_run)
-    r = golden_gate_demo(model, sae, tok, f, float(stats.max_act[f]))
-    assert r["rate_baseline"] <= 0.10, f"baseline rate {r['rate_baseline']:.2f}"
-    assert r["rate_clamped"] >= 0.80, f"best clamped rate {r['rate_clamped']:.2f}: {r['sweep']}"
-
-
-def test_risk_cuts_stop_right_before_the_switch_value(toy_tokenizer):
-    from sae.steering import risk_cuts
-    tok = toy_tokenizer
-    for concept in ("code", "unsafe_code"):
-        cuts = risk_cuts(tok, concept, 20, seed=3)
-        flipped = risk_cuts(tok, concept, 20, seed=3, flip_context=True)
-        assert len(cuts) == len(flipped) > 20
-        for c, f in zip(cuts, flipped):
-            assert tok.decode([c["safe"]]).strip() == "True" and tok.decode([c["unsafe"]]).strip() == "False"
-            assert c["ids"][0] == tok.eot_token
-            text, text_f = tok.decode(c["ids"]), tok.decode(f["ids"])
-            assert text.rstrip().endswith(("=", ":")), text[-40:]
-            # the same file in the other posture: earlier switches take the other value
-            assert text.count("True") == text_f.count("False") and text.count("False") == text_f.count("True")
-
-
-def test_unsafe_context_sensitivity_compares_the_same_construct_in_two_contexts(toy_tokenizer):
-    from sae.steering import unsafe_context_sensitivity
-
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(n_layer=1, d_model=32, n_head=2, d_mlp=64, n_ctx=128,
-                          vocab_size=toy_tokenizer.vocab_size)).eval()
-    r = unsafe_context_sensitivity(model, toy_tokenizer, n_files=20)
-    assert r["n_cuts"] > 20
-    assert 0 < r["p_after_unsafe"] <= 1 and 0 < r["p_after_safe"] <= 1
-    assert r["ratio"] == pytest.approx(r["p_after_unsafe"] / r["p_after_safe"])
-    # an untrained model has no idea of either context: the two probabilities are close
-    assert 0.5 < r["ratio"] < 2
-
-
-def test_unsafe_code_clamping_on_the_tiny_run(tiny_run):
-    """Issue #18's targets, as the pipeline's steering stage measures and records them: the LM
-    tracks a file's posture (>= 3x), the unsteered completion of a safe file is safe (<= 10%),
-    clamping the detector-chosen feature makes it unsafe (>= 50% and >= 5x), clamping it to 0 at
-    least halves the rate in insecure files, and the feature tells insecure files from safe ones
-    (AUROC >= 0.95); `metrics.json` carries the headline numbers."""
-    from sae.pipeline import reproduce
-    from sae.run import get_preset
-
-    reproduce(get_preset("tiny"), tiny_run, until="steering", log=lambda *_: None)
-    r = json.loads((tiny_run / "steering.json").read_text())["unsafe_code"]
-    headline = json.loads((tiny_run / "metrics.json").read_text())["steering"]["unsafe_code"]
-    for key in ["rate_clamped", "rate_baseline", "rate_suppressed", "detector_auroc", "feature"]:
-        assert headline[key] == pytest.approx(r[key], abs=1e-4), key
-    assert headline["context_sensitivity"] == pytest.approx(r["context_sensitivity"]["ratio"], abs=1e-3)
-    assert r["context_sensitivity"]["ratio"] >= 3, r["context_sensitivity"]
-    assert r["rate_baseline"] <= 0.10, f"baseline rate {r['rate_baseline']:.2f}"
-    assert r["rate_clamped"] >= 0.5 and r["rate_clamped"] >= 5 * r["rate_baseline"], r["sweep"]
-    assert r["rate_suppressed"] <= 0.5 * r["rate_unsafe_start"], (r["rate_unsafe_start"], r["rate_suppressed"])
-    # ...though mostly by leaving the model without a value to write: keeping the check on rises
-    # less (23% -> 33% on the default run); it must at least not fall
-    assert r["kept_suppressed"] >= r["kept_unsafe_start"], (r["kept_unsafe_start"], r["kept_suppressed"])
-    assert r["detector_auroc"] >= 0.95, r["detector_auroc"]

@@ -11,16 +11,18 @@ import exercises.ch08  # noqa: E402
 from sae.interpret import features_for_concept  # noqa: E402
 from sae.pipeline import reproduce  # noqa: E402
 from sae.run import load_run, load_sae, run_feature_stats  # noqa: E402
-from sae.steering import choose_feature, golden_gate_demo  # noqa: E402
+from sae.demos import golden_gate_demo, topic_sweep  # noqa: E402
 
 reproduce(PRESET, RUN, until="evaluate")
 tok, model = load_run(RUN)
 sae = load_sae(RUN)
 stats = run_feature_stats(RUN)
-settings = dict(n=2 if FAST else 5, multiples=(0, 2, 10) if FAST else (0, 1, 2, 5, 10, 20))
-f = choose_feature(json.loads((RUN / "metrics.json").read_text()), "golden_gate")
-gg = golden_gate_demo(model, sae, tok, f, float(stats.max_act[f]), **settings)  # the chapter's sweep
+max_acts = stats.max_act.tolist()
+settings = dict(n=2, n_val=2, n_val_prompts=1, max_candidates=2, multiples=(1, 3)) if FAST else {}
+gg = golden_gate_demo(model, sae, tok, json.loads((RUN / "metrics.json").read_text()), max_acts, **settings)
 
 purest = features_for_concept(stats, "golden_gate", k=1)[0][0]
-purest_result = golden_gate_demo(model, sae, tok, purest, float(stats.max_act[purest]), **settings)
+_, rows = topic_sweep(model, sae, tok, purest, max_acts[purest], gg["prompts"],
+                      multiples=[r["multiple"] for r in gg["sweep"]], n=settings.get("n", 5))
+purest_result = {"feature": purest, "sweep": rows}
 assert exercises.ch08.check(purest_result, gg, stats, model, sae, tok)
