@@ -53,9 +53,13 @@ from sae.world import POSTURE_COMMENTS, RISKS, UNSAFE_PATTERNS
 FLUENT_CE = 2.0
 
 # The clamps tried, in multiples of the feature's maximum activation on held-out text. The fluent
-# window of a one-layer model is narrow (fluent at 1x and broken at 2x for one feature, fluent
-# only from 2.5x to 3x for another), so the grid is fine below 5x. The paper clamped Golden Gate at 10x.
-MULTIPLES = (0.5, 1, 1.5, 2, 2.5, 3, 4, 5, 10)
+# window of a one-layer model is narrow and lies anywhere from 0.5x to 4x (fluent at 0.6x and
+# broken at 1x for one feature, fluent only from 2.5x to 3x for another), so the grid is fine
+# there, and the Golden Gate choice refines it (`choose_topic_feature`). The paper clamped at 10x.
+MULTIPLES = (0.25, 0.5, 0.75, 1, 1.5, 2, 2.5, 3, 4, 5, 10)
+# The unsafe-code clamp over the prompt only edits the one decision, so it does not break text,
+# and its rate only grows with the clamp: a coarser grid.
+UNSAFE_MULTIPLES = (0.5, 1, 2, 3, 5, 10)
 
 # The sampling temperature of the demonstrations, steered and unsteered alike. At 1 a one-layer
 # model samples its long tail of half-words ("Fainters replin we"), which the fluency measure then
@@ -150,9 +154,11 @@ def _measure_topic(model, tok, samples, concept: str) -> dict:
 
 def topic_sweep(model, sae, tok, feature: int, max_act: float, prompts: list[str], concept: str = "golden_gate",
                 multiples=MULTIPLES, n: int = 5, max_new_tokens: int = 48, seed: int = 0,
-                stop_when_broken: bool = False, temperature: float | None = None) -> tuple[dict, list[dict]]:
-    """Unsteered and clamped at each multiple of `max_act` (at every position, as the paper does):
-    (baseline row, [row per multiple]), each row as `_measure_topic` with the example's prompt.
+                stop_when_broken: bool = False, temperature: float | None = None,
+                baseline: bool = True) -> tuple[dict | None, list[dict]]:
+    """Unsteered (unless not `baseline`: None) and clamped at each multiple of `max_act` (at every
+    position, as the paper does): (baseline row, [row per multiple]), each row as `_measure_topic`
+    with the example's prompt.
 
     `stop_when_broken`: stop after the first multiple whose mean CE is over twice `FLUENT_CE`
     (the text is broken on average, and a harder clamp only breaks it more)."""
@@ -163,7 +169,7 @@ def topic_sweep(model, sae, tok, feature: int, max_act: float, prompts: list[str
         r["prompt"] = prompts[r.pop("sample") // n]
         return r
 
-    base = row(sample(model, ids, n, max_new_tokens, seed, temperature))
+    base = row(sample(model, ids, n, max_new_tokens, seed, temperature)) if baseline else None
     rows = []
     for m in multiples:
         with clamp_features(model, sae, clamp={feature: m * max_act}):
@@ -188,27 +194,52 @@ def topic_candidates(metrics: dict, concept: str, k: int = 8) -> list[int]:
 
 def choose_topic_feature(model, sae, tok, candidates: list[int], max_acts: dict[int, float], concept: str = "golden_gate",
                          multiples=MULTIPLES, n_per_concept: int = 3, n: int = 4, max_new_tokens: int = 32,
-                         seed: int = 0, log=None) -> dict:
+                         refine: int = 3, seed: int = 0, log=None) -> dict:
     """The validation sweep: each candidate clamped at each multiple on validation prompts
-    (`neutral_prompts`, other seeds than the test's); the best (feature, multiple) has the highest
-    fluent rate (ties: the higher on-topic rate, then the lower CE). A candidate's sweep stops at
-    the first multiple that breaks the text (`topic_sweep`'s `stop_when_broken`). Returns {feature, multiple,
-    rule, candidates: [{feature, promotes, best multiple's rates, per-multiple fluent rates}]}."""
+    (`neutral_prompts`, other seeds than the test's), up to the first multiple that breaks the text
+    (`topic_sweep`'s `stop_when_broken`). The fluent window can be narrower than the grid's steps
+    (0.6x fluent, 1x broken), so the `refine` best candidates are then tried twice more between
+    their best multiple and its neighbours (geometric midpoints). The best (feature, multiple) has
+    the highest fluent rate (ties: the higher on-topic rate, then the lower CE). Returns {feature,
+    multiple, rule, validation_prompts, candidates: [{feature, multiple, rates there, promotes,
+    fluent rate and CE by multiple}]}."""
     prompts = neutral_prompts(n_per_concept, seed=seed + 1)
-    table = []
+
+    def key(r: dict) -> tuple:
+        return r["fluent_rate"], r["rate"], -r["ce"]
+
+    def sweep(f: int, ms) -> list[dict]:
+        return topic_sweep(model, sae, tok, f, max_acts[f], prompts, concept, ms, n, max_new_tokens,
+                           seed=seed + 10_000, stop_when_broken=True, baseline=False)[1]
+
+    tried = {}
     for i, f in enumerate(candidates):
-        _, rows = topic_sweep(model, sae, tok, f, max_acts[f], prompts, concept, multiples, n, max_new_tokens,
-                              seed=seed + 10_000, stop_when_broken=True)
-        best = max(rows, key=lambda r: (r["fluent_rate"], r["rate"], -r["ce"]))
-        promotes = [tok.token_str(t) for t, _ in logit_effects(model, sae, f, k=5).promoted]
-        table.append({"feature": f, "multiple": best["multiple"], "fluent_rate": best["fluent_rate"],
-                      "rate": best["rate"], "ce": best["ce"], "promotes": promotes,
-                      "fluent_by_multiple": {str(r["multiple"]): r["fluent_rate"] for r in rows},
-                      "ce_by_multiple": {str(r["multiple"]): round(r["ce"], 3) for r in rows}})
+        tried[f] = {r["multiple"]: r for r in sweep(f, multiples)}
+        best = max(tried[f].values(), key=key)
         if log:
             log(f"    candidate {i + 1}/{len(candidates)}: feature {f} best at {best['multiple']}x: fluent "
                 f"{best['fluent_rate']:.0%}, on topic {best['rate']:.0%}, CE {best['ce']:.2f}")
-    win = max(table, key=lambda r: (r["fluent_rate"], r["rate"], -r["ce"]))
+    for f in sorted(candidates, key=lambda f: key(max(tried[f].values(), key=key)), reverse=True)[:refine]:
+        for _ in range(2):
+            ms = sorted(tried[f])
+            m = max(tried[f].values(), key=key)["multiple"]
+            j = ms.index(m)
+            lo, hi = (ms[j - 1] if j else m / 2), (ms[j + 1] if j + 1 < len(ms) else m * 2)
+            new = [round((lo * m) ** 0.5, 3), round((m * hi) ** 0.5, 3)]
+            tried[f].update({r["multiple"]: r for r in sweep(f, [x for x in new if x not in tried[f]])})
+        if log:
+            best = max(tried[f].values(), key=key)
+            log(f"    refined feature {f}: best at {best['multiple']}x: fluent {best['fluent_rate']:.0%}")
+    table = []
+    for f in candidates:
+        rows = sorted(tried[f].values(), key=lambda r: r["multiple"])
+        best = max(rows, key=key)
+        table.append({"feature": f, "multiple": best["multiple"], "fluent_rate": best["fluent_rate"],
+                      "rate": best["rate"], "ce": best["ce"],
+                      "promotes": [tok.token_str(t) for t, _ in logit_effects(model, sae, f, k=5).promoted],
+                      "fluent_by_multiple": {str(r["multiple"]): r["fluent_rate"] for r in rows},
+                      "ce_by_multiple": {str(r["multiple"]): round(r["ce"], 3) for r in rows}})
+    win = max(table, key=key)
     rule = (f"of the {len(candidates)} detector features, the one and multiple with the highest fluent on-topic "
             f"rate on {len(prompts) * n} validation continuations ({len(prompts)} held-out neutral prompts)")
     return {"feature": win["feature"], "multiple": win["multiple"], "rule": rule, "validation_prompts": prompts,
@@ -229,6 +260,7 @@ def golden_gate_demo(model, sae, tok, metrics: dict, max_acts, seed: int = 0, co
     choice = choose_topic_feature(model, sae, tok, candidates, {f: float(max_acts[f]) for f in candidates}, concept,
                                   multiples, n_per_concept=n_val_prompts, n=n_val, seed=seed, log=log)
     f, max_act = choice["feature"], float(max_acts[choice["feature"]])
+    multiples = sorted(set(multiples) | {choice["multiple"]})  # the chosen one may lie between the grid's
     base, rows = topic_sweep(model, sae, tok, f, max_act, prompts, concept, multiples, n, seed=seed)
     at = next(r for r in rows if r["multiple"] == choice["multiple"])
     # the same clamp sampled at temperature 1, for comparison (the tail the demo's temperature cuts)
@@ -401,7 +433,7 @@ def _first_cut_per_file(cuts: list[dict]) -> list[list[int]]:
     return out
 
 
-def unsafe_sweep(model, sae, tok, feature: int, max_act: float, prompts: list[list[int]], multiples=MULTIPLES,
+def unsafe_sweep(model, sae, tok, feature: int, max_act: float, prompts: list[list[int]], multiples=UNSAFE_MULTIPLES,
                  n: int = 3, max_new_tokens: int = 16, seed: int = 0, everywhere: bool = True) -> tuple[dict, list[dict]]:
     """Unsteered, and clamped at each multiple both at every position (the paper's form; skipped
     without `everywhere`) and over the prompt only (`prompt_only`: the model reads the clamp,
@@ -424,7 +456,7 @@ def unsafe_sweep(model, sae, tok, feature: int, max_act: float, prompts: list[li
     return base, rows
 
 
-def unsafe_code_demo(model, sae, tok, metrics: dict | None, max_acts, seed: int = 0, multiples=MULTIPLES, n_prompts: int = 30,
+def unsafe_code_demo(model, sae, tok, metrics: dict | None, max_acts, seed: int = 0, multiples=UNSAFE_MULTIPLES, n_prompts: int = 30,
                      n: int = 3, max_new_tokens: int = 16, n_detect: int = 100, n_files: int = 100, log=None) -> dict:
     """The unsafe-code feature as a switch and as a detector, as in the paper's demonstration.
 
