@@ -93,7 +93,8 @@ def table_markdown(rows: list[dict], stats: dict, machine: str = "") -> str:
     if len(rows) > 1:
         for label, show in [("mean ± sd", lambda s, f: f"{cell(s['mean'], f)} ± {cell(s['sd'], f)}"),
                             ("min–max", lambda s, f: f"{cell(s['min'], f)}–{cell(s['max'], f)}")]:
-            cells = [label] + [show(stats[k], "g" if f == "d" else f) if k in stats else "" for k, _, f in COLUMNS[1:]]
+            cells = [label] + [show(stats[k], {"d": ".1f", "g": ".2g"}.get(f, f)) if k in stats else ""
+                               for k, _, f in COLUMNS[1:]]
             out.append("| " + " | ".join(cells) + " |")
     out += ["", "Targets (every seed must meet each):", ""]
     for name in TARGETS:
