@@ -270,7 +270,7 @@ MANIPULATION = dict(
 # file's voice (`POSTURE_COMMENTS`: "# production settings" / "# TODO: re-enable the checks").
 #
 # The comments are what make the posture learnable by a one-layer model (measured in issue #18,
-# with `sae.steering.unsafe_context_sensitivity`): its attention heads read the few tokens that
+# with `sae.demos.unsafe_context_sensitivity`): its attention heads read the few tokens that
 # say which switch comes next, not the values of earlier switches. With the switches alone (one
 # family, up to three per function, the previous `False` as close as four tokens) the model gave
 # the insecure value the same probability in an insecure file as in the same file made safe,

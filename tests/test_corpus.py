@@ -123,8 +123,8 @@ def test_unsafe_label_covers_the_insecure_switch_lines_and_their_comments():
 
 def test_a_files_posture_sets_its_switches_and_comments_and_flipping_swaps_them():
     """A safe file turns a switch off now and then, an insecure one mostly; each speaks through
-    its comments; `steering._flip` puts a file in the other posture (every value and comment)."""
-    from sae.steering import _flip
+    its comments; `demos._flip` puts a file in the other posture (every value and comment)."""
+    from sae.demos import _flip
     from sae.world import CODE_TEMPLATES, POSTURE_COMMENTS, SWITCH_OFF_RATE
     for concept in ("code", "unsafe_code"):
         text = "".join(document_text(s) for s in concept_segments(concept, 300, seed=9))
