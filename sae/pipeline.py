@@ -1,8 +1,10 @@
 """The end-to-end run: stages that each write their files into one run directory.
 
-`reproduce(preset, out)` runs the stages in order. A stage whose output files already exist is
+`reproduce(preset, out)` runs the stages in order. A stage is done when its entry in `stages.json`
+(written last, after every file of the stage) and its output files exist; a done stage is
 skipped, so a crash or Ctrl-C loses at most the stage in progress and re-running the same command
-continues. The run's configuration is written to `config.json` first; re-running into the same
+continues. A stage that crashed after writing some of its files has no entry, so it runs again
+(the LM and SAE stages then resume from their checkpoints). The run's configuration is written to `config.json` first; re-running into the same
 directory with a different configuration is refused (results of two configurations must never
 mix). Presets and the run-directory layout live in `sae.run`.
 
@@ -55,7 +57,7 @@ from sae.utils import atomic_write_json, format_duration, resolve_device
 @dataclass
 class Stage:
     name: str
-    outputs: list[str]  # files (relative to the run dir) whose presence means "done"
+    outputs: list[str]  # files (relative to the run dir) the stage writes; deleting one reruns the stage
     run: Callable[[Preset, Path], dict | None]
 
 
@@ -316,7 +318,7 @@ def _run_stages(preset: Preset, out: Path, until: str | None, log, main: bool) -
     log(f"reproduce: preset {preset.name!r} ({preset.description}) -> {out}")
     for i, st in enumerate(STAGES, 1):
         tag = f"[{i}/{len(STAGES)}] {st.name:<10}"
-        if all((out / o).exists() for o in st.outputs):
+        if st.name in summary and all((out / o).exists() for o in st.outputs):
             log(f"{tag} done already ({', '.join(st.outputs)}), skipped")
         elif main or st.name == "sae":
             log(f"{tag} running...")

@@ -48,8 +48,13 @@ def test_corpus_stats(capsys, tmp_path):
 
 
 def test_reproduce_smoke_runs_and_resumes(tmp_path, capsys):
+    """The whole reproduction, under `DeviceCheck`: no stage feeds a model a tensor that would be
+    on the CPU while the model is on a GPU (see tests/test_device.py)."""
+    from device_check import DeviceCheck
+
     out = tmp_path / "run"
-    assert main(["reproduce", "--preset", "smoke", "--out", str(out)]) == 0
+    with DeviceCheck():
+        assert main(["reproduce", "--preset", "smoke", "--out", str(out)]) == 0
     assert (out / "tokenizer.json").exists() and (out / "config.json").exists()
     capsys.readouterr()
     assert main(["reproduce", "--preset", "smoke", "--out", str(out)]) == 0

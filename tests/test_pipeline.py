@@ -11,10 +11,26 @@ from sae.train_lm import on_concept_rate
 from sae.tokenizer import Tokenizer
 
 
-def test_smoke_pipeline_resumes_only_missing_stages(tmp_path):
+def test_smoke_pipeline_resumes_only_missing_stages_and_reruns_a_crashed_one(tmp_path, monkeypatch):
+    import sae.pipeline
+
     p = get_preset("smoke")
     out = tmp_path / "run"
-    reproduce(p, out, until="lm", log=lambda *_: None)
+
+    def crash(*_, **__):
+        raise RuntimeError("crashed after lm.pt was written")
+
+    # the LM stage writes lm.pt, then checks the model: a crash there must not count as done
+    monkeypatch.setattr(sae.pipeline, "unsafe_context_sensitivity", crash)
+    with pytest.raises(RuntimeError, match="crashed"):
+        reproduce(p, out, until="lm", log=lambda *_: None)
+    assert (out / "lm.pt").exists() and "lm" not in json.loads((out / "stages.json").read_text())
+    monkeypatch.undo()
+    lines = []
+    reproduce(p, out, until="lm", log=lines.append)
+    assert any("lm" in l and "running" in l for l in lines), "a stage that crashed must run again"
+    assert "unsafe_context_sensitivity" in json.loads((out / "stages.json").read_text())["lm"]
+
     stamp = {f: (out / f).stat().st_mtime_ns for f in ["tokenizer.json", "lm.pt"]}
     (out / "lm.pt").unlink()
     lines = []
