@@ -135,18 +135,21 @@ class ConceptHistogram:
     Activations are put into bins: bin 0 holds exact zeros (most SAE features on most tokens),
     bins 1..n_bins hold positive values on a log scale between `lo` and `hi`, and one bin below
     holds negative values (GELU neurons dip below zero). Two tokens in the same bin count as a tie,
-    so the AUROC is exact up to the bin width (~5% of the value). Memory:
-    (n_concepts + 1) × n_units × (n_bins + 2) int32, independent of the number of tokens.
+    so the AUROC is exact up to the bin width (~5% of the value). Lives on `device` (the
+    activations' device: nothing goes back to the host per batch). Memory:
+    (n_concepts + 1) × n_units × ((n_bins + 2) int32 + 1 float64), independent of the number of
+    tokens (16 × 16,384 × 258 × 4 B = 270 MB for the `base` SAE, 18 MB for `tiny`'s features).
     Tokens with label −1 (end-of-text) count as negatives for every concept.
     """
 
-    def __init__(self, n_units: int, n_concepts: int, n_bins: int = 256, lo: float = 1e-3, hi: float = 1e3):
+    def __init__(self, n_units: int, n_concepts: int, n_bins: int = 256, lo: float = 1e-3, hi: float = 1e3,
+                 device: str | torch.device = "cpu"):
         self.n_units, self.n_concepts = n_units, n_concepts
-        self.edges = torch.logspace(np.log10(lo), np.log10(hi), n_bins - 1)  # bins 2..n_bins+1
+        self.edges = torch.logspace(np.log10(lo), np.log10(hi), n_bins - 1, device=device)  # bins 2..n_bins+1
         self.n_bins = n_bins + 2  # [negative, zero, (0, lo], ..., (hi, inf)]
         # counts[c, j, b]: tokens of concept c (index n_concepts: no concept) with unit j in bin b
-        self.counts = torch.zeros(n_concepts + 1, n_units, self.n_bins, dtype=torch.int64)
-        self.mass = torch.zeros(n_concepts + 1, n_units, dtype=torch.float64)  # Σ max(a, 0) per concept
+        self.counts = torch.zeros(n_concepts + 1, n_units, self.n_bins, dtype=torch.int32, device=device)
+        self.mass = torch.zeros(n_concepts + 1, n_units, dtype=torch.float64, device=device)  # Σ max(a, 0) per concept
 
     def _bin(self, a: Tensor) -> Tensor:
         b = torch.bucketize(a, self.edges) + 2
@@ -156,30 +159,38 @@ class ConceptHistogram:
 
     def add(self, acts: Tensor, labels: Tensor) -> None:
         """acts (n, n_units) float, labels (n,) int in [−1, n_concepts)."""
-        acts = acts.detach().float().cpu()
-        lab = labels.cpu().long().clone()
+        device = self.counts.device
+        acts = acts.detach().float().to(device)
+        lab = labels.to(device).long().clone()
         lab[lab < 0] = self.n_concepts
         C1, U, B = self.counts.shape
-        onehot = torch.zeros(len(lab), C1, dtype=torch.float64)
-        onehot[torch.arange(len(lab)), lab] = 1
-        self.mass += onehot.T @ acts.clamp_min(0).double()
+        self.mass.index_add_(0, lab, acts.clamp_min(0).double())
+        counts = self.counts.view(-1)
         nz = acts != 0
+        if nz.sum() * 2 > nz.numel():  # dense (neurons): bin every entry, zeros included
+            flat = ((lab[:, None] * U + torch.arange(U, device=device)) * B + self._bin(acts)).view(-1)
+            counts.index_add_(0, flat, torch.ones(len(flat), dtype=counts.dtype, device=device))
+            return
+        # sparse (features): bin the non-zero entries; the zeros of each (concept, unit) are the
+        # concept's tokens minus its non-zero ones
         rows, units = nz.nonzero(as_tuple=True)
-        bins = self._bin(acts[rows, units])
-        flat = (lab[rows] * U + units) * B + bins
-        self.counts.view(-1).index_add_(0, flat, torch.ones_like(flat))
-        # zeros: tokens per concept minus the non-zero ones, per unit
-        tok_per_c = torch.bincount(lab, minlength=C1)  # (C1,)
-        nz_per = torch.zeros(C1, U, dtype=torch.int64).index_put_((lab[rows], units), torch.ones_like(rows), accumulate=True)
-        self.counts[:, :, 1] += tok_per_c[:, None] - nz_per
+        pair = lab[rows] * U + units
+        counts.index_add_(0, pair * B + self._bin(acts[rows, units]), torch.ones(len(pair), dtype=counts.dtype,
+                                                                               device=device))
+        nz_per = torch.bincount(pair, minlength=C1 * U).view(C1, U)
+        self.counts[:, :, 1] += (torch.bincount(lab, minlength=C1)[:, None] - nz_per).to(counts.dtype)
+
+    def cpu(self) -> "ConceptHistogram":
+        self.edges, self.counts, self.mass = self.edges.cpu(), self.counts.cpu(), self.mass.cpu()
+        return self
 
     def auroc(self) -> Tensor:
         """(n_concepts, n_units) AUROC of each unit as a detector of each concept."""
-        total = self.counts.sum(0)  # (U, B)
-        out = torch.empty(self.n_concepts, self.n_units, dtype=torch.float64)
+        total = self.counts.sum(0, dtype=torch.float64)  # (U, B)
+        out = torch.empty(self.n_concepts, self.n_units, dtype=torch.float64, device=total.device)
         for c in range(self.n_concepts):
             pos = self.counts[c].double()  # (U, B)
-            neg = total.double() - pos
+            neg = total - pos
             neg_below = neg.cumsum(1) - neg  # negatives in strictly lower bins
             n_pos, n_neg = pos.sum(1), neg.sum(1)
             out[c] = ((pos * (neg_below + 0.5 * neg)).sum(1) / (n_pos * n_neg).clamp_min(1))
@@ -188,7 +199,7 @@ class ConceptHistogram:
     def best_f1(self, c: int, unit: int) -> dict:
         """Precision, recall and F1 of `unit` at its best threshold (a bin edge) for concept `c`."""
         pos = self.counts[c, unit].double()
-        neg = self.counts[:, unit].sum(0).double() - pos
+        neg = self.counts[:, unit].sum(0, dtype=torch.float64) - pos
         tp = pos.flip(0).cumsum(0).flip(0)  # predicted positive: bins >= b
         fp = neg.flip(0).cumsum(0).flip(0)
         prec = tp / (tp + fp).clamp_min(1)
@@ -214,17 +225,17 @@ class MeanDiffProbe:
     the (n, n_concepts) scores, so memory is small. `auroc()` is then exact per concept.
     """
 
-    def __init__(self, d: int, n_concepts: int):
-        self.sums = torch.zeros(n_concepts + 1, d, dtype=torch.float64)  # last row: no concept
-        self.counts = torch.zeros(n_concepts + 1, dtype=torch.float64)
+    def __init__(self, d: int, n_concepts: int, device: str | torch.device = "cpu"):
+        self.sums = torch.zeros(n_concepts + 1, d, dtype=torch.float64, device=device)  # last row: no concept
+        self.counts = torch.zeros(n_concepts + 1, dtype=torch.float64, device=device)
         self.directions: Tensor | None = None
         self.scores: list[Tensor] = []
         self.labels: list[Tensor] = []
 
     def fit(self, x: Tensor, labels: Tensor) -> None:
-        lab = labels.cpu().long().clone()
+        lab = labels.to(self.sums.device).long().clone()
         lab[lab < 0] = len(self.counts) - 1
-        self.sums.index_add_(0, lab, x.detach().cpu().double())
+        self.sums.index_add_(0, lab, x.detach().to(self.sums.device).double())
         self.counts += torch.bincount(lab, minlength=len(self.counts)).double()
 
     def score(self, x: Tensor, labels: Tensor) -> None:
@@ -233,12 +244,12 @@ class MeanDiffProbe:
             inside = self.sums[:-1] / c.clamp_min(1)
             outside = (self.sums.sum(0) - self.sums[:-1]) / (self.counts.sum() - c).clamp_min(1)
             self.directions = (inside - outside).float()  # (n_concepts, d)
-        self.scores.append(x.detach().cpu().float() @ self.directions.T)
-        self.labels.append(labels.cpu().long())
+        self.scores.append(x.detach().float().to(self.directions.device) @ self.directions.T)
+        self.labels.append(labels.long().to(self.directions.device))
 
     def auroc(self) -> np.ndarray:
         """(n_concepts,) AUROC of each concept's probe on the scored data (nan: concept absent)."""
-        s, lab = torch.cat(self.scores).numpy(), torch.cat(self.labels).numpy()
+        s, lab = torch.cat(self.scores).cpu().numpy(), torch.cat(self.labels).cpu().numpy()
         out = np.full(s.shape[1], np.nan)
         for c in range(s.shape[1]):
             pos = lab == c
@@ -256,38 +267,58 @@ def label_segments(labels: np.ndarray) -> np.ndarray:
 
 
 class SegmentPeaks:
-    """Streaming per-segment peak of every unit: peaks[s, j] = max_{t ∈ s} a_j(t).
+    """Streaming "lights up" counts: for every unit j and concept c, the number of c's segments s
+    whose peak max_{t ∈ s} a_j(t) exceeds DETECTOR_FIRE · M_j, with M_j = max_t a_j(t) over the
+    whole pass (clamped at 0), which is known only at the end.
 
-    Rows may arrive in any batches; a segment cut by a batch (or window) boundary is merged at the
-    end. Memory: n_segments × n_units float32 (about 5k segments per 100k toy-world tokens).
+    Exact in memory that does not grow with the number of units a segment leaves dark: the running
+    maximum never exceeds the final one, so a peak at or below DETECTOR_FIRE × the running maximum
+    can never light up and is dropped as its batch is added. Kept: (segment, unit, peak) for the
+    peaks above it, 16 bytes each (for a sparse dictionary about L0 × tokens per segment per
+    segment; for dense GELU neurons a fraction of n_segments × n_units), plus one label per segment.
+    Rows may arrive in any batches; a segment cut by a batch boundary is counted once. Lives on
+    the activations' device.
     """
 
-    def __init__(self, n_units: int):
-        self.n_units = n_units
-        self.ids: list[Tensor] = []
+    def __init__(self, n_units: int, fire: float = DETECTOR_FIRE, device: str | torch.device = "cpu"):
+        self.n_units, self.fire = n_units, fire
+        self.running_max = torch.full((n_units,), -torch.inf, device=device)
+        self.pairs: list[Tensor] = []  # segment · n_units + unit, for the kept peaks
         self.peaks: list[Tensor] = []
+        self.segments: list[Tensor] = []  # every segment seen, and its label
         self.labels: list[Tensor] = []
 
     def add(self, acts: Tensor, labels: Tensor, segments: Tensor) -> None:
-        ids, inverse = torch.unique(segments.cpu(), return_inverse=True)
-        acts = acts.detach().float().cpu()
-        peak = torch.full((len(ids), self.n_units), -torch.inf)
+        device = self.running_max.device
+        acts = acts.detach().float().to(device)
+        ids, inverse = torch.unique(segments.to(device), return_inverse=True)
+        peak = torch.full((len(ids), self.n_units), -torch.inf, device=device)
         peak.scatter_reduce_(0, inverse[:, None].expand_as(acts), acts, "amax")
-        lab = torch.empty(len(ids), dtype=torch.int64)
-        lab[inverse] = labels.cpu().long()
-        self.ids.append(ids)
-        self.peaks.append(peak)
+        self.running_max = torch.maximum(self.running_max, peak.amax(0))
+        rows, units = (peak > self.fire * self.running_max.clamp_min(0)).nonzero(as_tuple=True)
+        self.pairs.append(ids[rows] * self.n_units + units)
+        self.peaks.append(peak[rows, units])
+        lab = torch.empty(len(ids), dtype=torch.int64, device=device)
+        lab[inverse] = labels.to(device).long()
+        self.segments.append(ids)
         self.labels.append(lab)
 
-    def result(self) -> tuple[Tensor, Tensor]:
-        """(peaks (n_segments, n_units), label of each segment (n_segments,))."""
-        ids, inverse = torch.unique(torch.cat(self.ids), return_inverse=True)
-        rows = torch.cat(self.peaks)
-        peak = torch.full((len(ids), self.n_units), -torch.inf)
-        peak.scatter_reduce_(0, inverse[:, None].expand_as(rows), rows, "amax")
-        lab = torch.empty(len(ids), dtype=torch.int64)
-        lab[inverse] = torch.cat(self.labels)
-        return peak, lab
+    def recall(self, n_concepts: int) -> Tensor:
+        """(n_concepts, n_units) the fraction of each concept's segments in which each unit lights up."""
+        device, U = self.running_max.device, self.n_units
+        pairs, peaks = torch.cat(self.pairs), torch.cat(self.peaks)
+        lit = torch.unique(pairs[peaks > self.fire * self.running_max.clamp_min(0)[pairs % U]])  # once per segment
+        ids = torch.cat(self.segments)
+        label = torch.full((int(ids.max()) + 1 if len(ids) else 0,), -1, dtype=torch.int64, device=device)
+        label[ids] = torch.cat(self.labels)
+        seen = torch.zeros_like(label, dtype=torch.bool)
+        seen[ids] = True
+        lab = label[lit // U]
+        inside = (lab >= 0) & (lab < n_concepts)
+        n_lit = torch.bincount(lab[inside] * U + lit[inside] % U, minlength=n_concepts * U).view(n_concepts, U)
+        seg_lab = label[seen]
+        n_segments = torch.bincount(seg_lab[(seg_lab >= 0) & (seg_lab < n_concepts)], minlength=n_concepts)
+        return (n_lit.float() / n_segments[:, None].clamp_min(1)).cpu()
 
 
 @dataclass
@@ -301,13 +332,9 @@ class Detectors:
     @classmethod
     def measure(cls, hist: ConceptHistogram, peaks: SegmentPeaks) -> "Detectors":
         n_concepts = hist.n_concepts
-        total = hist.mass.sum(0)
-        share = (hist.mass[:n_concepts] / total.clamp_min(1e-12)).float()
-        peak, lab = peaks.result()
-        lights = peak > DETECTOR_FIRE * peak.max(0).values.clamp_min(0)  # (n_segments, n_units)
-        inside = lab[:, None] == torch.arange(n_concepts)[None, :]  # (n_segments, n_concepts)
-        recall = (inside.T.float() @ lights.float()) / inside.sum(0)[:, None].clamp_min(1)
-        return cls(share, recall, total > 0)
+        total = hist.mass.sum(0).cpu()
+        share = (hist.mass[:n_concepts].cpu() / total.clamp_min(1e-12)).float()
+        return cls(share, peaks.recall(n_concepts), total > 0)
 
     def passes(self) -> Tensor:
         """(n_concepts, n_units) bool: unit j is a detector of concept c."""
@@ -345,9 +372,9 @@ class HeldOutBatch(NamedTuple):
     logits: Tensor | None  # (B, n_ctx, vocab) clean logits (None when the pass stopped at the site)
     x: Tensor  # (N, d_in) activations at the site, positions >= drop_first, N = B·(n_ctx − drop_first)
     f: Tensor  # (N, d_sae) feature activations
-    index: Tensor  # (N,) int64 index of each row's token in the token stream (CPU)
-    labels: Tensor | None  # (N,) int64 concept of each row's token (−1: none), or None
-    segments: Tensor | None  # (N,) int64 segment of each row's token (`label_segments`), or None
+    index: Tensor  # (N,) int64 index of each row's token in the token stream (on the CPU, to index arrays)
+    labels: Tensor | None  # (N,) int64 concept of each row's token (−1: none), or None; on the model's device
+    segments: Tensor | None  # (N,) int64 segment of each row's token (`label_segments`), or None; likewise
     first_window: int  # index of the batch's first window
     n_windows: int  # windows in the whole pass
 
@@ -375,8 +402,9 @@ def held_out_batches(model, sae, tokens: np.ndarray, labels: np.ndarray | None =
     windows = torch.from_numpy(np.asarray(tokens[: n_windows * n_ctx], dtype=np.int64)).view(n_windows, n_ctx)
     lab = seg = None
     if labels is not None:
-        lab = torch.from_numpy(np.asarray(labels[: n_windows * n_ctx], dtype=np.int64))
-        seg = torch.from_numpy(label_segments(lab.numpy()))
+        lab_np = np.asarray(labels[: n_windows * n_ctx], dtype=np.int64)
+        lab = torch.from_numpy(lab_np).to(device)
+        seg = torch.from_numpy(label_segments(lab_np)).to(device)
     positions = torch.arange(drop_first, n_ctx)  # positions encoded in every window
     model.eval()
     t0 = time.perf_counter()
@@ -386,8 +414,9 @@ def held_out_batches(model, sae, tokens: np.ndarray, labels: np.ndarray | None =
         clean, cache = model.run_with_cache(ctx, [site], stop_at=None if logits else site)
         x = cache[site][:, drop_first:].reshape(-1, sae.cfg.d_in).float()  # (N, d_in)
         index = ((start + torch.arange(B))[:, None] * n_ctx + positions[None, :]).reshape(-1)  # (N,)
-        yield HeldOutBatch(ctx, clean, x, sae.encode(x), index, None if lab is None else lab[index],
-                           None if seg is None else seg[index], start, n_windows)
+        on_device = index.to(device)
+        yield HeldOutBatch(ctx, clean, x, sae.encode(x), index, None if lab is None else lab[on_device],
+                           None if seg is None else seg[on_device], start, n_windows)
         done = start + B
         if log and (done == n_windows or (start // batch_contexts) % 20 == 19):
             elapsed = time.perf_counter() - t0
@@ -416,24 +445,31 @@ class Evaluator:
     Sums are kept in float64 and turned into the module's formulas at the end: with
     S_e = Σ‖x − x̂‖², S_x = Σ‖x‖² and m = Σx / n, the centred sum is Σ‖x − m‖² = S_x − n‖m‖², so
     fvu = S_e / (S_x − n‖m‖²) and nmse = S_e / S_x over every token, exactly as `fvu` and `nmse`
-    on the materialised activations (tested). `mean_act` (d_in,) is the mean-ablation baseline;
-    if None it is the mean of the first batch. Memory: one batch plus the histograms.
+    on the materialised activations (tested); l0 = Σ_i fire_i / n (each firing counted once per
+    token and feature). `mean_act` (d_in,) is the mean-ablation baseline; if None it is the mean of
+    the first batch. Everything accumulates on the SAE's device, and nothing returns to the host
+    until `result()`. Memory: one batch (with its four sets of logits), the two concept histograms
+    (`ConceptHistogram`), the lit segment peaks (`SegmentPeaks`) and the probe's (n, n_concepts)
+    scores; for `base` (16,384 features, 1,024 neurons, 1M tokens) about 0.5 GB in all.
     """
 
     def __init__(self, model, sae, n_concepts: int = 0, mean_act: Tensor | None = None,
                  neurons: bool = True, drop_first: int = 1):
         self.model, self.sae, self.drop_first, self.mean_act = model, sae, drop_first, mean_act
         d_in, d_sae = sae.cfg.d_in, sae.cfg.d_sae
-        self.fire = torch.zeros(d_sae, dtype=torch.int64)
-        self.max_act = torch.zeros(d_sae)
-        self.features = ConceptHistogram(d_sae, n_concepts) if n_concepts else None
-        self.neurons = ConceptHistogram(d_in, n_concepts) if n_concepts and neurons else None
-        self.probe = MeanDiffProbe(d_in, n_concepts) if n_concepts else None
-        self.feature_peaks = SegmentPeaks(d_sae) if n_concepts else None
-        self.neuron_peaks = SegmentPeaks(d_in) if n_concepts and neurons else None
-        self.x_sum = torch.zeros(d_in, dtype=torch.float64)
-        self.sums = dict(sq_err=0.0, sq_x=0.0, l0=0.0, l1=0.0, n=0, ce_clean=0.0, ce_sae=0.0,
-                         ce_zero=0.0, ce_mean=0.0, kl=0.0, n_pred=0)
+        dev = self.device = next(sae.parameters()).device
+        self.fire = torch.zeros(d_sae, dtype=torch.int64, device=dev)
+        self.max_act = torch.zeros(d_sae, device=dev)
+        self.features = ConceptHistogram(d_sae, n_concepts, device=dev) if n_concepts else None
+        self.neurons = ConceptHistogram(d_in, n_concepts, device=dev) if n_concepts and neurons else None
+        self.probe = MeanDiffProbe(d_in, n_concepts, device=dev) if n_concepts else None
+        self.feature_peaks = SegmentPeaks(d_sae, device=dev) if n_concepts else None
+        self.neuron_peaks = SegmentPeaks(d_in, device=dev) if n_concepts and neurons else None
+        self.x_sum = torch.zeros(d_in, dtype=torch.float64, device=dev)
+        # running sums as float64 tensors on the device: a .item() per batch would wait for the GPU
+        self.sums = {k: torch.zeros((), dtype=torch.float64, device=dev)
+                     for k in ("sq_err", "sq_x", "l1", "ce_clean", "ce_sae", "ce_zero", "ce_mean", "kl")}
+        self.n = self.n_pred = 0
 
     def _logits_with(self, b: HeldOutBatch, replacement: Tensor) -> Tensor:
         """The model's logits with the site's activations at positions >= drop_first replaced."""
@@ -458,31 +494,29 @@ class Evaluator:
         x_hat = self.sae.decode(f).float()
         # next-token loss at the positions whose site was replaced (a 1-layer model's MLP at
         # position p only affects the prediction made at p)
-        tgt = b.ctx[:, d + 1:].reshape(-1)
+        tgt = b.ctx[:, d + 1:].reshape(-1, 1)
 
-        def ce(logits: Tensor) -> float:
-            lg = logits[:, d:-1].reshape(-1, logits.shape[-1]).float()
-            return torch.nn.functional.cross_entropy(lg, tgt, reduction="sum").item()
+        def log_probs(logits: Tensor) -> Tensor:
+            return logits[:, d:-1].reshape(-1, logits.shape[-1]).float().log_softmax(-1)
 
-        sae_logits = self._logits_with(b, x_hat)
-        s["ce_clean"] += ce(b.logits)
-        s["ce_sae"] += ce(sae_logits)
-        s["ce_zero"] += ce(self._logits_with(b, torch.zeros_like(x)))
-        s["ce_mean"] += ce(self._logits_with(b, self.mean_act.expand_as(x)))
-        lp_clean = b.logits[:, d:-1].float().log_softmax(-1)
-        lp_sae = sae_logits[:, d:-1].float().log_softmax(-1)
-        s["kl"] += (lp_clean.exp() * (lp_clean - lp_sae)).sum().item()
-        s["n_pred"] += tgt.numel()
+        def ce(lp: Tensor) -> Tensor:  # summed over the predictions
+            return -lp.gather(1, tgt).sum(dtype=torch.float64)
 
-        n = len(x)
-        s["sq_err"] += (x - x_hat).double().pow(2).sum().item()
-        s["sq_x"] += x.double().pow(2).sum().item()
-        self.x_sum += x.double().sum(0).cpu()
-        s["l0"] += l0(f) * n
-        s["l1"] += l1(f) * n
-        s["n"] += n
-        self.fire += (f > 0).sum(0).cpu()
-        self.max_act = torch.maximum(self.max_act, f.max(0).values.cpu())
+        lp_clean, lp_sae = log_probs(b.logits), log_probs(self._logits_with(b, x_hat))
+        s["ce_clean"] += ce(lp_clean)
+        s["ce_sae"] += ce(lp_sae)
+        s["ce_zero"] += ce(log_probs(self._logits_with(b, torch.zeros_like(x))))
+        s["ce_mean"] += ce(log_probs(self._logits_with(b, self.mean_act.expand_as(x))))
+        s["kl"] += (lp_clean.exp() * (lp_clean - lp_sae)).sum(dtype=torch.float64)
+        self.n_pred += len(tgt)
+
+        s["sq_err"] += (x - x_hat).double().pow(2).sum()
+        s["sq_x"] += x.double().pow(2).sum()
+        self.x_sum += x.sum(0, dtype=torch.float64)
+        s["l1"] += f.abs().sum(dtype=torch.float64)
+        self.n += len(x)
+        self.fire += (f > 0).sum(0)
+        self.max_act = torch.maximum(self.max_act, f.amax(0))
         if self.features is not None:
             self.features.add(f, b.labels)
             self.feature_peaks.add(f, b.labels, b.segments)
@@ -493,11 +527,12 @@ class Evaluator:
             (self.probe.fit if b.first_window < b.n_windows // 2 else self.probe.score)(x, b.labels)
 
     def result(self) -> Evaluation:
-        s = self.sums
-        n, n_pred = s["n"], s["n_pred"]
+        s = {k: v.item() for k, v in self.sums.items()}
+        n, n_pred = self.n, self.n_pred
         if n == 0:
             raise ValueError("the evaluator saw no tokens: add() at least one batch")
-        centred = s["sq_x"] - self.x_sum.pow(2).sum().item() / n  # Σ‖x − mean‖²
+        fire, x_sum = self.fire.cpu(), self.x_sum.cpu()
+        centred = s["sq_x"] - x_sum.pow(2).sum().item() / n  # Σ‖x − mean‖²
         ce_clean, ce_sae = s["ce_clean"] / n_pred, s["ce_sae"] / n_pred
         ce_zero, ce_mean = s["ce_zero"] / n_pred, s["ce_mean"] / n_pred
         m = {
@@ -506,9 +541,9 @@ class Evaluator:
             "fvu": s["sq_err"] / centred,
             "explained_variance": 1 - s["sq_err"] / centred,
             "nmse": s["sq_err"] / s["sq_x"],
-            "l0": s["l0"] / n,
+            "l0": fire.sum().item() / n,
             "l1": s["l1"] / n,
-            **density_summary(self.fire, n),
+            **density_summary(fire, n),
             "ce_clean": ce_clean,
             "ce_sae": ce_sae,
             "ce_zero_ablation": ce_zero,
@@ -521,7 +556,8 @@ class Evaluator:
         probe = self.probe if self.probe is not None and self.probe.scores else None
         fd = Detectors.measure(self.features, self.feature_peaks) if self.features is not None else None
         nd = Detectors.measure(self.neurons, self.neuron_peaks) if self.neurons is not None else None
-        return Evaluation(m, self.fire, self.max_act, self.features, self.neurons, probe, fd, nd)
+        hists = [h.cpu() if h is not None else None for h in (self.features, self.neurons)]
+        return Evaluation(m, fire, self.max_act.cpu(), *hists, probe, fd, nd)
 
 
 def evaluate_sae(model, sae, tokens: np.ndarray, labels: np.ndarray | None = None, n_concepts: int = 0,
