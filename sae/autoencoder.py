@@ -133,7 +133,7 @@ class _GatherSelected(torch.autograd.Function):
         grad_W_enc_T = x_s.new_zeros(ctx.d_sae, x_s.shape[1])  # (d_sae, d_in): rows are W_enc's columns
         for j in range(idx.shape[1]):  # k slices of (batch, d_in): stays in cache, unlike one (batch·k, d_in)
             grad_W_enc_T.index_add_(0, idx[:, j], x_s * grad[:, j : j + 1])
-        grad_b = x_s.new_zeros(ctx.d_sae).index_add_(0, idx.reshape(-1), grad.reshape(-1))
+        grad_b = x_s.new_zeros(ctx.d_sae).index_add_(0, idx.reshape(-1), grad.reshape(-1).to(x_s.dtype))
         return None, None, None, grad_W_enc_T.t(), grad_b
 
 
@@ -227,7 +227,9 @@ class SparseAutoencoder(nn.Module):
                     pre = self._pre_acts(x_s)  # (batch, d_sae)
                     vals, idx = pre.topk(cfg.k, dim=-1, sorted=False)  # (batch, k)
                 vals = _GatherSelected.apply(vals, idx, x_s, self.W_enc, self._encoder_bias()).relu()
-                x_hat_s = self.b_dec + F.embedding_bag(idx, self.W_dec, per_sample_weights=vals, mode="sum")
+                # a gather and a sum, in W_dec's dtype (float32 also under bfloat16 autocast)
+                x_hat_s = self.b_dec + F.embedding_bag(idx, self.W_dec, per_sample_weights=vals.to(self.W_dec.dtype),
+                                                       mode="sum")
                 f = torch.zeros_like(pre).scatter_(-1, idx, vals.detach())
             else:
                 pre = self._pre_acts(x_s)

@@ -14,8 +14,8 @@ not a sample of the corpus). The buffer fixes that cheaply:
    rows from ~`buffer_tokens / n_ctx` contexts and no row is served twice between refills.
 
 Memory is bounded by `buffer_tokens × d_in × 4` bytes (the buffer, float32) plus one model batch
-(`model_batch × n_ctx` tokens of activations) and a refill chunk of 8,192 rows: 2^17 rows of 512
-neurons is 256 MiB.
+(`model_batch × n_ctx` tokens of activations: 64 contexts on a CPU, 512 on a GPU) and a refill
+chunk of as many rows (at least 8,192): 2^17 rows of 512 neurons is 256 MiB.
 
 The scale: `estimate_scale()` computes once, from a sample, the constant s with
 `E‖s·x‖ = sqrt(d_in)` (Anthropic's April 2024 update). The SAE stores s and applies it inside
@@ -113,7 +113,7 @@ class ActivationBuffer:
         site: str,
         buffer_tokens: int = 2**16,
         batch_size: int = 4096,
-        model_batch: int = 64,
+        model_batch: int | None = None,
         drop_first: int = 1,
         seed: int = 0,
         device: str | torch.device | None = None,
@@ -125,9 +125,12 @@ class ActivationBuffer:
         if batch_size > buffer_tokens // 2:
             raise ValueError(f"batch_size={batch_size} must be at most half of buffer_tokens={buffer_tokens}")
         self.model, self.site, self.drop_first = model, site, drop_first
-        self.batch_size, self.model_batch = batch_size, model_batch
         self.source = ContextSource(tokens, n_ctx, seed=seed)
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        # contexts per model call: a GPU idles between small calls (a refill of 2^18 rows is then
+        # 32 calls of a few kernels each), a CPU does not
+        self.batch_size, self.model_batch = batch_size, model_batch or (512 if self.device.type == "cuda" else 64)
+        self.chunk = max(8192, self.model_batch * n_ctx)  # rows written into the buffer at a time
         probe = harvest(model, self.source.contexts(1), site, drop_first)
         self.d_in = probe.shape[1]
         self.buffer = torch.empty(buffer_tokens, self.d_in, device=self.device)
@@ -151,7 +154,7 @@ class ActivationBuffer:
         return rows[:n]
 
     def _fill(self, idx: torch.Tensor) -> None:
-        for chunk in idx.split(8192):  # in chunks, so no second buffer-sized tensor is ever built
+        for chunk in idx.split(self.chunk):  # in chunks, so no second buffer-sized tensor is ever built
             self.buffer[chunk.to(self.device)] = self._rows(len(chunk))
 
     def next_batch(self) -> torch.Tensor:
@@ -181,7 +184,7 @@ _HEADER = ".json"
 
 
 def write_cache(path: str | Path, model: GPT, tokens: np.ndarray, site: str, n_tokens: int,
-                model_batch: int = 64, drop_first: int = 1, seed: int = 0, log=True) -> Path:
+                model_batch: int | None = None, drop_first: int = 1, seed: int = 0, log=True) -> Path:
     """Write the activations of `n_tokens` tokens of `site` to `path` (float32 memmap) + header.
 
     Rows are in context order (the reader shuffles). Written to a temporary file and renamed, so

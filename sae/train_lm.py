@@ -27,7 +27,7 @@ import torch
 
 from sae.corpus import CODE_FAMILY, CONCEPTS, concept_segments, document_text, top_concept
 from sae.gpt import GPT, GPTConfig, cross_entropy
-from sae.utils import atomic_torch_save, format_duration, load_checkpoint, resolve_device
+from sae.utils import PRECISIONS, atomic_torch_save, format_duration, load_checkpoint, mixed_precision, resolve_device
 
 
 @dataclass
@@ -47,8 +47,11 @@ class TrainLMConfig:
     log_every: int = 50  # steps between progress lines; 0 silences them
     seed: int = 0  # seeds the generator that draws batch windows
     device: str = "auto"  # "auto" picks cuda, then mps, then cpu
+    precision: str = "auto"  # the forward pass: "bf16" (autocast + TF32), "fp32", or "auto" (bf16 on CUDA, fp32 elsewhere)
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"TrainLMConfig.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         for name in ("n_steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainLMConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -296,7 +299,8 @@ def train_lm(
             group["lr"] = lr
         starts = torch.randint(len(train_data) - n_ctx, (cfg.batch_size, 1), generator=rng)
         window = train_data[(starts + offsets).to(device)]  # (B, n_ctx + 1)
-        logits = model(window[:, :-1])  # (B, n_ctx, V)
+        with mixed_precision(cfg.precision, device):  # the loss upcasts bfloat16 logits to float32
+            logits = model(window[:, :-1])  # (B, n_ctx, V)
         loss = SoftmaxCrossEntropy.apply(logits.flatten(0, 1), window[:, 1:].flatten())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -32,6 +32,7 @@ sees exactly what the uninterrupted one would have (bit-identical on CPU, tested
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -43,7 +44,7 @@ from torch import Tensor
 
 from sae import distributed, metrics
 from sae.autoencoder import SparseAutoencoder
-from sae.utils import atomic_torch_save, format_duration, load_checkpoint
+from sae.utils import PRECISIONS, atomic_torch_save, format_duration, load_checkpoint, mixed_precision
 
 
 @dataclass
@@ -64,7 +65,12 @@ class TrainSAEConfig:
     init_b_dec: bool = True  # start b_dec at the geometric median of the first batch (not on resume)
     log_every: int = 100  # print a progress line every this many steps (0: silent)
     checkpoint_every: int = 0  # write the training checkpoint every this many steps (0: only at the end)
+    precision: str = "auto"  # the forward pass: "bf16" (autocast + TF32), "fp32", or "auto" (bf16 on CUDA, fp32 elsewhere)
     seed: int = 0  # seeds the resampling draws
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"TrainSAEConfig.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
 def sae_schedule(n_steps: int, **kw) -> TrainSAEConfig:
@@ -260,6 +266,7 @@ def train_sae(
         return x.to(device, non_blocking=True)
 
     def save_checkpoint() -> None:
+        flush()
         if checkpoint_path is None:
             return
         if not _all_finite(sae):  # parameters are the same on every rank, so every rank raises
@@ -269,6 +276,38 @@ def train_sae(
             )
         if rank == 0:
             atomic_torch_save(_checkpoint(sae, opt, cfg, step, n_drawn, steps_since_fired, gen, history), checkpoint_path)
+
+    # Each step's numbers stay on the device until `flush` brings a run of steps to the host in
+    # one transfer: reading them every step would make the CPU wait for the GPU at every step.
+    pending: list[tuple] = []  # (step, lr, λ, batch size, elapsed seconds, scalars, resampling)
+
+    def flush() -> None:
+        """Append the pending steps to the history; stop if a loss stopped being finite. A
+        non-finite step is caught here, a few steps late at most: the parameters it reached are
+        never checkpointed (`save_checkpoint` flushes first and checks them too)."""
+        if not pending:
+            return
+        values = torch.stack([p[5] for p in pending])  # (steps, 7)
+        finite = torch.isfinite(values[:, 0]).all().reshape(1)
+        if ddp:  # all ranks stop together, or the others would wait for this one forever
+            finite = ~distributed.any_rank_(~finite)
+        everyone_finite = bool(finite.item())
+        for (n, lr, lam, batch_size, elapsed, _, resampled), v in zip(pending, values.tolist()):
+            loss, mse, l1, l0, dead_frac, aux, fvu = v
+            if not math.isfinite(loss) or (not everyone_finite and n == pending[-1][0]):  # here, or on another rank
+                where = (f"the last good checkpoint, {checkpoint_path}, was kept" if checkpoint_path
+                         else "no checkpoint was written")
+                pending.clear()
+                raise FloatingPointError(
+                    f"SAE training diverged at step {n - 1}: loss = {loss} (mse {mse}, l1 {l1}); {where}. Is there "
+                    "a NaN/inf in the activations, is the input scale set (E‖x·s‖ should be sqrt(d_in)), or is the "
+                    f"learning rate ({lr:g}) too high?")
+            entry = {"step": n, "loss": loss, "mse": mse, "l1": l1, "l0": l0, "fvu": fvu, "dead_frac": dead_frac,
+                     "aux": aux, "lr": lr, "l1_coeff": lam, "batch_size": batch_size, "elapsed_s": elapsed}
+            if resampled is not None:
+                entry["resample"] = resampled
+            history.append(entry)
+        pending.clear()
 
     t_start = time.perf_counter() - (history[-1]["elapsed_s"] if history else 0.0)
     t_log, step_log = time.perf_counter(), step
@@ -295,17 +334,8 @@ def train_sae(
         lr, lam = lr_at(step, cfg), l1_coeff_at(step, cfg)
         for group in opt.param_groups:
             group["lr"] = lr
-        out = sae(x, l1_coeff=lam, dead_mask=dead if sae.cfg.arch == "topk" else None)
-        finite = torch.isfinite(out.loss).reshape(1)
-        if ddp:  # all ranks stop together, or the others would wait for this one forever
-            finite = ~distributed.any_rank_(~finite)
-        if not finite.item():
-            where = f"the last good checkpoint, {checkpoint_path}, was kept" if checkpoint_path else "no checkpoint was written"
-            raise FloatingPointError(
-                f"SAE training diverged at step {step}: loss = {out.loss.item()} (mse {out.mse.item()}, "
-                f"l1 {out.l1.item()}); {where}. Is there a NaN/inf in the activations, is the input scale "
-                f"set (E‖x·s‖ should be sqrt(d_in)), or is the learning rate ({lr:g}) too high?"
-            )
+        with mixed_precision(cfg.precision, device):  # parameters, gradients and Adam stay float32
+            out = sae(x, l1_coeff=lam, dead_mask=dead if sae.cfg.arch == "topk" else None)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         if ddp:
@@ -328,28 +358,29 @@ def train_sae(
             # L0 = mean count of f > 0; f >= 0, so Σ sign(f) counts it in one float pass ((f > 0).sum()
             # converts a (batch, d_sae) bool tensor to int64 first: 20x slower, a sixth of a training step)
             dead_frac = (steps_since_fired >= cfg.dead_window).float().mean()
-            scalars = torch.stack([out.loss, out.mse, out.l1, f.sign().sum() / len(f), dead_frac, out.aux])
-            fvu = metrics.fvu(x, out.x_hat)
+            x_hat = out.x_hat.float()
+            fvu = (x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()  # `metrics.fvu`, kept on the device
+            scalars = torch.stack([t.float() for t in (out.loss, out.mse, out.l1, f.sign().sum() / len(f), dead_frac,
+                                                       out.aux, fvu)])
             if ddp:  # the history reports the mean over ranks (for the FVU, of the ranks' batch FVUs)
-                scalars = distributed.mean_over_ranks(torch.cat([scalars, scalars.new_tensor([fvu])]))
-                fvu = scalars[-1].item()
-            loss, mse, l1, l0, dead_frac, aux = scalars[:6].tolist()
+                scalars = distributed.mean_over_ranks(scalars)
         step += 1
-        batch_size = len(x) * n_ranks
-        entry = {"step": step, "loss": loss, "mse": mse, "l1": l1, "l0": l0, "fvu": fvu, "dead_frac": dead_frac,
-                 "aux": aux, "lr": lr, "l1_coeff": lam, "batch_size": batch_size, "elapsed_s": time.perf_counter() - t_start}
-        if resample_info is not None:
-            entry["resample"] = resample_info
-        history.append(entry)
+        pending.append((step, lr, lam, len(x) * n_ranks, time.perf_counter() - t_start, scalars, resample_info))
 
-        if log_every and (step % log_every == 0 or step == cfg.n_steps):
+        logging = log_every and (step % log_every == 0 or step == cfg.n_steps)
+        checkpointing = cfg.checkpoint_every and step % cfg.checkpoint_every == 0
+        if logging or checkpointing or step == cfg.n_steps or step in cfg.resample_steps or len(pending) >= 100:
+            flush()
+        if logging:
+            last = history[-1]
             now = time.perf_counter()
             steps_per_s = (step - step_log) / max(now - t_log, 1e-9)
             t_log, step_log = now, step
             eta = (cfg.n_steps - step) / max(steps_per_s, 1e-9)
-            print(f"step {step:>7}/{cfg.n_steps} | loss {loss:8.4f} | mse {mse:8.4f} | L0 {l0:6.1f} | "
-                  f"dead {dead_frac:6.1%} | {steps_per_s * batch_size:9,.0f} tok/s | ETA {format_duration(eta)}", flush=True)
-        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+            print(f"step {step:>7}/{cfg.n_steps} | loss {last['loss']:8.4f} | mse {last['mse']:8.4f} | "
+                  f"L0 {last['l0']:6.1f} | dead {last['dead_frac']:6.1%} | {steps_per_s * last['batch_size']:9,.0f} tok/s"
+                  f" | ETA {format_duration(eta)}", flush=True)
+        if checkpointing:
             save_checkpoint()
 
     save_checkpoint()

@@ -13,8 +13,9 @@ import json
 import os
 import random
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -171,6 +172,42 @@ def resolve_device(device: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for but torch sees no CUDA GPU: use --device cpu or auto")
     return dev
+
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`"auto"` is "bf16" on CUDA and "fp32" elsewhere (a CPU gains nothing from bfloat16 matmuls)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if torch.device(device).type == "cuda" else "fp32"
+    return precision
+
+
+@contextmanager
+def mixed_precision(precision: str, device: torch.device) -> Iterator[None]:
+    """The forward pass of a training step, in `precision` (`resolve_precision`).
+
+    "bf16": matrix products in bfloat16 under `torch.autocast` (the loss and reductions stay
+    float32, as autocast does), and the float32 products that remain in TF32, so tensor cores do
+    the work; the parameters and the optimizer's state stay float32, and the backward pass
+    (outside this block) follows the dtypes the forward recorded. bfloat16 keeps float32's range
+    with an 8-bit mantissa: about 3 significant digits per product, summed in float32.
+    "fp32": nothing changes. TF32 is switched back off on exit.
+    """
+    device = torch.device(device)
+    if resolve_precision(precision, device) == "fp32":
+        yield
+        return
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
 
 
 def seed_everything(seed: int) -> None:

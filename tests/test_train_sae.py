@@ -227,3 +227,27 @@ def test_a_resampling_step_with_no_dead_feature_draws_no_inputs():
     hist = train_sae(small_sae(), counted(small_stream()), cfg)
     assert len(drawn) == 6, f"6 steps should draw 6 batches, drew {len(drawn)}"
     assert not any("resample" in h for h in hist)
+
+
+@pytest.mark.parametrize("arch", ["relu", "topk"])
+def test_bfloat16_training_matches_float32_quality_and_keeps_float32_state(arch):
+    """precision="bf16" (the CUDA default) runs here under CPU autocast: the same steps, products in
+    bfloat16, parameters and gradients (so Adam's state) in float32, and the same quality."""
+    results = {}
+    for precision in ("fp32", "bf16"):
+        sae = small_sae(arch)
+        cfg = TrainSAEConfig(n_steps=300, lr=3e-3, l1_coeff=0.5, log_every=0, precision=precision)
+        results[precision] = train_sae(sae, small_stream(), cfg)[-1]
+        assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in sae.parameters())
+    assert results["bf16"]["fvu"] == pytest.approx(results["fp32"]["fvu"], rel=0.05, abs=0.01)
+    assert results["bf16"]["l0"] == pytest.approx(results["fp32"]["l0"], rel=0.1)
+    assert not torch.backends.cuda.matmul.allow_tf32, "TF32 is switched back off after the forward pass"
+
+
+def test_an_unknown_precision_is_refused_when_configured():
+    from sae.train_lm import TrainLMConfig
+
+    with pytest.raises(ValueError, match="precision must be one of auto, bf16, fp32"):
+        TrainSAEConfig(precision="fp16")
+    with pytest.raises(ValueError, match="precision must be one of auto, bf16, fp32"):
+        TrainLMConfig(precision="half")
