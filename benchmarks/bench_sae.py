@@ -49,16 +49,17 @@ def _sync(device: torch.device) -> None:
 
 
 def bench_one(d_in: int, d_sae: int, batch: int, arch: str, sparse: bool, k: int, device: torch.device,
-              seconds: float = 1.5) -> float:
+              seconds: float = 1.5, precision: str = "fp32") -> float:
     """Tokens/s of `train_sae` on one repeated batch (no data cost), after warm-up steps."""
     cfg = SAEConfig(d_in=d_in, d_sae=d_sae, arch=arch, k=k, sparse_topk=sparse)
     x = torch.randn(batch, d_in, device=device)
     est = 10 * d_in * d_sae * batch / 50e9  # a first guess of the step time at 50 GFLOP/s
     n_steps = max(6, int(seconds / est))
     warmup = 3
-    sae = SparseAutoencoder(cfg).to(device)
+    with torch.device(device):  # built where it trains: a 4096 x 128k dictionary takes seconds to make on a CPU
+        sae = SparseAutoencoder(cfg)
     hist = train_sae(sae, itertools.repeat(x), TrainSAEConfig(n_steps=warmup + n_steps, l1_coeff=1.0, log_every=0,
-                                                                init_b_dec=False))
+                                                                init_b_dec=False, precision=precision))
     elapsed = hist[-1]["elapsed_s"] - hist[warmup - 1]["elapsed_s"]
     return n_steps * batch / elapsed
 

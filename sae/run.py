@@ -82,7 +82,8 @@ PRESETS: dict[str, Preset] = {
         gpt=GPTConfig(d_model=256, n_head=8, d_mlp=1024, vocab_size=4096),
         train_lm=lm_schedule(5000, batch_size=64, lr=2e-3, warmup=200),
         sae=SAEConfig(d_in=0, d_sae=16384, site="blocks.0.mlp.hook_post"),
-        train_sae=sae_schedule(24414, lr=3e-3, l1_coeff=3.0)),
+        # λ 3 (tiny's) gave L0 4.8 and 12% dead features at 16,384 features on an H200 (issue #25)
+        train_sae=sae_schedule(24414, lr=3e-3, l1_coeff=1.0)),
 }
 
 
