@@ -205,7 +205,16 @@ class SparseAutoencoder(nn.Module):
         """Feature activations (..., d_sae) -> reconstruction (..., d_in), in raw units."""
         if f.shape[-1] != self.cfg.d_sae:
             raise ValueError(f"decode expects (..., d_sae={self.cfg.d_sae}) features, got shape {tuple(f.shape)}")
-        x_hat_s = torch.addmm(self.b_dec, f.reshape(-1, self.cfg.d_sae), self.W_dec)
+        f2 = f.reshape(-1, self.cfg.d_sae)
+        if not (f2.requires_grad and torch.is_grad_enabled()) and f2.count_nonzero() * 10 < f2.numel():
+            # mostly zeros and no gradient wanted (evaluation): add up only the active rows of W_dec
+            # (an L0 of 17 of 1,024 features is 60x fewer products than the dense matmul)
+            rows, cols = f2.nonzero(as_tuple=True)  # row-major, so each row's features are contiguous
+            starts = torch.searchsorted(rows, torch.arange(len(f2), device=f2.device))
+            x_hat_s = self.b_dec + F.embedding_bag(cols, self.W_dec, starts, mode="sum",
+                                                   per_sample_weights=f2[rows, cols].to(self.W_dec.dtype))
+        else:
+            x_hat_s = torch.addmm(self.b_dec, f2, self.W_dec)
         return (x_hat_s / self.input_scale).reshape(*f.shape[:-1], self.cfg.d_in)
 
     # ---------------------------------------------------------------------------------- forward

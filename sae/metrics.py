@@ -166,14 +166,13 @@ class ConceptHistogram:
         C1, U, B = self.counts.shape
         self.mass.index_add_(0, lab, acts.clamp_min(0).double())
         counts = self.counts.view(-1)
-        nz = acts != 0
-        if nz.sum() * 2 > nz.numel():  # dense (neurons): bin every entry, zeros included
+        if acts.count_nonzero() * 2 > acts.numel():  # dense (neurons): bin every entry, zeros included
             flat = ((lab[:, None] * U + torch.arange(U, device=device)) * B + self._bin(acts)).view(-1)
             counts.index_add_(0, flat, torch.ones(len(flat), dtype=counts.dtype, device=device))
             return
         # sparse (features): bin the non-zero entries; the zeros of each (concept, unit) are the
         # concept's tokens minus its non-zero ones
-        rows, units = nz.nonzero(as_tuple=True)
+        rows, units = acts.nonzero(as_tuple=True)
         pair = lab[rows] * U + units
         counts.index_add_(0, pair * B + self._bin(acts[rows, units]), torch.ones(len(pair), dtype=counts.dtype,
                                                                                device=device))
@@ -494,28 +493,32 @@ class Evaluator:
         x_hat = self.sae.decode(f).float()
         # next-token loss at the positions whose site was replaced (a 1-layer model's MLP at
         # position p only affects the prediction made at p)
-        tgt = b.ctx[:, d + 1:].reshape(-1, 1)
+        tgt = b.ctx[:, d + 1:, None]  # (B, T − d − 1, 1)
 
         def log_probs(logits: Tensor) -> Tensor:
-            return logits[:, d:-1].reshape(-1, logits.shape[-1]).float().log_softmax(-1)
+            return logits[:, d:-1].float().log_softmax(-1)  # (B, T − d − 1, vocab)
 
         def ce(lp: Tensor) -> Tensor:  # summed over the predictions
-            return -lp.gather(1, tgt).sum(dtype=torch.float64)
+            return -lp.gather(-1, tgt).sum(dtype=torch.float64)
+
+        def ce_of_logits(logits: Tensor) -> Tensor:  # the same, without materialising the log-probabilities
+            lg = logits[:, d:-1].float()
+            return (lg.logsumexp(-1, keepdim=True) - lg.gather(-1, tgt)).sum(dtype=torch.float64)
 
         lp_clean, lp_sae = log_probs(b.logits), log_probs(self._logits_with(b, x_hat))
         s["ce_clean"] += ce(lp_clean)
         s["ce_sae"] += ce(lp_sae)
-        s["ce_zero"] += ce(log_probs(self._logits_with(b, torch.zeros_like(x))))
-        s["ce_mean"] += ce(log_probs(self._logits_with(b, self.mean_act.expand_as(x))))
+        s["ce_zero"] += ce_of_logits(self._logits_with(b, torch.zeros_like(x)))
+        s["ce_mean"] += ce_of_logits(self._logits_with(b, self.mean_act.expand_as(x)))
         s["kl"] += (lp_clean.exp() * (lp_clean - lp_sae)).sum(dtype=torch.float64)
-        self.n_pred += len(tgt)
+        self.n_pred += tgt.numel()
 
         s["sq_err"] += (x - x_hat).double().pow(2).sum()
         s["sq_x"] += x.double().pow(2).sum()
         self.x_sum += x.sum(0, dtype=torch.float64)
         s["l1"] += f.abs().sum(dtype=torch.float64)
         self.n += len(x)
-        self.fire += (f > 0).sum(0)
+        self.fire += (f > 0).float().sum(0).long()  # exact (< 2^24 rows a batch), and 2x faster than a bool sum
         self.max_act = torch.maximum(self.max_act, f.amax(0))
         if self.features is not None:
             self.features.add(f, b.labels)

@@ -11,12 +11,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("script, expect", [("bench_sae.py", "sparse / dense TopK"), ("bench_ddp.py", "processes"),
-                                            ("bench_recovery.py", "| topk |")])
+                                            ("bench_recovery.py", "| topk |"), ("bench_evaluate.py", "tok/s")])
 def test_benchmark_runs_in_quick_mode(script, expect, tmp_path):
-    args = [sys.executable, str(ROOT / "benchmarks" / script), "--quick"]
-    if script in ("bench_sae.py", "bench_recovery.py"):
+    module = "benchmarks." + script.removesuffix(".py")  # run as the docstrings say: python -m benchmarks.NAME
+    args = [sys.executable, "-m", module, "--quick"]
+    if script in ("bench_sae.py", "bench_recovery.py", "bench_evaluate.py"):
         args += ["--out", str(tmp_path / "bench.json")]
-    r = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    r = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-2000:]
     assert expect in r.stdout
 
