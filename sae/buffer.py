@@ -184,7 +184,7 @@ _HEADER = ".json"
 
 
 def write_cache(path: str | Path, model: GPT, tokens: np.ndarray, site: str, n_tokens: int,
-                model_batch: int | None = None, drop_first: int = 1, seed: int = 0, log=True) -> Path:
+                model_batch: int = 64, drop_first: int = 1, seed: int = 0, log=True) -> Path:
     """Write the activations of `n_tokens` tokens of `site` to `path` (float32 memmap) + header.
 
     Rows are in context order (the reader shuffles). Written to a temporary file and renamed, so

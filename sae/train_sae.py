@@ -217,8 +217,10 @@ def train_sae(
     loss, 0 when it did not run), lr, l1_coeff, batch_size, elapsed_s; a step that resampled also has "resample" (see `resample_dead_`).
     With `checkpoint_path`, a checkpoint is written every `checkpoint_every` steps and at the end;
     `resume=True` continues from it (pass the same batch stream from its beginning). If the loss
-    stops being finite, training stops with FloatingPointError and the last checkpoint (which
-    was finite) is left as it was.
+    stops being finite, training stops with FloatingPointError naming the step (noticed at the
+    next read of the numbers, at most 100 steps later, always before a checkpoint) and the last
+    checkpoint (which was finite) is left as it was. `cfg.precision` sets the forward pass's
+    precision (`sae.utils.mixed_precision`).
     """
     device = sae.W_enc.device
     rank, n_ranks = distributed.world()

@@ -6,8 +6,9 @@ tracks where each tensor *would* be if the model lived on a GPU:
 
     host    created without a device (torch.tensor(ids), torch.zeros(n), torch.from_numpy(a)),
             or brought back with .cpu(); and everything computed only from host tensors
-    device  a model's parameters and buffers, anything created with device=..., moved with
-            .to(device) / .cuda(), and everything computed from a device tensor
+    device  a model's parameters and buffers, anything moved with .to(device) / .cuda(), and
+            everything computed from a device tensor
+    (untagged: anything made with device=..., which is wherever that device is)
 
 and raises, naming the operation and where the host tensor was made, when
 - a module (the GPT, the SAE, any submodule) is called with a host tensor, or
@@ -17,8 +18,8 @@ and raises, naming the operation and where the host tensor was made, when
 Indexing follows CUDA's rule: a device tensor may be indexed by host indices (PyTorch moves
 them), a host tensor not by device indices; assignment and copies (`x[i] = v`, `copy_`, `to`)
 move data between devices and are always allowed. Limits: a tensor made with an explicit
-`device="cpu"` counts as device (on a CPU machine it is indistinguishable from the model's
-device), and numbers leaving torch (.item(), .tolist(), .numpy()) are not tracked.
+`device="cpu"` is not tagged (on a CPU machine it is indistinguishable from the model's device),
+and numbers leaving torch (.item(), .tolist(), .numpy()) are not tracked.
 """
 
 from __future__ import annotations
@@ -105,11 +106,18 @@ class DeviceCheck(TorchFunctionMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         if func in _FACTORIES:
-            _mark(out, DEVICE if kwargs.get("device") is not None else HOST, _caller())
+            if kwargs.get("device") is None:
+                _mark(out, HOST, _caller())
+            # made with device=...: untagged, as on a GPU it is wherever that device is (the
+            # model's, or the host's when it was taken from a host tensor)
             return out
         if func in _MOVES:
             moved = (func is torch.Tensor.cuda or (func is torch.Tensor.to and (
                 "device" in kwargs or any(isinstance(a, (str, torch.device, torch.Tensor)) for a in args[1:]))))
+            if (moved or func is torch.Tensor.cpu) and out is args[0]:
+                # on a CPU the move returns the tensor itself; on a GPU it returns a copy and the
+                # original stays where it was: tag a new alias, not the original
+                out = out.view_as(out)
             if func is torch.Tensor.cpu:
                 _mark(out, HOST, _caller())
             elif moved:

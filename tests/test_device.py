@@ -37,6 +37,9 @@ def test_mixing_host_and_device_tensors_fails_as_cuda_would(model):
         with pytest.raises(RuntimeError, match="mixes a device tensor"):
             (w.detach() * 2).cpu() + w  # .cpu() brings it back to the host
         w[torch.tensor([0, 1])]  # a device tensor indexed by host indices: CUDA allows it
+        kept = w.detach() * 1
+        kept.cpu()  # a copy goes to the host; `kept` itself stays on the device
+        kept + w
         w.sum() + torch.tensor(1.0)  # 0-dim host tensors are scalars to CUDA
         torch.ones(16, dtype=w.dtype).to(w.device) @ w.T  # moved first: fine
 
