@@ -62,7 +62,10 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--steps", type=int, default=10, help="training steps per timed run (best of 3)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--quick", action="store_true", help="batch 8, 2 steps: a test that it runs")
     args = parser.parse_args()
+    if args.quick:
+        args.batch_sizes, args.steps = [8], 2
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -85,7 +88,7 @@ def main() -> None:
     for batch_size in args.batch_sizes:
         def run(steps: int) -> None:
             train_cfg = TrainLMConfig(
-                steps=steps, batch_size=batch_size, warmup=2, eval_every=0, ckpt_every=0, log_every=0,
+                n_steps=steps, batch_size=batch_size, warmup=2, eval_every=0, checkpoint_every=0, log_every=0,
                 device=str(device),
             )
             train_lm(model, data, None, train_cfg)

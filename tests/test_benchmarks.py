@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("script, expect", [("bench_sae.py", "sparse / dense TopK"), ("bench_ddp.py", "processes"),
-                                            ("bench_recovery.py", "| topk |"), ("bench_evaluate.py", "tok/s")])
+                                            ("bench_recovery.py", "| topk |"), ("bench_evaluate.py", "tok/s"),
+                                            ("bench_lm.py", "train tok/s")])
 def test_benchmark_runs_in_quick_mode(script, expect, tmp_path):
     module = "benchmarks." + script.removesuffix(".py")  # run as the docstrings say: python -m benchmarks.NAME
     args = [sys.executable, "-m", module, "--quick"]
