@@ -117,6 +117,41 @@ def check_same(what: str, value) -> None:
                          "rank with the same command and files")
 
 
+class Sync:
+    """What the ranks of one training must agree on, as four verbs that do nothing in one process
+    (so a training loop reads the same with or without `torchrun`):
+
+    - `rows(x)`: every rank's rows, rank 0's first (b_dec's initial median, resampling's inputs);
+    - `any(flags)`: element-wise OR over the ranks (a feature fired, a loss stopped being finite);
+    - `mean(values)`: the mean over the ranks (the logged numbers);
+    - `grads(params)`: every gradient replaced by its mean over the ranks.
+
+    `start(module, config)` checks every rank trains the same configuration and copies rank 0's
+    parameters to the others."""
+
+    def __init__(self) -> None:
+        self.rank, self.n_ranks = world()
+        self.active = self.n_ranks > 1
+
+    def rows(self, x: Tensor) -> Tensor:
+        return gather_rows(x) if self.active else x
+
+    def any(self, flags: Tensor) -> Tensor:
+        return any_rank_(flags) if self.active else flags
+
+    def mean(self, values: Tensor) -> Tensor:
+        return mean_over_ranks(values) if self.active else values
+
+    def grads(self, params) -> None:
+        if self.active:
+            average_gradients_(params)
+
+    def start(self, module: torch.nn.Module, config) -> None:
+        if self.active:
+            check_same("SAE and training configuration", config)
+            broadcast_module_(module)
+
+
 def barrier() -> None:
     if world()[1] > 1:
         dist.barrier()

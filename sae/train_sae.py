@@ -186,24 +186,6 @@ def resample_dead_(
 # ------------------------------------------------------------------------------------------------
 # The training loop
 # ------------------------------------------------------------------------------------------------
-def _checkpoint(sae, opt, cfg, step, n_drawn, steps_since_fired, gen, history) -> dict:
-    return {
-        "config": asdict(sae.cfg),
-        "train_config": asdict(cfg),
-        "state_dict": sae.state_dict(),
-        "optimizer": opt.state_dict(),
-        "step": step,
-        "batches_drawn": n_drawn,
-        "steps_since_fired": steps_since_fired,
-        "generator": gen.get_state(),
-        "history": history,
-    }
-
-
-def _all_finite(sae: SparseAutoencoder) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in sae.parameters())
-
-
 def train_sae(
     sae: SparseAutoencoder,
     batches: Iterable[Tensor],
@@ -214,134 +196,126 @@ def train_sae(
     """Train `sae` on an iterator of raw activation batches (batch, d_in); returns the history.
 
     The history has one dict per step: step, loss, mse, l1, l0, fvu, dead_frac, aux (TopK's AuxK
-    loss, 0 when it did not run), lr, l1_coeff, batch_size, elapsed_s; a step that resampled also has "resample" (see `resample_dead_`).
-    With `checkpoint_path`, a checkpoint is written every `checkpoint_every` steps and at the end;
-    `resume=True` continues from it (pass the same batch stream from its beginning). If the loss
-    stops being finite, training stops with FloatingPointError naming the step (noticed at the
-    next read of the numbers, at most 100 steps later, always before a checkpoint) and the last
-    checkpoint (which was finite) is left as it was. `cfg.precision` sets the forward pass's
-    precision (`sae.utils.mixed_precision`).
+    loss, 0 when it did not run), lr, l1_coeff, batch_size, elapsed_s; a step that resampled also
+    has "resample" (see `resample_dead_`). With `checkpoint_path`, a checkpoint is written every
+    `checkpoint_every` steps and at the end; `resume=True` continues from it (pass the same batch
+    stream from its beginning). If the loss stops being finite, training stops with
+    FloatingPointError naming the step (noticed at the next read of the numbers, at most 100 steps
+    later, always before a checkpoint) and the last checkpoint (which was finite) is left as it
+    was. `cfg.precision` sets the forward pass's precision (`sae.utils.mixed_precision`).
     """
-    device = sae.W_enc.device
-    rank, n_ranks = distributed.world()
-    ddp = n_ranks > 1
-    if ddp:  # every rank starts from rank 0's parameters and must train the same configuration
-        distributed.check_same("SAE and training configuration", {"sae": asdict(sae.cfg), "train": asdict(cfg)})
-        distributed.broadcast_module_(sae)
-    everyone = distributed.gather_rows if ddp else (lambda x: x)  # the rows of every rank's batch
-    log_every = cfg.log_every if rank == 0 else 0
-    opt = make_optimizer(sae, cfg)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    steps_since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=device)
-    history: list[dict] = []
-    step = n_drawn = 0
-    stream: Iterator[Tensor] = iter(batches)
-
+    run = _Training(sae, batches, cfg, checkpoint_path)
     if resume:
-        if checkpoint_path is None or not Path(checkpoint_path).exists():
-            raise FileNotFoundError(f"resume=True but there is no checkpoint at {checkpoint_path}")
-        ckpt = load_checkpoint(checkpoint_path, "an SAE training checkpoint", device)
-        if ckpt["config"] != asdict(sae.cfg):
-            raise ValueError(f"the checkpoint was made for {ckpt['config']}, not this SAE's {asdict(sae.cfg)}")
-        sae.load_state_dict(ckpt["state_dict"])
-        opt.load_state_dict(ckpt["optimizer"])
-        step, n_drawn = ckpt["step"], ckpt["batches_drawn"]
-        steps_since_fired = ckpt["steps_since_fired"].to(device)
-        gen.set_state(ckpt["generator"].cpu())
-        history = ckpt["history"]
-        stream = itertools.islice(stream, n_drawn, None)  # the batches the interrupted run already used
+        run.resume()
     elif cfg.init_b_dec:
-        first = next(stream)
-        sae.init_b_dec_(everyone(first.to(device)))
-        stream = itertools.chain([first], stream)
+        run.init_b_dec()
+    run.start_clock()
+    while run.step < cfg.n_steps:
+        dead = run.dead()
+        resampled = None
+        if run.step in cfg.resample_steps and bool(dead.any()):  # none dead: draw nothing (on every rank)
+            resampled = run.resample(dead)
+            dead = run.dead()
+        run.train_step(run.draw(), dead, resampled)
+        logging = run.log_every and (run.step % run.log_every == 0 or run.step == cfg.n_steps)
+        checkpointing = cfg.checkpoint_every and run.step % cfg.checkpoint_every == 0
+        if logging or checkpointing or run.step == cfg.n_steps or run.step in cfg.resample_steps \
+                or len(run.pending) >= 100:
+            run.flush()
+        if logging:
+            run.print_progress()
+        if checkpointing:
+            run.save()
+    run.save()
+    return run.history
 
-    def draw() -> Tensor:
-        nonlocal n_drawn
+
+class _Training:
+    """One training's state between steps: the SAE, Adam, the "steps since fired" counters, the
+    resampling generator, the batch stream and the history. `sync` is what the ranks agree on
+    under `torchrun` (`sae.distributed.Sync`; it does nothing in one process)."""
+
+    def __init__(self, sae: SparseAutoencoder, batches: Iterable[Tensor], cfg: TrainSAEConfig, checkpoint_path):
+        self.sae, self.cfg, self.checkpoint_path = sae, cfg, checkpoint_path
+        self.device = sae.W_enc.device
+        self.sync = distributed.Sync()
+        # every rank starts from rank 0's parameters and must train the same configuration
+        self.sync.start(sae, {"sae": asdict(sae.cfg), "train": asdict(cfg)})
+        self.log_every = cfg.log_every if self.sync.rank == 0 else 0
+        self.opt = make_optimizer(sae, cfg)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.steps_since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=self.device)
+        self.history: list[dict] = []
+        self.step = self.n_drawn = 0
+        self.stream: Iterator[Tensor] = iter(batches)
+        # Each step's numbers stay on the device until `flush` brings a run of steps to the host in
+        # one transfer: reading them every step would make the CPU wait for the GPU at every step.
+        self.pending: list[tuple] = []  # (step, lr, λ, batch size, elapsed seconds, scalars, resampling)
+
+    def resume(self) -> None:
+        if self.checkpoint_path is None or not Path(self.checkpoint_path).exists():
+            raise FileNotFoundError(f"resume=True but there is no checkpoint at {self.checkpoint_path}")
+        ckpt = load_checkpoint(self.checkpoint_path, "an SAE training checkpoint", self.device)
+        if ckpt["config"] != asdict(self.sae.cfg):
+            raise ValueError(f"the checkpoint was made for {ckpt['config']}, not this SAE's {asdict(self.sae.cfg)}")
+        self.sae.load_state_dict(ckpt["state_dict"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.step, self.n_drawn = ckpt["step"], ckpt["batches_drawn"]
+        self.steps_since_fired = ckpt["steps_since_fired"].to(self.device)
+        self.gen.set_state(ckpt["generator"].cpu())
+        self.history = ckpt["history"]
+        self.stream = itertools.islice(self.stream, self.n_drawn, None)  # the batches already used
+
+    def init_b_dec(self) -> None:
+        first = next(self.stream)
+        self.sae.init_b_dec_(self.sync.rows(first.to(self.device)))
+        self.stream = itertools.chain([first], self.stream)
+
+    def start_clock(self) -> None:
+        self.t_start = time.perf_counter() - (self.history[-1]["elapsed_s"] if self.history else 0.0)
+        self.t_log, self.step_log = time.perf_counter(), self.step
+
+    def dead(self) -> Tensor:
+        return self.steps_since_fired >= self.cfg.dead_window
+
+    def draw(self) -> Tensor:
         try:
-            x = next(stream)
+            x = next(self.stream)
         except StopIteration:
             raise ValueError(
-                f"the batch iterator ran out after {n_drawn} batches, before step {cfg.n_steps}: "
+                f"the batch iterator ran out after {self.n_drawn} batches, before step {self.cfg.n_steps}: "
                 "give more batches, ask for fewer steps, or fewer resample_inputs"
             ) from None
-        n_drawn += 1
-        return x.to(device, non_blocking=True)
+        self.n_drawn += 1
+        return x.to(self.device, non_blocking=True)
 
-    def save_checkpoint() -> None:
-        flush()
-        if checkpoint_path is None:
-            return
-        if not _all_finite(sae):  # parameters are the same on every rank, so every rank raises
-            raise FloatingPointError(
-                f"SAE parameters stopped being finite at step {step} (an inf gradient?); the last good "
-                f"checkpoint, {checkpoint_path}, was kept. Lower the learning rate or set grad_clip."
-            )
-        if rank == 0:
-            atomic_torch_save(_checkpoint(sae, opt, cfg, step, n_drawn, steps_since_fired, gen, history), checkpoint_path)
+    def resample(self, dead: Tensor) -> dict:
+        """Resample the dead features from `resample_inputs` fresh inputs (every rank's rows)."""
+        cfg, chunks, n = self.cfg, [], 0
+        while n < cfg.resample_inputs:
+            chunks.append(self.sync.rows(self.draw()))
+            n += len(chunks[-1])
+        sample = torch.cat(chunks)[: cfg.resample_inputs]
+        info = resample_dead_(self.sae, self.opt, dead, sample, self.gen, cfg.resample_encoder_scale,
+                              cfg.resample_fire_frac)
+        self.steps_since_fired[dead] = 0  # give the new features a full window to prove themselves
+        if self.log_every:
+            print(f"step {self.step:>7}: resampled {info['n_resampled']} dead features; right after, they fire on "
+                  f"{info.get('fire_frac_mean', 0.0):.2%} of the sample inputs on average "
+                  f"(max {info.get('fire_frac_max', 0.0):.2%})", flush=True)
+        return info
 
-    # Each step's numbers stay on the device until `flush` brings a run of steps to the host in
-    # one transfer: reading them every step would make the CPU wait for the GPU at every step.
-    pending: list[tuple] = []  # (step, lr, λ, batch size, elapsed seconds, scalars, resampling)
-
-    def flush() -> None:
-        """Append the pending steps to the history; stop if a loss stopped being finite. A
-        non-finite step is caught here, a few steps late at most: the parameters it reached are
-        never checkpointed (`save_checkpoint` flushes first and checks them too)."""
-        if not pending:
-            return
-        values = torch.stack([p[5] for p in pending])  # (steps, 7)
-        finite = torch.isfinite(values[:, 0]).all().reshape(1)
-        if ddp:  # all ranks stop together, or the others would wait for this one forever
-            finite = ~distributed.any_rank_(~finite)
-        everyone_finite = bool(finite.item())
-        for (n, lr, lam, batch_size, elapsed, _, resampled), v in zip(pending, values.tolist()):
-            loss, mse, l1, l0, dead_frac, aux, fvu = v
-            if not math.isfinite(loss) or (not everyone_finite and n == pending[-1][0]):  # here, or on another rank
-                where = (f"the last good checkpoint, {checkpoint_path}, was kept" if checkpoint_path
-                         else "no checkpoint was written")
-                pending.clear()
-                raise FloatingPointError(
-                    f"SAE training diverged at step {n - 1}: loss = {loss} (mse {mse}, l1 {l1}); {where}. Is there "
-                    "a NaN/inf in the activations, is the input scale set (E‖x·s‖ should be sqrt(d_in)), or is the "
-                    f"learning rate ({lr:g}) too high?")
-            entry = {"step": n, "loss": loss, "mse": mse, "l1": l1, "l0": l0, "fvu": fvu, "dead_frac": dead_frac,
-                     "aux": aux, "lr": lr, "l1_coeff": lam, "batch_size": batch_size, "elapsed_s": elapsed}
-            if resampled is not None:
-                entry["resample"] = resampled
-            history.append(entry)
-        pending.clear()
-
-    t_start = time.perf_counter() - (history[-1]["elapsed_s"] if history else 0.0)
-    t_log, step_log = time.perf_counter(), step
-    while step < cfg.n_steps:
-        dead = steps_since_fired >= cfg.dead_window
-        resample_info = None
-        if step in cfg.resample_steps and bool(dead.any()):  # no dead feature: draw nothing (the same on every rank)
-            chunks, n = [], 0
-            while n < cfg.resample_inputs:
-                chunks.append(everyone(draw()))
-                n += len(chunks[-1])
-            sample = torch.cat(chunks)[: cfg.resample_inputs]
-            resample_info = resample_dead_(
-                sae, opt, dead, sample, gen, cfg.resample_encoder_scale, cfg.resample_fire_frac
-            )
-            steps_since_fired[dead] = 0  # give the new features a full window to prove themselves
-            dead = steps_since_fired >= cfg.dead_window
-            if log_every:
-                print(f"step {step:>7}: resampled {resample_info['n_resampled']} dead features; right after, "
-                      f"they fire on {resample_info.get('fire_frac_mean', 0.0):.2%} of the sample inputs on average "
-                      f"(max {resample_info.get('fire_frac_max', 0.0):.2%})", flush=True)
-
-        x = draw()
-        lr, lam = lr_at(step, cfg), l1_coeff_at(step, cfg)
+    def train_step(self, x: Tensor, dead: Tensor, resampled: dict | None) -> None:
+        """One optimizer step on batch `x`; its numbers join `pending`."""
+        sae, cfg, opt = self.sae, self.cfg, self.opt
+        lr, lam = lr_at(self.step, cfg), l1_coeff_at(self.step, cfg)
         for group in opt.param_groups:
             group["lr"] = lr
-        with mixed_precision(cfg.precision, device):  # parameters, gradients and Adam stay float32
+        with mixed_precision(cfg.precision, self.device):  # parameters, gradients and Adam stay float32
             out = sae(x, l1_coeff=lam, dead_mask=dead if sae.cfg.arch == "topk" else None)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
-        if ddp:
-            distributed.average_gradients_(sae.parameters())
+        self.sync.grads(sae.parameters())
         if sae.cfg.unit_norm_decoder:
             sae.remove_parallel_decoder_grad_()
         if cfg.grad_clip > 0:
@@ -352,38 +326,70 @@ def train_sae(
 
         with torch.no_grad():
             f = out.f.reshape(-1, sae.cfg.d_sae)
-            fired = f.amax(0) > 0  # (d_sae,)
-            if ddp:
-                fired = distributed.any_rank_(fired)
-            steps_since_fired += 1
-            steps_since_fired[fired] = 0
+            fired = self.sync.any(f.amax(0) > 0)  # (d_sae,): fired on any rank
+            self.steps_since_fired += 1
+            self.steps_since_fired[fired] = 0
             # L0 = mean count of f > 0; f >= 0, so Σ sign(f) counts it in one float pass ((f > 0).sum()
             # converts a (batch, d_sae) bool tensor to int64 first: 20x slower, a sixth of a training step)
-            dead_frac = (steps_since_fired >= cfg.dead_window).float().mean()
+            l0 = f.sign().sum() / len(f)
             x_hat = out.x_hat.float()
             fvu = (x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()  # `metrics.fvu`, kept on the device
-            scalars = torch.stack([t.float() for t in (out.loss, out.mse, out.l1, f.sign().sum() / len(f), dead_frac,
+            scalars = torch.stack([t.float() for t in (out.loss, out.mse, out.l1, l0, self.dead().float().mean(),
                                                        out.aux, fvu)])
-            if ddp:  # the history reports the mean over ranks (for the FVU, of the ranks' batch FVUs)
-                scalars = distributed.mean_over_ranks(scalars)
-        step += 1
-        pending.append((step, lr, lam, len(x) * n_ranks, time.perf_counter() - t_start, scalars, resample_info))
+            scalars = self.sync.mean(scalars)  # the mean over ranks (for the FVU, of the ranks' batch FVUs)
+        self.step += 1
+        self.pending.append((self.step, lr, lam, len(x) * self.sync.n_ranks, time.perf_counter() - self.t_start,
+                             scalars, resampled))
 
-        logging = log_every and (step % log_every == 0 or step == cfg.n_steps)
-        checkpointing = cfg.checkpoint_every and step % cfg.checkpoint_every == 0
-        if logging or checkpointing or step == cfg.n_steps or step in cfg.resample_steps or len(pending) >= 100:
-            flush()
-        if logging:
-            last = history[-1]
-            now = time.perf_counter()
-            steps_per_s = (step - step_log) / max(now - t_log, 1e-9)
-            t_log, step_log = now, step
-            eta = (cfg.n_steps - step) / max(steps_per_s, 1e-9)
-            print(f"step {step:>7}/{cfg.n_steps} | loss {last['loss']:8.4f} | mse {last['mse']:8.4f} | "
-                  f"L0 {last['l0']:6.1f} | dead {last['dead_frac']:6.1%} | {steps_per_s * last['batch_size']:9,.0f} tok/s"
-                  f" | ETA {format_duration(eta)}", flush=True)
-        if checkpointing:
-            save_checkpoint()
+    def flush(self) -> None:
+        """Append the pending steps to the history; stop if a loss stopped being finite. A
+        non-finite step is caught here, a few steps late at most: the parameters it reached are
+        never checkpointed (`save` flushes first and checks them too)."""
+        if not self.pending:
+            return
+        values = torch.stack([p[5] for p in self.pending])  # (steps, 7)
+        # all ranks stop together, or the others would wait for this one forever
+        everyone_finite = not bool(self.sync.any(~torch.isfinite(values[:, 0]).all().reshape(1)).item())
+        last = self.pending[-1][0]
+        for (n, lr, lam, batch_size, elapsed, _, resampled), v in zip(self.pending, values.tolist()):
+            loss, mse, l1, l0, dead_frac, aux, fvu = v
+            if not math.isfinite(loss) or (not everyone_finite and n == last):  # here, or on another rank
+                self.pending.clear()
+                where = (f"the last good checkpoint, {self.checkpoint_path}, was kept" if self.checkpoint_path
+                         else "no checkpoint was written")
+                raise FloatingPointError(
+                    f"SAE training diverged at step {n - 1}: loss = {loss} (mse {mse}, l1 {l1}); {where}. Is there "
+                    "a NaN/inf in the activations, is the input scale set (E‖x·s‖ should be sqrt(d_in)), or is the "
+                    f"learning rate ({lr:g}) too high?")
+            entry = {"step": n, "loss": loss, "mse": mse, "l1": l1, "l0": l0, "fvu": fvu, "dead_frac": dead_frac,
+                     "aux": aux, "lr": lr, "l1_coeff": lam, "batch_size": batch_size, "elapsed_s": elapsed}
+            if resampled is not None:
+                entry["resample"] = resampled
+            self.history.append(entry)
+        self.pending.clear()
 
-    save_checkpoint()
-    return history
+    def print_progress(self) -> None:
+        last, now = self.history[-1], time.perf_counter()
+        steps_per_s = (self.step - self.step_log) / max(now - self.t_log, 1e-9)
+        self.t_log, self.step_log = now, self.step
+        eta = (self.cfg.n_steps - self.step) / max(steps_per_s, 1e-9)
+        print(f"step {self.step:>7}/{self.cfg.n_steps} | loss {last['loss']:8.4f} | mse {last['mse']:8.4f} | "
+              f"L0 {last['l0']:6.1f} | dead {last['dead_frac']:6.1%} | {steps_per_s * last['batch_size']:9,.0f} tok/s"
+              f" | ETA {format_duration(eta)}", flush=True)
+
+    def save(self) -> None:
+        """Flush, check the parameters are finite, and write the checkpoint (rank 0)."""
+        self.flush()
+        if self.checkpoint_path is None:
+            return
+        if not all(bool(torch.isfinite(p).all()) for p in self.sae.parameters()):  # the same on every rank
+            raise FloatingPointError(
+                f"SAE parameters stopped being finite at step {self.step} (an inf gradient?); the last good "
+                f"checkpoint, {self.checkpoint_path}, was kept. Lower the learning rate or set grad_clip.")
+        if self.sync.rank == 0:
+            atomic_torch_save({
+                "config": asdict(self.sae.cfg), "train_config": asdict(self.cfg), "state_dict": self.sae.state_dict(),
+                "optimizer": self.opt.state_dict(), "step": self.step, "batches_drawn": self.n_drawn,
+                "steps_since_fired": self.steps_since_fired, "generator": self.gen.get_state(),
+                "history": self.history,
+            }, self.checkpoint_path)
