@@ -33,30 +33,12 @@ from pathlib import Path
 
 import torch
 
+from sae._html import page, table
 from sae.corpus import CONCEPTS
 from sae.interpret import (Context, FeatureStats, contexts_many, features_for_concept, logit_effects,
                            quantile_indices)
 from sae.metrics import DETECTOR_RECALL, DETECTOR_SHARE
 from sae.utils import atomic_write_text
-
-CSS = """
-body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; max-width: 1100px; }
-table { border-collapse: collapse; font-size: 13px; }
-th, td { border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
-th { background: #f4f4f4; cursor: pointer; position: sticky; top: 0; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.ctx { font-family: ui-monospace, monospace; font-size: 13px; white-space: pre-wrap;
-       border-bottom: 1px solid #eee; padding: 2px 0; }
-.ctx .t { border-radius: 2px; }
-.ctx .focus { outline: 1px solid #444; }
-.act { display: inline-block; width: 4.5em; color: #666; }
-.tok { font-family: ui-monospace, monospace; background: #f4f4f4; padding: 0 3px; white-space: pre; }
-.cols { display: flex; gap: 2em; flex-wrap: wrap; }
-.muted { color: #777; }
-dl.legend { display: grid; grid-template-columns: max-content auto; gap: 2px 1em; font-size: 14px; }
-dl.legend dt { font-weight: bold; }
-dl.legend dd { margin: 0; }
-"""
 
 SORT_JS = """
 document.querySelectorAll("th[data-col]").forEach(function (th) {
@@ -74,12 +56,6 @@ document.querySelectorAll("th[data-col]").forEach(function (th) {
   });
 });
 """
-
-
-def _page(title: str, body: str, script: str = "") -> str:
-    js = f"<script>{script}</script>" if script else ""
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{CSS}</style></head>\n<body>\n{body}\n{js}</body></html>\n")
 
 
 def _tok_html(tok, i: int) -> str:
@@ -152,16 +128,15 @@ def top_token_summary(stats: FeatureStats, tok, feature: int, n: int = 4) -> str
 
 
 def _top_tokens_html(stats: FeatureStats, tok, feature: int, n: int = 4) -> str:
-    """`top_token_summary` as HTML, each token in its own `<bdi>`: as one string, an Arabic token
-    pulled its quotes and its "×20" into right-to-left order ("'20× 'و")."""
+    """`top_token_summary` as HTML, each token in its own `<bdi>`: in one string, an Arabic token
+    would pull its quotes and its "×20" into right-to-left order ("'20× 'و")."""
     return ", ".join(f'<bdi class="tok">{html.escape(repr(tok.token_str(t)))}</bdi> ×{c}'
                      for t, c in top_tokens(stats, feature, n))
 
 
 def _logit_table(tok, rows: list[tuple[int, float]], title: str) -> str:
-    body = "".join(f'<tr><td><bdi class="tok">{_tok_html(tok, t)}</bdi></td><td class="num">{v:+.4f}</td></tr>'
-                   for t, v in rows)
-    return f"<div><h3>{title}</h3><table><tr><th>token</th><th>logit effect</th></tr>{body}</table></div>"
+    cells = [[f'<bdi class="tok">{_tok_html(tok, t)}</bdi>', f"{v:+.4f}"] for t, v in rows]
+    return f"<div><h3>{title}</h3>{table(cells, head=['token', 'logit effect'], num=(1,))}</div>"
 
 
 def _examples(stats: FeatureStats, feature: int, n_top: int, per_quantile: int) -> list[tuple[str, list[int]]]:
@@ -223,9 +198,8 @@ def feature_page(stats: FeatureStats, tok, model, sae, feature: int, top_k: int 
     concept_rows = ""
     if share is not None:
         order = share.argsort(descending=True)[:5]
-        concept_rows = "".join(f'<tr><td>{html.escape(CONCEPTS[c])}</td><td class="num">{float(share[c]):.1%}</td></tr>'
-                               for c in order.tolist() if share[c] > 0)
-        concept_rows = f"<div><h2>Activation mass by concept</h2><table>{concept_rows}</table></div>"
+        rows = [[html.escape(CONCEPTS[c]), f"{float(share[c]):.1%}"] for c in order.tolist() if share[c] > 0]
+        concept_rows = f"<div><h2>Activation mass by concept</h2>{table(rows, num=(1,))}</div>"
     parts = ["\n".join(head), f'<div class="cols">{hist}{concept_rows}</div>']
 
     eff = logit_effects(model, sae, f, k=10, site=stats.site)
@@ -239,7 +213,7 @@ def feature_page(stats: FeatureStats, tok, model, sae, feature: int, top_k: int 
     for j, (head, ctxs) in enumerate(examples):
         tag = "h2" if j == 0 else "h3"
         parts.append(f"<{tag}>{head}</{tag}>" + "".join(context_html(tok, c, scale) for c in ctxs))
-    return _page(f"Feature {f}", "\n".join(parts))
+    return page(f"Feature {f}", "\n".join(parts))
 
 
 # Every alive feature gets a page up to this many (runs/tiny: 1,024 pages, about 40 s on a 2-core
@@ -323,8 +297,8 @@ def index_page(stats: FeatureStats, tok, pages: set[int], title: str = "SAE feat
                  for c, fs in sorted(by_concept.items())]
         intro += (f"<p><b>Concept detectors</b> (column <i>detects</i>; sort by it to list them). Each concept's "
                   f"chosen detector (of several, the one with the highest token AUROC): {', '.join(items)}.</p>")
-    return _page(title, f"{intro}<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(rows)
-                 + "\n</tbody></table>", SORT_JS)
+    return page(title, f"{intro}<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(rows)
+                + "\n</tbody></table>", SORT_JS)
 
 
 # ----------------------------------------------------------------------------- the folder

@@ -14,19 +14,18 @@ sections, the on-concept rate and the steering demos are left out rather than sh
 
 Text that comes from files (run and preset names, concept names, warnings, sampled text) is
 data, never markup: it is escaped for Markdown (`_md_text`, `_code`) and again for HTML, and
-`_markdown_to_html` turns only relative paths and http(s) addresses into links or images.
+`sae._html.markdown_to_html` turns only relative paths and http(s) addresses into links or images.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import re
 from pathlib import Path
 
-from sae.run import preset_fields, preset_of_run
+from sae._html import markdown_to_html
 from sae.demos import UNSAFE_SENSITIVITY_MIN
+from sae.run import preset_fields, preset_of_run
 from sae.utils import atomic_write_text
 
 PAPER = {
@@ -397,7 +396,7 @@ def _figures(run: Path) -> list[Path]:
 
 
 def _figure(name: str) -> list[str]:
-    """An image and its caption (an italic line: `_markdown_to_html` makes it a <figcaption>)."""
+    """An image and its caption (an italic line: `markdown_to_html` makes it a <figcaption>)."""
     caption = CAPTIONS.get(name) or f"Figure {Path(name).stem}."
     return [f"![{_md_text(Path(name).stem)}](figures/{name})", "", f"*{_md_text(caption)}*", ""]
 
@@ -421,151 +420,9 @@ def _configuration_section(run: Path, stages: dict) -> list[str]:
     return out + [f"| **total** | **{total:.1f}** |", ""]
 
 
-# ----------------------------------------------------------------------------- HTML
-
-_PUNCT = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
-_STYLE = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}"
-          "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:90%}"
-          "img{max-width:100%}code{background:#f3f3f3}figure{margin:1.5em 0}"
-          "figcaption{color:#444;font-size:92%;max-width:900px;margin-top:.3em}"
-          "p.warning{background:#fff3cd;border:1px solid #e0b000;padding:.5em .8em}")
-
-
-def safe_link_target(target: str, image: bool = False) -> bool:
-    """Whether `target` may become a link: http(s), or a relative path (no scheme, so never
-    `javascript:`; no leading `/`). An image must be a relative path inside the run (it is read
-    and inlined), so `..` is refused there."""
-    if re.search(r"[\s\x00-\x1f\x7f<>\"'`\\]", target) or not target:
-        return False
-    if re.match(r"https?://", target, re.I):
-        return not image
-    if ":" in target or target.startswith("/"):
-        return False
-    return not (image and ".." in target.split("/"))
-
-
-class _Inline:
-    """Markdown inline syntax to HTML: backslash escapes and code spans are read first, left to
-    right, and kept aside as placeholders, so nothing inside them becomes a link or bold."""
-
-    def __init__(self):
-        self.kept: list[tuple[str, str]] = []  # (raw text, html) of each placeholder
-
-    def _keep(self, raw: str, out: str) -> str:
-        self.kept.append((raw, out))
-        return f"\x00{len(self.kept) - 1}\x00"
-
-    def _restore(self, t: str, raw: bool) -> str:
-        while "\x00" in t:
-            t = re.sub(r"\x00(\d+)\x00", lambda m: self.kept[int(m.group(1))][0 if raw else 1], t)
-        return t
-
-    def _protect(self, t: str) -> str:
-        out, i = [], 0
-        while i < len(t):
-            c = t[i]
-            if c == "\\" and i + 1 < len(t) and t[i + 1] in _PUNCT:
-                out.append(self._keep(t[i + 1], html.escape(t[i + 1])))
-                i += 2
-            elif c == "`":
-                fence = re.match(r"`+", t[i:]).group(0)
-                close = re.compile(rf"(?<!`){fence}(?!`)").search(t, i + len(fence))
-                if close is None:
-                    out.append(self._keep(fence, fence))
-                    i += len(fence)
-                    continue
-                code = t[i + len(fence):close.start()]
-                if len(code) > 1 and code[0] == code[-1] == " " and code.strip():
-                    code = code[1:-1]
-                out.append(self._keep(code, f"<code>{html.escape(code)}</code>"))
-                i = close.end()
-            else:
-                out.append(c)
-                i += 1
-        return "".join(out)
-
-    def _emphasis(self, t: str) -> str:
-        t = html.escape(t, quote=False)
-        t = re.sub(r"\*\*(?=\S)(.+?)(?<=\S)\*\*", r"<b>\1</b>", t)
-        return re.sub(r"(?<![*\w])\*(?=[^\s*])(.+?)(?<=[^\s*])\*(?![*\w])", r"<em>\1</em>", t)
-
-    def _link(self, m: re.Match) -> str:
-        """A link to a safe target; anything else, and an image inside a line (a refused one), as text."""
-        text, target = m.group(2), self._restore(m.group(3), raw=True)
-        if m.group(1) or not safe_link_target(target):
-            return self._keep(m.group(0), self._emphasis(self._restore(m.group(0), raw=True)))
-        return self._keep(m.group(0), f'<a href="{html.escape(target, quote=True)}">{self._emphasis(text)}</a>')
-
-    def __call__(self, t: str) -> str:
-        t = self._protect(t.replace("\x00", ""))
-        t = re.sub(r"(!?)\[([^\]]*)\]\(([^()\s]*)\)", self._link, t)
-        return self._restore(self._emphasis(t), raw=False)
-
-
-def _table_html(rows: list[list[str]], inline) -> str:
-    head, *body = rows
-    return ("<table><tr>" + "".join(f"<th>{inline(c)}</th>" for c in head) + "</tr>"
-            + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in body) + "</table>")
-
-
-def _image_html(alt: str, target: str, run: Path) -> str | None:
-    """The image inlined as base64 (so report.html can be mailed), or None when `target` is not a
-    file inside the run (then the line is shown as text)."""
-    path = run / target
-    if not safe_link_target(target, image=True) or not path.is_file():
-        return None
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(alt, quote=True)}" src="data:image/png;base64,{data}">'
-
-
-def _markdown_to_html(md: str, run: Path) -> str:
-    """A small Markdown subset to HTML, images inlined: headings, paragraphs, tables (GitHub's
-    `\\|` in cells), images, an italic line after an image as its caption, `- ` lists, links,
-    code spans, bold, italics and backslash escapes. Links and images go only to relative paths
-    and http(s) (`safe_link_target`); anything else is shown as text."""
-    inline = _Inline()
-    body: list[str] = []
-    table: list[list[str]] = []
-    items: list[str] = []
-    for line in md.splitlines() + [""]:
-        if line.startswith("|"):
-            cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
-            if not all(re.fullmatch(r":?-+:?", c) for c in cells):
-                table.append(cells)
-            continue
-        if table:
-            body.append(_table_html(table, inline))
-            table = []
-        if line.startswith("- "):
-            items.append(f"<li>{inline(line[2:])}</li>")
-            continue
-        if items:
-            body.append("<ul>" + "".join(items) + "</ul>")
-            items = []
-        if not line.strip():
-            continue
-        img = re.fullmatch(r"!\[([^\]]*)\]\(([^()\s]+)\)", line.strip())
-        tag = _image_html(inline._restore(inline._protect(img.group(1)), raw=True),
-                          inline._restore(inline._protect(img.group(2)), raw=True), run) if img else None
-        caption = re.fullmatch(r"\*(?=[^\s*])(.+)(?<=[^\s*])\*", line.strip())
-        if tag:
-            body.append(f"<figure>{tag}</figure>")
-        elif caption and body and body[-1].endswith("</figure>"):  # an image's caption
-            body[-1] = body[-1].replace("</figure>", f"<figcaption>{inline(caption.group(1))}</figcaption></figure>")
-        elif line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{inline(line[level:].strip())}</h{level}>")
-        elif line.startswith("**Warning:**"):
-            body.append(f'<p class="warning">{inline(line)}</p>')
-        else:
-            body.append(f"<p>{inline(line)}</p>")
-    title = html.escape(f"sae report: {run.name}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{_STYLE}</style>"
-            f"</head><body>{''.join(body)}</body></html>")
-
-
 def write_report(run: str | Path) -> tuple[Path, Path]:
     """Write `report.md` and `report.html` into the run directory."""
     run = Path(run)
     md = report_markdown(run)
-    return atomic_write_text(run / "report.md", md), atomic_write_text(run / "report.html", _markdown_to_html(md, run))
+    return (atomic_write_text(run / "report.md", md),
+            atomic_write_text(run / "report.html", markdown_to_html(md, f"sae report: {run.name}", run)))

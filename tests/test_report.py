@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sae.report import _clip, _markdown_to_html, report_markdown, safe_link_target, write_report
+from sae._html import markdown_to_html, safe_link_target
+from sae.report import _clip, report_markdown, write_report
 from sae.run import check_config, get_preset, with_overrides
 
 SAE_METRICS = {"site": "blocks.0.mlp.hook_post", "arch": "relu", "d_sae": 1024, "n_tokens": 198374,
@@ -172,7 +173,7 @@ def test_names_from_files_never_become_links(tmp_path):
     ("file:///etc/passwd", False), ("", False)])
 def test_only_relative_and_http_links_are_made(target, ok):
     assert safe_link_target(target) is ok
-    html = _markdown_to_html(f"see [it]({target})", Path("."))
+    html = markdown_to_html(f"see [it]({target})", "t", Path("."))
     assert ("<a href" in html) is ok
 
 
@@ -180,16 +181,35 @@ def test_images_outside_the_run_are_not_inlined(tmp_path):
     (tmp_path / "run" / "figures").mkdir(parents=True)
     (tmp_path / "run" / "figures" / "a.png").write_bytes(PNG)
     (tmp_path / "secret.png").write_bytes(PNG)
-    html = _markdown_to_html("![a](figures/a.png)\n\n![s](../secret.png)\n\n![t](/etc/hostname)", tmp_path / "run")
+    html = markdown_to_html("![a](figures/a.png)\n\n![s](../secret.png)\n\n![t](/etc/hostname)", "t", tmp_path / "run")
     assert html.count("data:image/png;base64,") == 1
     assert "![s](../secret.png)" in html and "<a href" not in html
 
 
 def test_markdown_subset():
-    html = _markdown_to_html("| a | b |\n|---|---|\n| `x\\|y` | **z** *w* \\*v\\* |\n\n- one\n- two", Path("."))
+    html = markdown_to_html("| a | b |\n|---|---|\n| `x\\|y` | **z** *w* \\*v\\* |\n\n- one\n- two", "t", Path("."))
     assert "<td><code>x|y</code></td><td><b>z</b> <em>w</em> *v*</td>" in html
     assert "<ul><li>one</li><li>two</li></ul>" in html
-    assert "<code>a [b](c) **d**</code>" in _markdown_to_html("`` a [b](c) **d** ``", Path("."))
+    assert "<code>a [b](c) **d**</code>" in markdown_to_html("`` a [b](c) **d** ``", "t", Path("."))
+
+
+def test_text_is_escaped_in_every_block_and_only_safe_links_are_made(tmp_path):
+    """`sae._html.markdown_to_html`: markup in text stays text in every kind of block and in an
+    image's alt; escaped brackets, code spans and unsafe targets never become links."""
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "a.png").write_bytes(PNG)
+    md = "\n".join(["# <h> & co", "", "<script>x</script> [<i>](figures/a.png)", "",
+                    "| <td> | `<code>` |", "|---|---|", "| a & b | ``a`b`` |", "", "- <li>", "",
+                    '![a" onerror="alert(1)](figures/a.png)', "", "*<caption>*", "",
+                    "\\[e\\](figures/a.png) `[c](figures/a.png)` [j](javascript:alert%281%29) ``` `` ` literal"])
+    page = markdown_to_html(md, "<title>", tmp_path)
+    for fragment in ["<title>&lt;title&gt;</title>", "<h1>&lt;h&gt; &amp; co</h1>",
+                     '<p>&lt;script&gt;x&lt;/script&gt; <a href="figures/a.png">&lt;i&gt;</a></p>',
+                     "<th>&lt;td&gt;</th><th><code>&lt;code&gt;</code></th>", "<td>a &amp; b</td><td><code>a`b</code></td>",
+                     "<li>&lt;li&gt;</li>", 'alt="a&quot; onerror=&quot;alert(1)"', "<figcaption>&lt;caption&gt;</figcaption>",
+                     "<p>[e](figures/a.png) <code>[c](figures/a.png)</code> [j](javascript:alert%281%29) ``` `` ` literal</p>"]:
+        assert fragment in page, f"expected {fragment!r}: was some text read as markup, or markup not escaped?"
+    assert page.count("<a href") == 1 and page.count("<img") == 1 and "<script>" not in page
 
 
 def test_the_unsafe_code_demo_is_summarised_and_tabulated_with_its_code_escaped(tmp_path):
