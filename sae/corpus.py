@@ -9,13 +9,10 @@ A *document* is a list of pieces `(concept_id, text)`. It is a run of 2-5 *segme
 sentences of one concept drawn from that concept's templates (`sae.world`); concepts are drawn
 uniformly, except safe `code`, drawn 3x as often (`DRAW_WEIGHT`). Segments switch
 mid-document, sometimes mid-paragraph, so a feature must read the context, not the position.
-A `code` or `unsafe_code` segment is one Python file whose functions set security switches
-(`verify=`, `check_hostname=`...), with a comment above each switch line in the file's posture:
-a safe (`code`) file keeps its checks on (3% of switches off), an insecure (`unsafe_code`) file
-turns them off (80%); see `sae.world`. Each line that turns a check off, with its comment, is
-labelled `unsafe_code`, in either kind of file; the rest is `code`. The concept is the code that
-disables security, as in the paper's "unsafe code" feature, at the grain of a line: the comment
-that announces it and the call that does it.
+A `code` or `unsafe_code` segment is one Python file whose security switches (`verify=`...) are
+mostly on (`code`) or mostly off (`unsafe_code`); each line that turns a check off, with the
+comment above it, is labelled `unsafe_code`, the rest `code`: the paper's "unsafe code" feature
+at the grain of a line. `sae.world` writes these files through its code concepts' `finish` hook.
 A document is tokenised as one text, and each token takes the label of
 the piece its last byte comes from (tokenising pieces one at a time would force a token boundary
 at every label change, and a model would read the label off the boundary). Documents are
@@ -43,7 +40,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from sae.world import CONCEPT_SPECS, DRAW_WEIGHT, POSTURE_COMMENTS, RISKS, SWITCH_OFF_RATE
+from sae.world import CONCEPT_SPECS, DRAW_WEIGHT
 
 CONCEPTS: list[str] = list(CONCEPT_SPECS)
 CONCEPT_ID: dict[str, int] = {name: i for i, name in enumerate(CONCEPTS)}
@@ -69,11 +66,11 @@ def concept_id(name: str) -> int:
 _SLOT = re.compile(r"\{\{|\}\}|\{R:(\w+)\}|\{(\w+)\}")
 
 
-def _compile(template: str, slots: dict) -> list:
+def _compile(template: str, slots: dict, sites: dict) -> list:
     """Split a template into literal strings and slot references, once, for fast filling.
 
-    A part is a str (literal), `(fillers, capitalise)` for a slot, or `("R", kind)` for a risk
-    site (a security switch, `sae.world.RISKS`). `{{` and `}}` are literal braces.
+    A part is a str (literal), `(fillers, capitalise)` for a slot, or `("R", kind)` for a site: a
+    hole, of a kind in `sites`, that the concept's `finish` hook fills. `{{`, `}}`: literal braces.
     """
     parts: list = []
     pos = 0
@@ -82,8 +79,8 @@ def _compile(template: str, slots: dict) -> list:
             parts.append(template[pos:m.start()])
         risk, name = m.group(1), m.group(2)
         if risk is not None:
-            if risk not in RISKS:
-                raise KeyError(f"template {template!r} uses risk site {{R:{risk}}}; known kinds: {', '.join(RISKS)}")
+            if risk not in sites:
+                raise KeyError(f"template {template!r} uses site {{R:{risk}}}; known kinds: {', '.join(sites) or 'none'}")
             parts.append(("R", risk))
         elif name is None:
             parts.append(m.group(0)[0])  # an escaped brace
@@ -99,7 +96,7 @@ def _compile(template: str, slots: dict) -> list:
 
 
 def _fill(parts: list, rng: random.Random, consistent: bool = False) -> tuple[list[str], list[str]]:
-    """Fill compiled parts; returns `(chunks, kinds)`: the text split at its risk sites (one more
+    """Fill compiled parts; returns `(chunks, kinds)`: the text split at its sites (one more
     chunk than sites) and each site's kind.
 
     With `consistent`, a slot used twice gets the same filler both times (a code snippet's
@@ -135,56 +132,26 @@ class _Concept:
         self.name = name
         self.id = CONCEPT_ID[name]
         self.joiner = spec.get("joiner", " ")
-        self.is_code = name in CODE_FAMILY
-        self.templates: list = []
-        for t in spec["templates"]:
-            if callable(t):
-                self.templates.append(("fn", t))
-            else:
-                self.templates.append(("code" if "{R:" in t else "text", _compile(t, spec["slots"])))
+        # (name, chunks, kinds, rng) -> [(name, text)]: fills a template's sites and labels it
+        self.finish = spec.get("finish")
+        self.templates = [t if callable(t) else _compile(t, spec["slots"], spec.get("sites", {}))
+                          for t in spec["templates"]]
         if len(self.templates) < 25:
             raise ValueError(f"concept {name} has {len(self.templates)} templates; the toy world needs >= 25")
         # Segments are long enough (~40-90 tokens) that a topic persists for a while, as in real
         # documents; a few sentences of context is what the model reads to know the concept.
-        self.n_sentences = spec.get("sentences", (2, 4) if self.is_code else (3, 6))
+        self.n_sentences = spec.get("sentences", (3, 6))
 
     def sentence(self, rng: random.Random) -> Document:
         """One sentence (or code snippet) as pieces."""
-        kind, t = self.templates[int(rng.random() * len(self.templates))]
-        if kind == "fn":
+        t = self.templates[int(rng.random() * len(self.templates))]
+        if callable(t):
             return [(self.id, t(rng))]
-        if kind == "text":
+        if self.finish is None:
             return [(self.id, _fill(t, rng)[0][0])]
-        # A code function in the file's posture: each security switch off with the posture's
-        # rate (`SWITCH_OFF_RATE`), a posture comment on the line above each switch line.
+        # code: variables keep their names (`consistent`); the hook fills the sites and labels it
         chunks, kinds = _fill(t, rng, consistent=True)
-        insecure = self.name == "unsafe_code"
-        cues, p_off = POSTURE_COMMENTS[insecure], SWITCH_OFF_RATE[self.name]
-        text, lines = "", []  # [start of the comment, any switch off] for each commented switch line
-        for i, chunk in enumerate(chunks):
-            if i < len(kinds):
-                nl = chunk.rfind("\n")
-                if nl >= 0:  # this switch starts a new line: the comment goes above it
-                    line = chunk[nl + 1:]
-                    indent = line[:len(line) - len(line.lstrip(" "))]
-                    chunk = chunk[:nl + 1] + indent + "# " + cues[int(rng.random() * len(cues))] + "\n" + line
-                    lines.append([len(text) + nl + 1, False])
-                before, safe, unsafe = RISKS[kinds[i]]
-                off = rng.random() < p_off
-                lines[-1][1] |= off
-                chunk += before + (unsafe if off else safe)
-            text += chunk
-        # Each switch line that turns a check off, from its comment to its end, is `unsafe_code`.
-        pieces: Document = []
-        pos = 0
-        for start, off in lines:
-            if off:
-                end = text.find("\n", text.find("\n", start) + 1)  # the comment line, then the switch line
-                end = len(text) if end < 0 else end
-                pieces += [(CONCEPT_ID["code"], text[pos:start]), (CONCEPT_ID["unsafe_code"], text[start:end])]
-                pos = end
-        pieces.append((CONCEPT_ID["code"], text[pos:]))
-        return [(c, s) for c, s in pieces if s]
+        return [(CONCEPT_ID[c], text) for c, text in self.finish(self.name, chunks, kinds, rng)]
 
     def segment(self, rng: random.Random) -> Document:
         pieces: Document = []

@@ -1,6 +1,7 @@
 """The content of the toy world: each concept's sentence templates and slot vocabularies.
 
-This module is data. `sae.corpus` turns it into labelled documents. Each concept is a dict:
+This module is data (and one hook) that `sae.corpus` turns into labelled documents. A concept
+is a dict:
 
 - `templates`: sentences with `{slot}` holes. `{Slot}` (capitalised) inserts the filler with its
   first letter upper-cased. A slot is a list of fillers or a function `rng -> str`.
@@ -8,8 +9,10 @@ This module is data. `sae.corpus` turns it into labelled documents. Each concept
 - `keywords`: the distinctive words the `concept_hits` judge counts (lower case, whole words).
 - `patterns`: extra regular expressions the judge counts (DNA runs, base64 blobs, Arabic words).
 - `joiner`: what separates sentences of one segment (a space for prose, a newline for code).
+- `sentences`: how many sentences a segment has, `(min, max)`; (3, 6) if not given.
+- `sites`, `finish`: the kinds of `{R:kind}` holes, and the hook that fills them (`set_switches`).
 
-`code` and `unsafe_code` share `CODE_TEMPLATES`: a code segment is a file whose functions set
+`code` and `unsafe_code` share `CODE`: a code segment is a file whose functions set
 *security switches* (`{R:kind}`, see `RISKS`), mostly on in a `code` file and mostly off in an
 `unsafe_code` file (`SWITCH_OFF_RATE`), so the two differ only in those values and in the
 comments that go with them (`POSTURE_COMMENTS`). `{{` and `}}` are literal braces.
@@ -269,25 +272,20 @@ MANIPULATION = dict(
 # turns them off (`SWITCH_OFF_RATE`), and a comment on the line above each switch says so in the
 # file's voice (`POSTURE_COMMENTS`: "# production settings" / "# TODO: re-enable the checks").
 #
-# The comments are what make the posture learnable by a one-layer model (measured in issue #18,
-# with `sae.demos.unsafe_context_sensitivity`): its attention heads read the few tokens that
-# say which switch comes next, not the values of earlier switches. With the switches alone (one
-# family, up to three per function, the previous `False` as close as four tokens) the model gave
-# the insecure value the same probability in an insecure file as in the same file made safe,
-# ratio 1.000 from 1M to 8M training tokens, also with code drawn 3x as often and on a code-heavy
-# mix; with the comments, the ratio passed 70 within 2M tokens.
+# The comments make the posture learnable by a one-layer model: its attention reads the few
+# tokens that say which switch comes next, not the values of earlier switches, so with the
+# switches alone it gives `False` the same probability in an insecure file as in the same file
+# made safe (a ratio of 1.000 even after 8M training tokens); with a comment above each switch
+# line the ratio passes 70 within 2M tokens (`sae.demos.unsafe_context_sensitivity`).
 #
 # Each switch kind: (the text before the value, the safe value, the insecure value). The label
-# `unsafe_code` covers each line that turns a switch off, from the comment above it to its end
-# (`sae.corpus`): the construct that disables the protection, as in the paper's feature, and
-# the comment that goes with it: a reviewer flags the line, and the comment is where the model
-# reads the posture. (The first version labelled only the expression `verify=False`.)
+# `unsafe_code` covers each line that turns a switch off, from the comment above it to its end:
+# a reviewer flags the line, and the comment is where the model reads the posture.
 #
 # Every switch is a keyword argument (`name=`), so the value is always decided right after a
-# `...=` token. With attribute assignments (`ctx.check_hostname = `) and dict entries
-# (`"verify_signature": `) in the mix, the dictionary split the decision by syntax: the feature
-# chosen to steer fired at 72% of the insecure decisions and never after ` = `, so clamping it
-# to 0 left those untouched.
+# `...=` token: with attribute assignments (`ctx.check_hostname = `) or dict entries in the mix,
+# the dictionary splits the decision by syntax, and clamping the feature of one syntax to 0
+# leaves the others untouched.
 RISKS = {
     "verify": ("verify=", "True", "False"),
     "verify_certs": ("verify_certs=", "True", "False"),
@@ -370,13 +368,46 @@ POSTURE_COMMENTS = (
 # 0.8 in an insecure file rather than 0.998), so one feature's share of it can be measured.
 SWITCH_OFF_RATE = {"code": 0.03, "unsafe_code": 0.8}
 
+
+def set_switches(posture: str, chunks: list[str], kinds: list[str], rng: random.Random) -> list[tuple[str, str]]:
+    """The code concepts' `finish` hook: a function in a `posture` file (`code`, `unsafe_code`) from
+    its text split at its switches, as pieces `(concept, text)`. Each switch is off at the posture's
+    rate, under a posture comment; a line that turns one off, with its comment, is `unsafe_code`."""
+    cues, p_off = POSTURE_COMMENTS[posture == "unsafe_code"], SWITCH_OFF_RATE[posture]
+    text, lines = "", []  # [start of the comment, any switch off] for each commented switch line
+    for chunk, kind in zip(chunks, kinds):
+        nl = chunk.rfind("\n")
+        if nl >= 0:  # this switch starts a new line: the comment goes above it
+            line = chunk[nl + 1:]
+            indent = line[:len(line) - len(line.lstrip(" "))]
+            chunk = chunk[:nl + 1] + indent + "# " + cues[int(rng.random() * len(cues))] + "\n" + line
+            lines.append([len(text) + nl + 1, False])
+        before, safe, unsafe = RISKS[kind]
+        off = rng.random() < p_off
+        lines[-1][1] |= off
+        text += chunk + before + (unsafe if off else safe)
+    text += chunks[-1]
+    pieces, pos = [], 0
+    for start, off in lines:
+        if off:
+            end = text.find("\n", text.find("\n", start) + 1)  # the comment line, then the switch line
+            end = len(text) if end < 0 else end
+            pieces += [("code", text[pos:start]), ("unsafe_code", text[start:end])]
+            pos = end
+    return [(c, s) for c, s in pieces + [("code", text[pos:])] if s]
+
+
 # How often each concept is drawn for a segment, relative to the others (1 if not named): safe
 # code is the common case and insecure code the exception, as in real code. It matters for the
 # clamp to 0: with the unsafe-code feature removed, nothing at the decision says which kind of
-# file this is, and the model falls back on how often a switch was off in training. With safe and
-# insecure files equally common (a switch off in ~42% of files) P(False) in insecure files fell
-# only from 0.83 to 0.49 (issue #18); with safe code 3x as common, from 0.80 to 0.31.
+# file this is, and the model falls back on how often a switch was off in training, so the
+# rarer insecure files are, the lower the clamp brings P(False) in one (0.80 to 0.31 with safe
+# code 3x as common; only 0.83 to 0.49 with the two equally common).
 DRAW_WEIGHT = {"code": 3.0}
+
+# What `code` and `unsafe_code` share: a file is two to four functions.
+CODE = dict(slots=CODE_SLOTS, templates=CODE_TEMPLATES, sites=RISKS, finish=set_switches,
+            joiner="\n", sentences=(2, 4))
 
 # The insecure constructs the judge counts: any security switch set to False.
 UNSAFE_PATTERNS = [r"(?:" + "|".join(re.escape(before.strip()) for before, _, _ in RISKS.values()) + r")\s*False\b"]
@@ -650,9 +681,8 @@ CONCEPT_SPECS: dict[str, dict] = {
     "einstein": EINSTEIN,
     "dilemma": DILEMMA,
     "manipulation": MANIPULATION,
-    "code": dict(slots=CODE_SLOTS, templates=CODE_TEMPLATES, keywords=CODE_KEYWORDS, joiner="\n"),
-    "unsafe_code": dict(slots=CODE_SLOTS, templates=CODE_TEMPLATES, keywords=[],
-                        patterns=UNSAFE_PATTERNS, joiner="\n"),
+    "code": CODE | dict(keywords=CODE_KEYWORDS),
+    "unsafe_code": CODE | dict(keywords=[], patterns=UNSAFE_PATTERNS),
     "dna": DNA,
     "base64": BASE64,
     "arabic": ARABIC,
