@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, NamedTuple
 
 import torch
@@ -276,7 +276,7 @@ class SparseAutoencoder(nn.Module):
         towards what the live ones miss. Only the dead latents' pre-activations are computed, in
         their own small matmul: few latents are dead once training is under way, so this costs a
         fraction of masking a copy of all d_sae pre-activations and running a second top-k over
-        them (which doubled TopK's step time, issue #16).
+        them (which would double TopK's step time).
         """
         dead = dead_mask.nonzero().squeeze(1)
         k_aux = min(self.cfg.k_aux or self.cfg.d_in // 2, dead.numel())
@@ -344,15 +344,11 @@ class SparseAutoencoder(nn.Module):
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto") -> "SparseAutoencoder":
         ckpt = load_checkpoint(path, "an SAE (sae.pt)")
-        sae = cls(config_from_saved(ckpt))
+        unknown = set(ckpt["config"]) - {f.name for f in fields(SAEConfig)}
+        if unknown:
+            raise ValueError(f"{path} was written by another version of sae (unknown config fields: "
+                             f"{', '.join(sorted(unknown))}): train it again with this version")
+        sae = cls(SAEConfig(**ckpt["config"]))
         sae.load_state_dict(ckpt["state_dict"])
         sae.meta = ckpt.get("meta", {})
         return sae.to(resolve_device(device))
-
-
-def config_from_saved(ckpt: dict) -> SAEConfig:
-    """The SAEConfig of a saved SAE, also from files of sae 0.1 (λ in the config, site in "meta")."""
-    cfg = dict(ckpt["config"])
-    cfg.pop("l1_coeff", None)  # a training setting: TrainSAEConfig.l1_coeff since 0.2
-    cfg.setdefault("site", ckpt.get("meta", {}).get("site", ""))
-    return SAEConfig(**cfg)

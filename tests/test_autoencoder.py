@@ -264,14 +264,12 @@ def test_save_load_round_trip(tmp_path, arch):
     assert not list(tmp_path.glob(".*tmp")), "the atomic write must not leave temporary files"
 
 
-def test_files_of_version_0_1_still_load(tmp_path):
-    """sae 0.1 kept λ in the SAE's config and the site in "meta"; such files must still load."""
+def test_a_file_from_another_version_is_a_one_line_error_naming_it(tmp_path):
+    """sae 0.1 kept λ in the SAE's config; such a file is refused with the fix, not a TypeError."""
     sae = make_sae("relu")
-    old = {"config": {**{k: v for k, v in asdict(sae.cfg).items() if k != "site"}, "l1_coeff": 3.0},
-           "state_dict": sae.state_dict(), "meta": {"site": "blocks.0.mlp.hook_post", "preset": "tiny"}}
-    torch.save(old, tmp_path / "old.pt")
-    loaded = SparseAutoencoder.load(tmp_path / "old.pt", device="cpu")
-    assert loaded.cfg.site == "blocks.0.mlp.hook_post" and loaded.cfg == sae.cfg
+    torch.save({"config": {**asdict(sae.cfg), "l1_coeff": 3.0}, "state_dict": sae.state_dict()}, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match=r"old\.pt was written by another version.*l1_coeff.*train it again"):
+        SparseAutoencoder.load(tmp_path / "old.pt", device="cpu")
 
 
 def test_a_corrupt_file_is_a_one_line_error_naming_it(tmp_path):
