@@ -21,7 +21,6 @@ Stages (outputs in `runs/NAME/`):
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from contextlib import contextmanager, nullcontext
@@ -156,8 +155,7 @@ def evaluate_run(p: Preset, out: Path, name: str = "sae") -> dict:
             fs.add(b)
     result = ev.result()
     fs.result().save(stats_path(out, name))
-    stages = json.loads((out / "stages.json").read_text()) if (out / "stages.json").exists() else {}
-    lm = stages.get("lm", {})
+    lm = read_run_json(out, "stages.json", missing={}).get("lm", {})
     metrics = {
         "lm": {"val_loss": lm.get("val_loss"), "on_concept_rate": lm.get("on_concept_rate")},
         "sae": {"site": sae.cfg.site, "arch": sae.cfg.arch, "d_sae": sae.cfg.d_sae, **result.metrics},
@@ -193,12 +191,11 @@ def degenerate(s: dict) -> list[str]:
 def write_figures(out: Path) -> list[Path]:
     """Draw the run's figures into `out/figures/` from the files earlier stages wrote."""
     figs = out / "figures"
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = read_run_json(out, "metrics.json")
     written = []
     if (out / "lm_history.json").exists() and (out / "sae_history.json").exists():
-        written.append(plots.training_curves(json.loads((out / "lm_history.json").read_text()),
-                                             json.loads((out / "sae_history.json").read_text()),
-                                             figs / "training_curves.png"))
+        written.append(plots.training_curves(read_run_json(out, "lm_history.json"),
+                                             read_run_json(out, "sae_history.json"), figs / "training_curves.png"))
     stats = run_feature_stats(out)
     written.append(plots.log_density_histogram(stats.fire_count, stats.n_tokens, figs / "log_density.png"))
     if "concepts" in metrics:
@@ -240,7 +237,7 @@ def dashboard_features(out: Path, stats) -> list[int]:
     """The features that get a dashboard page: `default_features` (every alive feature, up to
     `dashboard.ALL_PAGES_MAX`; past that a sample), and every feature the report links to (each
     concept's detector or closest feature, and its best feature by token AUROC)."""
-    concepts = read_run_json(out, "metrics.json").get("concepts", {}) if (out / "metrics.json").exists() else {}
+    concepts = read_run_json(out, "metrics.json", missing={}).get("concepts", {})
     linked = [e["feature"] for c in concepts.values() for e in (c.get("detector"), c.get("closest_feature")) if e]
     return list(dict.fromkeys(default_features(stats) + linked + [c["feature"] for c in concepts.values()]))
 
@@ -314,7 +311,7 @@ def reproduce(preset: Preset, out: str | Path, until: str | None = None, log=pri
 
 def _run_stages(preset: Preset, out: Path, until: str | None, log, main: bool) -> dict:
     summary_path = out / "stages.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    summary = read_run_json(out, "stages.json", missing={})
     log(f"reproduce: preset {preset.name!r} ({preset.description}) -> {out}")
     for i, st in enumerate(STAGES, 1):
         tag = f"[{i}/{len(STAGES)}] {st.name:<10}"
@@ -338,8 +335,7 @@ def _run_stages(preset: Preset, out: Path, until: str | None, log, main: bool) -
             + f" | total {sum(v.get('seconds', 0) for v in done.values()):.0f}s")
         if (out / "report.md").exists():
             log(f"report: {out / 'report.md'} (and report.html); dashboard: {out / 'dashboard' / 'index.html'}")
-    warnings = json.loads((out / "metrics.json").read_text()).get("warnings", []) if (out / "metrics.json").exists() else []
-    for w in warnings:
+    for w in read_run_json(out, "metrics.json", missing={}).get("warnings", []):
         log(f"WARNING: the run finished, but its SAE is degenerate: {w}")
     return summary
 

@@ -82,7 +82,7 @@ PRESETS: dict[str, Preset] = {
         gpt=GPTConfig(d_model=256, n_head=8, d_mlp=1024, vocab_size=4096),
         train_lm=lm_schedule(5000, batch_size=64, lr=2e-3, warmup=200),
         sae=SAEConfig(d_in=0, d_sae=16384, site="blocks.0.mlp.hook_post"),
-        # λ 3 (tiny's) gave L0 4.8 and 12% dead features at 16,384 features on an H200 (issue #25)
+        # λ 3 (tiny's) gave L0 4.8 and 12% dead features at 16,384 features on an H200
         train_sae=sae_schedule(24414, lr=3e-3, l1_coeff=1.0)),
 }
 
@@ -101,17 +101,19 @@ _DERIVED = {"sae.d_in": "the width of the activations at sae.site",
             "train_sae.seed": "the run's seed (set seed=...)"}
 
 
-def preset_fields(p: Preset) -> dict[str, object]:
-    """Every settable field by dotted name, with its value: {"seed": 0, ..., "train_sae.lr": 0.003, ...}."""
+def _all_fields(config) -> dict[str, object]:
+    """Every field of a config by dotted name, nested configs' fields included."""
     out: dict[str, object] = {}
-    for f in fields(p):
-        v = getattr(p, f.name)
-        if is_dataclass(v):
-            out.update({f"{f.name}.{g.name}": getattr(v, g.name) for g in fields(v)
-                        if f"{f.name}.{g.name}" not in _DERIVED})
-        elif f.name not in ("name", "description"):
-            out[f.name] = v
+    for f in fields(config):
+        v = getattr(config, f.name)
+        out.update({f"{f.name}.{k}": w for k, w in _all_fields(v).items()} if is_dataclass(v) else {f.name: v})
     return out
+
+
+def preset_fields(p: Preset) -> dict[str, object]:
+    """Every settable field by dotted name, with its value: {"seed": 0, ..., "train_sae.lr": 0.003, ...}
+    (all but the name, the description, and the fields filled in at build time)."""
+    return {k: v for k, v in _all_fields(p).items() if k not in _DERIVED and k not in ("name", "description")}
 
 
 def _coerce(value, hint, name: str):
@@ -157,51 +159,39 @@ def with_overrides(p: Preset, settings: list[str]) -> Preset:
 def preset_from_dict(d: dict, where: str) -> Preset:
     """The inverse of `asdict(preset)` (JSON turns tuples into lists), with one-line errors that
     name `where` and the offending key."""
-    hints = typing.get_type_hints(Preset)
-    fix = "fix it, or delete the run directory to start over"
     if not isinstance(d, dict):
         raise ValueError(f"{where} is not a configuration of this version of sae (a JSON object with the keys "
-                         f"{', '.join(hints)}); delete the run directory to start over")
-    unknown = [k for k in d if k not in hints]
+                         f"{', '.join(typing.get_type_hints(Preset))}); delete the run directory to start over")
+    try:
+        return _from_dict(Preset, d, where)
+    except ValueError as e:
+        raise ValueError(f"{e}; fix it, or delete the run directory to start over") from None
+
+
+def _from_dict(cls, d, where: str, key: str = ""):
+    """A `cls` from its JSON object `d`: the Preset (`key` empty) or, recursively, the config nested
+    at the dotted name `key`, its own checks (`__post_init__`) included."""
+    hints = typing.get_type_hints(cls)
+    names = ", ".join(hints)
+    this = f"{where}: {key}" if key else f"{where} is not a configuration of this version of sae"
+    if not isinstance(d, dict):
+        raise ValueError(f"{this} must be an object with fields of {cls.__name__}: {names}, got {d!r}")
+    unknown = ", ".join(repr(k) for k in d if k not in hints)
     if unknown:
-        raise ValueError(f"{where} is not a configuration of this version of sae: unknown key(s) "
-                         f"{', '.join(map(repr, unknown))} (valid keys: {', '.join(hints)}); {fix}")
-    missing = [k for k in ("name", "description") if k not in d]
-    if missing:
-        raise ValueError(f"{where} is not a configuration of this version of sae: missing key(s) "
-                         f"{', '.join(map(repr, missing))}; {fix}")
+        raise ValueError(f"{this} has unknown field(s) {unknown} (fields of {cls.__name__}: {names})" if key
+                         else f"{this}: unknown key(s) {unknown} (valid keys: {names})")
+    missing = ", ".join(repr(k) for k in ("name", "description") if cls is Preset and k not in d)
+    if missing:  # a nested config's constructor names its own missing fields
+        raise ValueError(f"{this}: missing key(s) {missing}")
     kw = {}
-    for key, value in d.items():
-        hint = hints[key]
-        if is_dataclass(hint):
-            kw[key] = _config_from_dict(hint, value, key, where, fix)
-        else:
-            kw[key] = _coerce_or_explain(value, hint, f"{where}: {key}", fix)
-    return Preset(**kw)
-
-
-def _config_from_dict(cls, value, key: str, where: str, fix: str):
-    """One nested config (`gpt`, `sae`, ...) of a config.json, its own checks (`__post_init__`) included."""
-    sub = typing.get_type_hints(cls)
-    if not isinstance(value, dict):
-        raise ValueError(f"{where}: {key} must be an object with fields of {cls.__name__}: {', '.join(sub)}, "
-                         f"got {value!r}; {fix}")
-    unknown = [k for k in value if k not in sub]
-    if unknown:
-        raise ValueError(f"{where}: {key} has unknown field(s) {', '.join(map(repr, unknown))} (fields of "
-                         f"{cls.__name__}: {', '.join(sub)}); {fix}")
-    kw = {k: _coerce_or_explain(v, sub[k], f"{where}: {key}.{k}", fix) for k, v in value.items()}
+    for k, v in d.items():
+        name = f"{key}.{k}" if key else k
+        kw[k] = (_from_dict(hints[k], v, where, name) if is_dataclass(hints[k])
+                 else _coerce(v, hints[k], f"{where}: {name}"))
     try:
         return cls(**kw)
     except (ValueError, TypeError) as e:
-        raise ValueError(f"{where}: {key}: {e}; {fix}") from None
-
-
-def _coerce_or_explain(value, hint, name: str, fix: str):
-    try:
-        return _coerce(value, hint, name)
-    except ValueError as e:
-        raise ValueError(f"{e}; {fix}") from None
+        raise ValueError(f"{this}: {e}") from None
 
 
 def preset_of_run(run: str | Path) -> Preset:
@@ -232,18 +222,6 @@ def check_config(p: Preset, run: Path) -> None:
         diff = {("preset" if k == "name" else k): (a.get(k), v) for k, v in b.items() if a.get(k) != v}
         raise ValueError(f"{run} holds a run with a different configuration (field: (old, new) {diff}); "
                          f"use another --out directory, or delete {run} to start over")
-
-
-def _all_fields(p: Preset) -> dict[str, object]:
-    """Every field of `p` by dotted name, derived ones included (unlike `preset_fields`)."""
-    out: dict[str, object] = {}
-    for f in fields(p):
-        v = getattr(p, f.name)
-        if is_dataclass(v):
-            out.update({f"{f.name}.{g.name}": getattr(v, g.name) for g in fields(v)})
-        else:
-            out[f.name] = v
-    return out
 
 
 # ----------------------------------------------------------------------------- text and models
@@ -311,7 +289,7 @@ def run_feature_stats(run: str | Path, name: str = "sae", device: str = "cpu") -
 def run_detectors(run: str | Path) -> dict[int, str]:
     """{feature: concept} for every concept-detector feature of the run (`metrics.json`; empty
     when there is none), each concept's chosen detector first."""
-    concepts = read_run_json(run, "metrics.json").get("concepts", {}) if (Path(run) / "metrics.json").exists() else {}
+    concepts = read_run_json(run, "metrics.json", missing={}).get("concepts", {})
     return {f: name for name, c in concepts.items() for f in c.get("detector_features", [])}
 
 
@@ -337,11 +315,14 @@ def json_fix(run: str | Path, name: str) -> str:
     return f"delete it and {again}"
 
 
-def read_run_json(run: str | Path, name: str) -> dict | list:
+def read_run_json(run: str | Path, name: str, missing: dict | list | None = None) -> dict | list:
     """The run's JSON file `name` (a list for histories, else an object), or a one-line error
-    naming the file and how to rebuild it."""
-    kind = list if name.endswith("_history.json") else dict
-    return read_json(Path(run) / name, kind, json_fix(run, name))
+    naming the file and how to rebuild it. A file the run may not have yet: give `missing`, the
+    value to use then (without it, an absent file is a FileNotFoundError)."""
+    path = Path(run) / name
+    if missing is not None and not path.exists():
+        return missing
+    return read_json(path, list if name.endswith("_history.json") else dict, json_fix(run, name))
 
 
 def check_run_files(run: str | Path, names=RUN_JSON_FILES) -> None:
