@@ -212,9 +212,10 @@ def seed_list(text: str) -> list[int]:
 
 def cmd_seeds(args) -> int:
     import platform
-    import time
 
     import torch
+
+    from sae.estimate import matmul_gflops
 
     preset = with_overrides(get_preset(args.preset), args.set)
     if args.device is not None:
@@ -225,11 +226,7 @@ def cmd_seeds(args) -> int:
     for s in args.seeds:  # refuse a mismatched run directory now, not after hours on the others
         if (out / f"seed{s}" / "config.json").is_file():
             check_config(replace(preset, seed=s), out / f"seed{s}")
-    a = torch.randn(1024, 1024)
-    t0 = time.perf_counter()
-    for _ in range(10):
-        a @ a
-    rate = 10 * 2 * 1024**3 / (time.perf_counter() - t0) / 1e9
+    rate = matmul_gflops()
     machine = (f"Machine: {platform.machine()} {platform.system()}, torch {torch.__version__}, "
                f"{torch.get_num_threads()} threads, fp32 matmul {rate:.0f} GFLOP/s (1024², before the study).")
     seed_study(preset, out, args.seeds, machine=machine)

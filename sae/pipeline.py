@@ -40,6 +40,7 @@ from sae.autoencoder import SparseAutoencoder
 from sae.buffer import ActivationBuffer
 from sae.corpus import CONCEPTS
 from sae.dashboard import build_dashboard, default_features
+from sae.estimate import estimate_seconds, matmul_gflops
 from sae.gpt import GPT
 from sae.interpret import FeatureStatsBuilder
 from sae.metrics import Evaluator, concept_table, detector_summary, held_out_batches
@@ -286,6 +287,7 @@ STAGES: list[Stage] = [
     Stage("steering", ["steering.json"], stage_steering),
     Stage("report", ["report.md", "report.html"], stage_report),
 ]
+STAGE_BY_NAME = {st.name: st for st in STAGES}
 
 
 def reproduce(preset: Preset, out: str | Path, until: str | None = None, log=print) -> dict:
@@ -313,9 +315,13 @@ def _run_stages(preset: Preset, out: Path, until: str | None, log, main: bool) -
     summary_path = out / "stages.json"
     summary = read_run_json(out, "stages.json", missing={})
     log(f"reproduce: preset {preset.name!r} ({preset.description}) -> {out}")
+    names = [st.name for st in STAGES]
+    todo = [n for n in names[: names.index(until) + 1 if until else None] if not _finished(summary, out, n)]
+    guess = _announce_estimate(preset, todo, log) if main and todo else {}
+    spent = guessed = 0.0  # this call's finished stages: seconds taken, seconds estimated
     for i, st in enumerate(STAGES, 1):
         tag = f"[{i}/{len(STAGES)}] {st.name:<10}"
-        if st.name in summary and all((out / o).exists() for o in st.outputs):
+        if _finished(summary, out, st.name):
             log(f"{tag} done already ({', '.join(st.outputs)}), skipped")
         elif main or st.name == "sae":
             log(f"{tag} running...")
@@ -325,7 +331,10 @@ def _run_stages(preset: Preset, out: Path, until: str | None, log, main: bool) -
             summary[st.name] = info
             if main:
                 atomic_write_json(summary_path, summary)
-            log(f"{tag} finished in {info['seconds']:.1f}s {_fmt(info)}")
+            spent, guessed = spent + info["seconds"], guessed + guess.get(st.name, 0.0)
+            left = sum(guess.get(n, 0.0) for n in todo[todo.index(st.name) + 1:]) * spent / max(guessed, 1e-9)
+            log(f"{tag} finished in {info['seconds']:.1f}s {_fmt(info)}"
+                + (f" | about {format_duration(left)} left" if guess and left > 0 else ""))
         distributed.barrier()
         if st.name == until:
             break
@@ -338,6 +347,23 @@ def _run_stages(preset: Preset, out: Path, until: str | None, log, main: bool) -
     for w in read_run_json(out, "metrics.json", missing={}).get("warnings", []):
         log(f"WARNING: the run finished, but its SAE is degenerate: {w}")
     return summary
+
+
+def _finished(summary: dict, out: Path, name: str) -> bool:
+    """A stage is done when its `stages.json` entry (written last) and all its outputs exist."""
+    return name in summary and all((out / o).exists() for o in STAGE_BY_NAME[name].outputs)
+
+
+def _announce_estimate(preset: Preset, todo: list[str], log) -> dict[str, float]:
+    """Print how long the stages in `todo` should take here (`sae.estimate`); returns the seconds
+    per stage, which each finished stage then rescales ("about ... left")."""
+    device = resolve_device(preset.device)
+    rate = matmul_gflops(device)
+    guess = estimate_seconds(preset, rate, todo)
+    log(f"estimate: about {format_duration(sum(guess.values()))} on this machine ({device}, "
+        f"{torch.get_num_threads()} threads, fp32 matmul {rate:.0f} GFLOP/s): "
+        + ", ".join(f"{n} {format_duration(s)}" for n, s in guess.items()))
+    return guess
 
 
 @contextmanager

@@ -1,6 +1,7 @@
 """The command line: help, samples, stats, tokenizer, clear one-line errors with exit code 2."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -56,7 +57,10 @@ def test_reproduce_smoke_runs_and_resumes(tmp_path, capsys):
     with DeviceCheck():
         assert main(["reproduce", "--preset", "smoke", "--out", str(out)]) == 0
     assert (out / "tokenizer.json").exists() and (out / "config.json").exists()
-    capsys.readouterr()
+    printed = capsys.readouterr().out
+    assert re.search(r"^estimate: about \d+:\d\d:\d\d on this machine \(cpu, \d+ threads, fp32 matmul \d+ GFLOP/s\)",
+                     printed, re.M), "reproduce must say how long it will take before it starts"
+    assert len(re.findall(r"\| about \d+:\d\d:\d\d left$", printed, re.M)) == 5, "each stage but the last must update the estimate"
     assert main(["reproduce", "--preset", "smoke", "--out", str(out)]) == 0
     assert "skipped" in capsys.readouterr().out, "a finished stage must be skipped on a re-run"
     assert main(["reproduce", "--preset", "smoke", "--out", str(out), "--seed", "5"]) == 2, \
