@@ -1,12 +1,15 @@
 """Benchmark: activation harvesting through the buffer vs the model's bare forward pass.
 
 Target (issue #5): harvesting overhead <= 15% over the bare forward tokens/s, and the peak memory
-of the default buffer. Run after `python -m sae train-lm` (uses runs/tiny), or on a random model:
-`python benchmarks/bench_buffer.py [RUN]`.
+of the default buffer.
+
+    python -m benchmarks.bench_buffer          # runs/tiny's model (after `python -m sae train-lm`), or a random one
+    python -m benchmarks.bench_buffer RUN      # the model of another run directory
+    python -m benchmarks.bench_buffer --quick  # a random smoke-sized model, a small buffer, 2 refills: a test
 """
 
+import argparse
 import resource
-import sys
 import time
 from pathlib import Path
 
@@ -19,15 +22,29 @@ from sae.gpt import GPT, GPTConfig
 SITE = "blocks.0.mlp.hook_post"
 
 
-def main() -> None:
-    run = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("runs/tiny")
-    model = GPT.load(run / "lm.pt") if (run / "lm.pt").exists() else GPT(GPTConfig())
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", nargs="?", default="runs/tiny", help="a run directory with lm.pt (default runs/tiny; "
+                    "a random model when it has none)")
+    ap.add_argument("--quick", action="store_true", help="a random smoke-sized model (RUN is not read), "
+                    "an 8k-row buffer refilled twice")
+    args = ap.parse_args(argv)
+    # sizes: (tokens, contexts per model call, timed model calls, buffer rows, rows per batch, refills)
+    n_tokens, model_batch, n_calls, buffer_tokens, batch, refills = (
+        (100_000, 16, 4, 2**13, 512, 2) if args.quick else (4_000_000, 64, 40, 2**17, 4096, 20))
+    path = Path(args.run) / "lm.pt"
+    if args.quick:
+        model = GPT(GPTConfig(d_model=64, n_head=2, d_mlp=256, n_ctx=64, vocab_size=512))
+    elif path.exists():
+        model = GPT.load(path)
+    else:
+        model = GPT(GPTConfig())
     model.eval().requires_grad_(False)
-    tokens = np.random.default_rng(0).integers(0, model.cfg.vocab_size, 4_000_000).astype(np.int32)
-    n_ctx, model_batch = model.cfg.n_ctx, 64
+    tokens = np.random.default_rng(0).integers(0, model.cfg.vocab_size, n_tokens).astype(np.int32)
+    n_ctx = model.cfg.n_ctx
 
     src = ContextSource(tokens, n_ctx, seed=0)
-    batches = [src.contexts(model_batch) for _ in range(40)]
+    batches = [src.contexts(model_batch) for _ in range(n_calls)]
     with torch.no_grad():
         model(batches[0])
         t0 = time.perf_counter()
@@ -40,12 +57,12 @@ def main() -> None:
         to_site = len(batches) * model_batch * n_ctx / (time.perf_counter() - t0)
 
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    buf = ActivationBuffer(model, tokens, SITE, buffer_tokens=2**17, batch_size=4096, model_batch=model_batch)
+    buf = ActivationBuffer(model, tokens, SITE, buffer_tokens=buffer_tokens, batch_size=batch, model_batch=model_batch)
     n = 0
     t0 = time.perf_counter()
-    while buf.refills < 20:
+    while buf.refills < refills:
         buf.next_batch()
-        n += 4096
+        n += batch
     served = n / (time.perf_counter() - t0)
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"bare forward (full model): {bare:,.0f} tokens/s")

@@ -1,11 +1,11 @@
 """Data-parallel SAE training: tokens/s with 1 and 2 processes, and the share of communication.
 
-    python benchmarks/bench_ddp.py            # d_sae 1,024 and 16,384 at d_in 512, batch 1,024
-    python benchmarks/bench_ddp.py --quick    # d_sae 1,024 only, fewer steps
-    python benchmarks/bench_ddp.py --device cuda   # NCCL, one GPU per process (needs 2 GPUs for 2)
+    python -m benchmarks.bench_ddp                 # d_sae 1,024 and 16,384 at d_in 512, batch 1,024
+    python -m benchmarks.bench_ddp --quick         # d_sae 256 at d_in 64, batch 256, 4 steps: a test
+    python -m benchmarks.bench_ddp --device cuda   # NCCL, one GPU per process (needs 2 GPUs for 2)
 
-Each configuration trains `train_sae` on a repeated random batch (no data cost) in 1 process with
-the whole batch, then in 2 gloo (NCCL on CUDA) processes with half of it each, started by
+Each configuration trains `train_sae` on a repeated random batch (no data cost) in this process
+with the whole batch, then in 2 gloo (NCCL on CUDA) processes with half of it each, started by
 `torch.multiprocessing` as torchrun would. On CPU the processes share the machine's cores:
 1 process uses all of them as torch threads, 2 processes split them. "comm" is the share of
 rank 0's step time spent in the gradient all-reduce and the small per-step collectives
@@ -18,8 +18,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import queue
 import socket
 import time
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
@@ -30,13 +32,29 @@ from sae.autoencoder import SAEConfig, SparseAutoencoder
 from sae.train_sae import TrainSAEConfig, train_sae
 
 
-def _timed(fn, box: list):
-    def wrapper(*args, **kw):
-        t = time.perf_counter()
-        out = fn(*args, **kw)
-        box[0] += time.perf_counter() - t
-        return out
-    return wrapper
+COLLECTIVES = ("average_gradients_", "any_rank_", "mean_over_ranks")  # what a training step calls
+
+
+@contextmanager
+def timing_collectives(box: list):
+    """Within the block, every call of a per-step collective of `sae.distributed` adds its seconds to box[0]."""
+    originals = {name: getattr(distributed, name) for name in COLLECTIVES}
+
+    def timed(fn):
+        def wrapper(*args, **kw):
+            t = time.perf_counter()
+            out = fn(*args, **kw)
+            box[0] += time.perf_counter() - t
+            return out
+        return wrapper
+
+    for name, fn in originals.items():
+        setattr(distributed, name, timed(fn))
+    try:
+        yield
+    finally:
+        for name, fn in originals.items():
+            setattr(distributed, name, fn)
 
 
 def _worker(rank: int, n_ranks: int, port: int, d_in: int, d_sae: int, batch: int, steps: int, threads: int,
@@ -49,12 +67,12 @@ def _worker(rank: int, n_ranks: int, port: int, d_in: int, d_sae: int, batch: in
     else:
         dev = torch.device(device)
     comm = [0.0]
-    for name in ("average_gradients_", "any_rank_", "mean_over_ranks"):
-        setattr(distributed, name, _timed(getattr(distributed, name), comm))
     x = torch.randn(batch // n_ranks, d_in, device=dev, generator=None)
     sae = SparseAutoencoder(SAEConfig(d_in=d_in, d_sae=d_sae)).to(dev)
     warmup = 3
-    hist = train_sae(sae, itertools.repeat(x), TrainSAEConfig(n_steps=warmup + steps, log_every=0, init_b_dec=False))
+    with timing_collectives(comm):
+        hist = train_sae(sae, itertools.repeat(x), TrainSAEConfig(n_steps=warmup + steps, log_every=0,
+                                                                    init_b_dec=False))
     if dev.type == "cuda":
         torch.cuda.synchronize()
     seconds = hist[-1]["elapsed_s"] - hist[warmup - 1]["elapsed_s"]
@@ -68,6 +86,10 @@ def _worker(rank: int, n_ranks: int, port: int, d_in: int, d_sae: int, batch: in
 def run(n_ranks: int, d_in: int, d_sae: int, batch: int, steps: int, device: str) -> tuple[float, float]:
     cores = os.cpu_count() or 1
     threads = max(1, cores // n_ranks)
+    if n_ranks == 1:  # no process group: this process is the one rank
+        results = queue.SimpleQueue()
+        _worker(0, 1, 0, d_in, d_sae, batch, steps, threads, device, results)
+        return results.get()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -78,13 +100,12 @@ def run(n_ranks: int, d_in: int, d_sae: int, batch: int, steps: int, device: str
     return results.get()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="d_sae 256 at d_in 64, batch 256, 4 steps: a test")
     ap.add_argument("--device", default="cpu")
-    args = ap.parse_args()
-    d_in, batch = 512, 1024
-    configs = [(1024, 8 if args.quick else 40)] + ([] if args.quick else [(16_384, 6)])
+    args = ap.parse_args(argv)
+    d_in, batch, configs = (64, 256, [(256, 4)]) if args.quick else (512, 1024, [(1024, 40), (16_384, 6)])
     cores = os.cpu_count()
     print(f"torch {torch.__version__}, {cores} CPU cores, device {args.device}; d_in {d_in}, global batch {batch}")
     print(f"{'d_sae':>7} {'processes':>9} {'threads each':>12} {'tokens/s':>10} {'speed-up':>8} {'comm':>6}")

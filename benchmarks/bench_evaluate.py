@@ -2,7 +2,7 @@
 `FeatureStatsBuilder` over `held_out_batches`) and the memory of what it accumulates.
 
     python -m benchmarks.bench_evaluate --run runs/tiny            # a trained run (the figures that count)
-    python -m benchmarks.bench_evaluate --quick                    # an untrained smoke-sized model: a test
+    python -m benchmarks.bench_evaluate --quick                    # an untrained smoke-sized pair, 2,048 tokens: a test
 
 Prints the thread count and the machine's fp32 matmul rate beside the figures (machines here
 differ about 4x), the pass's tokens/s and seconds, and the accumulators' sizes: the two concept
@@ -13,6 +13,7 @@ dense record would need) and the probe's scores.
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,14 +34,15 @@ def nbytes(*tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", help="a run directory with lm.pt and sae.pt (default: an untrained smoke-sized pair)")
     ap.add_argument("--tokens", type=int, default=None, help="held-out tokens (default: the run's eval_tokens)")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--quick", action="store_true", help="untrained smoke-sized model and SAE, 8,192 tokens")
-    ap.add_argument("--out", default="runs/bench/bench_evaluate.json")
-    args = ap.parse_args()
+    ap.add_argument("--quick", action="store_true", help="an untrained smoke-sized model and SAE, 2,048 tokens")
+    ap.add_argument("--out", help="the results as JSON (default runs/bench/bench_evaluate.json; with --quick "
+                    "a new temporary folder's)")
+    args = ap.parse_args(argv)
     device = resolve_device(args.device)
     if args.run and not args.quick:
         p = preset_of_run(args.run)
@@ -52,11 +54,11 @@ def main() -> None:
         torch.manual_seed(0)
         model = GPT(GPTConfig(d_model=64, n_head=2, d_mlp=256, n_ctx=64, vocab_size=512)).to(device)
         sae = SparseAutoencoder(SAEConfig(d_in=256, d_sae=512, site="blocks.0.mlp.hook_post")).to(device)
-        n = args.tokens or 8192
+        n = args.tokens or (2048 if args.quick else 8192)
         rng = np.random.default_rng(0)
         tokens = rng.integers(0, 512, n + 64)
         labels = np.repeat(rng.integers(-1, len(CONCEPTS), (n + 64) // 16 + 1), 16)[: n + 64]
-    peak = matmul_peak(device, n=1024)
+    peak = matmul_peak(device, n=512 if args.quick else 1024)
     print(f"device {device}, {torch.get_num_threads()} threads, fp32 matmul {peak / 1e9:.0f} GFLOP/s; "
           f"d_in {sae.cfg.d_in}, d_sae {sae.cfg.d_sae}, {n:,} tokens")
     ev = Evaluator(model, sae, n_concepts=len(CONCEPTS))
@@ -79,10 +81,13 @@ def main() -> None:
     print(f"accumulated: concept histograms {hist / 2**20:.1f} MiB; segment peaks kept {peaks / 2**20:.1f} MiB "
           f"(a dense record: {n_segments:,} segments x {sae.cfg.d_sae + sae.cfg.d_in:,} units = {dense / 2**20:.1f} MiB); "
           f"probe scores {probe / 2**20:.1f} MiB")
-    atomic_write_json(Path(args.out), {"device": str(device), "threads": torch.get_num_threads(),
-                                       "matmul_gflops": peak / 1e9, "tokens": n_tokens, "seconds": seconds,
-                                       "tokens_per_s": n_tokens / seconds, "histogram_mib": hist / 2**20,
-                                       "peaks_mib": peaks / 2**20, "dense_peaks_mib": dense / 2**20})
+    out = Path(args.out or (tempfile.mkdtemp(prefix="bench_evaluate_") + "/bench_evaluate.json" if args.quick
+                            else "runs/bench/bench_evaluate.json"))
+    atomic_write_json(out, {"device": str(device), "threads": torch.get_num_threads(),
+                            "matmul_gflops": peak / 1e9, "tokens": n_tokens, "seconds": seconds,
+                            "tokens_per_s": n_tokens / seconds, "histogram_mib": hist / 2**20,
+                            "peaks_mib": peaks / 2**20, "dense_peaks_mib": dense / 2**20})
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ for the causal mask, as in those references.
 
     python -m benchmarks.bench_lm                  # from the repo root: CPU, batch sizes 32 and 64
     python -m benchmarks.bench_lm --device cuda --batch-sizes 256
+    python -m benchmarks.bench_lm --quick          # the smoke preset's model shape, batch 4, 1 step: a test
 """
 
 from __future__ import annotations
@@ -56,22 +57,24 @@ def matmul_flops(device: torch.device, n: int = 2048, repeats: int = 5) -> float
     return 2 * n**3 / best_time(lambda: a @ b, device, repeats)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--steps", type=int, default=10, help="training steps per timed run (best of 3)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--quick", action="store_true", help="batch 8, 2 steps: a test that it runs")
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="a smoke-sized model, batch 4, 1 step, a 512 x 512 "
+                        "reference matmul: a test that it runs")
+    args = parser.parse_args(argv)
+    cfg, matmul_n = GPTConfig(), 2048
     if args.quick:
-        args.batch_sizes, args.steps = [8], 2
+        args.batch_sizes, args.steps = [4], 1
+        cfg, matmul_n = GPTConfig(d_model=64, n_head=2, d_mlp=256, n_ctx=64, vocab_size=512), 512
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     seed_everything(0)
-    cfg = GPTConfig()
     model = GPT(cfg).to(device)
     n_matmul = model.num_params(non_embedding=True)
     train_flops_per_token = 6 * n_matmul + 12 * cfg.n_layer * cfg.n_ctx * cfg.d_model
@@ -81,8 +84,8 @@ def main() -> None:
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"model {cfg}")
     print(f"{n_matmul:,} non-embedding parameters; {train_flops_per_token / 1e6:.2f} MFLOP per training token")
-    peak = matmul_flops(device)
-    print(f"reference fp32 matmul 2048x2048 @ 2048x2048: {peak / 1e9:.1f} GFLOP/s\n")
+    peak = matmul_flops(device, matmul_n)
+    print(f"reference fp32 matmul {matmul_n}x{matmul_n} @ {matmul_n}x{matmul_n}: {peak / 1e9:.1f} GFLOP/s\n")
 
     rows = []
     for batch_size in args.batch_sizes:
@@ -110,7 +113,7 @@ def main() -> None:
         torch_ce = best_time(lambda: F.cross_entropy(logits, y).backward(), device, 3)
         ours_ce = best_time(lambda: SoftmaxCrossEntropy.apply(logits, y).backward(), device, 3)
 
-        peak = max(peak, matmul_flops(device))  # re-measure: shared machines drift; keep the best
+        peak = max(peak, matmul_flops(device, matmul_n))  # re-measure: shared machines drift; keep the best
         rows.append((batch_size, train_tok_s, fwd_tok_s, acts_tok_s, torch_ce, ours_ce))
         print(
             f"batch {batch_size:>4}: train {train_tok_s:>10,.0f} tok/s "

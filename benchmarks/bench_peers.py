@@ -1,8 +1,11 @@
 """Our SAE trainers against peer libraries, on the same synthetic data with a known dictionary.
 
-    /tmp/peers-venv/bin/python benchmarks/bench_peers.py                  # every available trainer, 1,500 steps
-    /tmp/peers-venv/bin/python benchmarks/bench_peers.py --quick          # 100 steps, 10k held-out rows: smoke test
-    /tmp/peers-venv/bin/python benchmarks/bench_peers.py --trainers sae_topk,sparsify_topk --out peers.json
+    /tmp/peers-venv/bin/python -m benchmarks.bench_peers                  # every available trainer, 1,500 steps
+    /tmp/peers-venv/bin/python -m benchmarks.bench_peers --quick          # 10 steps, 4,096 held-out rows: a test
+    /tmp/peers-venv/bin/python -m benchmarks.bench_peers --trainers sae_topk,sparsify_topk --out peers.json
+
+A trainer whose library is not installed is skipped with a line that says how to install it, so
+the script also runs in this project's own environment (then only the `sae` rows).
 
 What it measures. 512 true unit directions D_i in d_in = 128 (random normal rows, normalised,
 seed 0); in each row feature i fires independently with probability p_i ∝ (i+1)^-0.7, scaled so
@@ -83,9 +86,9 @@ iterate z is never renormalised (decoder rows reach norm 5-11) while the trainer
 decoder only at the training point y. dictionary_learning's TopK AuxK and sparsify's auxk_alpha
 (0 by default) never act at this scale (their dead window is 10M tokens).
 
-Threads: the default is 2. On a 2-core machine that another process keeps busy, 2 threads ran 15-85x
-slower than 1 (OpenMP threads waiting on each other); pass --threads 1 there. The quality numbers
-did not change with the thread count.
+Threads: the default is 2 (1 with --quick). On a 2-core machine that another process keeps busy,
+2 threads ran 15-85x slower than 1 (OpenMP threads waiting on each other); pass --threads 1 there.
+The quality numbers did not change with the thread count.
 
 Each trainer seeds torch before building its model; the same command gives the same quality
 numbers (timings vary, more so on a shared machine).
@@ -104,11 +107,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-os.environ.setdefault("TQDM_DISABLE", "1")  # the peers' trainers draw progress bars
-os.environ.setdefault("WANDB_MODE", "disabled")
-
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
+import torch
+from torch import Tensor
 
 D_IN, N_TRUE, D_SAE, K, BATCH = 128, 512, 1024, 16, 1024
 MEAN_ACTIVE, POWER = 10.0, 0.7
@@ -321,25 +321,28 @@ def versions() -> dict:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trainers", default=",".join(REQUIRES), help=f"comma-separated, from {', '.join(REQUIRES)}")
     ap.add_argument("--steps", type=int, default=1500, help="training steps of 1,024 rows (default 1500)")
     ap.add_argument("--heldout", type=int, default=100_000, help="held-out rows (default 100,000)")
-    ap.add_argument("--quick", action="store_true", help="100 steps and 10k held-out rows (smoke test)")
+    ap.add_argument("--quick", action="store_true", help="10 steps, 4,096 held-out rows, 1 thread: a test that it runs")
     ap.add_argument("--l1-dl", type=float, default=0.55, help="dictionary_learning StandardTrainer l1_penalty (raw units)")
     ap.add_argument("--l1-saelens", type=float, default=0.5, help="SAELens StandardTrainingSAE l1_coefficient (raw units)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default 2; 1 with --quick)")
     ap.add_argument("--out", type=Path, default=None, help="also write the results here as JSON")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.quick:
-        args.steps, args.heldout = 100, 10_000
+        args.steps, args.heldout = 10, 4096
     names = [n.strip() for n in args.trainers.split(",") if n.strip()]
     unknown = [n for n in names if n not in REQUIRES]
     if unknown:
         ap.error(f"unknown trainers {unknown}; choose from {list(REQUIRES)}")
 
-    torch.set_num_threads(args.threads)
+    # read by the peers when they are imported (in `available`): no progress bars, no wandb
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    torch.set_num_threads(args.threads or (1 if args.quick else 2))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.steps} steps x {BATCH} rows = "
           f"{args.steps * BATCH / 1e6:.3f}M training rows; {args.heldout:,} held-out rows", flush=True)
     D, p = true_dictionary(), firing_probs()

@@ -1,7 +1,7 @@
 """SAE training throughput: tokens/s and achieved FLOP/s as a fraction of a large fp32 matmul.
 
-    python benchmarks/bench_sae.py            # all configurations (a few minutes on a 2-core CPU)
-    python benchmarks/bench_sae.py --quick    # one small configuration, for a smoke test
+    python -m benchmarks.bench_sae            # all configurations (a few minutes on a 2-core CPU)
+    python -m benchmarks.bench_sae --quick    # one tiny configuration, a test that it runs
 
 A dense SAE step costs 10·d_in·d_sae FLOPs per token: encoder and decoder forward (2 + 2), the
 two weight gradients (2 + 2) and the decoder's input gradient (2); the encoder needs no input
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,26 +65,27 @@ def bench_one(d_in: int, d_sae: int, batch: int, arch: str, sparse: bool, k: int
     return n_steps * batch / elapsed
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one small configuration only")
+    parser.add_argument("--quick", action="store_true", help="d_in 64, d_sae 256, batch 256, a few steps each: a test")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--k", type=int, default=16, help="TopK's k")
-    parser.add_argument("--out", default="runs/bench/bench_sae.json")
-    args = parser.parse_args()
+    parser.add_argument("--out", help="the results as JSON (default runs/bench/bench_sae.json; with --quick "
+                        "a new temporary folder's)")
+    args = parser.parse_args(argv)
     device = resolve_device(args.device)
     torch.manual_seed(0)
 
-    sizes = [(128, 1024)] if args.quick else [(128, 1024), (512, 2048), (512, 4096)]
-    batches = [1024] if args.quick else [4096, 1024]
-    peak = matmul_peak(device)
+    sizes = [(64, 256)] if args.quick else [(128, 1024), (512, 2048), (512, 4096)]
+    batches = [256] if args.quick else [4096, 1024]
+    peak = matmul_peak(device, n=512 if args.quick else 2048)
     print(f"device {device}, {torch.get_num_threads()} threads, fp32 matmul peak {peak / 1e9:.1f} GFLOP/s\n")
     print("| d_in | d_sae | batch | variant | tokens/s | GFLOP/s (dense count) | fraction of peak |")
     print("|---:|---:|---:|---|---:|---:|---:|")
     rows = []
     for (d_in, d_sae), batch in itertools.product(sizes, batches):
         for name, arch, sparse in (("relu", "relu", False), ("topk dense", "topk", False), ("topk sparse", "topk", True)):
-            tok_s = bench_one(d_in, d_sae, batch, arch, sparse, args.k, device, seconds=0.5 if args.quick else 1.5)
+            tok_s = bench_one(d_in, d_sae, batch, arch, sparse, args.k, device, seconds=0.003 if args.quick else 1.5)
             flops = 10 * d_in * d_sae * tok_s
             rows.append({"d_in": d_in, "d_sae": d_sae, "batch": batch, "variant": name, "k": args.k,
                          "tokens_per_s": tok_s, "gflops": flops / 1e9, "fraction_of_peak": flops / peak})
@@ -94,8 +96,11 @@ def main() -> None:
         get = lambda v: next(r["tokens_per_s"] for r in rows if (r["d_in"], r["d_sae"], r["batch"], r["variant"]) == (d_in, d_sae, batch, v))
         print(f"sparse / dense TopK (k={args.k}) at d_in={d_in}, d_sae={d_sae}, batch={batch}: "
               f"{get('topk sparse') / get('topk dense'):.2f}x")
-    atomic_write_json(Path(args.out), {"device": str(device), "threads": torch.get_num_threads(),
-                                       "peak_gflops": peak / 1e9, "rows": rows})
+    out = Path(args.out or (tempfile.mkdtemp(prefix="bench_sae_") + "/bench_sae.json" if args.quick
+                            else "runs/bench/bench_sae.json"))
+    atomic_write_json(out, {"device": str(device), "threads": torch.get_num_threads(), "peak_gflops": peak / 1e9,
+                            "rows": rows})
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ Sections, in order (each one's figures are written as soon as it ends, so a run 
 limit keeps what it measured; `--budget` seconds skips whatever would start after it):
 
 1. machine    the device, torch, and large-matmul rates (fp32, TF32, bf16 on a GPU);
-2. smoke      `reproduce --preset smoke` on the device: the CUDA path end to end, each stage timed;
+2. smoke      `reproduce --preset smoke` on the device: the CUDA path end to end, each stage timed
+              (with --quick: `quick_preset()`, up to `evaluate`);
 3. trainer    tokens/s of a whole SAE training step (`benchmarks.bench_sae.bench_one`: one repeated
               batch of 4,096 rows, TopK k = 32) at d_in × d_sae = 512 × 16k ... 4096 × 128k and at
               `base`'s 1024 × 16k, fp32 and bf16, ReLU and sparse TopK; beside them sparsify's
@@ -17,8 +18,8 @@ limit keeps what it measured; `--budget` seconds skips whatever would start afte
               quality against the targets (L0 15-40, dead <= 5%, CE recovered >= 0.95, detectors);
 5. sweep      if time is left: λ of `base`'s SAE at a sixth of its steps, on the trained LM.
 
-Writes OUT/gpu_check.json and OUT/gpu_check.md (default OUT: runs/gpu_check); the run directories
-go to OUT/runs (`--work` to put them elsewhere).
+Writes OUT/gpu_check.json and OUT/gpu_check.md (default OUT: runs/gpu_check, or a new temporary
+folder with --quick); the run directories go to OUT/runs (`--work` to put them elsewhere).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import json
 import resource
 import shutil
 import sys
+import tempfile
 import time
 import traceback
 from dataclasses import replace
@@ -37,7 +39,9 @@ import torch
 
 from benchmarks.bench_sae import bench_one
 from sae.pipeline import STAGES, reproduce, train_sae_on_run
-from sae.run import get_preset, with_overrides
+from sae.run import Preset, get_preset, with_overrides
+from sae.train_lm import lm_schedule
+from sae.train_sae import sae_schedule
 from sae.utils import atomic_write_json, atomic_write_text, resolve_device
 
 # sparsify's TopK trainer step (bf16 autocast + TF32), tokens/s on one H200, batch 4,096, k 32 (issue #25)
@@ -45,6 +49,18 @@ SPARSIFY_H200 = {(512, 16384): 1.15e6, (1024, 32768): 597e3, (2048, 65536): 237e
 SIZES = [(512, 16384), (1024, 16384), (1024, 32768), (2048, 65536), (4096, 131072)]
 VARIANTS = [("relu", "relu", False, "fp32"), ("relu", "relu", False, "bf16"),
             ("topk sparse", "topk", True, "fp32"), ("topk sparse", "topk", True, "bf16")]
+
+
+def quick_preset() -> Preset:
+    """The smoke preset smaller still: every stage in seconds on a CPU, to test that the code runs
+    (its numbers mean nothing). The quick form of this check and of `sweep_sae` run it."""
+    p = get_preset("smoke")
+    return replace(p, name="quick", description="smoke, smaller still: a test that the code runs",
+                   tokenizer_chars=100_000, lm_train_tokens=60_000, lm_val_tokens=4096, judge_samples=1,
+                   buffer_tokens=4096, eval_tokens=2048,
+                   train_lm=lm_schedule(20, batch_size=p.train_lm.batch_size, lr=p.train_lm.lr, warmup=5,
+                                        eval_every=20),
+                   train_sae=sae_schedule(60, lr=p.train_sae.lr, l1_coeff=p.train_sae.l1_coeff))
 
 
 def sync(device: torch.device) -> None:
@@ -84,7 +100,7 @@ def matmul_tflops(device: torch.device, dtype: torch.dtype, tf32: bool = False, 
 def section_machine(device: torch.device, quick: bool) -> dict:
     info = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
             "threads": torch.get_num_threads()}
-    n = 1024 if quick else 8192
+    n = 512 if quick else 8192
     info["fp32_tflops"] = matmul_tflops(device, torch.float32, n=n)
     if device.type == "cuda":
         info["tf32_tflops"] = matmul_tflops(device, torch.float32, tf32=True, n=n)
@@ -115,7 +131,7 @@ def timed_stages(preset, out: Path, device: torch.device, deadline: float, log, 
 
 
 def section_smoke(device: torch.device, work: Path, quick: bool, deadline: float) -> dict:
-    p = with_overrides(get_preset("smoke"), [f"device={device.type}"])
+    p = with_overrides(quick_preset() if quick else get_preset("smoke"), [f"device={device.type}"])
     shutil.rmtree(work / "smoke", ignore_errors=True)  # timed from scratch
     # dashboard and steering take a minute on a CPU: the quick form stops after evaluate
     stages = timed_stages(p, work / "smoke", device, deadline, log=_quiet, until="evaluate" if quick else "report")
@@ -130,7 +146,7 @@ def section_trainer(device: torch.device, quick: bool, deadline: float) -> list[
             if time.perf_counter() > deadline:
                 return rows
             reset_peak(device)
-            tok_s = bench_one(d_in, d_sae, batch, arch, sparse, k, device, seconds=0.1 if quick else 1.0,
+            tok_s = bench_one(d_in, d_sae, batch, arch, sparse, k, device, seconds=0.003 if quick else 1.0,
                               precision=precision)
             row = {"d_in": d_in, "d_sae": d_sae, "batch": batch, "k": k, "variant": name, "precision": precision,
                    "tokens_per_s": round(tok_s), "peak_gb": round(peak_memory_gb(device), 2)}
@@ -241,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda", help="cuda (default) | cpu | auto")
     ap.add_argument("--quick", action="store_true", help="small sizes, smoke only up to evaluate, no base: a test")
-    ap.add_argument("--out", default="runs/gpu_check", help="folder of gpu_check.json and gpu_check.md")
+    ap.add_argument("--out", help="folder of gpu_check.json and gpu_check.md (default runs/gpu_check; "
+                    "with --quick a new temporary folder)")
     ap.add_argument("--work", default=None, help="folder of the run directories (default OUT/runs)")
     ap.add_argument("--budget", type=float, default=480, help="seconds; sections that would start later are skipped")
     args = ap.parse_args(argv)
@@ -250,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"gpu_check: {e}", file=sys.stderr)
         return 2
-    out = Path(args.out)
+    out = Path(args.out or (tempfile.mkdtemp(prefix="gpu_check_") if args.quick else "runs/gpu_check"))
     work = Path(args.work) if args.work else out / "runs"
     t0 = time.perf_counter()
     deadline = t0 + args.budget

@@ -1,23 +1,47 @@
 """Sweep SAE hyper-parameters on a trained run; prints one line per setting.
 
-Usage: python benchmarks/sweep_sae.py runs/tiny "train_sae.l1_coeff=2,train_sae.lr=3e-3" "sae.arch=topk,sae.k=16" ...
+    python -m benchmarks.sweep_sae runs/tiny "train_sae.l1_coeff=2,train_sae.lr=3e-3" "sae.arch=topk,sae.k=16" ...
+    python -m benchmarks.sweep_sae --quick [--out DIR]   # a seconds-sized run made in DIR (default: a temporary
+                                                         # folder) and one setting: a test that it runs
+
 Each setting overrides fields of the run's preset by dotted name (the CLI's `--set`; see
-`sae.run.with_overrides`), trains an SAE into runs/NAME/sweep_<setting>.pt and evaluates it on
-the held-out tokens (sweep_<setting>_metrics.json).
+`sae.run.with_overrides`), trains an SAE into RUN/sweep_<setting>.pt and evaluates it on the
+held-out tokens (RUN/sweep_<setting>_metrics.json). A setting whose SAE exists is only evaluated.
 """
 
-import sys
+import argparse
+import tempfile
 import time
 from pathlib import Path
 
-from sae.pipeline import train_sae_on_run, write_evaluation
+from benchmarks.gpu_check import quick_preset
+from sae.pipeline import reproduce, train_sae_on_run, write_evaluation
 from sae.run import preset_of_run, sae_path, with_overrides
 
+QUICK_SETTINGS = ["sae.arch=topk,sae.k=8"]
 
-def main() -> None:
-    run = Path(sys.argv[1])
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", nargs="?", help="a run directory with a trained LM (not with --quick)")
+    ap.add_argument("settings", nargs="*", help='comma-separated field=value overrides, e.g. "sae.arch=topk,sae.k=16"')
+    ap.add_argument("--quick", action="store_true", help="make a seconds-sized run in --out and sweep "
+                    f"{', '.join(QUICK_SETTINGS)} on it")
+    ap.add_argument("--out", help="with --quick: the folder of the run (default: a new temporary folder)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        if args.run:
+            ap.error("--quick makes its own run: give --out DIR, not RUN")
+        run = Path(args.out or tempfile.mkdtemp(prefix="sweep_sae_"))
+        reproduce(quick_preset(), run, until="lm", log=lambda *_: None)
+        settings = QUICK_SETTINGS
+        print(f"quick: a seconds-sized run in {run} (its numbers mean nothing)")
+    elif args.run:
+        run, settings = Path(args.run), args.settings
+    else:
+        ap.error("give a run directory (and settings), or --quick")
     base = preset_of_run(run)
-    for setting in sys.argv[2:]:
+    for setting in settings:
         p = with_overrides(base, [s for s in setting.split(",") if s])
         name = "sweep_" + (setting.replace("=", "").replace(",", "_").replace("/", "-").replace(".", "-") or "default")
         t0 = time.time()
