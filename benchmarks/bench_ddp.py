@@ -32,13 +32,13 @@ from sae.autoencoder import SAEConfig, SparseAutoencoder
 from sae.train_sae import TrainSAEConfig, train_sae
 
 
-COLLECTIVES = ("average_gradients_", "any_rank_", "mean_over_ranks")  # what a training step calls
+COLLECTIVES = ("grads", "any", "mean")  # what a training step calls (methods of `distributed.Sync`)
 
 
 @contextmanager
 def timing_collectives(box: list):
-    """Within the block, every call of a per-step collective of `sae.distributed` adds its seconds to box[0]."""
-    originals = {name: getattr(distributed, name) for name in COLLECTIVES}
+    """Within the block, every call of a per-step collective of `sae.distributed.Sync` adds its seconds to box[0]."""
+    originals = {name: getattr(distributed.Sync, name) for name in COLLECTIVES}
 
     def timed(fn):
         def wrapper(*args, **kw):
@@ -49,12 +49,12 @@ def timing_collectives(box: list):
         return wrapper
 
     for name, fn in originals.items():
-        setattr(distributed, name, timed(fn))
+        setattr(distributed.Sync, name, timed(fn))
     try:
         yield
     finally:
         for name, fn in originals.items():
-            setattr(distributed, name, fn)
+            setattr(distributed.Sync, name, fn)
 
 
 def _worker(rank: int, n_ranks: int, port: int, d_in: int, d_sae: int, batch: int, steps: int, threads: int,

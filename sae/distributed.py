@@ -73,38 +73,6 @@ def init_from_env(device: str | torch.device = "cpu") -> torch.device:
     return device
 
 
-def average_gradients_(params) -> None:
-    """Replace every parameter's gradient by its mean over the ranks: one all-reduce of all of
-    them laid end to end (one message instead of one per tensor)."""
-    _, n = world()
-    grads = [p.grad for p in params if p.grad is not None]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= n
-    for g, part in zip(grads, flat.split([g.numel() for g in grads])):
-        g.copy_(part.view_as(g))
-
-
-def any_rank_(flags: Tensor) -> Tensor:
-    """Element-wise OR of a bool tensor over the ranks (in place on a copy; returns it)."""
-    out = flags.to(torch.uint8)
-    dist.all_reduce(out, op=dist.ReduceOp.MAX)
-    return out.bool()
-
-
-def mean_over_ranks(values: Tensor) -> Tensor:
-    out = values.clone()
-    dist.all_reduce(out)
-    return out / world()[1]
-
-
-def gather_rows(x: Tensor) -> Tensor:
-    """The rows of every rank's `x` (same shape on every rank), rank 0's first."""
-    parts = [torch.empty_like(x) for _ in range(world()[1])]
-    dist.all_gather(parts, x.contiguous())
-    return torch.cat(parts)
-
-
 def check_same(what: str, value) -> None:
     """Fail on every rank, with one line, if the ranks disagree on `value` (JSON-serialisable)."""
     digest = hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).digest()[:8]
@@ -134,17 +102,36 @@ class Sync:
         self.active = self.n_ranks > 1
 
     def rows(self, x: Tensor) -> Tensor:
-        return gather_rows(x) if self.active else x
+        if not self.active:
+            return x
+        parts = [torch.empty_like(x) for _ in range(self.n_ranks)]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts)
 
     def any(self, flags: Tensor) -> Tensor:
-        return any_rank_(flags) if self.active else flags
+        if not self.active:
+            return flags
+        out = flags.to(torch.uint8)
+        dist.all_reduce(out, op=dist.ReduceOp.MAX)
+        return out.bool()
 
     def mean(self, values: Tensor) -> Tensor:
-        return mean_over_ranks(values) if self.active else values
+        if not self.active:
+            return values
+        out = values.clone()
+        dist.all_reduce(out)
+        return out / self.n_ranks
 
     def grads(self, params) -> None:
-        if self.active:
-            average_gradients_(params)
+        """All gradients laid end to end: one all-reduce instead of one per tensor."""
+        if not self.active:
+            return
+        grads = [p.grad for p in params if p.grad is not None]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.n_ranks
+        for g, part in zip(grads, flat.split([g.numel() for g in grads])):
+            g.copy_(part.view_as(g))
 
     def start(self, module: torch.nn.Module, config) -> None:
         if self.active:
