@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from sae.gpt import GPT
-from sae.utils import atomic_write_json
+from sae.utils import atomic_write_json, eval_mode
 
 
 def model_fingerprint(model: GPT) -> str:
@@ -89,13 +89,8 @@ def harvest(model: GPT, contexts: torch.Tensor, site: str, drop_first: int = 1) 
 
     Returns (n_contexts × (n_ctx − drop_first), d) float32 rows, context-major.
     """
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        _, cache = model.run_with_cache(contexts.to(device), [site], stop_at=site)
-    finally:
-        model.train(was_training)
+    with eval_mode(model):
+        _, cache = model.run_with_cache(contexts.to(next(model.parameters()).device), [site], stop_at=site)
     act = cache[site][:, drop_first:, :]  # (B, T - drop_first, d)
     return act.reshape(-1, act.shape[-1]).float()
 
@@ -211,8 +206,7 @@ def write_cache(path: str | Path, model: GPT, tokens: np.ndarray, site: str, n_t
         del mm
         os.replace(tmp, path)
     except BaseException:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
         raise
     header = {"site": site, "model": model_fingerprint(model), "n_tokens": n_tokens, "d_in": d,
               "drop_first": drop_first, "seed": seed}

@@ -10,14 +10,18 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import platform
 import re
 import sys
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from sae import corpus as C
 from sae import distributed
 from sae.dashboard import build_dashboard, format_feature
+from sae.estimate import matmul_gflops
 from sae.pipeline import dashboard_features, reproduce, train_sae_on_run, write_evaluation
 from sae.run import (RUN_JSON_FILES, Preset, check_config, check_run_files, get_preset, load_run, load_sae,
                      preset_of_run, read_run_json, run_detectors, run_feature_stats, sae_path, with_overrides)
@@ -103,14 +107,13 @@ def _colour(cid: int) -> str:
 
 
 def _show_pieces(doc: C.Document, colour: bool) -> str:
-    out = []
-    prev = None
+    out, prev = [], None
     for cid, text in doc:
         if colour:
             out.append(_colour(cid) + text + "\x1b[0m")
+        elif cid != prev:
+            out.append(f"[{C.CONCEPTS[cid] if cid >= 0 else 'none'}] " + text)
         else:
-            if cid != prev:
-                out.append(f"[{C.CONCEPTS[cid] if cid >= 0 else 'none'}] ")
             out.append(text)
         prev = cid
     return "".join(out)
@@ -191,7 +194,7 @@ def _preset_from_args(args) -> tuple[Preset, Path]:
 
 def cmd_reproduce(args) -> int:
     preset, out = _preset_from_args(args)
-    reproduce(preset, out)
+    reproduce(preset, out, until=args.until)
     return 0
 
 
@@ -211,12 +214,6 @@ def seed_list(text: str) -> list[int]:
 
 
 def cmd_seeds(args) -> int:
-    import platform
-
-    import torch
-
-    from sae.estimate import matmul_gflops
-
     preset = with_overrides(get_preset(args.preset), args.set)
     if args.device is not None:
         preset = replace(preset, device=args.device)
@@ -231,12 +228,6 @@ def cmd_seeds(args) -> int:
                f"{torch.get_num_threads()} threads, fp32 matmul {rate:.0f} GFLOP/s (1024², before the study).")
     seed_study(preset, out, args.seeds, machine=machine)
     print((out / "seeds.md").read_text())
-    return 0
-
-
-def cmd_train_lm(args) -> int:
-    preset, out = _preset_from_args(args)
-    reproduce(preset, out, until="lm")
     return 0
 
 
@@ -287,20 +278,16 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _parse_features(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ValueError(f"--features must be comma-separated feature ids like 10,20, got {text!r}") from None
-
-
 def cmd_dashboard(args) -> int:
     run = Path(args.run)
     out = check_output_dir(Path(args.out) if args.out else run / "dashboard")  # before the pages are built
     sae = load_sae(run)
     features = None
     if args.features:
-        features = _parse_features(args.features)
+        try:
+            features = [int(x) for x in args.features.split(",") if x.strip()]
+        except ValueError:
+            raise ValueError(f"--features must be comma-separated feature ids like 10,20, got {args.features!r}") from None
         check_features(sae, features)
     check_run_files(run, ["metrics.json"])
     tok, model = load_run(run)
@@ -331,9 +318,9 @@ def cmd_steer(args) -> int:
         if not (run / "metrics.json").exists():
             raise FileNotFoundError(f"{run} has no metrics.json to choose the concept's feature from; run "
                                     f"`python -m sae evaluate --run {run}`, or give --feature ID")
-        steered = read_run_json(run, "metrics.json").get("steering", {}).get(args.concept, {})
+        metrics = read_run_json(run, "metrics.json")
         # the steering stage's choice (validation sweep, sae.demos) where it made one; else the detector
-        feature = steered.get("feature", choose_feature(read_run_json(run, "metrics.json"), args.concept))
+        feature = metrics.get("steering", {}).get(args.concept, {}).get("feature", choose_feature(metrics, args.concept))
     else:
         feature = args.feature
     check_features(sae, [feature])
@@ -370,8 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     set_help = ("change any configuration field, e.g. --set train_sae.l1_coeff=2 --set sae.d_sae=2048 "
                 "(repeatable; an unknown field lists the valid ones)")
-    for name, fn, help_ in [("reproduce", cmd_reproduce, "run the whole pipeline into runs/NAME (skips finished stages)"),
-                            ("train-lm", cmd_train_lm, "train the tokenizer and the tiny GPT into runs/NAME")]:
+    for name, until, help_ in [("reproduce", None, "run the whole pipeline into runs/NAME (skips finished stages)"),
+                               ("train-lm", "lm", "train the tokenizer and the tiny GPT into runs/NAME")]:
         r = sub.add_parser(name, help=help_)
         r.add_argument("--preset", default="tiny", help="smoke | tiny (default) | base")
         r.add_argument("--out", default=None, help="run directory (default runs/PRESET)")
@@ -379,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
         r.add_argument("--device", default=None, help="auto (default: cuda, then mps, then cpu) | cpu | cuda")
         r.add_argument("--corpus", default=None, help="toy (default, labelled), pystdlib, or a file/directory of text")
         r.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help=set_help)
-        r.set_defaults(fn=fn)
+        r.set_defaults(fn=cmd_reproduce, until=until)
 
     sd = sub.add_parser("seeds", help="the seed study: reproduce for several seeds, one table of the headlines")
     sd.add_argument("--seeds", type=seed_list, default=list(range(5)), help="a range or list (default 0-4)")

@@ -425,12 +425,10 @@ def _measure_unsafe(model, tok, samples) -> dict:
 
 
 def _first_cut_per_file(cuts: list[dict]) -> list[list[int]]:
-    seen, out = set(), []
+    first: dict[int, list[int]] = {}
     for c in cuts:
-        if c["file"] not in seen:
-            seen.add(c["file"])
-            out.append(c["ids"])
-    return out
+        first.setdefault(c["file"], c["ids"])
+    return list(first.values())
 
 
 def unsafe_sweep(model, sae, tok, feature: int, max_act: float, prompts: list[list[int]], multiples=UNSAFE_MULTIPLES,

@@ -30,6 +30,7 @@ from __future__ import annotations
 import difflib
 import math
 from contextlib import contextmanager
+from functools import partial
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -38,7 +39,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sae.utils import atomic_torch_save, load_checkpoint, resolve_device
+from sae.utils import atomic_torch_save, eval_mode, load_checkpoint, resolve_device
 
 HookFn = Callable[[torch.Tensor], "torch.Tensor | None"]
 
@@ -91,10 +92,8 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        # each of q, k, v: (B, T, C) -> (B, nh, T, hs)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in self.c_attn(x).split(C, dim=2))
         # softmax(q k^T / sqrt(hs) + causal mask) v, in one fused kernel
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads side by side
@@ -216,15 +215,7 @@ class GPT(nn.Module):
                 raise ValueError(f"sites {late} run after stop_at={stop_at!r}, so they would never be cached")
 
         cache: dict[str, torch.Tensor] = {}
-
-        def saver(site: str) -> HookFn:
-            def save(act: torch.Tensor) -> None:
-                cache[site] = act
-
-            return save
-
-        fns: dict[str, HookFn] = {site: saver(site) for site in sites}
-        with self.hooks(fns):
+        with self.hooks({site: partial(cache.__setitem__, site) for site in sites}):
             if stop_at is None:
                 return self(tokens), cache
             # registered after the savers, so the activation at stop_at is saved before we stop
@@ -256,8 +247,7 @@ class GPT(nn.Module):
         """
         idx = torch.as_tensor(prompt_tokens, dtype=torch.long, device=self.wte.weight.device)
         squeeze = idx.dim() == 1
-        if squeeze:
-            idx = idx[None, :]
+        idx = torch.atleast_2d(idx)
         if idx.shape[1] == 0:
             raise ValueError("generate needs a prompt of at least one token (e.g. the end-of-text token)")
         if not math.isfinite(temperature) or temperature < 0:  # nan/inf make the softmax nan, and sampling fails
@@ -265,9 +255,7 @@ class GPT(nn.Module):
         if top_k is not None and top_k < 1:  # no token left to sample from
             raise ValueError(f"top_k must be >= 1 (or None for all tokens), got {top_k}")
         gen = torch.Generator(device="cpu").manual_seed(seed)  # sample on CPU: same result on any device
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             for _ in range(max_new_tokens):
                 context = idx[:, -self.cfg.n_ctx :]  # crop: the model sees at most n_ctx tokens
                 logits = self(context, last_only=True)[:, -1, :].float().cpu()  # (B, V) at the last position
@@ -280,8 +268,6 @@ class GPT(nn.Module):
                         logits[logits < kth] = -float("inf")
                     next_id = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=gen)  # (B, 1)
                 idx = torch.cat([idx, next_id.to(idx.device)], dim=1)
-        finally:
-            self.train(was_training)
         return idx[0] if squeeze else idx
 
     # ------------------------------------------------------------------ save / load

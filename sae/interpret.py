@@ -124,12 +124,11 @@ class FeatureStats:
         return cls(**d)
 
 
-def _merge_top(vals: Tensor, idx: Tensor, new_vals: Tensor, new_idx: Tensor) -> tuple[Tensor, Tensor]:
-    """Keep the k largest of two (d_sae, ·) candidate sets, k = vals.shape[1]."""
-    all_vals = torch.cat([vals, new_vals], 1)
-    all_idx = torch.cat([idx, new_idx], 1)
-    top, pos = all_vals.topk(vals.shape[1], dim=1)
-    return top, all_idx.gather(1, pos)
+def _merge_top(vals: Tensor, new_vals: Tensor, *payloads: tuple[Tensor, Tensor]) -> tuple[Tensor, ...]:
+    """Keep the k largest of two (d_sae, ·) candidate sets, k = vals.shape[1], and the entries of
+    each (old, new) pair of `payloads` that go with them."""
+    top, pos = torch.cat([vals, new_vals], 1).topk(vals.shape[1], dim=1)
+    return top, *(torch.cat(p, 1).gather(1, pos) for p in payloads)
 
 
 def _top_per_feature(cols: Tensor, scores: Tensor, k: int, d_sae: int) -> Tensor:
@@ -147,9 +146,9 @@ def _top_per_feature(cols: Tensor, scores: Tensor, k: int, d_sae: int) -> Tensor
     return pick
 
 
-def _take(values: Tensor, pick: Tensor) -> Tensor:
-    """values[pick] where pick >= 0, −1 elsewhere."""
-    return torch.where(pick >= 0, values[pick.clamp_min(0)], -1)
+def _take(values: Tensor, pick: Tensor, empty: float = -1) -> Tensor:
+    """values[pick] where pick >= 0, `empty` elsewhere."""
+    return torch.where(pick >= 0, values[pick.clamp_min(0)], empty)
 
 
 class FeatureStatsBuilder:
@@ -208,18 +207,15 @@ class FeatureStatsBuilder:
         if not len(acts):
             return
 
-        k = self.top_acts.shape[1]
-        pick = _top_per_feature(cols, acts, k, d_sae)  # (d_sae, k) entry indices, −1: fewer than k
-        new_acts = torch.where(pick >= 0, acts[pick.clamp_min(0)], 0.0)
-        self.top_acts, self.top_idx = _merge_top(self.top_acts, self.top_idx, new_acts, _take(where, pick))
+        pick = _top_per_feature(cols, acts, self.top_acts.shape[1], d_sae)  # (d_sae, k) entry indices, −1: fewer than k
+        self.top_acts, self.top_idx = _merge_top(self.top_acts, _take(acts, pick, 0.0),
+                                                 (self.top_idx, _take(where, pick)))
 
         keys = torch.rand(len(acts), generator=self.gen, device=dev)  # the sample: the firings with the largest keys
         pick = _top_per_feature(cols, keys, self.keys.shape[1], d_sae)
-        new_keys = torch.where(pick >= 0, keys[pick.clamp_min(0)], -1.0)
-        self.keys, pos = torch.cat([self.keys, new_keys], 1).topk(self.keys.shape[1], dim=1)
-        self.sample_acts = torch.cat([self.sample_acts, torch.where(pick >= 0, acts[pick.clamp_min(0)], 0.0)],
-                                     1).gather(1, pos)
-        self.sample_idx = torch.cat([self.sample_idx, _take(where, pick)], 1).gather(1, pos)
+        self.keys, self.sample_acts, self.sample_idx = _merge_top(
+            self.keys, _take(keys, pick, -1.0), (self.sample_acts, _take(acts, pick, 0.0)),
+            (self.sample_idx, _take(where, pick)))
 
     def result(self) -> FeatureStats:
         # sort each feature's sample by activation, so that quantiles are slices
@@ -388,10 +384,14 @@ def features_for_concept(stats: FeatureStats, concept: str | int, k: int = 10,
 
 
 def _matching_ids(tok, text: str, match: str) -> list[int]:
+    """The ids of the tokens whose string equals (or contains) `text`; an error when there are none."""
     if match not in ("equals", "contains"):
         raise ValueError(f"match must be 'equals' or 'contains', got {match!r}")
     strs = [tok.token_str(i) for i in range(tok.vocab_size)]
-    return [i for i, s in enumerate(strs) if (s == text if match == "equals" else text in s)]
+    ids = [i for i, s in enumerate(strs) if (s == text if match == "equals" else text in s)]
+    if not ids:
+        raise ValueError(f"no token string {match} {text!r}")
+    return ids
 
 
 @torch.no_grad()
@@ -401,8 +401,6 @@ def features_for_token(stats: FeatureStats, model, sae, tok, text: str, match: s
     `text`, e.g. " Golden": [(feature, mean activation on those tokens)], over up to
     `max_occurrences` occurrences in the statistics' token stream (activations recomputed)."""
     ids = torch.tensor(_matching_ids(tok, text, match), dtype=torch.int32)
-    if len(ids) == 0:
-        raise ValueError(f"no token string {match} {text!r}")
     pos = torch.arange(len(stats.tokens))
     hit = torch.isin(stats.tokens, ids) & (pos % stats.n_ctx >= stats.drop_first)
     where = hit.nonzero()[:, 0][:max_occurrences]
@@ -427,8 +425,6 @@ def features_for_logit_token(model, sae, tok, text: str, match: str = "equals", 
     """Features that promote a token whose string equals (or contains) `text` the most:
     [(feature, largest direct logit effect on such a token)]."""
     ids = _matching_ids(tok, text, match)
-    if not ids:
-        raise ValueError(f"no token string {match} {text!r}")
     W = logit_weights(model, sae) if weights is None else weights
     best = W[:, ids].max(1).values
     v, i = best.topk(min(k, len(best)))

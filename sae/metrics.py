@@ -260,9 +260,7 @@ class MeanDiffProbe:
 def label_segments(labels: np.ndarray) -> np.ndarray:
     """Segment id of every token: a new segment starts wherever the label changes (so each
     end-of-text token, label −1, is a segment of its own and ends the document's last one)."""
-    labels = np.asarray(labels)
-    return np.concatenate([[0], np.cumsum(labels[1:] != labels[:-1])]).astype(np.int64) if len(labels) else \
-        np.zeros(0, np.int64)
+    return np.cumsum(np.diff(labels, prepend=labels[:1]) != 0, dtype=np.int64)
 
 
 class SegmentPeaks:
@@ -311,12 +309,10 @@ class SegmentPeaks:
         ids = torch.cat(self.segments)
         label = torch.full((int(ids.max()) + 1 if len(ids) else 0,), -1, dtype=torch.int64, device=device)
         label[ids] = torch.cat(self.labels)
-        seen = torch.zeros_like(label, dtype=torch.bool)
-        seen[ids] = True
         lab = label[lit // U]
         inside = (lab >= 0) & (lab < n_concepts)
         n_lit = torch.bincount(lab[inside] * U + lit[inside] % U, minlength=n_concepts * U).view(n_concepts, U)
-        seg_lab = label[seen]
+        seg_lab = label[ids.unique()]  # each segment once, also one cut by a batch boundary
         n_segments = torch.bincount(seg_lab[(seg_lab >= 0) & (seg_lab < n_concepts)], minlength=n_concepts)
         return (n_lit.float() / n_segments[:, None].clamp_min(1)).cpu()
 
@@ -579,10 +575,6 @@ def evaluate_sae(model, sae, tokens: np.ndarray, labels: np.ndarray | None = Non
     return ev.result()
 
 
-def _detector_entry(b: dict, unit: str) -> dict:
-    return {unit: b["unit"], "share": b["share"], "segment_recall": b["segment_recall"]}
-
-
 def concept_table(ev: Evaluation, names: list[str]) -> dict:
     """Per concept, first its detectors (`Detectors`): `detector` {feature, share, segment_recall}
     (of the passing features, the one with the highest token AUROC) and `neuron_detector`
@@ -603,9 +595,10 @@ def concept_table(ev: Evaluation, names: list[str]) -> dict:
             if d is None:
                 continue
             b = d.best(c, aur[c])
-            row[key] = _detector_entry(b, unit) if b["detector"] else None
+            entry = {unit: b["unit"], "share": b["share"], "segment_recall": b["segment_recall"]}
+            row[key] = entry if b["detector"] else None
             if not b["detector"]:
-                row[f"closest_{unit}"] = _detector_entry(b, unit)
+                row[f"closest_{unit}"] = entry
             passing = d.passes()[c].nonzero().squeeze(1)
             if unit == "feature":
                 row["detector_features"] = passing[aur[c, passing].argsort(descending=True)].tolist()

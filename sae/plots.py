@@ -15,7 +15,8 @@ import numpy as np
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay out `fig`, write it to `path` (making its folder) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -51,7 +52,7 @@ def training_curves(lm_history: list[dict], sae_history: list[dict], path: str |
             ax.set(title=title, xlabel="SAE step", ylabel=ylabel)
         _plain_log_axis(axes[1, 0])
         _dead_panel(axes[1, 1], [h["dead_frac"] for h in sae_history], bool(resamples))
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 def _plain_log_axis(ax) -> None:
@@ -86,7 +87,7 @@ def log_density_histogram(fire_counts, n_tokens: int, path: str | Path) -> Path:
     ax.text(-1, ax.get_ylim()[1] * 0.9, " dense", fontsize=10)
     ax.set(title=f"Feature density on {n_tokens:,} held-out tokens ({dead} dead)",
            xlabel="log10(fraction of tokens a feature fires on)", ylabel="features")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def concept_auroc(concepts: dict[str, dict], path: str | Path) -> Path:
@@ -104,7 +105,7 @@ def concept_auroc(concepts: dict[str, dict], path: str | Path) -> Path:
     ax.set_xlim(0.5, 1.0)
     ax.set(title="Detecting each concept's tokens with one unit", xlabel="token-level AUROC")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def concept_detectors(concepts: dict[str, dict], monosemanticity: dict, thresholds: dict, path: str | Path) -> Path:
@@ -147,4 +148,4 @@ def concept_detectors(concepts: dict[str, dict], monosemanticity: dict, threshol
     hx.set(title="How monosemantic is each unit?", xlabel="share of its activation mass on its top concept",
            ylabel="fraction of alive units")
     hx.legend(fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)

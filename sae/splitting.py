@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
@@ -24,6 +25,7 @@ from sae.autoencoder import SAEConfig, SparseAutoencoder
 from sae.buffer import CachedActivations, write_cache
 from sae.corpus import CONCEPTS
 from sae.metrics import evaluate_sae
+from sae.plots import save_figure
 from sae.train_sae import sae_schedule, train_sae
 
 
@@ -58,8 +60,7 @@ def parents(small: SparseAutoencoder, large: SparseAutoencoder) -> tuple[torch.T
     """For each feature of `large`: its nearest feature of `small` by decoder cosine, and the cosine."""
     a = torch.nn.functional.normalize(small.W_dec.detach(), dim=1)
     b = torch.nn.functional.normalize(large.W_dec.detach(), dim=1)
-    cos = b @ a.T  # (d_large, d_small)
-    best, idx = cos.max(dim=1)
+    best, idx = (b @ a.T).max(dim=1)  # over the (d_large, d_small) cosines
     return idx, best
 
 
@@ -77,18 +78,15 @@ def split_concepts(model, saes: dict[int, SparseAutoencoder], tokens: np.ndarray
         mass[s] = (sh, top, ev.metrics)
     out = {"sizes": sizes, "metrics": {s: {k: mass[s][2][k] for k in ("l0", "fvu", "dead_fraction")} for s in sizes},
            "concepts": {}}
-    links = {sizes[i + 1]: parents(saes[sizes[i]], saes[sizes[i + 1]]) for i in range(len(sizes) - 1)}
+    parent = {large: parents(saes[small], saes[large])[0].tolist() for small, large in zip(sizes, sizes[1:])}
     for c, name in enumerate(CONCEPTS):
         per_size = {s: int(((mass[s][1] == c) & (mass[s][0] >= share)).sum()) for s in sizes}
         sh0, top0, _ = mass[sizes[0]]
-        cand = torch.where(top0 == c, sh0, torch.zeros_like(sh0))
-        root = int(cand.argmax())
+        root = int(torch.where(top0 == c, sh0, torch.zeros_like(sh0)).argmax())
         family = {sizes[0]: [root]}
-        for s in sizes[1:]:
-            idx, cos = links[s]
-            prev = set(family[sorted(family)[-1]])
-            family[s] = [int(j) for j in torch.nonzero(torch.tensor([int(i) in prev for i in idx.tolist()])).flatten()
-                         if mass[s][1][j] == c]
+        for smaller, s in zip(sizes, sizes[1:]):
+            prev = set(family[smaller])
+            family[s] = [j for j, i in enumerate(parent[s]) if i in prev and mass[s][1][j] == c]
         out["concepts"][name] = {"features_per_size": per_size, "root": root,
                                  "root_share": float(sh0[root]), "family": family}
     return out
@@ -96,8 +94,6 @@ def split_concepts(model, saes: dict[int, SparseAutoencoder], tokens: np.ndarray
 
 def plot_splitting(result: dict, path: str | Path) -> Path:
     """Features mostly about each concept, against dictionary size."""
-    import matplotlib.pyplot as plt
-
     sizes = result["sizes"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, c in result["concepts"].items():
@@ -108,9 +104,4 @@ def plot_splitting(result: dict, path: str | Path) -> Path:
     ax.set(title="Feature splitting: features mostly about one concept", xlabel="dictionary size (features)",
            ylabel="features with >= 50% of their mass on the concept")
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -118,10 +118,8 @@ def clamp_features(model, sae, clamp: dict[int, float] | None = None,
         new = old.clone()
         edit = new[..., :until, :] if until is not None else new  # a view
         for j, i in enumerate(ids):
-            if i in clamp and only_where_active:
-                edit[..., j] = torch.where(edit[..., j] > 0, torch.full_like(edit[..., j], clamp[i]), edit[..., j])
-            elif i in clamp:
-                edit[..., j] = clamp[i]
+            if i in clamp:
+                edit[..., j] = torch.where(edit[..., j] > 0, clamp[i], edit[..., j]) if only_where_active else clamp[i]
             if i in scale:
                 edit[..., j] = edit[..., j] * scale[i]
         if keep_error:

@@ -122,6 +122,11 @@ def train_bpe(texts: str | Iterable[str], vocab_size: int = 2048, verbose: bool 
     return ranks
 
 
+def _encoding(ranks: dict[bytes, int], pat_str: str, special_tokens: dict[str, int]) -> tiktoken.Encoding:
+    return tiktoken.Encoding(name=f"sae-bpe-{len(ranks) + 1}", pat_str=pat_str, mergeable_ranks=ranks,
+                             special_tokens=special_tokens)
+
+
 class Tokenizer:
     """A `tiktoken.Encoding` plus save/load. `encode` treats `<|endoftext|>` in text as plain text."""
 
@@ -134,17 +139,7 @@ class Tokenizer:
     def train(cls, texts: str | Iterable[str], vocab_size: int = 2048, verbose: bool = False) -> "Tokenizer":
         """Train BPE ranks on `texts` and wrap them in a `tiktoken.Encoding`."""
         ranks = train_bpe(texts, vocab_size, verbose=verbose)
-        return cls._from_ranks(ranks)
-
-    @classmethod
-    def _from_ranks(cls, ranks: dict[bytes, int]) -> "Tokenizer":
-        enc = tiktoken.Encoding(
-            name=f"sae-bpe-{len(ranks) + 1}",
-            pat_str=GPT2_PAT,
-            mergeable_ranks=ranks,
-            special_tokens={EOT: len(ranks)},
-        )
-        return cls(enc)
+        return cls(_encoding(ranks, GPT2_PAT, {EOT: len(ranks)}))
 
     @classmethod
     def from_pretrained(cls, name: str) -> "Tokenizer":
@@ -191,11 +186,10 @@ class Tokenizer:
         if self.pretrained:
             return {"format": FORMAT, "pretrained": self.pretrained}
         ranks = self.encoding._mergeable_ranks
-        tokens = [b for b, _ in sorted(ranks.items(), key=lambda kv: kv[1])]
         return {
             "format": FORMAT,
             "pat_str": self.encoding._pat_str,
-            "tokens": [base64.b64encode(b).decode("ascii") for b in tokens],
+            "tokens": [base64.b64encode(b).decode("ascii") for b in sorted(ranks, key=ranks.get)],
             "special_tokens": self.encoding._special_tokens,
         }
 
@@ -221,8 +215,7 @@ class Tokenizer:
             return cls.from_pretrained(d["pretrained"])
         try:
             ranks = {base64.b64decode(t): i for i, t in enumerate(d["tokens"])}
-            enc = tiktoken.Encoding(name=f"sae-bpe-{len(ranks) + 1}", pat_str=d["pat_str"],
-                                    mergeable_ranks=ranks, special_tokens=d["special_tokens"])
+            enc = _encoding(ranks, d["pat_str"], d["special_tokens"])
         except (KeyError, TypeError, ValueError) as e:  # a hand-edited file: missing keys, bad base64, ...
             raise ValueError(f"{path} is a damaged {FORMAT} tokenizer file ({type(e).__name__}: {e}); {fix}") from None
         return cls(enc)

@@ -27,7 +27,7 @@ import torch
 
 from sae.corpus import CODE_FAMILY, CONCEPTS, concept_segments, document_text, top_concept
 from sae.gpt import GPT, GPTConfig, cross_entropy
-from sae.utils import PRECISIONS, atomic_torch_save, format_duration, load_checkpoint, mixed_precision, resolve_device
+from sae.utils import PRECISIONS, atomic_torch_save, eval_mode, format_duration, load_checkpoint, mixed_precision, resolve_device
 
 
 @dataclass
@@ -124,16 +124,14 @@ def _token_losses(
     device = model.wte.weight.device
     starts = _eval_starts(len(tokens), n_ctx, max_tokens)
     offsets = torch.arange(n_ctx + 1)
-    was_training = model.training
-    model.eval()
     losses, targets = [], []
-    for i in range(0, len(starts), batch_size):
-        idx = starts[i : i + batch_size, None] + offsets  # (b, n_ctx + 1)
-        window = tokens[idx].to(device)
-        logits = model(window[:, :-1])
-        losses.append(cross_entropy(logits, window[:, 1:], reduction="none").flatten().cpu())
-        targets.append(idx[:, 1:].flatten())
-    model.train(was_training)
+    with eval_mode(model):
+        for i in range(0, len(starts), batch_size):
+            idx = starts[i : i + batch_size, None] + offsets  # (b, n_ctx + 1)
+            window = tokens[idx].to(device)
+            logits = model(window[:, :-1])
+            losses.append(cross_entropy(logits, window[:, 1:], reduction="none").flatten().cpu())
+            targets.append(idx[:, 1:].flatten())
     return torch.cat(losses), torch.cat(targets)
 
 
@@ -274,18 +272,6 @@ def train_lm(
     elif resume:
         print(f"no checkpoint at {checkpoint_path} yet: starting from step 0")
 
-    def save_checkpoint() -> None:
-        ckpt = {
-            "config": asdict(model.cfg),  # first two keys as in GPT.save, so GPT.load reads this file
-            "state_dict": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "step": step,
-            "rng": rng.get_state(),
-            "train_config": asdict(cfg),
-            "history": history,
-        }
-        atomic_torch_save(ckpt, checkpoint_path)
-
     params = list(model.parameters())
     offsets = torch.arange(n_ctx + 1)
     tokens_per_step = cfg.batch_size * n_ctx
@@ -329,7 +315,15 @@ def train_lm(
             if cfg.log_every:
                 print(f"step {step}: val loss {row['val_loss']:.4f}", flush=True)
         if checkpoint_path is not None and ((cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or last):
-            save_checkpoint()
+            atomic_torch_save({
+                "config": asdict(model.cfg),  # first two keys as in GPT.save, so GPT.load reads this file
+                "state_dict": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "step": step,
+                "rng": rng.get_state(),
+                "train_config": asdict(cfg),
+                "history": history,
+            }, checkpoint_path)
     return history
 
 

@@ -42,7 +42,7 @@ from typing import Iterable, Iterator
 import torch
 from torch import Tensor
 
-from sae import distributed, metrics
+from sae import distributed
 from sae.autoencoder import SparseAutoencoder
 from sae.utils import PRECISIONS, atomic_torch_save, format_duration, load_checkpoint, mixed_precision
 

@@ -38,8 +38,7 @@ def _atomic_write(path: str | os.PathLike, write_fn, mode: str) -> Path:
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError) and e.errno is not None:  # e.g. a full disk
             raise _naming(e, path) from None
         raise
@@ -208,6 +207,17 @@ def mixed_precision(precision: str, device: torch.device) -> Iterator[None]:
             yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """`model.eval()` within the block; the model's training flag is restored on exit."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def seed_everything(seed: int) -> None:
