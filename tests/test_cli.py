@@ -48,24 +48,22 @@ def test_corpus_stats(capsys, tmp_path):
         assert name in out
 
 
-def test_reproduce_smoke_runs_and_resumes(tmp_path, capsys):
-    """The whole reproduction, under `DeviceCheck`: no stage feeds a model a tensor that would be
-    on the CPU while the model is on a GPU (see tests/test_device.py)."""
-    from device_check import DeviceCheck
-
-    out = tmp_path / "run"
-    with DeviceCheck():
-        assert main(["reproduce", "--preset", "smoke", "--out", str(out)]) == 0
-    assert (out / "tokenizer.json").exists() and (out / "config.json").exists()
-    printed = capsys.readouterr().out
+def test_reproduce_smoke_runs_says_how_long_and_resumes(smoke_run, capsys):
+    """The whole smoke reproduction ran under `DeviceCheck` (the `smoke_run` fixture); a second
+    `reproduce` skips every stage, and one with another configuration is refused."""
+    out, printed = smoke_run
+    assert (out / "tokenizer.json").exists() and (out / "config.json").exists() and (out / "report.md").exists()
     assert re.search(r"^estimate: about \d+:\d\d:\d\d on this machine \(cpu, \d+ threads, fp32 matmul \d+ GFLOP/s\)",
                      printed, re.M), "reproduce must say how long it will take before it starts"
-    assert len(re.findall(r"\| about \d+:\d\d:\d\d left$", printed, re.M)) == 5, "each stage but the last must update the estimate"
+    assert len(re.findall(r"\| about \d+:\d\d:\d\d left$", printed, re.M)) == 5, \
+        "each stage but the last two must update the time left"
+    before = (out / "stages.json").read_text()
     assert main(["reproduce", "--preset", "smoke", "--out", str(out)]) == 0
-    assert "skipped" in capsys.readouterr().out, "a finished stage must be skipped on a re-run"
+    again = capsys.readouterr().out
+    assert again.count("skipped") == 7 and "estimate" not in again, "a finished run is skipped, with no estimate"
     assert main(["reproduce", "--preset", "smoke", "--out", str(out), "--seed", "5"]) == 2, \
         "a run directory with another configuration must be refused"
-    assert json.loads((out / "config.json").read_text())["seed"] == 0
+    assert json.loads((out / "config.json").read_text())["seed"] == 0 and (out / "stages.json").read_text() == before
 
 
 def test_set_reaches_any_field_and_an_unknown_one_is_one_line_exit_2(tmp_path):

@@ -14,7 +14,7 @@ from sae.tokenizer import Tokenizer
 def test_smoke_pipeline_resumes_only_missing_stages_and_reruns_a_crashed_one(tmp_path, monkeypatch):
     import sae.pipeline
 
-    p = get_preset("smoke")
+    p = with_overrides(get_preset("smoke"), ["train_lm.n_steps=4", "train_lm.warmup=1", "judge_samples=1"])
     out = tmp_path / "run"
 
     def crash(*_, **__):
@@ -129,6 +129,7 @@ def test_tiny_lm_stays_on_topic(tiny_run):
     assert losses["golden_gate"] < 1.0, "the model should predict templated English well"
 
 
+@pytest.mark.slow
 def test_tiny_lm_tracks_a_files_security_posture(tiny_run):
     """Issue #18's post-LM check, as the LM stage records it: the insecure switch value is >= 3x
     as likely in an insecure file as in the same file made safe."""
@@ -136,10 +137,9 @@ def test_tiny_lm_tracks_a_files_security_posture(tiny_run):
     assert sens["ratio"] >= 3, sens
 
 
-def test_smoke_sae_reconstructs(tmp_path):
+def test_smoke_sae_reconstructs(smoke_run):
     """End to end on the smoke preset: an SAE trains on the model's neurons and explains >= half the variance."""
-    out = tmp_path / "run"
-    reproduce(get_preset("smoke"), out, until="evaluate", log=lambda *_: None)
+    out, _ = smoke_run
     m = json.loads((out / "metrics.json").read_text())
     assert m["sae"]["fvu"] < 0.5, f"smoke SAE FVU {m['sae']['fvu']:.3f}: is the input scale applied?"
     for key in ["lm", "sae", "concepts"]:
@@ -196,15 +196,13 @@ def test_tiny_features_detect_concepts_where_neurons_do_not(tiny_run):
     assert mono["features"]["mean_top_concept_share"] > mono["neurons"]["mean_top_concept_share"]
 
 
-def test_smoke_reproduce_writes_a_complete_report(tmp_path):
+def test_smoke_reproduce_writes_a_complete_report(smoke_run):
     """The whole pipeline on the smoke preset: every stage runs, the report has every section,
     and every link in it (figures, dashboard pages) points at a file of the run."""
     import re
 
-    out = tmp_path / "run"
-    lines = []
-    reproduce(get_preset("smoke"), out, log=lines.append)
-    assert any(l.startswith("summary:") for l in lines), "reproduce should end with a summary line"
+    out, printed = smoke_run
+    assert any(l.startswith("summary:") for l in printed.splitlines()), "reproduce should end with a summary line"
     md = (out / "report.md").read_text()
     for section in ["## Summary", "## Configuration", "## Wall time per stage", "## Language model", "## Sparse autoencoder",
                     "## Concept detectors", "## Absorption diagnostic", "## Steering", "## Figures", "## Dashboard"]:

@@ -1,4 +1,5 @@
-"""Every tutorial chapter runs top to bottom in fast mode (SAE_FAST=1)."""
+"""Every tutorial chapter runs top to bottom in fast mode (SAE_FAST=1), on the session's smoke
+run (`SAE_RUNS` is its folder), so no chapter trains the smoke run again."""
 
 import os
 import subprocess
@@ -12,8 +13,8 @@ CHAPTERS = sorted((ROOT / "tutorials").glob("[0-9][0-9]_*.py"))
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=[c.stem for c in CHAPTERS])
-def test_chapter_runs_in_fast_mode(chapter, tmp_path):
-    env = dict(os.environ, SAE_FAST="1", MPLBACKEND="Agg")
+def test_chapter_runs_in_fast_mode(chapter, smoke_run):
+    env = dict(os.environ, SAE_FAST="1", MPLBACKEND="Agg", SAE_RUNS=str(smoke_run[0].parent))
     proc = subprocess.run([sys.executable, str(chapter)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"{chapter.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
@@ -23,9 +24,9 @@ SOLUTIONS = sorted((ROOT / "tutorials" / "solutions").glob("[0-9][0-9]_*.py"))
 
 
 @pytest.mark.parametrize("solution", SOLUTIONS, ids=[s.stem for s in SOLUTIONS])
-def test_exercise_answers_pass_their_checks_in_fast_mode(solution):
+def test_exercise_answers_pass_their_checks_in_fast_mode(solution, smoke_run):
     """The teacher's answers (tutorials/solutions/) pass the checks the chapters call."""
-    env = dict(os.environ, SAE_FAST="1", MPLBACKEND="Agg")
+    env = dict(os.environ, SAE_FAST="1", MPLBACKEND="Agg", SAE_RUNS=str(smoke_run[0].parent))
     proc = subprocess.run([sys.executable, str(solution)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"{solution.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
