@@ -135,10 +135,6 @@ def train_sae_on_run(p: Preset, out: Path, name: str = "sae") -> dict:
             "resamples": [h["resample"] for h in history if "resample" in h]}
 
 
-def stage_sae(p: Preset, out: Path) -> dict:
-    return train_sae_on_run(p, out)
-
-
 def evaluate_run(p: Preset, out: Path, name: str = "sae") -> dict:
     """Evaluate the run's SAE `name` on held-out text in one pass: returns the nested `metrics.json`
     dictionary and writes the pass's feature statistics (`feature_stats.pt`) beside it."""
@@ -263,14 +259,11 @@ def stage_steering(p: Preset, out: Path) -> dict:
         print(f"  steering {i}/{len(DEMOS)}: {name} done in {format_duration(time.perf_counter() - t0)}: feature "
               f"{s['feature']} at {s['multiple']}x", flush=True)
     atomic_write_json(out / "steering.json", res)
-    metrics["steering"] = {name: _rounded(r["summary"]) for name, r in res.items()}  # details in steering.json
+    metrics["steering"] = {name: {k: round(v, 4) if isinstance(v, float) else v for k, v in r["summary"].items()}
+                           for name, r in res.items()}  # details in steering.json
     atomic_write_json(out / "metrics.json", metrics)
     return {f"{name}_{k}": v for name, s in metrics["steering"].items() for k, v in s.items()
             if isinstance(v, (int, float)) and k != "feature"}
-
-
-def _rounded(d: dict) -> dict:
-    return {k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
 
 
 def stage_report(p: Preset, out: Path) -> dict:
@@ -281,7 +274,7 @@ def stage_report(p: Preset, out: Path) -> dict:
 STAGES: list[Stage] = [
     Stage("tokenizer", ["tokenizer.json"], stage_tokenizer),
     Stage("lm", ["lm.pt", "lm_history.json"], stage_lm),
-    Stage("sae", ["sae.pt", "sae_history.json"], stage_sae),
+    Stage("sae", ["sae.pt", "sae_history.json"], train_sae_on_run),
     Stage("evaluate", ["metrics.json", "feature_stats.pt"], stage_evaluate),
     Stage("dashboard", ["dashboard/index.html"], stage_dashboard),
     Stage("steering", ["steering.json"], stage_steering),
@@ -306,7 +299,7 @@ def reproduce(preset: Preset, out: str | Path, until: str | None = None, log=pri
         if main:
             check_config(preset, out)
         else:
-            log = _silent
+            log = lambda *_: None  # noqa: E731 (the other ranks print nothing)
         distributed.barrier()
         return _run_stages(preset, out, until, log, main)
 
@@ -388,10 +381,6 @@ def run_lock(out: Path) -> Iterator[None]:
         f.write(str(os.getpid()))
         f.flush()
         yield
-
-
-def _silent(*_) -> None:
-    pass
 
 
 def _fmt(info: dict) -> str:
