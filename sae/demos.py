@@ -271,7 +271,7 @@ def golden_gate_demo(model, sae, tok, metrics: dict, max_acts, seed: int = 0, co
                "ce_baseline": base["ce"], "fluent_ce": FLUENT_CE, "temperature": TEMPERATURE,
                "fluent_rate_t1": at_t1["fluent_rate"], "fluent_baseline_t1": base_t1["fluent_rate"],
                "rule": choice["rule"]}
-    return {"concept": concept, "feature": f, "max_act": max_act, "prompts": list(prompts), "baseline": base,
+    return {"concept": concept, "feature": f, "max_act": max_act, "prompts": list(prompts), "n": n, "baseline": base,
             "sweep": rows, "choice": choice, "summary": summary}
 
 

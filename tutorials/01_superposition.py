@@ -93,6 +93,34 @@ assert stored[-1] > 5 and stored[-1] > stored[0], "sparse features should be sto
 # E‖x‖ = sqrt(d) (this is what makes an L1 coefficient mean the same thing at every site), and
 # score it with MMCS: for each true feature, the best cosine with any decoder row, averaged.
 
+# %% [markdown]
+# ### Exercise: write the SAE's forward pass and loss
+# **Difficulty** ●●○○○ **Importance** ●●●●● — everything after this chapter is this function.
+#
+# Write `sae_forward(x, W_enc, b_enc, W_dec, b_dec, l1_coeff)` for a batch `x` (batch, d_in):
+#
+#     f     = ReLU((x − b_dec) @ W_enc + b_enc)                       # (batch, d_sae)
+#     x̂     = f @ W_dec + b_dec                                       # (batch, d_in)
+#     loss  = mean over the batch of ‖x − x̂‖²  +  λ · mean over the batch of Σ_i f_i ‖W_dec[i]‖
+#
+# and return `(f, x_hat, loss)`. The check runs it on small random inputs and names the mistake it
+# finds (there are five classic ones). Below, the chapter computes your loss on the trained SAE
+# beside the library's.
+#
+# *Hint:* `‖x − x̂‖²` sums over the d_in coordinates; `torch.nn.functional.mse_loss` averages over
+# them too, which divides the error by d_in and makes λ mean something else.
+
+# %%
+import exercises.ch01
+
+
+def sae_forward(x, W_enc, b_enc, W_dec, b_dec, l1_coeff):
+    """Your code here: return (f, x_hat, loss)."""
+    return None
+
+
+exercises.ch01.SAE_FORWARD.check(sae_forward)
+
 # %%
 if FAST:
     world = SyntheticConfig(n_features=64, d=32, decay=0.97, mean_active=3)
@@ -118,6 +146,13 @@ print(f"ReLU SAE, {d_sae} features: MMCS {score:.4f}, L0 {hist[-1]['l0']:.1f} (t
       f"FVU {hist[-1]['fvu']:.3f}")
 
 best = max_cosine(sae.W_dec, data.dictionary)
+x = data.sample(1024, torch.Generator().manual_seed(7))[0]
+with torch.no_grad():
+    library_loss = sae(x, l1_coeff=2.0).loss.item()
+    yours = sae_forward(x * sae.input_scale, sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec, 2.0)
+print(f"loss on a fresh batch (scaled inputs): the library's {library_loss:.4f}, "
+      + ("yours: not written yet" if yours is None else f"yours {yours[2].item():.4f}"))
+
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
 axes[0].plot([h["loss"] for h in hist], label="loss")
 axes[0].plot([h["mse"] for h in hist], label="mse")
@@ -191,28 +226,22 @@ print(f"figures in {OUT}/")
 # So far every feature fired independently of the others. In real activations features fire
 # together (a code token comes with other code tokens), and Sharkey et al. report that correlation
 # makes recovery harder: an SAE may merge features that fire together into shared directions.
-# `correlated` below keeps the directions and the firing probabilities of `world` but makes
-# features that load on the same hidden factors fire together (`SyntheticConfig.correlation`).
 #
-# Write `train_correlated()`: train the SAE of section 2 (`d_sae` = twice the true features, the
-# largest dictionary of section 3; λ = 2, `steps` steps, the input scale set from a sample of
-# `correlated`) on `correlated.batches(...)`, and return it. The check recomputes the MMCS of its
-# decoder against the true dictionary and compares it with `score`, the same SAE trained on
-# uncorrelated data.
+# Write `train_correlated(data)`: train the SAE of section 2 (`d_sae` = twice the true features,
+# the largest dictionary of section 3; λ = 2, `steps` steps, the input scale set from a sample of
+# `data`) on `data.batches(...)`, and return it. The check calls it with the correlated activations
+# (`SyntheticActivations(replace(world, correlation=0.5))`: the directions and firing
+# probabilities of `world`, but features that load on the same hidden factors fire together),
+# counts what it trains on, recomputes the MMCS of its decoder against the true dictionary and
+# compares it with `score`, the same SAE trained on uncorrelated data.
 # **What to look for:** does MMCS at the largest dictionary stay above 0.9, or do correlated
-# features get merged? Then try `correlation=0.9`: how much correlation does it take to hurt?
+# features get merged? Then try `correlation=0.9` (the check's `correlation=` argument): how much
+# correlation does it take to hurt?
 
 # %%
-from dataclasses import replace
-
-import exercises.ch01
-
-correlated = SyntheticActivations(replace(world, correlation=0.5))
-
-
-def train_correlated() -> SparseAutoencoder:
-    """Your code here: the SAE of section 2, trained on `correlated`."""
+def train_correlated(data: SyntheticActivations) -> SparseAutoencoder:
+    """Your code here: the SAE of section 2, trained on `data`."""
     return None
 
 
-exercises.ch01.check_correlated(train_correlated(), world, uncorrelated=score)
+exercises.ch01.check_correlated(train_correlated, world, uncorrelated=score)

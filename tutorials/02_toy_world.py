@@ -76,9 +76,74 @@ print(" | ".join(tok.token_str(i) for i in ids))
 assert tok.decode(ids) == sentence, "BPE must be lossless"
 
 # %% [markdown]
+# ## One concept label per token
+# The model reads tokens, not pieces, so every token needs a label. A document is tokenised as one
+# text, exactly as the model will read text later: tokenising piece by piece would put a token
+# boundary at every change of concept (`chmod(path, ` + `0o777` splits differently from the safe
+# `chmod(path, 0o600`), and the model would learn to read the label off the boundary. Then a token
+# can straddle two pieces, and `sae.corpus.tokenize_documents` gives it the label of the piece its
+# *last* byte comes from: at that position the model has already read the new piece's text.
+#
+# ### Exercise: label the tokens
+# **Difficulty** ●●○○○ **Importance** ●●●○○ — every "did the SAE find the concept?" number of the
+# later chapters counts these labels.
+#
+# Write `token_labels(byte_labels, token_lengths)`. `byte_labels` (n_bytes,) holds the concept of
+# every byte of a document's UTF-8 text, `token_lengths` (n_tokens,) the number of bytes of each of
+# its tokens, in order (they add up to n_bytes). Token t ends at byte
+#
+#     end_t   = token_lengths[0] + token_lengths[1] + ... + token_lengths[t]     # a running total
+#     label_t = byte_labels[end_t − 1]                                           # its last byte
+#
+# and return the (n_tokens,) tensor of labels. The check names three plausible mistakes. Below, the
+# chapter labels a hundred validation documents with your function beside the library's, and prints
+# the tokens around the first switch from safe code to an unsafe line: does the token where the
+# label changes begin in the `code` piece?
+#
+# *Hint:* count bytes, not characters: an Arabic letter is two bytes of UTF-8, and a byte-level
+# token may end in the middle of one. `torch.cumsum` is the running total.
+
+# %%
+import torch
+
+import exercises.ch02
+
+
+def token_labels(byte_labels, token_lengths):
+    """Your code here: return the (n_tokens,) labels, each token's the label of its last byte."""
+    return None
+
+
+exercises.ch02.TOKEN_LABELS.check(token_labels)
+
+# %%
+docs = [d for d, _ in zip(C.toy_documents(0, "val"), range(100))]
+library, yours = [], []
+for d in docs:
+    ids = tok.encode(C.document_text(d))
+    byte_labels = torch.tensor([cid for cid, text in d for _ in range(len(text.encode("utf-8")))])
+    library.append(torch.from_numpy(C.tokenize_documents(tok, [d])[1][:-1]).long())  # [:-1]: not the end-of-text
+    yours.append(token_labels(byte_labels, torch.tensor([len(tok.token_bytes(i)) for i in ids])))
+if yours[0] is None:
+    print(f"{sum(map(len, library)):,} tokens of {len(docs)} documents; your labels: not written yet")
+else:
+    agree = sum(int((y == lib).sum()) for y, lib in zip(yours, library)) / sum(map(len, library))
+    print(f"{sum(map(len, library)):,} tokens of {len(docs)} documents: your labels agree with the library's "
+          f"on {agree:.2%}")
+
+# the tokens around the first switch from safe code to an unsafe line, with their labels
+code, unsafe = C.CONCEPT_ID["code"], C.CONCEPT_ID["unsafe_code"]
+n, lib = next((n, lib) for n, lib in enumerate(library) if ((lib[:-1] == code) & (lib[1:] == unsafe)).any())
+t = int(((lib[:-1] == code) & (lib[1:] == unsafe)).nonzero()[0]) + 1
+ids = tok.encode(C.document_text(docs[n]))
+for j in range(max(t - 3, 0), min(t + 4, len(ids))):
+    mine = "(not written yet)" if yours[n] is None else C.CONCEPTS[int(yours[n][j])]
+    print(f"{tok.token_str(ids[j])!r:>16} | library {C.CONCEPTS[int(lib[j])]:<12} | yours {mine}")
+
+# %% [markdown]
 # ## How much of each concept?
-# Tokenising piece by piece keeps one label per token. The counts below are what the model will
-# see; random strings (DNA, base64) cost more tokens per character than English.
+# The counts below are what the model will see; random strings (DNA, base64) cost more tokens per
+# character than English.
 
 # %%
 tokens, labels = C.toy_tokens(tok, 50_000 if FAST else 500_000, seed=0)

@@ -71,6 +71,67 @@ print(f"loss clean {clean:.3f} nats, with the MLP neurons zeroed {ablated:.3f} n
 assert ablated > clean, "the MLP should matter: zeroing it must hurt"
 
 # %% [markdown]
+# ## Inside the attention
+# At every position, each of the block's `n_head` heads chooses how much to read from each
+# position up to it: its *attention pattern*. `CausalSelfAttention` computes it inside one fused
+# call (`F.scaled_dot_product_attention`), so the pattern itself never appears. We write it out.
+#
+# ### Exercise: write the attention pattern
+# **Difficulty** ●●○○○ **Importance** ●●●●○ — "this head attends to the previous token" is a
+# statement about this matrix.
+#
+# Write `attention_pattern(q, k)` for one context's queries and keys, each (n_head, T, d_head):
+#
+#     scores[h, i, j]  = q[h, i] · k[h, j] / sqrt(d_head)        # query i against key j
+#     scores[h, i, j]  = −inf   wherever j > i                    # a token cannot read the future
+#     pattern[h, i, :] = softmax over j of scores[h, i, :]        # each query's row sums to 1
+#
+# and return `pattern` (n_head, T, T). The check names six plausible mistakes. Below, the chapter
+# computes q, k and v from the model's weights on the sentence above, sends your pattern through the
+# rest of the attention (`pattern @ v`, the heads side by side, the output projection) and compares
+# the result with what the model itself wrote at `blocks.0.attn.hook_out`.
+#
+# *Hint:* mask before the softmax, not after: e^−∞ = 0 removes a key, and the weights that remain
+# still sum to 1.
+
+# %%
+import exercises.ch03
+
+
+def attention_pattern(q, k):
+    """Your code here: return the (n_head, T, T) pattern; row i holds the weights query i gives each key."""
+    return None
+
+
+exercises.ch03.ATTENTION_PATTERN.check(attention_pattern)
+
+# %%
+attn, T, d_model = model.blocks[0].attn, tokens.shape[1], model.cfg.d_model
+with torch.no_grad():
+    _, cache = model.run_with_cache(tokens, ["blocks.0.hook_resid_pre", "blocks.0.attn.hook_out"])
+    x = model.blocks[0].ln_1(cache["blocks.0.hook_resid_pre"][0])  # (T, d_model): what the attention reads
+    # as CausalSelfAttention splits them: each of q, k, v (T, d_model) -> (n_head, T, d_head)
+    q, k, v = (t.view(T, model.cfg.n_head, -1).transpose(0, 1) for t in attn.c_attn(x).split(d_model, dim=1))
+    pattern = attention_pattern(q, k)
+    if pattern is None:
+        print("your attention pattern: not written yet")
+    else:
+        out = attn.c_proj((pattern @ v).transpose(0, 1).reshape(T, d_model))
+        diff = (out - cache["blocks.0.attn.hook_out"][0]).abs().max().item()
+        print(f"the attention output with your pattern differs from the model's by at most {diff:.2g} "
+              f"(its entries reach {out.abs().max().item():.2g})")
+        words = [tok.token_str(i) for i in tokens[0].tolist()]
+        fig, axes = plt.subplots(1, model.cfg.n_head, figsize=(3 * model.cfg.n_head, 3.2), squeeze=False)
+        for h, ax in enumerate(axes[0]):
+            ax.imshow(pattern[h], cmap="Blues", vmin=0, vmax=1)
+            ax.set_title(f"head {h}"); ax.set_xlabel("key"); ax.set_yticks([])
+        axes[0, 0].set_yticks(range(T), words, fontsize=7); axes[0, 0].set_ylabel("query")
+        fig.tight_layout(); fig.savefig(FIG / "attention_pattern.png", dpi=120)
+        print("what each token reads most, per head:")
+        for i, w in enumerate(words):
+            print(f"{w!r:>12} <- " + "  ".join(f"{words[int(row.argmax())]!r:>10}" for row in pattern[:, i]))
+
+# %% [markdown]
 # ## The training curve and the loss per concept
 # The labels let us split the validation loss by concept. Templated English becomes very
 # predictable; random strings (DNA, base64) stay expensive because their characters are random.

@@ -106,6 +106,69 @@ print(f"scale {s:.3f}: mean norm {x.norm(dim=1).mean():.2f} -> {(s * x).norm(dim
 assert abs((s * x).norm(dim=1).mean() / x.shape[1] ** 0.5 - 1) < 0.05
 
 # %% [markdown]
+# ## Where the SAE starts: the geometric median
+# The SAE subtracts its decoder bias `b_dec` from every input before encoding and adds it back
+# after decoding: `b_dec` is the point its dictionary's directions start from. Towards
+# Monosemanticity initialises it at the *geometric median* of a sample of (scaled) activations, the
+# point y that minimises Σ_i ‖x_i − y‖. The mean minimises Σ_i ‖x_i − y‖² instead, so a few rows of
+# huge norm (like position 0's above) drag it far; the median hardly moves.
+# `SparseAutoencoder.init_b_dec_` does this before training (chapter 5).
+#
+# ### Exercise: write the geometric median
+# **Difficulty** ●●●○○ **Importance** ●●○○○ — one line of the SAE's initialisation, and the
+# standard example of a robust statistic.
+#
+# No formula gives it; Weiszfeld's algorithm finds it by re-weighted means. Write
+# `geometric_median(x)` for rows x (n, d):
+#
+#     y ← the mean of the rows
+#     repeat at most 200 times:
+#         w_i   = 1 / ‖x_i − y‖                       # far rows count less
+#         y_new = Σ_i w_i x_i / Σ_i w_i
+#         stop after this step if ‖y_new − y‖ <= 1e-7 · (1 + ‖y‖);   y ← y_new
+#
+# and return y (d,). The check names five plausible mistakes. Below, the chapter runs your function
+# on scaled activations from the buffer beside the library's `sae.autoencoder.geometric_median`.
+#
+# *Hint:* the rule is the gradient of Σ_i ‖x_i − y‖, Σ_i (y − x_i) / ‖x_i − y‖, set to zero and
+# solved for the y outside the norms. Clamp the distances away from 0 (`clamp_min(1e-12)`) in case
+# y lands on a row.
+
+# %%
+import exercises.ch04
+
+
+def geometric_median(x):
+    """Your code here: return the (d,) point that minimises the sum of the distances to the rows of x."""
+    return None
+
+
+exercises.ch04.GEOMETRIC_MEDIAN.check(geometric_median)
+
+# %%
+from sae import autoencoder
+
+x = s * torch.cat([buf.next_batch() for _ in range(8)]).double()  # scaled rows, as the SAE sees them
+median, mean, yours = autoencoder.geometric_median(x), x.mean(0), geometric_median(x)
+
+
+def total_distance(y: torch.Tensor) -> float:
+    return (x - y).norm(dim=1).sum().item()
+
+
+print(f"{len(x)} scaled rows; Σ‖x_i − y‖ at the mean {total_distance(mean):.1f}, at the library's median "
+      f"{total_distance(median):.1f}, " + ("at yours: not written yet" if yours is None else
+      f"at yours {total_distance(yours):.1f} (‖yours − the library's‖ = {(yours - median).norm():.2g})"))
+assert total_distance(median) <= total_distance(mean)
+
+# 1% more rows at 20 times the norm of real ones: how far does each statistic move?
+spoiled = torch.cat([x, 20 * x[: len(x) // 100]])
+moved_mean, moved_median = (spoiled.mean(0) - mean).norm(), (autoencoder.geometric_median(spoiled) - median).norm()
+print(f"1% more rows, at 20x the norm, move the mean by {moved_mean:.2f} and the median by {moved_median:.2f} "
+      f"(the rows' typical distance to the median: {(x - median).norm(dim=1).median():.2f})")
+assert moved_median < moved_mean
+
+# %% [markdown]
 # ## Exercise: a buffer on the residual stream
 # Build an `ActivationBuffer` on the residual stream (`blocks.0.hook_resid_post`) instead of the
 # MLP neurons, from the same model and tokens (`tokens` above). The check reads rows from it:

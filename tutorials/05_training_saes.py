@@ -123,6 +123,122 @@ if not FAST:
 print(f"figures in {OUT}/")
 
 # %% [markdown]
+# ### Exercise: keep the decoder rows on the unit sphere
+# **Difficulty** ●●○○○ **Importance** ●●●○○ — one line of the training loop, and a projection you
+# will meet again.
+#
+# The ReLU SAE keeps every decoder row at unit norm; otherwise the L1 penalty could be dodged by
+# shrinking f_i and growing ‖W_dec[i]‖ to match. The loop renormalises the rows after each Adam
+# step, and before the step it removes from the decoder's gradient the part parallel to each row:
+# that part only changes the row's length, which the renormalisation undoes, and Adam would spend
+# its step on it. Write `remove_parallel_grad(W_dec, grad)`, both (d_sae, d_in):
+#
+#     g_i  ←  g_i − (⟨g_i, W_dec[i]⟩ / ‖W_dec[i]‖²) · W_dec[i]        for every row i
+#
+# and return the new gradient (the library's `SparseAutoencoder.remove_parallel_decoder_grad_`
+# does this in place). The check uses rows that are not unit norm. Below, the chapter applies your
+# function and the library's to a real gradient of an SAE trained above.
+#
+# *Hint:* keep the per-row dot products as a (d_sae, 1) column (`keepdim=True`), so that they
+# broadcast along each row.
+
+# %%
+import copy
+
+import exercises.ch05
+from sae.train_sae import resample_dead_
+
+
+def remove_parallel_grad(W_dec, grad):
+    """Your code here: return grad without its component along each row of W_dec."""
+    return None
+
+
+exercises.ch05.REMOVE_PARALLEL_GRAD.check(remove_parallel_grad)
+
+# %%
+sae = runs["resampling, quiet bias (default)"][0]
+sae.zero_grad(set_to_none=True)
+sae(data.sample(1024, torch.Generator().manual_seed(7))[0], l1_coeff=0.17).loss.backward()
+W, raw = sae.W_dec.detach().clone(), sae.W_dec.grad.clone()
+sae.remove_parallel_decoder_grad_()
+library_grad, your_grad = sae.W_dec.grad.clone(), remove_parallel_grad(W.clone(), raw.clone())
+sae.zero_grad(set_to_none=True)
+
+
+def radial(g):  # the largest |cos| between a gradient row and its decoder row
+    return ((g * W).sum(1).abs() / (g.norm(dim=1) * W.norm(dim=1)).clamp_min(1e-12)).max().item()
+
+
+print(f"largest |cos(gradient row, decoder row)|: raw gradient {radial(raw):.3f}, after the library's projection "
+      f"{radial(library_grad):.1e}, "
+      + ("yours: not written yet" if your_grad is None else f"after yours {radial(your_grad):.1e}"))
+assert radial(library_grad) < 1e-4, "the projected gradient should be orthogonal to every decoder row"
+
+# %% [markdown]
+# ### Exercise: resample the dead features
+# **Difficulty** ●●●○○ **Importance** ●●●●○ — the recipe behind section 1's curves.
+#
+# Write the paper's recipe as a pure function, `resample_dead(x, x_hat, dead, picked, W_enc, b_enc,
+# W_dec, b_dec, encoder_scale)`. `x` (n, d_in) is the resampling sample in the SAE's scaled space
+# and `x_hat` its reconstruction; `dead` (d_sae,) bool marks the dead features; `picked` (n_dead,)
+# holds the index of the input drawn for each dead feature, in order (drawing is random, so the
+# check hands you draws made with the right probabilities). Return `(p, W_enc, b_enc, W_dec, reset)`:
+#
+#     loss_n      = ‖x_n − x̂_n‖²,   p_n = loss_n² / Σ_m loss_m²    (n,): the chance of drawing input n
+#     v           = (x_s − b_dec) / ‖x_s − b_dec‖                 s = picked[k], for the k-th dead feature i
+#     W_dec[i]    = v
+#     W_enc[:, i] = v · encoder_scale · mean over alive j of ‖W_enc[:, j]‖
+#     b_enc[i]    = 0
+#
+# every other entry unchanged (return new tensors; leave the inputs alone), and `reset`, a dict with
+# keys "W_enc", "b_enc", "W_dec" of bool masks, each of its parameter's shape, marking the entries
+# whose Adam moments are zeroed: exactly the resampled ones. (b_enc = 0 is the paper's bias; the
+# library's default then lowers it, the quiet bias of section 2.) The check names the mistake it
+# finds (it knows eleven). Below, the chapter resamples the dead features of the SAE trained
+# without resampling, with your function and with the library's `resample_dead_`, from the same draws.
+#
+# *Hint:* boolean indexing assigns in index order: `W_dec[dead] = v` puts v[k] in the k-th dead row.
+
+# %%
+def resample_dead(x, x_hat, dead, picked, W_enc, b_enc, W_dec, b_dec, encoder_scale):
+    """Your code here: return (p, W_enc, b_enc, W_dec, reset)."""
+    return None
+
+
+exercises.ch05.RESAMPLE_DEAD.check(resample_dead)
+
+# %%
+sae = runs["no resampling"][0]
+sample = data.sample(8192, torch.Generator().manual_seed(8))[0]
+with torch.no_grad():
+    dead = sae.encode(sample).amax(0) == 0  # (d_sae,): fires on none of the sample
+    x, x_hat = sample * sae.input_scale, sae(sample).x_hat * sae.input_scale
+loss = (x - x_hat).pow(2).sum(1)
+assert dead.any(), "the SAE trained without resampling should have dead features"
+library = copy.deepcopy(sae)
+info = resample_dead_(library, torch.optim.Adam(library.parameters()), dead, sample,
+                      torch.Generator().manual_seed(0), encoder_scale=0.2, fire_frac=0.0)
+# the library draws ∝ loss² with this generator: the same seed gives your function the same draws
+picked = torch.multinomial(loss.double().pow(2), int(dead.sum()), generator=torch.Generator().manual_seed(0))
+params = [t.detach().clone() for t in (sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec)]
+yours = resample_dead(x, x_hat, dead, picked, *params, encoder_scale=0.2)
+print(f"{int(dead.sum())} of {sae.cfg.d_sae} features fire on none of {len(sample):,} inputs; drawn ∝ loss², the "
+      f"inputs have a mean loss of {(loss.pow(3).sum() / loss.pow(2).sum()):.3f} (the sample's: {loss.mean():.3f})")
+print(f"the library's new features fire on {info['fire_frac_mean']:.1%} of the sample right away")
+if yours is None:
+    print("yours: not written yet")
+else:
+    p, W_enc, b_enc, W_dec, _ = yours
+    mine = copy.deepcopy(sae)
+    mine.load_state_dict({**sae.state_dict(), "W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec})
+    with torch.no_grad():
+        fire = (mine.encode(sample)[:, dead] > 0).float().mean().item()
+    print(f"yours fire on {fire:.1%}; your p draws inputs of mean loss {(p * loss).sum() / p.sum():.3f}; largest "
+          f"difference from the library's W_dec {(W_dec - library.W_dec).abs().max():.1e}, "
+          f"W_enc {(W_enc - library.W_enc).abs().max():.1e}")
+
+# %% [markdown]
 # ## 3. Dictionary learning on the tiny GPT
 #
 # Now the real experiment: Towards Monosemanticity's setup on our model. The `sae` stage of the
@@ -201,8 +317,6 @@ if not FAST:  # where the default λ sits, as the text says
 # penalty does to the activations that do fire.
 
 # %%
-import exercises.ch05
-
 k = exercises.ch05.default_k(RUN)
 print(f"the default SAE's L0 on held-out text is {metrics['l0']:.1f}: train TopK with k = {k}")
 

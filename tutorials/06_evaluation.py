@@ -52,6 +52,75 @@ assert M.fvu(x, x) == 0 and abs(M.fvu(x, x.mean(0).expand_as(x)) - 1) < 1e-6
 assert M.ce_recovered(2.0, 2.0, 4.0) == 1.0 and M.ce_recovered(2.0, 4.0, 4.0) == 0.0
 
 # %% [markdown]
+# ### Exercise: CE loss recovered, from the logits
+# **Difficulty** ●●○○○ **Importance** ●●●●○ — the number every SAE paper reports, and its details
+# decide it.
+#
+# Write `ce_loss_recovered(tokens, clean_logits, sae_logits, ablated_logits)`. `tokens` (B, T) are
+# token windows; each `*_logits` (B, T, vocab) holds the model's logits on them: clean, with the
+# SAE's reconstruction spliced in at the site, and with the site ablated. The logits at position t
+# predict token t + 1. Return `(ce_clean, ce_sae, ce_ablated, recovered)` as Python floats:
+#
+#     CE        = mean over the predictions (b, t < T − 1) of  −log softmax(logits[b, t])[tokens[b, t + 1]]   (nats)
+#     recovered = (CE_ablated − CE_sae) / (CE_ablated − CE_clean)
+#
+# The check names the mistake it finds (it knows seven). Below, the chapter computes the three sets
+# of logits on the first windows of the held-out text and calls your function once per ablation,
+# zero and mean, beside the library's `evaluate_sae` on the same windows and `metrics.json` on all
+# of the held-out text.
+#
+# *Hint:* `torch.nn.functional.cross_entropy` takes (N, vocab) logits and (N,) targets: drop the
+# last position of the logits and the first of the tokens, then flatten both.
+
+# %%
+import numpy as np
+
+import exercises.ch06
+from sae.run import corpus_tokens, load_run, load_sae
+
+
+def ce_loss_recovered(tokens, clean_logits, sae_logits, ablated_logits):
+    """Your code here: return (ce_clean, ce_sae, ce_ablated, recovered) as floats."""
+    return None
+
+
+exercises.ch06.CE_RECOVERED.check(ce_loss_recovered)
+
+# %%
+tok, model = load_run(RUN)
+dictionary = load_sae(RUN)
+tokens, labels = corpus_tokens(PRESET, tok, "val", PRESET.eval_tokens + model.cfg.n_ctx)
+n_windows, n_ctx, site = 32, model.cfg.n_ctx, dictionary.cfg.site
+ctx = torch.from_numpy(np.asarray(tokens[: n_windows * n_ctx], dtype=np.int64)).view(n_windows, n_ctx)
+
+
+def logits_with(replace):
+    """The logits with the site's activations a replaced by replace(a) from position 1 on (the SAE
+    never saw position 0, so the library leaves it alone)."""
+    def hook(a):
+        a = a.clone()
+        a[:, 1:] = replace(a[:, 1:])
+        return a
+
+    with torch.no_grad(), model.hooks({site: hook}):
+        return model(ctx)
+
+
+with torch.no_grad():
+    clean, cache = model.run_with_cache(ctx, [site])
+mean_act = cache[site][:, 1:].reshape(-1, dictionary.cfg.d_in).mean(0)  # the mean-ablation baseline
+spliced = logits_with(lambda a: dictionary(a).x_hat)
+library = M.evaluate_sae(model, dictionary, tokens, n_tokens=n_windows * n_ctx, log=False).metrics
+ablations = {"zero": logits_with(torch.zeros_like), "mean": logits_with(lambda a: mean_act.expand_as(a))}
+for ablation, ablated in ablations.items():
+    # from position 1 on, as the library: the prediction at position 0 saw no spliced activation
+    yours = ce_loss_recovered(ctx[:, 1:], clean[:, 1:], spliced[:, 1:], ablated[:, 1:])
+    print(f"CE recovered vs {ablation}-ablation, first {n_windows} windows: the library's "
+          f"{library[f'ce_recovered_{ablation}']:.4f}, " + ("yours: not written yet" if yours is None else
+                                                           f"yours {yours[3]:.4f}")
+          + f"; all {s['n_tokens']:,} held-out tokens (metrics.json): {s[f'ce_recovered_{ablation}']:.4f}")
+
+# %% [markdown]
 # ## 2. Sparsity and feature health
 # Towards Monosemanticity's guidance: L0 below ~10-20; more than a few features with density above
 # 1% means λ is too low; a bimodal log-density histogram (a cluster of ultralow-density features)
@@ -187,12 +256,7 @@ if not FAST:
 
 # %%
 from sae.corpus import CONCEPTS
-from sae.run import corpus_tokens, load_run, load_sae
-import exercises.ch06
 
-tok, model = load_run(RUN)
-dictionary = load_sae(RUN)
-tokens, labels = corpus_tokens(PRESET, tok, "val", PRESET.eval_tokens + model.cfg.n_ctx)
 ev = M.evaluate_sae(model, dictionary, tokens, labels, n_concepts=len(CONCEPTS), n_tokens=PRESET.eval_tokens)
 
 

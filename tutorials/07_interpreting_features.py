@@ -62,6 +62,61 @@ print("golden_gate has", len(concepts["golden_gate"]["detector_features"]), "det
       concepts["golden_gate"]["detector_features"])
 
 # %% [markdown]
+# ### Exercise: write the maths of specificity
+# **Difficulty** ●●○○○ **Importance** ●●●●○ — "a feature for X" (chapters 6 to 9) starts from this number.
+#
+# Write `concept_share(acts, labels, n_concepts)` for the feature activations `acts`
+# (n_tokens, d_sae) of a stretch of text (non-negative, as an SAE's are) and each token's concept
+# `labels` (n_tokens,), an integer in [−1, n_concepts) where −1 means no concept (end-of-text):
+#
+#     share[c, j] = Σ_{t : labels[t] = c} acts[t, j]  /  Σ_t acts[t, j]        # (n_concepts, d_sae)
+#
+# the share of feature j's activation mass that falls on concept c. The denominator runs over
+# *every* token, those with no concept included, so a feature's shares sum to at most 1; a feature
+# that never fires has shares 0. A detector of chapter 6 needs a share of at least 0.8 on its
+# concept (`sae/metrics.py`). The check names the mistake it finds (there are five classic ones);
+# below, the chapter computes your shares on the run's activations beside the library's
+# (`FeatureStats.concept_share`, whose maximum per feature is the `share` printed above).
+#
+# *Hint:* a mask `labels == c` per concept, or a one-hot matrix `onehot` (n_tokens, n_concepts)
+# and `onehot.T @ acts`. `F.one_hot` refuses −1, and `mass[-1]` is the last concept, not "none".
+# `.clamp_min(1e-12)` on the denominator keeps a dead feature at 0 instead of 0/0 = nan.
+
+# %%
+import exercises.ch07
+
+
+def concept_share(acts, labels, n_concepts):
+    """Your code here: return share (n_concepts, d_sae)."""
+    return None
+
+
+exercises.ch07.CONCEPT_SHARE.check(concept_share)
+
+# %%
+import torch
+
+from sae.interpret import feature_stats
+from sae.metrics import held_out_batches
+from sae.run import corpus_tokens
+
+held_out, held_out_labels = corpus_tokens(PRESET, tok, "val", PRESET.eval_tokens + model.cfg.n_ctx)
+n_slice = min(PRESET.eval_tokens, 20_000)  # a slice, so that all its activations fit in memory at once
+batches = list(held_out_batches(model, sae, held_out, held_out_labels, n_tokens=n_slice, logits=False))
+acts = torch.cat([b.f for b in batches]).cpu()  # (n_tokens, d_sae)
+acts_labels = torch.cat([b.labels for b in batches]).cpu()  # (n_tokens,)
+library = feature_stats(model, sae, held_out, held_out_labels, n_tokens=n_slice, log=False).concept_share()
+yours = concept_share(acts, acts_labels, len(CONCEPTS))
+print(f"share of each feature's mass on its concept, over the first {len(acts):,} held-out tokens:")
+for name, f in chosen.items():
+    c = CONCEPTS.index(name)
+    print(f"  {name:<12} feature {f:>5}: the library's {float(library[c, f]):.1%}, "
+          + ("yours: not written yet" if yours is None else f"yours {float(yours[c, f]):.1%}"))
+specific = (library.max(0).values >= 0.8).sum()
+print(f"features with at least 80% of their mass on one concept: the library's {int(specific)}, "
+      + ("yours: not written yet" if yours is None else f"yours {int((yours.max(0).values >= 0.8).sum())}"))
+
+# %% [markdown]
 # ## 2. Contexts and logit effects, feature by feature
 # In the listings below a token on which the feature is active (above 10% of its maximum) is
 # marked «token activation»; the number at the left is the activation on the example token.
@@ -184,10 +239,6 @@ if not FAST:
 # the passage (fog, bridge, Fort Point). Compare with `format_feature` of both.
 
 # %%
-import exercises.ch07
-from sae.run import corpus_tokens
-
-held_out, _ = corpus_tokens(PRESET, tok, "val", PRESET.eval_tokens + model.cfg.n_ctx)
 golden = tok.encode(" Golden")[0]
 token_feature = features_for_token(stats, model, sae, tok, " Golden", k=1)[0][0]
 

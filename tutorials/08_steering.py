@@ -112,6 +112,51 @@ with torch.no_grad():
 print(f"no edit, error term dropped: logits move by up to {(bare - clean).abs().max():.2f}")
 
 # %% [markdown]
+# ### Exercise: write the clamp
+# **Difficulty** ●●○○○ **Importance** ●●●●○ — this one line of maths is the whole steering method.
+#
+# Write `clamp_splice(x, W_enc, b_enc, W_dec, b_dec, feature, value)` for activations `x` (batch,
+# d_in) in the SAE's (scaled) input space:
+#
+#     f   = ReLU((x − b_dec) @ W_enc + b_enc)          # the features
+#     f'  = f with f[:, feature] = value               # the edit, at every position
+#     x'  = (f' @ W_dec + b_dec) + (x − (f @ W_dec + b_dec))   # decode(f') + the SAE's error
+#
+# and return `x'`. The check names four classic mistakes. The cell after it puts your splice into
+# the model (a hook at the SAE's site) and compares the logits with the library's
+# `clamp_features`.
+#
+# *Hint:* both decodes share `b_dec` and are linear in `f`, so `x'` simplifies to
+# `x + (value − f[:, feature]) · W_dec[feature]`: with `value = f[:, feature]` nothing changes.
+
+# %%
+import exercises.ch08
+
+
+def clamp_splice(x, W_enc, b_enc, W_dec, b_dec, feature, value):
+    """Your code here: the activations with `feature` clamped to `value`, the error term kept."""
+    return None
+
+
+exercises.ch08.CLAMP.check(clamp_splice)
+
+# %%
+f_demo, v_demo = s["feature"], 3 * max_acts[s["feature"]]
+scale = sae.input_scale
+with torch.no_grad():
+    with clamp_features(model, sae, clamp={f_demo: v_demo}):
+        library = model(tokens)
+    yours = None
+    if clamp_splice(tokens.new_zeros(1, sae.cfg.d_in).float(), sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec, 0, 0.0) is not None:
+        def your_hook(act):
+            x = act.reshape(-1, act.shape[-1]) * scale
+            return (clamp_splice(x, sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec, f_demo, v_demo) / scale).reshape(act.shape)
+        with model.hooks({sae.cfg.site: your_hook}):
+            yours = model(tokens)
+print(f"feature {f_demo} clamped to 3x: the logits move by up to {(library - clean).abs().max():.2f}; "
+      + ("your splice: not written yet" if yours is None else f"your splice differs from the library's by up to {(yours - library).abs().max():.2e}"))
+
+# %% [markdown]
 # ## Unsafe code: the model writes insecure code when the feature is on
 # Scaling Monosemanticity's second demonstration: asked to continue a partly written line of
 # code, the model completes it safely; with an "unsafe code" feature clamped high, it writes the
@@ -188,16 +233,16 @@ print(repr(tok.decode(prompt[-20:])), "->", repr(tok.decode(out[len(prompt):].to
 # Golden Gate text, is `features_for_concept(stats, "golden_gate", k=1)`. Clamp it at the same
 # multiples as the sweep above on the same test prompts with `topic_sweep(model, sae, tok,
 # feature, max_acts[feature], gg["prompts"], multiples=..., n=...)` (it returns the unsteered row
-# and one row per multiple), and keep `{"feature": ..., "sweep": rows}` as `purest_result`. The
-# check prints both sweeps side by side and what each feature promotes. **What to look for:** on
-# the default run the purest feature fires on the full stop that ends a Golden Gate sentence and
-# promotes sentence starts (" The", " Every"); clamped, it writes strings of sentence starts, not
-# the bridge. Specificity says what a feature is *about*; what it *writes* is in its logit
-# effects, and that is what steering uses. The validation sweep above shows it too: look for the
-# candidate that promotes " The".
+# and one row per multiple), with `n=gg["n"]` samples per prompt, and keep
+# `{"feature": ..., "sweep": rows}` as `purest_result`. The check prints both sweeps side by side
+# and what each feature promotes, and recomputes the first row. **What to look for:** does the
+# purest feature steer at all? Specificity says what a feature is *about* (where it fires); what it
+# *writes* is in its logit effects, which the check prints, and that is what steering uses. A
+# feature that fires on the full stop ending a bridge sentence, for example, promotes sentence
+# starts (" The", " Every"), and clamped it writes strings of them, not the bridge. The validation
+# sweep above lists what each candidate promotes too.
 
 # %%
-import exercises.ch08
 from sae.demos import topic_sweep  # noqa: F401  (for your answer)
 
 purest_result = None  # your code: {"feature": ..., "sweep": topic_sweep(...)[1]} for the purest feature

@@ -48,6 +48,53 @@ l0s = [res["metrics"][s]["l0"] for s in res["sizes"]]
 assert l0s[-1] > l0s[0], "at the same λ a larger dictionary uses more features per token"
 
 # %% [markdown]
+# ## Linking features across sizes
+# Feature j of a larger dictionary is linked to its *parent*, the feature of the next smaller
+# dictionary whose decoder direction is closest, and a *family* is a feature of the smallest
+# dictionary with every feature whose chain of parents leads back to it.
+#
+# ### Exercise: write the maths of the parent links
+# **Difficulty** ●●○○○ **Importance** ●●●○○ — every family below is built from these links.
+#
+# Write `parents(W_dec_small, W_dec_large)` for two decoders, (d_small, d_in) and (d_large, d_in),
+# whose rows are the features' directions:
+#
+#     cos[j, i]  = W_dec_large[j] · W_dec_small[i] / (‖W_dec_large[j]‖ ‖W_dec_small[i]‖)   # (d_large, d_small)
+#     parent[j]  = argmax_i cos[j, i]
+#
+# and return `(parent, cos[j, parent[j]])`, two tensors of shape (d_large,). The check names the
+# mistake it finds (there are four classic ones); below, the chapter links the dictionaries with
+# your function beside the library's (`sae.splitting.parents`).
+#
+# *Hint:* `torch.nn.functional.normalize(W, dim=...)` makes rows (or columns) unit length, and
+# `Tensor.max(dim=...)` returns the values and the indices.
+
+# %%
+import torch
+
+import exercises.ch09
+
+
+def parents(W_dec_small, W_dec_large):
+    """Your code here: return (parent, cos), both (d_large,)."""
+    return None
+
+
+exercises.ch09.PARENTS.check(parents)
+
+# %%
+from sae.splitting import parents as library_parents
+
+with torch.no_grad():
+    for small, large in zip(sizes, sizes[1:]):
+        idx, cos = library_parents(saes[small], saes[large])
+        yours = parents(saes[small].W_dec, saes[large].W_dec)
+        print(f"{small:>5} -> {large:>5} features: median cosine with the parent {cos.median():.3f}; "
+              f"{idx.unique().numel()} of the {small} features are parents; "
+              + ("yours: not written yet" if yours is None else
+                 f"yours link {int((yours[0] == idx).sum())} of {large} features to the same parent"))
+
+# %% [markdown]
 # ## Concepts split into more features
 # For every concept, the number of features with at least half their activation mass on it, per
 # dictionary size, and the family of the smallest dictionary's best feature for it: its
@@ -129,15 +176,12 @@ if not FAST:
 # %% [markdown]
 # ## Exercise: what does a family split into?
 # Write `largest_family(res)`: the concept with the most descendants in the largest dictionary
-# (`res["concepts"][name]["family"][size]` lists them; on a tie, prefer the concept whose family
-# started smaller, then the name). The check prints the top tokens of that family's features in the
+# (`res["concepts"][name]["family"][size]` lists them; on a tie, the first name in alphabetical
+# order). The check prints the top tokens of that family's features in the
 # largest dictionary. **What to look for:** do the children split the concept by sub-topic (the
 # bridge's fog vs its towers) or by token (one feature per frequent word)?
 
 # %%
-import exercises.ch09
-
-
 def largest_family(res: dict) -> str:
     """Your code here."""
     return None

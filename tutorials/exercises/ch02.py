@@ -1,6 +1,7 @@
-"""Chapter 2's exercise: a concept of your own, written in the chapter, not in the library.
+"""Chapter 2's exercises: label each token with a concept (write the maths); a concept of your own,
+written in the chapter, not in the library.
 
-The check adds your concept to the toy world for as long as it runs, exactly as an entry in
+The concept check adds your concept to the toy world for as long as it runs, exactly as an entry in
 `sae.world.CONCEPT_SPECS` would (the next id, drawn into documents, known to the judge), and
 takes it out again afterwards: nothing in `sae/` is edited, and the rest of the chapter is unchanged.
 """
@@ -12,9 +13,46 @@ from contextlib import contextmanager
 from statistics import median
 
 import numpy as np
+import torch
 
-from exercises import open_exercise, verdict
+from exercises import MathsExercise, open_exercise, verdict
 from sae import corpus as C
+
+
+# ----------------------------------------------------------------------------- write the maths
+def _last_byte(byte_labels, token_lengths):
+    return byte_labels[token_lengths.cumsum(0) - 1]
+
+
+def _majority(byte_labels, token_lengths):
+    return torch.stack([part.mode().values for part in byte_labels.split(token_lengths.tolist())])
+
+
+def _cases():
+    # pieces of 3, 4, 5 and 1 bytes; tokens that straddle a label change, and ones that do not. The
+    # second case has a token ([2, 2, 4]) whose majority label is not its last byte's.
+    return [dict(byte_labels=torch.tensor([3, 3, 3, 5, 5, 5, 5, 1, 1, 1, 1, 1, 7]),
+                 token_lengths=torch.tensor([2, 3, 1, 3, 3, 1])),
+            dict(byte_labels=torch.tensor([2, 2, 2, 4, 4, 0, 0, 0, 6, 6]),
+                 token_lengths=torch.tensor([1, 3, 1, 3, 2]))]
+
+
+TOKEN_LABELS = MathsExercise(
+    "02_toy_world", "token_labels", _last_byte, _cases, mistakes={
+        "each token takes the label of its FIRST byte: a token that starts in one piece and ends in the next "
+        "then keeps the old concept although the model has read the new one; take its last byte, "
+        "byte_labels[cumsum(token_lengths) - 1]":
+            lambda byte_labels, token_lengths: byte_labels[token_lengths.cumsum(0) - token_lengths],
+        "each token takes the majority label of its bytes: take the label of its LAST byte, the newest text "
+        "the model has read at that position":
+            _majority,
+        "you index with token_lengths - 1, each token's own length: the last byte of token t sits at the "
+        "running total of the lengths, cumsum(token_lengths)[t] - 1":
+            lambda byte_labels, token_lengths: byte_labels[token_lengths - 1],
+    })
+
+
+# ------------------------------------------------------------------------- vary the experiment
 
 N_DOCUMENTS = 600  # toy-world documents tokenised with the concept in the world
 N_SENTENCES = 2000  # sentences drawn to count distinct ones
@@ -62,7 +100,7 @@ def check_concept(spec, tok, name: str = "astronomy") -> bool | None:
     other concept (>= 95%)."""
     if open_exercise(spec, "02_toy_world"):
         return None
-    if not isinstance(spec, dict) or not isinstance(spec.get("templates"), list):
+    if not (isinstance(spec, dict) and isinstance(spec.get("slots"), dict) and isinstance(spec.get("templates"), list)):
         return verdict(False, "a concept is a dict with `slots` (a dict), `templates` (a list) and `keywords` "
                               "(a list): see GOLDEN_GATE in sae/world.py")
     if not (spec.get("keywords") or spec.get("patterns")):
@@ -90,7 +128,7 @@ def check_concept(spec, tok, name: str = "astronomy") -> bool | None:
                       f"{len(mine)} of {N_DOCUMENTS} documents contain {name}; the tokenizer round-trips each "
                       f"of them{'' if lossless else ' (NOT: some decode differently)'}, and every token but the "
                       f"end-of-text ones has a concept label{'' if labelled else ' (NOT)'}")
-        ok &= verdict(others / 3 <= share <= 3 * others,
+        ok &= verdict(bool(others / 3 <= share <= 3 * others),
                       f"{name} is {share:.1%} of the tokens; the median concept {others:.1%} (want within 3x)")
 
         precision = {c: judge_precision(c, tok) for c in C.CONCEPTS}

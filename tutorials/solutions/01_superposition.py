@@ -1,10 +1,11 @@
-"""Answer to chapter 1's exercise (run from anywhere; `SAE_FAST=1` uses the chapter's fast sizes)."""
+"""Answers to chapter 1's exercises (run from anywhere; `SAE_FAST=1` uses the chapter's fast sizes)."""
 
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tutorials/: common, exercises
+
+from dataclasses import replace  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -35,17 +36,27 @@ plain = SyntheticActivations(world)
 score = mmcs(train_on(plain).W_dec, plain.dictionary)  # the chapter's `score`
 
 
-correlated = SyntheticActivations(replace(world, correlation=0.5))  # same directions, features fire together
 
 
-def train_correlated() -> SparseAutoencoder:
-    """The SAE of section 2, trained on `correlated`."""
-    return train_on(correlated)
+def sae_forward(x, W_enc, b_enc, W_dec, b_dec, l1_coeff):
+    """The SAE's forward pass and loss: (f, x_hat, loss)."""
+    f = torch.relu((x - b_dec) @ W_enc + b_enc)
+    x_hat = f @ W_dec + b_dec
+    l1 = (f * W_dec.norm(dim=1)).sum(dim=1).mean()
+    return f, x_hat, ((x - x_hat) ** 2).sum(dim=1).mean() + l1_coeff * l1
 
 
-sae = train_correlated()
-assert exercises.ch01.check_correlated(sae, world, uncorrelated=score)
+assert exercises.ch01.SAE_FORWARD.check(sae_forward)
+
+
+def train_correlated(data: SyntheticActivations) -> SparseAutoencoder:
+    """The SAE of section 2, trained on `data`."""
+    return train_on(data)
+
+
+assert exercises.ch01.check_correlated(train_correlated, world, uncorrelated=score)
 
 if not FAST:  # what the chapter's "what to look for" says
-    correlated_score = mmcs(sae.W_dec, correlated.dictionary)
+    sae = train_correlated(SyntheticActivations(replace(world, correlation=0.5)))
+    correlated_score = mmcs(sae.W_dec, plain.dictionary)
     assert correlated_score > 0.9 and abs(correlated_score - score) < 0.02, (correlated_score, score)

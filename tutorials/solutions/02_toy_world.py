@@ -1,14 +1,25 @@
-"""Answer to chapter 2's exercise (run from anywhere; `SAE_FAST=1` uses the chapter's fast settings)."""
+"""Answers to chapter 2's exercises (run from anywhere; `SAE_FAST=1` uses the chapter's fast settings)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tutorials/: common, exercises
 
+import torch  # noqa: E402
+
 from common import FAST  # noqa: E402
 import exercises.ch02  # noqa: E402
 from sae import corpus as C  # noqa: E402
 from sae.tokenizer import Tokenizer  # noqa: E402
+
+
+def token_labels(byte_labels, token_lengths):
+    """Each token's concept: the label of its last byte."""
+    ends = torch.cumsum(token_lengths, dim=0)  # one past each token's last byte
+    return byte_labels[ends - 1]
+
+
+assert exercises.ch02.TOKEN_LABELS.check(token_labels)
 
 tok = Tokenizer.train(C.toy_text(300_000 if FAST else 5_000_000, seed=0), vocab_size=1024 if FAST else 2048)
 

@@ -1,4 +1,4 @@
-"""Answer to chapter 3's exercise (run from anywhere; `SAE_FAST=1` uses the smoke preset's size).
+"""Answers to chapter 3's exercises (run from anywhere; `SAE_FAST=1` uses the smoke preset's size).
 
 The ReLU model is trained into `runs/PRESET_relu/`: `runs/tiny_relu` takes as long as the GELU
 model did (5-7 minutes on a 2-core CPU), `runs/smoke_relu` in fast mode seconds.
@@ -10,10 +10,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tutorials/: common, exercises
 
+import torch  # noqa: E402
+
 from common import FAST, PRESET, RUN, RUNS  # noqa: E402
 import exercises.ch03  # noqa: E402
 from sae.pipeline import reproduce  # noqa: E402
 from sae.run import with_overrides  # noqa: E402
+
+
+def attention_pattern(q, k):
+    """One context's causal attention pattern (n_head, T, T): row i is softmax_j(q_i·k_j / sqrt(d_head)), j <= i."""
+    T, d_head = q.shape[-2:]
+    scores = q @ k.transpose(-2, -1) / d_head ** 0.5  # (n_head, T queries, T keys)
+    future = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+    return torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
+
+
+assert exercises.ch03.ATTENTION_PATTERN.check(attention_pattern)
 
 reproduce(PRESET, RUN, until="lm")
 relu_run = RUNS / f"{PRESET.name}_relu"

@@ -25,3 +25,30 @@ if not sae_path(RUN, name).exists():
 topk = write_evaluation(p, RUN, name)["sae"]
 lower_fvu = "topk" if topk["fvu"] < relu["fvu"] else "relu"
 assert exercises.ch05.check_topk(lower_fvu, RUN)
+
+
+# Exercise: the decoder gradient without its component along each row
+def remove_parallel_grad(W_dec, grad):
+    along = (grad * W_dec).sum(dim=1, keepdim=True) / (W_dec * W_dec).sum(dim=1, keepdim=True)  # (d_sae, 1)
+    return grad - along * W_dec
+
+
+assert exercises.ch05.REMOVE_PARALLEL_GRAD.check(remove_parallel_grad)
+
+
+# Exercise: resampling the dead features (Towards Monosemanticity, with the paper's b_enc = 0)
+def resample_dead(x, x_hat, dead, picked, W_enc, b_enc, W_dec, b_dec, encoder_scale):
+    loss = ((x - x_hat) ** 2).sum(dim=1)  # (n,)
+    p = loss**2 / (loss**2).sum()
+    v = x[picked] - b_dec  # (n_dead, d_in)
+    v = v / v.norm(dim=1, keepdim=True)
+    alive_norm = W_enc[:, ~dead].norm(dim=0).mean()  # measured before the dead columns change
+    W_enc, b_enc, W_dec = W_enc.clone(), b_enc.clone(), W_dec.clone()
+    W_dec[dead] = v
+    W_enc[:, dead] = v.T * encoder_scale * alive_norm
+    b_enc[dead] = 0.0
+    reset = {"W_enc": dead[None, :].expand_as(W_enc), "b_enc": dead, "W_dec": dead[:, None].expand_as(W_dec)}
+    return p, W_enc, b_enc, W_dec, reset
+
+
+assert exercises.ch05.RESAMPLE_DEAD.check(resample_dead)

@@ -5,12 +5,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tutorials/: common, exercises
 
+import torch.nn.functional as F  # noqa: E402
+
 from common import FAST, PRESET, RUN  # noqa: E402
 import exercises.ch06  # noqa: E402
 from sae import metrics as M  # noqa: E402
 from sae.corpus import CONCEPTS  # noqa: E402
 from sae.pipeline import reproduce, train_sae_on_run, write_evaluation  # noqa: E402
 from sae.run import corpus_tokens, load_run, load_sae, sae_path, with_overrides  # noqa: E402
+
+
+# Exercise: CE loss recovered, from the logits (the logits at t predict the token at t + 1)
+def ce_loss_recovered(tokens, clean_logits, sae_logits, ablated_logits):
+    def ce(logits):  # mean next-token cross-entropy in nats
+        return F.cross_entropy(logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten()).item()
+
+    clean, spliced, ablated = ce(clean_logits), ce(sae_logits), ce(ablated_logits)
+    return clean, spliced, ablated, (ablated - spliced) / (ablated - clean)
+
+
+assert exercises.ch06.CE_RECOVERED.check(ce_loss_recovered)
 
 reproduce(PRESET, RUN, until="evaluate")
 tok, model = load_run(RUN)

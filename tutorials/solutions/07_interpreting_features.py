@@ -1,4 +1,4 @@
-"""Answer to chapter 7's exercise (run from anywhere; `SAE_FAST=1` uses the smoke run)."""
+"""Answers to chapter 7's exercises (run from anywhere; `SAE_FAST=1` uses the smoke run)."""
 
 import json
 import sys
@@ -40,3 +40,12 @@ def mass_on_token(feature: int, token: int) -> float:
 
 assert exercises.ch07.check(mass_on_token, {"' Golden'": token_feature, "golden_gate detector": detector},
                             golden, model, sae, held_out, PRESET.eval_tokens)
+
+
+def concept_share(acts, labels, n_concepts):
+    """share[c, j]: the part of feature j's activation mass (over every token) on concept c's tokens."""
+    total = acts.sum(dim=0).clamp_min(1e-12)  # (d_sae,); a feature that never fired gets 0, not nan
+    return torch.stack([acts[labels == c].sum(dim=0) for c in range(n_concepts)]) / total
+
+
+assert exercises.ch07.CONCEPT_SHARE.check(concept_share)

@@ -1,4 +1,4 @@
-"""Answer to chapter 9's exercise (run from anywhere; `SAE_FAST=1` uses the smoke run).
+"""Answers to chapter 9's exercises (run from anywhere; `SAE_FAST=1` uses the smoke run).
 Reuses the chapter's dictionaries in the run's `splitting/` folder (trains them if missing)."""
 
 import sys
@@ -26,10 +26,21 @@ saes = {s: SparseAutoencoder.load(p, device="cpu") for s, p in paths.items()}
 res = split_concepts(model, saes, val_tokens, val_labels, n_eval=n_eval)
 
 
+def parents(W_dec_small, W_dec_large):
+    """For each feature of the large dictionary, its nearest feature of the small one by cosine."""
+    unit_small = W_dec_small / W_dec_small.norm(dim=1, keepdim=True)
+    unit_large = W_dec_large / W_dec_large.norm(dim=1, keepdim=True)
+    cos = unit_large @ unit_small.T  # (d_large, d_small)
+    return cos.argmax(dim=1), cos.max(dim=1).values
+
+
+assert exercises.ch09.PARENTS.check(parents)
+
+
 def largest_family(res: dict) -> str:
-    big, small = res["sizes"][-1], res["sizes"][0]
-    size = {name: (len(c["family"][big]), -len(c["family"][small]), name) for name, c in res["concepts"].items()}
-    return max(size, key=size.get)
+    big = res["sizes"][-1]
+    by_size = sorted(res["concepts"], key=lambda name: (-len(res["concepts"][name]["family"][big]), name))
+    return by_size[0]  # the most descendants; on a tie, the first name alphabetically
 
 
 assert exercises.ch09.check(largest_family(res), res, model, saes[sizes[-1]], tok, val_tokens, val_labels, n_eval)
