@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # to its table). "{out}" is a folder of the test's: a quick mode writes there or nowhere.
 QUICK = {
     "bench_buffer": ([], "buffer serving"),
+    "bench_chapters": (["--runs", "{out}"], "| 02_toy_world.py | "),
     "bench_corpus": ([], "BPE training"),
     "bench_ddp": ([], "processes threads each"),
     "bench_evaluate": (["--out", "{out}/bench_evaluate.json"], "tok/s"),
