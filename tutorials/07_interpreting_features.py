@@ -143,15 +143,15 @@ for name, f in chosen.items():
 # the concept is present.
 #
 # **A feature that is not clean: "unsafe code".** `unsafe_code` has no detector (chapter 6), so
-# its page shows the feature with the best token AUROC, and on the tiny run (feature 799) that is
-# a *comment* feature: it fires on " now" in the posture comment "quick fix, checks off for now",
-# with half of its mass on insecure lines and most of the rest on ordinary code (the same comment
-# sits above switch lines that an insecure file happens to leave on). The features that are
-# specific to insecure lines each fire at one position of the line: on the comment, on `False`
-# itself, or at the `=` where the value is decided (feature 784 on the tiny run: 66% of its mass
-# on insecure lines, its top activations at `SESSION_COOKIE_SECURE=` and `autoescape=` in
-# insecure files). The last kind is the one chapter 8 steers with: in a one-layer model a
-# feature writes only the next token's prediction.
+# its page shows the feature with the best token AUROC (its number and mass share are printed
+# above). Read its contexts: on one run it was a *comment* feature, firing on " now" in the posture
+# comment "quick fix, checks off for now", with about half of its mass on insecure lines and most
+# of the rest on ordinary code (the same comment sits above switch lines that an insecure file
+# happens to leave on). The features that are specific to insecure lines each fire at one position
+# of the line: on the comment, on `False` itself, or at the `=` where the value is decided (top
+# activations at `SESSION_COOKIE_SECURE=` and `autoescape=` in insecure files). The last kind is
+# the one chapter 8 steers with: in a one-layer model a feature writes only the next token's
+# prediction.
 # The lesson: the label "best feature for concept X" comes from a metric; only the contexts tell
 # you whether the feature *is* X.
 
@@ -204,10 +204,10 @@ print("dashboard:", index)
 assert all((FIG / "dashboard" / "features" / f"f{f}.html").exists() for f in chosen.values())
 
 # %% [markdown]
-# What a good result looks like on the tiny run: the DNA and base64 detectors put at least 90% of
-# their activation mass on their concept, the Golden Gate and Arabic detectors at least 80% (the
-# detector bar), the Arabic detector promotes Arabic tokens, and the unsafe-code feature, which is
-# not a detector, puts less than half of its mass on unsafe code. The detector is not always the
+# What to check in the lines below: every detector puts at least 80% of its activation mass on its
+# concept (the detector bar; the character-level DNA and base64 usually far more), the Arabic
+# detector promotes Arabic tokens, and the unsafe-code feature, which is not a detector, puts less
+# than half of its mass on unsafe code. The detector is not always the
 # *purest* feature: of several detectors the one with the highest token AUROC is chosen, and
 # `features_for_concept(stats, "arabic")` lists purer Arabic features that fire on fewer tokens.
 
@@ -252,8 +252,8 @@ exercises.ch07.check(mass_on_token, {"' Golden'": token_feature, "golden_gate de
                      golden, model, sae, held_out, PRESET.eval_tokens)
 
 # %% [markdown]
-# On the default run the answer is instructive: the " Golden" feature puts about 80% of its mass
-# on that one token, a token feature, and yet it is also one of Golden Gate's *detectors*
-# (chapter 6): " Golden" occurs in nearly every Golden Gate passage and almost nowhere else, so
-# the feature is specific to the concept and lights up in over 90% of its segments. Detection
+# The answer is instructive when the " Golden" feature puts most of its mass on that one token (a
+# token feature) and is also one of Golden Gate's *detectors* (chapter 6), as it was on the runs
+# this chapter was written on: " Golden" occurs in nearly every Golden Gate passage and almost
+# nowhere else, so a token feature can be specific to the concept and light up across its segments. Detection
 # says where a feature fires; only its contexts and logit effects say what it means.

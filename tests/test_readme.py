@@ -1,0 +1,51 @@
+"""The README's numbers come from the runs, not from memory: its seed table is the one
+`python -m sae seeds` wrote (benchmarks/seeds.md), and the seed-0 column of its results table
+is seed 0's row of benchmarks/seeds.json. Rerun the seed study and these tests say which
+README numbers to update."""
+
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def test_the_readme_seed_table_is_the_one_the_seed_study_wrote():
+    study = (ROOT / "benchmarks" / "seeds.md").read_text()
+    table = [line for line in study.splitlines() if line.startswith("|")]
+    assert table and "\n".join(table) in README, "copy benchmarks/seeds.md's table into the README's seed section"
+    machine = next(line for line in study.splitlines() if line.startswith("Machine:"))
+    assert machine in README, f"the README's seed section lacks the study's machine line: {machine}"
+
+
+def _row(metric: str) -> str:
+    """The seed-0 cell of the README results table's row that starts with `metric`."""
+    for line in README.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("|") and cells[0].startswith(metric):
+            return cells[1]
+    raise AssertionError(f"no row {metric!r} in the README's results table")
+
+
+def test_the_readme_results_are_seed_0_of_the_seed_study():
+    r = json.loads((ROOT / "benchmarks" / "seeds.json").read_text())["rows"][0]
+    assert r["seed"] == 0
+    pct = lambda x: f"{round(100 * x)}%"  # noqa: E731
+    expect = {
+        "LM validation loss": f"{r['lm_val_loss']:.3f}",
+        "L0 (active features per token)": f"{r['l0']:.1f}",
+        "FVU / NMSE": f"{r['fvu']:.3f} /",
+        "CE loss recovered, zero-ablation": f"{r['ce_recovered']:.3f}",
+        "**concepts with a detector feature**": f"**{r['detector_features']} of 14** (detector neuron: "
+                                                 f"{r['detector_neurons']} of 14)",
+        "**Golden Gate clamp**": f"**{pct(r['gg_baseline'])} → {pct(r['gg_fluent'])}** (on topic {pct(r['gg_rate'])}",
+        "**unsafe-code clamp**": f"**{pct(r['unsafe_baseline'])} → {pct(r['unsafe_prompt'])}** ({pct(r['unsafe_fluent'])};",
+        "unsafe-code feature at 0 in insecure files": f"{pct(r['unsafe_start'])} → {pct(r['unsafe_suppressed'])}",
+        "the LM knows an insecure file": f"= {round(r['context_sensitivity'])}",
+    }
+    for metric, want in expect.items():
+        assert want in _row(metric), f"README results, {metric!r}: {_row(metric)!r} should say {want!r} (seeds.json)"
+    gg = next(line for line in README.splitlines() if line.startswith("| **Golden Gate clamp**"))
+    assert re.search(rf"feature {r['gg_feature']} at {r['gg_multiple']:.1f}×", gg), \
+        f"the Golden Gate row should name feature {r['gg_feature']} at {r['gg_multiple']:.1f}× (seeds.json)"
