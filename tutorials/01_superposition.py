@@ -207,8 +207,8 @@ fig.savefig(f"{OUT}/mmcs_sweep.png", dpi=100)
 # MMCS climbs with the dictionary size until the dictionary is at least as large as the truth,
 # then flattens near 1 (extra features duplicate or die). Over this 16-fold range of λ, the
 # coefficient matters far less than the size: at a fixed size MMCS moves by a few hundredths at
-# most. Once the dictionary is at least as large as the truth, the middle λ comes out on top, by
-# a hair (in the full-size run; the fast one is too small to rank them).
+# most. Which λ comes out on top once the dictionary is at least as large as the truth is a
+# matter of thousandths (printed below), too small a difference to call.
 
 # %%
 for l1 in l1s:
@@ -217,8 +217,8 @@ assert max(grid.values()) > 0.9, "some setting should recover most of the dictio
 for size in sizes:
     spread = max(grid[(l1, size)] for l1 in l1s) - min(grid[(l1, size)] for l1 in l1s)
     assert spread < 0.05, f"λ should matter far less than the size (MMCS spread {spread:.3f} at size {size})"
-    if not FAST and size >= n_true:
-        assert max(l1s, key=lambda l1: grid[(l1, size)]) == l1s[1], f"the middle λ should do best at size {size}"
+    if size >= n_true:  # which λ does best is a matter of a few thousandths: reported, not asserted
+        print(f"size {size}: best λ {max(l1s, key=lambda l1: grid[(l1, size)])} (MMCS spread {spread:.3f})")
 print(f"figures in {OUT}/")
 
 # %% [markdown]
