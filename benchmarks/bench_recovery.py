@@ -37,7 +37,8 @@ from sae.train_sae import TrainSAEConfig, sae_schedule, train_sae
 from sae.utils import atomic_write_json
 
 TASK = SyntheticConfig(n_features=512, d=128, power=0.7, mean_active=10.0, seed=0)
-DEFAULTS = {"relu": {"train_sae.l1_coeff": 3.2}, "relu_april": {"train_sae.l1_coeff": 3.2}, "topk": {"sae.k": 16}}
+DEFAULTS = {"relu": {"train_sae.l1_coeff": 3.2}, "relu_april": {"train_sae.l1_coeff": 3.2}, "topk": {"sae.k": 16},
+            "batchtopk": {"sae.k": 16}, "jumprelu": {"train_sae.l1_coeff": 1.0}}
 
 
 def _set(cfg, key: str, text: str):
@@ -86,7 +87,7 @@ def run(arch: str, settings: dict[str, str], n_steps: int, n_eval: int, batch: i
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--arch", default="relu,topk", help="comma-separated: relu, relu_april, topk")
+    p.add_argument("--arch", default="relu,topk", help="comma-separated: " + ", ".join(DEFAULTS))
     p.add_argument("--set", action="append", default=[], metavar="sae.FIELD=V|train_sae.FIELD=V")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--quick", action="store_true", help="20 steps of 256 rows, 4,096 held-out rows: a test")

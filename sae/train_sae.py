@@ -6,10 +6,11 @@ April 2024 update "Training SAEs"; Gao et al. 2024 section 2):
 1. the learning rate and the L1 coefficient come from the schedules: λ ramps up linearly over the
    first `l1_warmup_frac` of the steps, the learning rate decays linearly to 0 over the last
    `lr_decay_frac`;
-2. forward, backward; for the unit-norm variants (relu, topk) the decoder gradient's component
-   parallel to each row is removed; optional gradient-norm clipping; Adam step; rows renormalised;
+2. forward, backward; for the unit-norm architectures (all but relu_april) the decoder gradient's
+   component parallel to each row is removed; optional gradient-norm clipping; Adam step; rows
+   renormalised; the architecture updates what it keeps (BatchTopK's inference threshold);
 3. bookkeeping: per-feature "steps since fired" counters. A feature that has not fired for
-   `dead_window` steps is *dead*. TopK's AuxK loss uses the dead ones; resampling replaces them.
+   `dead_window` steps is *dead*. AuxK (topk, batchtopk) uses the dead ones; resampling replaces them.
 
 Resampling (Towards Monosemanticity, appendix "Neuron Resampling"): at each step listed in
 `resample_steps` at which some feature is dead (none dead: nothing is drawn, and the step
@@ -51,7 +52,7 @@ from sae.utils import PRECISIONS, atomic_torch_save, format_duration, load_check
 class TrainSAEConfig:
     n_steps: int = 10_000  # optimizer steps, one batch each
     lr: float = 1e-3  # Adam learning rate (no weight decay)
-    l1_coeff: float = 5.0  # λ of the sparsity penalty (relu, relu_april), in the scaled space E‖x‖ = sqrt(d_in); topk ignores it
+    l1_coeff: float = 5.0  # λ, the weight of the sparsity term S: of the L1 (relu, relu_april), of the L0 (jumprelu); topk, batchtopk ignore it
     adam_betas: tuple[float, float] = (0.9, 0.999)  # Adam's β1, β2
     l1_warmup_frac: float = 0.05  # λ ramps linearly from 0 over this first fraction of the steps
     lr_decay_frac: float = 0.2  # the learning rate decays linearly to 0 over this last fraction
@@ -153,7 +154,7 @@ def resample_dead_(
 
     alive = ~dead
     enc_norm = sae.W_enc[:, alive].norm(dim=0).mean() if bool(alive.any()) else torch.tensor(1.0)
-    if sae.cfg.unit_norm_decoder:
+    if sae.arch.unit_norm_decoder:
         sae.W_dec[dead_idx] = v
     else:  # relu_april: match the typical alive decoder norm so the L1 price is ordinary
         dec_norm = sae.W_dec[alive].norm(dim=1).mean() if bool(alive.any()) else torch.tensor(1.0)
@@ -161,7 +162,7 @@ def resample_dead_(
     sae.W_enc[:, dead_idx] = v.T * (encoder_scale * enc_norm)
     sae.b_enc[dead_idx] = 0.0
     if fire_frac > 0:  # lower each new bias until the feature fires on at most `fire_frac` of the sample
-        x_c = sample * scale - sae.b_dec if sae.cfg.pre_encoder_bias else sample * scale
+        x_c = sample * scale - sae.b_dec if sae.arch.pre_encoder_bias else sample * scale
         pre_new = x_c @ sae.W_enc[:, dead_idx]  # (n_sample, n_dead)
         kth = max(1, len(sample) - int(fire_frac * len(sample)))
         threshold = pre_new.kthvalue(kth, dim=0).values  # (n_dead,)
@@ -312,20 +313,21 @@ class _Training:
         for group in opt.param_groups:
             group["lr"] = lr
         with mixed_precision(cfg.precision, self.device):  # parameters, gradients and Adam stay float32
-            out = sae(x, l1_coeff=lam, dead_mask=dead if sae.cfg.arch == "topk" else None)
+            out = sae(x, l1_coeff=lam, dead_mask=dead)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         self.sync.grads(sae.parameters())
-        if sae.cfg.unit_norm_decoder:
+        if sae.arch.unit_norm_decoder:
             sae.remove_parallel_decoder_grad_()
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
         opt.step()
-        if sae.cfg.unit_norm_decoder:
+        if sae.arch.unit_norm_decoder:
             sae.unit_norm_decoder_()
 
         with torch.no_grad():
             f = out.f.reshape(-1, sae.cfg.d_sae)
+            sae.arch.update_(sae, f, self.sync.mean)
             fired = self.sync.any(f.amax(0) > 0)  # (d_sae,): fired on any rank
             self.steps_since_fired += 1
             self.steps_since_fired[fired] = 0

@@ -1,0 +1,127 @@
+"""The architectures of sae/architectures.py that the other test files do not cover: BatchTopK and
+JumpReLU, each against its paper's maths, and the registry every architecture comes from."""
+
+import itertools
+
+import pytest
+import torch
+
+from sae.architectures import ARCHITECTURES, _JumpReLU, _Step
+from sae.autoencoder import ARCHS, SAEConfig, SparseAutoencoder, input_scale_for
+from sae.toy import SyntheticActivations, SyntheticConfig
+from sae.train_sae import TrainSAEConfig, train_sae
+
+
+def make_sae(arch, d_in=16, d_sae=64, **kw):
+    return SparseAutoencoder(SAEConfig(d_in=d_in, d_sae=d_sae, arch=arch, **kw),
+                             generator=torch.Generator().manual_seed(0))
+
+
+def test_archs_is_the_registry():
+    assert ARCHS == tuple(ARCHITECTURES) and {"relu", "relu_april", "topk", "batchtopk", "jumprelu"} <= set(ARCHS)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_architecture_trains_and_round_trips(arch, tmp_path):
+    """A few steps through `train_sae` (dead latents, resampling, AuxK where used), then save/load:
+    the loaded SAE encodes as the trained one (thresholds included)."""
+    data = SyntheticActivations(SyntheticConfig(n_features=32, d=16, mean_active=3, seed=0))
+    sae = make_sae(arch, k=4)
+    batches = list(itertools.islice(data.batches(64, seed=1), 40))
+    sae.set_input_scale_(input_scale_for(batches[0]))
+    hist = train_sae(sae, iter(batches), TrainSAEConfig(n_steps=30, dead_window=5, resample_steps=(10,),
+                                                         resample_inputs=64, log_every=0, l1_coeff=1.0))
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in hist)
+    sae.save(tmp_path / "sae.pt")
+    loaded = SparseAutoencoder.load(tmp_path / "sae.pt", device="cpu")
+    x = batches[-1]
+    with torch.no_grad():  # (relu_april's saved f is rescaled by the folded norms: compare reconstructions)
+        assert torch.allclose(loaded.decode(loaded.encode(x)), sae.decode(sae.encode(x)), atol=1e-5), \
+            "save/load must keep everything encode uses (BatchTopK's θ, JumpReLU's log_threshold)"
+
+
+# ------------------------------------------------------------------------------------------ BatchTopK
+def test_batchtopk_keeps_exactly_k_times_batch_latents_in_training():
+    sae = make_sae("batchtopk", d_in=32, d_sae=256, k=5)
+    x = torch.randn(48, 32, generator=torch.Generator().manual_seed(1))
+    out = sae(x)
+    pre = sae.pre_acts(x * sae.input_scale).relu()
+    assert (pre > 0).sum() >= 5 * 48, "the test needs at least k·B positive pre-activations"
+    assert int((out.f > 0).sum()) == 5 * 48, "BatchTopK keeps k·B activations over the whole batch"
+    counts = (out.f > 0).sum(1)
+    assert counts.min() != counts.max(), "rows should differ in their number of latents (top k·B, not k per row)"
+    kept_min = out.f[out.f > 0].min()
+    assert kept_min >= pre[out.f == 0].max(), "every kept activation must beat every dropped one in the batch"
+
+
+def test_batchtopk_threshold_is_learned_saved_and_gives_l0_near_k(tmp_path):
+    """θ = running average of the smallest kept activation; at inference f = pre·1[pre > θ]."""
+    data = SyntheticActivations(SyntheticConfig(n_features=128, d=32, power=0.7, mean_active=6, seed=0))
+    sae = make_sae("batchtopk", d_in=32, d_sae=256, k=6)
+    assert float(sae.threshold) == 0.0
+    batches = list(itertools.islice(data.batches(256, seed=1), 300))
+    sae.set_input_scale_(input_scale_for(batches[0]))
+    train_sae(sae, iter(batches), TrainSAEConfig(n_steps=300, log_every=0))
+    theta = float(sae.threshold)
+    assert theta > 0, "the trainer should have updated BatchTopK's threshold"
+    with torch.no_grad():
+        x = data.sample(4096, torch.Generator().manual_seed(99))[0]
+        f = sae.encode(x)
+        pre = sae.pre_acts(x * sae.input_scale)
+    assert torch.equal(f, pre * (pre > theta)), "inference must be a JumpReLU with the one threshold θ"
+    l0 = (f > 0).sum(1).float().mean().item()
+    assert abs(l0 - 6) < 0.3 * 6, f"held-out L0 {l0:.1f} should be near k = 6 with the estimated threshold"
+    sae.save(tmp_path / "b.pt")
+    assert float(SparseAutoencoder.load(tmp_path / "b.pt", device="cpu").threshold) == theta
+
+
+# -------------------------------------------------------------------------------------------- JumpReLU
+def test_jumprelu_pseudo_gradients_are_the_papers():
+    """Rajamanoharan et al. eqs. 11-12, with K the rectangle on (-1/2, 1/2):
+    ∂f/∂θ = -(θ/ε)·K((pre-θ)/ε), ∂H/∂θ = -(1/ε)·K((pre-θ)/ε), ∂f/∂pre = H(pre-θ), ∂H/∂pre = 0."""
+    eps = 0.1
+    pre = torch.tensor([[0.40, 0.47, 0.52, 0.56, 1.0], [0.0, 0.449, 0.551, 0.5, 0.2]], requires_grad=True)
+    theta = torch.tensor([0.5, 0.5, 0.5, 0.5, 0.3], requires_grad=True)
+    g = torch.tensor([[1.0, 2.0, 3.0, 4.0, 5.0], [6.0, 7.0, 8.0, 9.0, 10.0]])  # an upstream gradient
+    f = _JumpReLU.apply(pre, theta, eps)
+    assert torch.equal(f, pre * (pre > theta))
+    f.backward(g)
+    K = ((pre - theta) / eps).abs().lt(0.5).float().detach()
+    assert torch.allclose(theta.grad, (g * -(theta / eps) * K).sum(0).detach()), \
+        "∂f/∂θ must be -(θ/ε)·K((pre-θ)/ε), summed over the batch"
+    assert torch.equal(pre.grad, g * (pre > theta)), "∂f/∂pre is the jump's indicator (exact away from θ)"
+    expected = torch.tensor([0.0, -(0.5 / eps) * 2, -(0.5 / eps) * 3, -(0.5 / eps) * 9, 0.0])
+    assert torch.allclose(theta.grad, expected), "only pre-activations within ε/2 of θ move θ"
+
+    pre.grad = theta.grad = None
+    H = _Step.apply(pre, theta, eps)
+    assert torch.equal(H, (pre > theta).float())
+    H.backward(g)
+    assert torch.allclose(theta.grad, (g * -(1 / eps) * K).sum(0).detach()), "∂H/∂θ must be -(1/ε)·K((pre-θ)/ε)"
+    assert pre.grad is None, "the L0 penalty passes no gradient to the pre-activations (the paper)"
+
+
+def test_jumprelu_loss_is_mse_plus_lambda_l0_and_threshold_trains():
+    sae = make_sae("jumprelu", jump_threshold=0.3)
+    x = torch.randn(32, 16, generator=torch.Generator().manual_seed(2))
+    out = sae(x, l1_coeff=0.7)
+    pre = sae.pre_acts(x * sae.input_scale)
+    theta = sae.log_threshold.exp()
+    assert torch.allclose(out.f, pre * (pre > theta)) and torch.allclose(sae.encode(x), out.f)
+    assert torch.allclose(out.loss, out.mse + 0.7 * (pre > theta).float().sum(-1).mean()), "loss = mse + λ·L0"
+    out.loss.backward()
+    assert sae.log_threshold.grad is not None and sae.log_threshold.grad.abs().sum() > 0
+
+
+def test_jumprelu_l0_falls_as_lambda_rises():
+    data = SyntheticActivations(SyntheticConfig(n_features=64, d=32, power=0.7, mean_active=5, seed=0))
+    x = data.sample(4096, torch.Generator().manual_seed(99))[0]
+    l0 = []
+    for lam in (0.01, 1.0, 10.0):
+        sae = make_sae("jumprelu", d_in=32, d_sae=128)
+        batches = list(itertools.islice(data.batches(256, seed=1), 300))
+        sae.set_input_scale_(input_scale_for(batches[0]))
+        train_sae(sae, iter(batches), TrainSAEConfig(n_steps=300, l1_coeff=lam, lr=3e-3, log_every=0))
+        with torch.no_grad():
+            l0.append((sae.encode(x) > 0).sum(1).float().mean().item())
+    assert l0[0] > l0[1] > l0[2], f"L0 at λ = 0.01, 1, 10: {l0}; a larger L0 penalty must give a sparser code"
