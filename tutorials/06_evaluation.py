@@ -243,10 +243,10 @@ for name, c in m["concepts"].items():
 # one token-covering feature because sparsity pays for narrower ones: a word that only occurs in
 # one topic ("fog", "oven") gets a feature whose decoder row already contains the topic's
 # direction, so a separate topic feature need not fire on that word, and its token recall (and
-# AUROC) drops. This is *feature absorption* (Chanin et al. 2024). It grows with training: the
-# same recipe after 0.5M training tokens has median best-feature AUROC 0.78, after 1M 0.71, after
-# 3M (the default) 0.62, after 6M 0.59 (measured on the previous code world), while its features get
-# narrower and purer.
+# AUROC) drops. This is *feature absorption* (Chanin et al. 2024). It grows with training: with
+# the same recipe, the median best-feature AUROC falls steadily as the SAE trains on more tokens
+# (0.5M to 6M, in a study on an earlier version of the toy world), while its features get
+# narrower and purer. Try it: `--set train_sae.n_steps=...` on `python -m sae train-sae`.
 
 # %%
 probe = [c["probe_auroc"] for c in m["concepts"].values() if "probe_auroc" in c]
