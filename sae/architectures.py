@@ -226,6 +226,12 @@ class JumpReLU(ReLU):
 
     pre_encoder_bias = False
 
+    @staticmethod
+    def check(cfg):
+        if not (cfg.jump_bandwidth > 0 and cfg.jump_threshold > 0):
+            raise ValueError(f"jumprelu needs jump_bandwidth > 0 and jump_threshold > 0 (θ = exp(log θ)), got "
+                             f"{cfg.jump_bandwidth} and {cfg.jump_threshold}")
+
     def add_parameters_(self, sae):
         theta = torch.full((self.cfg.d_sae,), self.cfg.jump_threshold)
         sae.log_threshold = torch.nn.Parameter(theta.log())

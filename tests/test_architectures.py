@@ -125,3 +125,10 @@ def test_jumprelu_l0_falls_as_lambda_rises():
         with torch.no_grad():
             l0.append((sae.encode(x) > 0).sum(1).float().mean().item())
     assert l0[0] > l0[1] > l0[2], f"L0 at λ = 0.01, 1, 10: {l0}; a larger L0 penalty must give a sparser code"
+
+
+@pytest.mark.parametrize("bad", [dict(arch="jumprelu", jump_bandwidth=0.0), dict(arch="jumprelu", jump_threshold=-1.0),
+                                 dict(arch="batchtopk", k=0)])
+def test_a_setting_an_architecture_cannot_train_is_a_one_line_error(bad):
+    with pytest.raises(ValueError, match=bad["arch"]):
+        SAEConfig(d_in=4, d_sae=8, **bad)
