@@ -3,11 +3,13 @@
     python -m benchmarks.bench_recovery                   # relu and topk, the task below (~1 min each on 2 cores)
     python -m benchmarks.bench_recovery --quick           # 20 steps of 256 rows, 4,096 held-out rows: a test
     python -m benchmarks.bench_recovery --arch relu --set train_sae.lr=3e-4 --set train_sae.l1_coeff=4
+    python -m benchmarks.bench_recovery --arch relu,topk --seeds 0-4   # five instances of the task
 
 The task (issue #16, after Sharkey et al. 2022, the one `bench_peers.py` gives the peer libraries):
 512 random unit directions in d_in = 128 dimensions, feature i firing with probability
 p_i ∝ (i+1)^-0.7 (about 10 active per row), magnitude uniform on [0, 1]; a dictionary of 1,024;
-1,500 steps of batch 1,024 (1.536M rows); metrics on 100k held-out rows:
+1,500 steps of batch 1,024 (1.536M rows); metrics on 100k held-out rows. `--seeds` picks the task
+instances (each its own dictionary, probabilities and data); a recipe counts only if it holds on all:
 
     FVU    Σ‖x - x̂‖² / Σ‖x - mean(x)‖²
     L0     mean number of active latents per row
@@ -38,7 +40,7 @@ from sae.utils import atomic_write_json
 
 TASK = SyntheticConfig(n_features=512, d=128, power=0.7, mean_active=10.0, seed=0)
 DEFAULTS = {"relu": {"train_sae.l1_coeff": 3.2}, "relu_april": {"train_sae.l1_coeff": 3.2}, "topk": {"sae.k": 16},
-            "batchtopk": {"sae.k": 16}, "jumprelu": {"train_sae.l1_coeff": 1.0}}
+            "batchtopk": {"sae.k": 16}, "jumprelu": {"train_sae.l1_coeff": 1.0}, "matryoshka": {"sae.k": 16}}
 
 
 def _set(cfg, key: str, text: str):
@@ -61,8 +63,10 @@ def evaluate(sae: SparseAutoencoder, x: torch.Tensor, dictionary: torch.Tensor) 
 
 
 def run(arch: str, settings: dict[str, str], n_steps: int, n_eval: int, batch: int = 1024, d_sae: int = 1024,
-        seed: int = 0) -> dict:
-    data = SyntheticActivations(TASK)
+        seed: int = 0, task_seed: int = 0) -> dict:
+    """Train `arch` on the task instance `task_seed` (its dictionary, probabilities and data) from the
+    SAE seed `seed`, and measure it on held-out rows."""
+    data = SyntheticActivations(replace(TASK, seed=task_seed))
     sae_cfg = SAEConfig(d_in=TASK.d, d_sae=d_sae, arch=arch)
     train_cfg = sae_schedule(n_steps, log_every=0, checkpoint_every=0, seed=seed)
     for key, text in {**DEFAULTS[arch], **settings}.items():
@@ -80,9 +84,19 @@ def run(arch: str, settings: dict[str, str], n_steps: int, n_eval: int, batch: i
     hist = train_sae(sae, iter(batches), train_cfg)
     seconds = time.perf_counter() - t
     x_eval = data.sample(n_eval, torch.Generator().manual_seed(10_000 + seed))[0]
-    return {"arch": arch, "settings": settings, **evaluate(sae, x_eval, data.dictionary),
+    return {"arch": arch, "settings": settings, "task_seed": task_seed, "seed": seed, **evaluate(sae, x_eval, data.dictionary),
             "tokens_per_s": n_steps * batch / seconds, "seconds": seconds,
             "aux_steps": sum(h.get("aux", 0) > 0 for h in hist) / n_steps}
+
+
+def parse_seeds(text: str) -> list[int]:
+    """"0-4" -> [0, 1, 2, 3, 4]; "0,2" -> [0, 2]. ValueError on anything else."""
+    if "-" in text:
+        lo, hi = (int(v) for v in text.split("-", 1))
+        if hi < lo:
+            raise ValueError(text)
+        return list(range(lo, hi + 1))
+    return [int(v) for v in text.split(",")]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -91,7 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--set", action="append", default=[], metavar="sae.FIELD=V|train_sae.FIELD=V")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--quick", action="store_true", help="20 steps of 256 rows, 4,096 held-out rows: a test")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the SAE's seed (initialisation, batch order)")
+    p.add_argument("--seeds", default="0", metavar="0-4|0,2",
+                   help="task instances: each draws its own dictionary, probabilities and data")
     p.add_argument("--out", help="the results as JSON (default runs/bench/bench_recovery.json; with --quick "
                    "a new temporary folder's)")
     args = p.parse_args(argv)
@@ -102,19 +118,32 @@ def main(argv: list[str] | None = None) -> None:
     if bad := [s for s in args.set if s.split("=", 1)[0] not in known or "=" not in s]:
         p.error(f"--set {bad[0]!r}: write sae.FIELD=VALUE or train_sae.FIELD=VALUE with a field of "
                 "SAEConfig or TrainSAEConfig")
+    try:
+        task_seeds = parse_seeds(args.seeds)
+    except ValueError:
+        p.error(f"--seeds {args.seeds!r}: write a range such as 0-4 or a list such as 0,2")
     settings = dict(s.split("=", 1) for s in args.set)
     n_steps, batch, n_eval = (20, 256, 4096) if args.quick else (args.steps, 1024, 100_000)
     print(f"{torch.get_num_threads()} threads; {n_steps} steps of {batch:,} rows; d_in 128, 512 true directions, "
-          f"dictionary 1,024; {n_eval:,} held-out rows\n")
-    print("| arch | settings | tokens/s | FVU | L0 | dead | MMCS | found (cos >= 0.9) | AuxK steps |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+          f"dictionary 1,024; {n_eval:,} held-out rows; task instances {args.seeds}\n")
+    print("| arch | task | settings | tokens/s | FVU | L0 | dead | MMCS | found (cos >= 0.9) | AuxK steps |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     rows = []
     for arch in archs:
-        r = run(arch, settings, n_steps, n_eval, batch=batch, seed=args.seed)
-        rows.append(r)
-        shown = ", ".join(f"{k}={v}" for k, v in {**DEFAULTS[arch], **settings}.items()) or "defaults"
-        print(f"| {arch} | {shown} | {r['tokens_per_s']:,.0f} | {r['fvu']:.3f} | {r['l0']:.1f} | {r['dead']:.1%} | "
-              f"{r['mmcs']:.3f} | {r['found']:.0%} | {r['aux_steps']:.0%} |", flush=True)
+        for task_seed in task_seeds:
+            r = run(arch, settings, n_steps, n_eval, batch=batch, seed=args.seed, task_seed=task_seed)
+            rows.append(r)
+            shown = ", ".join(f"{k}={v}" for k, v in {**DEFAULTS[arch], **settings}.items()) or "defaults"
+            print(f"| {arch} | {task_seed} | {shown} | {r['tokens_per_s']:,.0f} | {r['fvu']:.3f} | {r['l0']:.1f} | "
+                  f"{r['dead']:.1%} | {r['mmcs']:.3f} | {r['found']:.0%} | {r['aux_steps']:.0%} |", flush=True)
+    if len(task_seeds) > 1:
+        print("\n| arch | worst MMCS | worst found | instances with MMCS >= 0.95 and found >= 90% |")
+        print("|---|---:|---:|---:|")
+        for arch in archs:
+            mine = [r for r in rows if r["arch"] == arch]
+            ok = sum(r["mmcs"] >= 0.95 and r["found"] >= 0.9 for r in mine)
+            print(f"| {arch} | {min(r['mmcs'] for r in mine):.3f} | {min(r['found'] for r in mine):.0%} | "
+                  f"{ok}/{len(mine)} |")
     out = Path(args.out or (tempfile.mkdtemp(prefix="bench_recovery_") + "/bench_recovery.json" if args.quick
                             else "runs/bench/bench_recovery.json"))
     atomic_write_json(out, {"threads": torch.get_num_threads(), "rows": rows})

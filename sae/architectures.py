@@ -1,12 +1,13 @@
 """SAE architectures: how pre-activations become features, and what sparsity costs.
 
 Every architecture shares the maths of `sae.autoencoder` and differs only in σ (the activation),
-S (the sparsity term), Aux (an auxiliary loss for dead latents) and three flags:
+S (the sparsity term), Aux (an auxiliary loss for dead latents), the reconstruction term R (the
+squared error, except Matryoshka's mean over nested prefixes) and three flags:
 
     pre  = (x_s - b_dec) @ W_enc + b_enc        # (batch, d_sae); no "- b_dec" without pre_encoder_bias
     f    = σ(pre)                               # σ_train in training where it differs (BatchTopK)
     x̂_s  = f @ W_dec + b_dec
-    loss = ‖x_s - x̂_s‖² + λ·S + α·Aux
+    loss = R + λ·S + α·Aux                      # R = ‖x_s - x̂_s‖², averaged over the batch
 
 Each is a small class (a strategy, like openai/sparse_autoencoder's `ACTIVATIONS_CLASSES`); a new
 architecture is one class, one entry of `ARCHITECTURES` and its tests. The methods take the SAE,
@@ -15,6 +16,7 @@ whose parameters they read (and, for JumpReLU, the threshold they add).
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -67,6 +69,16 @@ class ReLU:
     def update_(self, sae, f: Tensor, mean: Callable[[Tensor], Tensor]) -> None:
         """After each optimizer step, with the step's f: statistics the architecture keeps (none
         here). `mean` averages a tensor over the processes of a distributed training."""
+
+    def reconstruction_loss(self, sae, x_s: Tensor, f: Tensor, mse: Tensor) -> Tensor:
+        """The loss's reconstruction term R, given mse = mean_batch ‖x_s - x̂_s‖²: mse itself here."""
+        return mse
+
+    @torch.no_grad()
+    def resample_(self, sae, idx: Tensor) -> list[tuple[Tensor, tuple]]:
+        """When the trainer gives the features `idx` new directions: reset the architecture's own
+        per-feature state, and return (parameter, index) pairs whose Adam moments it should zero."""
+        return []
 
 
 class ReLUApril(ReLU):
@@ -243,11 +255,58 @@ class JumpReLU(ReLU):
     def train_activation(self, sae, pre):
         return _JumpReLU.apply(pre, sae.log_threshold.exp(), self.cfg.jump_bandwidth)
 
+    @torch.no_grad()
+    def resample_(self, sae, idx):
+        """A resampled feature starts from the initial threshold, with fresh Adam moments: its old
+        θ was tuned to a direction it no longer has."""
+        sae.log_threshold[idx] = math.log(self.cfg.jump_threshold)
+        return [(sae.log_threshold, (idx,))]
+
     def sparsity(self, sae, pre, f):
         l0 = _Step.apply(pre, sae.log_threshold.exp(), self.cfg.jump_bandwidth).sum(-1).mean()
         return _reported_l1(sae, f), l0
 
 
+class MatryoshkaBatchTopK(BatchTopK):
+    """Bussmann et al. 2025 (arXiv 2503.17547): BatchTopK whose nested prefixes of the dictionary,
+    the first m_1 < m_2 < ... < m_G = d_sae latents, must each reconstruct the input on their own:
+
+        x̂_s^(g) = f[:, :m_g] @ W_dec[:m_g] + b_dec
+        L_rec   = (1/G) Σ_g mean_batch ‖x_s - x̂_s^(g)‖²        (equal weights, as dictionary_learning)
+
+    The first latents are trained to carry the input without help from the later ones, so they
+    learn broad features (a topic), and the later ones refine them instead of absorbing a parent's
+    tokens into narrower children. σ, θ and AuxK are BatchTopK's; `matryoshka_sizes` sets the
+    m_g (default d_sae/16, d_sae/4, d_sae)."""
+
+    @staticmethod
+    def check(cfg):
+        TopK.check(cfg)
+        sizes = MatryoshkaBatchTopK.sizes(cfg)
+        if any(b <= a for a, b in zip(sizes, sizes[1:])) or sizes[0] < 1 or sizes[-1] != cfg.d_sae:
+            raise ValueError(f"matryoshka needs increasing prefix sizes ending at d_sae={cfg.d_sae} "
+                             f"(sae.matryoshka_sizes, e.g. {cfg.d_sae // 16},{cfg.d_sae // 4},{cfg.d_sae}), got {sizes}")
+
+    @staticmethod
+    def sizes(cfg) -> tuple[int, ...]:
+        """m_1 < ... < m_G = d_sae: `cfg.matryoshka_sizes`, or d_sae/16, d_sae/4, d_sae."""
+        if cfg.matryoshka_sizes:
+            return tuple(cfg.matryoshka_sizes)
+        return tuple(sorted({max(cfg.d_sae // 16, 1), max(cfg.d_sae // 4, 1), cfg.d_sae}))
+
+    def reconstruction_loss(self, sae, x_s, f, mse):
+        """The prefixes' reconstructions, built up block by block: x̂^(g) = x̂^(g-1) + f_block W_block.
+        The full one's error (g = G) is `mse`, already computed; the others cost a decode of the
+        first m_{G-1} latents."""
+        sizes, total, x_hat, start = self.sizes(self.cfg), x_s.new_zeros(()), sae.b_dec, 0
+        for m in sizes[:-1]:
+            x_hat = x_hat + f[:, start:m] @ sae.W_dec[start:m]
+            total = total + (x_hat - x_s).pow(2).sum(-1).mean()
+            start = m
+        return (total + mse) / len(sizes)
+
+
 ARCHITECTURES: dict[str, type[ReLU]] = {
     "relu": ReLU, "relu_april": ReLUApril, "topk": TopK, "batchtopk": BatchTopK, "jumprelu": JumpReLU,
+    "matryoshka": MatryoshkaBatchTopK,
 }

@@ -1,6 +1,6 @@
 """A sparse autoencoder (SAE): a dictionary of feature directions learned from activations.
 
-Five architectures, chosen by `SAEConfig.arch`; each is a small strategy in `sae.architectures`
+Six architectures, chosen by `SAEConfig.arch`; each is a small strategy in `sae.architectures`
 that supplies σ, S, Aux and whether the decoder rows stay unit norm:
 
 - `"relu"`, Towards Monosemanticity (Bricken et al. 2023, "Problem Setup" and appendix
@@ -20,6 +20,10 @@ that supplies σ, S, Aux and whether the decoder rows stay unit norm:
   trained through straight-through estimators: with K the rectangle on (-1/2, 1/2) and ε the
   bandwidth, ∂σ_i/∂θ_i = -(θ_i/ε)·K((pre_i - θ_i)/ε), ∂H/∂θ_i = -(1/ε)·K((pre_i - θ_i)/ε), and
   no gradient from S to pre.
+- `"matryoshka"`, Matryoshka BatchTopK (Bussmann et al. 2025, arXiv 2503.17547): BatchTopK whose
+  nested prefixes (the first m_1 < m_2 < ... < d_sae latents) must each reconstruct x on their
+  own; the reconstruction term is the mean over prefixes of ‖x_s - f[:, :m] @ W_dec[:m] - b_dec‖²,
+  so early latents learn broad features and later ones refine them rather than absorb them.
 
 The maths (x is one activation vector of width d_in, f the d_sae feature activations):
 
@@ -28,7 +32,7 @@ The maths (x is one activation vector of width d_in, f the d_sae feature activat
     f     = σ(pre)                                   # the architecture's activation
     x̂_s   = f @ W_dec + b_dec                        # (batch, d_in)
     x̂     = x̂_s / s
-    loss  = mean_batch ‖x_s - x̂_s‖² + λ · mean_batch S(f, pre) + α · Aux
+    loss  = mean_batch ‖x_s - x̂_s‖² + λ · mean_batch S(f, pre) + α · Aux   # matryoshka: ‖·‖² over prefixes
 
 Callers pass and receive raw activations; the scale s lives in the SAE (a buffer, set once from
 the data by whoever builds the activation stream, see `input_scale_for`), so λ means the same
@@ -64,13 +68,14 @@ ARCHS = tuple(ARCHITECTURES)
 class SAEConfig:
     d_in: int  # width of the activations (e.g. 512 MLP neurons); 0 in a preset: taken from the site when built
     d_sae: int  # number of dictionary features; d_sae / d_in is the expansion factor
-    arch: str = "relu"  # one of ARCHS: "relu", "relu_april", "topk", "batchtopk", "jumprelu" (see the module docstring)
-    k: int = 32  # topk: active latents per token; batchtopk: per token on average over the batch
-    k_aux: int = 0  # topk, batchtopk: dead latents AuxK may use to model the error (0: d_in // 2, as Gao et al.)
-    aux_coeff: float = 1 / 32  # topk, batchtopk: α, weight of the AuxK loss (Gao et al.)
+    arch: str = "relu"  # one of ARCHS: relu, relu_april, topk, batchtopk, jumprelu, matryoshka (see the module docstring)
+    k: int = 32  # topk: active latents per token; batchtopk, matryoshka: per token on average over the batch
+    k_aux: int = 0  # topk, batchtopk, matryoshka: dead latents AuxK may use to model the error (0: d_in // 2, as Gao et al.)
+    aux_coeff: float = 1 / 32  # topk, batchtopk, matryoshka: α, weight of the AuxK loss (Gao et al.)
     sparse_topk: bool = True  # topk: decode and back-propagate through the k active latents only
     jump_threshold: float = 0.5  # jumprelu: every θ_i's initial value (in the scaled space)
     jump_bandwidth: float = 0.1  # jumprelu: ε, the width of the straight-through estimators' window around θ
+    matryoshka_sizes: tuple[int, ...] = ()  # matryoshka: nested prefix sizes m_1 < ... < m_G = d_sae (empty: d_sae/16, /4, /1)
     decoder_init_norm: float = 0.0  # norm of the initial decoder rows (0: 1 for unit-norm archs, 0.1 for relu_april)
     site: str = ""  # the model's hook site the SAE reads, e.g. "blocks.0.mlp.hook_post" ("": not tied to a model)
 
@@ -197,9 +202,10 @@ class SparseAutoencoder(nn.Module):
         x_s = self._check(x) * self.input_scale  # (batch, d_in)
         pre, f, x_hat_s = self.arch.encode_decode(self, x_s)  # f = σ(pre), x̂_s = f @ W_dec + b_dec
         mse = (x_hat_s - x_s).pow(2).sum(-1).mean()
+        rec = self.arch.reconstruction_loss(self, x_s, f, mse)  # mse, or Matryoshka's mean over prefixes
         l1, sparsity = self.arch.sparsity(self, pre, f)
         aux = self.arch.aux_loss(self, x_s, x_hat_s, dead_mask)
-        loss = mse + l1_coeff * sparsity + self.cfg.aux_coeff * aux
+        loss = rec + l1_coeff * sparsity + self.cfg.aux_coeff * aux
         x_hat = (x_hat_s / self.input_scale).reshape(x.shape)
         return ForwardOutput(x_hat, f.reshape(*x.shape[:-1], self.cfg.d_sae), loss, mse, l1, aux)
 

@@ -13,7 +13,8 @@ Stages (outputs in `runs/NAME/`):
     lm          lm.pt, lm_history.json   the tiny GPT (resumable through lm_ckpt.pt)
     sae         sae.pt, sae_history.json the SAE on the MLP neurons (resumable through sae.ckpt)
     evaluate    metrics.json, feature_stats.pt, figures/*.png   one pass over held-out text:
-                reconstruction, sparsity, CE recovered, concepts, and every feature's statistics
+                reconstruction, sparsity, CE recovered, concepts, and every feature's statistics;
+                a second (to the site only) for absorption and k-sparse probing (`sae.ground_truth`)
     dashboard   dashboard/           the static HTML dashboard
     steering    steering.json        Golden Gate and unsafe-code clamping demos
     report      report.md, report.html   every number and figure of the run, readable on its own
@@ -35,7 +36,7 @@ except ImportError:  # Windows
 
 import torch
 
-from sae import distributed, plots
+from sae import distributed, ground_truth, plots
 from sae.autoencoder import SparseAutoencoder
 from sae.buffer import ActivationBuffer
 from sae.corpus import CONCEPTS
@@ -146,10 +147,15 @@ def evaluate_run(p: Preset, out: Path, name: str = "sae") -> dict:
     labels = labels if labels_used else None
     ev = Evaluator(model, sae, n_concepts=len(CONCEPTS) if labels_used else 0)
     fs = FeatureStatsBuilder(sae, tokens, labels, seed=p.seed)
+    dev = next(sae.parameters()).device
+    means = [ground_truth.MeanDifference(d, len(CONCEPTS), dev) for d in (sae.cfg.d_sae, sae.cfg.d_in)]
     with torch.no_grad():
         for b in held_out_batches(model, sae, tokens, labels, p.eval_tokens, log="evaluate"):
             ev.add(b)
             fs.add(b)
+            if labels_used and b.first_window < b.n_windows // 2:  # the probes' units: chosen on the first half
+                means[0].add(b.f, b.labels)
+                means[1].add(b.x, b.labels)
     result = ev.result()
     fs.result().save(stats_path(out, name))
     lm = read_run_json(out, "stages.json", missing={}).get("lm", {})
@@ -160,6 +166,13 @@ def evaluate_run(p: Preset, out: Path, name: str = "sae") -> dict:
     if labels_used:
         metrics.update(detector_summary(result))
         metrics["concepts"] = concept_table(result, CONCEPTS)
+        detector, specific = ground_truth.detectors_and_specific(result.feature_detectors, result.features.auroc())
+        gt = ground_truth.measure(held_out_batches(model, sae, tokens, labels, p.eval_tokens, logits=False,
+                                                   log="absorption and k-sparse probes"),
+                                  detector, specific, *means, CONCEPTS)
+        for name, row in gt.items():
+            metrics["concepts"][name].update(row)
+        metrics["ground_truth"] = ground_truth.summary(gt)
     warnings = degenerate(metrics["sae"])
     if warnings:
         metrics["warnings"] = warnings

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from sae._html import markdown_to_html
 from sae.demos import UNSAFE_SENSITIVITY_MIN
+from sae.metrics import DETECTOR_SHARE
 from sae.run import preset_fields, preset_of_run
 from sae.utils import atomic_write_text
 
@@ -139,6 +140,7 @@ def report_markdown(run: str | Path) -> str:
     out += _lm_section(stages, _is_toy(cfg))
     out += _sae_section(m)
     out += _absorption_section(m, run)
+    out += _ground_truth_section(m, run)
     out += _steering_section(steer)
     out += _figures_section(run)
     if (run / "dashboard" / "index.html").exists():
@@ -330,6 +332,39 @@ def _absorption_section(m: dict, run: Path) -> list[str]:
         out.append(f"| {_md_text(name)} | {_feature_link(run, c['feature'])} | {c['auroc']:.3f} | "
                    f"{c['precision']:.2f} | {c['recall']:.2f} | {c['mass_share']:.2f} | {_f(c.get('neuron', ''))} | "
                    f"{_f(c.get('neuron_auroc'))} | {_f(c.get('probe_auroc'))} |")
+    return out + [""]
+
+
+def _ground_truth_section(m: dict, run: Path) -> list[str]:
+    """Absorption and k-sparse probing per concept (`sae.ground_truth`), with the means over concepts."""
+    g = m.get("ground_truth")
+    if not g:
+        return []
+    probing = g["sparse_probing"]
+    ks = list(probing["features"])
+    kinds = [k for k in ("features", "neurons") if k in probing]
+    out = ["## Ground truth: absorption and k-sparse probing", "",
+           f"Every token's concept is known, so both are exact counts on the held-out text. **Absorption:** on "
+           f"{_pct(g['silent'])} of a concept's tokens (mean over concepts) its detector feature is silent, and on "
+           f"{_pct(g['absorbed'])} it is silent while another feature specific to the concept (share >= "
+           f"{DETECTOR_SHARE:.0%}) fires instead: the concept is there, absorbed by a narrower feature (Chanin et al. "
+           "2024, with labels in place of probes). **k-sparse probing:** the k units with the largest class-mean "
+           "difference on the first half of the held-out windows, combined by Fisher's discriminant fitted there, "
+           "scored as AUROC on the second half (SAEBench's sparse probing). Mean AUROC: "
+           + "; ".join(f"{kind} " + ", ".join(f"k={k} {probing[kind][k]:.3f}" for k in ks) for kind in kinds) + ". "
+           "A sparse feature fires on a part of its concept's tokens and ranks the rest with every other token, so "
+           "few features can rank a concept worse than few dense neurons: absorption again, seen from the probe's side.",
+           "",
+           "| concept | detector feature | silent | absorbed | specific features | "
+           + " | ".join(f"{kind[:-1]}s k={k}" for kind in kinds for k in ks) + " |",
+           "|---|---|---:|---:|---:|" + "---:|" * (len(kinds) * len(ks))]
+    for name, c in m["concepts"].items():
+        a, sp = c.get("absorption"), c.get("sparse_probing", {})
+        if not a:
+            continue
+        cells = [_f(sp.get(kind, {}).get(k)) for kind in kinds for k in ks]
+        out.append(f"| {_md_text(name)} | {_feature_link(run, a['feature'])} | {_pct(a['silent'])} | "
+                   f"{_pct(a['absorbed'])} | {a['n_specific']} | " + " | ".join(cells) + " |")
     return out + [""]
 
 

@@ -10,7 +10,7 @@ April 2024 update "Training SAEs"; Gao et al. 2024 section 2):
    component parallel to each row is removed; optional gradient-norm clipping; Adam step; rows
    renormalised; the architecture updates what it keeps (BatchTopK's inference threshold);
 3. bookkeeping: per-feature "steps since fired" counters. A feature that has not fired for
-   `dead_window` steps is *dead*. AuxK (topk, batchtopk) uses the dead ones; resampling replaces them.
+   `dead_window` steps is *dead*. AuxK (topk, batchtopk, matryoshka) uses the dead ones; resampling replaces them.
 
 Resampling (Towards Monosemanticity, appendix "Neuron Resampling"): at each step listed in
 `resample_steps` at which some feature is dead (none dead: nothing is drawn, and the step
@@ -52,7 +52,7 @@ from sae.utils import PRECISIONS, atomic_torch_save, format_duration, load_check
 class TrainSAEConfig:
     n_steps: int = 10_000  # optimizer steps, one batch each
     lr: float = 1e-3  # Adam learning rate (no weight decay)
-    l1_coeff: float = 5.0  # λ, the weight of the sparsity term S: of the L1 (relu, relu_april), of the L0 (jumprelu); topk, batchtopk ignore it
+    l1_coeff: float = 5.0  # λ, the weight of the sparsity term S: of the L1 (relu, relu_april), of the L0 (jumprelu); topk, batchtopk, matryoshka ignore it
     adam_betas: tuple[float, float] = (0.9, 0.999)  # Adam's β1, β2
     l1_warmup_frac: float = 0.05  # λ ramps linearly from 0 over this first fraction of the steps
     lr_decay_frac: float = 0.2  # the learning rate decays linearly to 0 over this last fraction
@@ -168,7 +168,8 @@ def resample_dead_(
         threshold = pre_new.kthvalue(kth, dim=0).values  # (n_dead,)
         sae.b_enc[dead_idx] = -threshold.clamp_min(0.0)
 
-    for p, rows in ((sae.W_dec, (dead_idx,)), (sae.W_enc, (slice(None), dead_idx)), (sae.b_enc, (dead_idx,))):
+    extra = sae.arch.resample_(sae, dead_idx)  # the architecture's own per-feature state (JumpReLU's θ)
+    for p, rows in ((sae.W_dec, (dead_idx,)), (sae.W_enc, (slice(None), dead_idx)), (sae.b_enc, (dead_idx,)), *extra):
         state = opt.state.get(p, {})
         for key in ("exp_avg", "exp_avg_sq"):
             if key in state:

@@ -1,15 +1,16 @@
-"""The architectures of sae/architectures.py that the other test files do not cover: BatchTopK and
-JumpReLU, each against its paper's maths, and the registry every architecture comes from."""
+"""The architectures of sae/architectures.py that the other test files do not cover: BatchTopK,
+JumpReLU and Matryoshka BatchTopK, each against its paper's maths, and the registry every
+architecture comes from."""
 
 import itertools
 
 import pytest
 import torch
 
-from sae.architectures import ARCHITECTURES, _JumpReLU, _Step
+from sae.architectures import ARCHITECTURES, MatryoshkaBatchTopK, _JumpReLU, _Step
 from sae.autoencoder import ARCHS, SAEConfig, SparseAutoencoder, input_scale_for
 from sae.toy import SyntheticActivations, SyntheticConfig
-from sae.train_sae import TrainSAEConfig, train_sae
+from sae.train_sae import TrainSAEConfig, make_optimizer, resample_dead_, train_sae
 
 
 def make_sae(arch, d_in=16, d_sae=64, **kw):
@@ -18,7 +19,7 @@ def make_sae(arch, d_in=16, d_sae=64, **kw):
 
 
 def test_archs_is_the_registry():
-    assert ARCHS == tuple(ARCHITECTURES) and {"relu", "relu_april", "topk", "batchtopk", "jumprelu"} <= set(ARCHS)
+    assert ARCHS == tuple(ARCHITECTURES) and {"relu", "relu_april", "topk", "batchtopk", "jumprelu", "matryoshka"} <= set(ARCHS)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -41,8 +42,9 @@ def test_every_architecture_trains_and_round_trips(arch, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ BatchTopK
-def test_batchtopk_keeps_exactly_k_times_batch_latents_in_training():
-    sae = make_sae("batchtopk", d_in=32, d_sae=256, k=5)
+@pytest.mark.parametrize("arch", ["batchtopk", "matryoshka"])
+def test_batchtopk_keeps_exactly_k_times_batch_latents_in_training(arch):
+    sae = make_sae(arch, d_in=32, d_sae=256, k=5)
     x = torch.randn(48, 32, generator=torch.Generator().manual_seed(1))
     out = sae(x)
     pre = sae.pre_acts(x * sae.input_scale).relu()
@@ -128,7 +130,70 @@ def test_jumprelu_l0_falls_as_lambda_rises():
 
 
 @pytest.mark.parametrize("bad", [dict(arch="jumprelu", jump_bandwidth=0.0), dict(arch="jumprelu", jump_threshold=-1.0),
-                                 dict(arch="batchtopk", k=0)])
+                                 dict(arch="batchtopk", k=0), dict(arch="matryoshka", matryoshka_sizes=(4, 2, 8)),
+                                 dict(arch="matryoshka", matryoshka_sizes=(2, 4))])
 def test_a_setting_an_architecture_cannot_train_is_a_one_line_error(bad):
     with pytest.raises(ValueError, match=bad["arch"]):
         SAEConfig(d_in=4, d_sae=8, **bad)
+
+
+def test_jumprelu_resampling_resets_the_threshold_and_its_adam_moments():
+    """A resampled feature has a new direction: its θ goes back to the initial value and Adam
+    forgets its history, as for its encoder and decoder; the other features' θ do not move."""
+    sae = make_sae("jumprelu", jump_threshold=0.3)
+    opt = make_optimizer(sae, TrainSAEConfig())
+    x = torch.randn(256, 16, generator=torch.Generator().manual_seed(3))
+    for _ in range(3):
+        opt.zero_grad()
+        sae(x, l1_coeff=1.0).loss.backward()
+        opt.step()
+    assert not torch.allclose(sae.log_threshold, torch.full((64,), 0.3).log()), "θ should have trained"
+    before = sae.log_threshold.detach().clone()
+    dead = torch.zeros(64, dtype=torch.bool)
+    dead[[3, 10, 40]] = True
+    resample_dead_(sae, opt, dead, x, torch.Generator().manual_seed(0))
+    assert torch.allclose(sae.log_threshold[dead], torch.full((3,), 0.3).log())
+    assert torch.equal(sae.log_threshold[~dead], before[~dead])
+    state = opt.state[sae.log_threshold]
+    for key in ("exp_avg", "exp_avg_sq"):
+        assert (state[key][dead] == 0).all() and (state[key][~dead] != 0).any()
+
+
+# ------------------------------------------------------------------------------------ Matryoshka
+def test_matryoshka_default_prefixes_and_loss_is_the_mean_over_prefixes():
+    """R = (1/G) Σ_g mean_batch ‖x_s - (f[:, :m_g] W_dec[:m_g] + b_dec)‖², written out by hand."""
+    assert MatryoshkaBatchTopK.sizes(SAEConfig(d_in=16, d_sae=64, arch="matryoshka")) == (4, 16, 64)
+    sae = make_sae("matryoshka", d_in=16, d_sae=64, k=6, matryoshka_sizes=(8, 24, 64))
+    with torch.no_grad():
+        sae.b_dec.normal_(generator=torch.Generator().manual_seed(5))
+    x = torch.randn(40, 16, generator=torch.Generator().manual_seed(4))
+    out = sae(x)
+    x_s = x * sae.input_scale
+    prefix = [((out.f[:, :m] @ sae.W_dec[:m] + sae.b_dec - x_s) ** 2).sum(-1).mean() for m in (8, 24, 64)]
+    assert torch.allclose(out.mse, prefix[-1]), "the reported mse is the whole dictionary's"
+    assert torch.allclose(out.loss, sum(prefix) / 3 + sae.cfg.aux_coeff * out.aux)
+    assert len({round(p.item(), 3) for p in prefix}) == 3, "the test needs prefixes that reconstruct differently"
+
+
+def test_matryoshka_makes_the_first_prefix_reconstruct_alone():
+    """The point of the nesting: trained the same way, the first 1/8 of a Matryoshka dictionary
+    reconstructs the input far better on its own than the same latents of a BatchTopK dictionary,
+    while the whole dictionary stays close."""
+    data = SyntheticActivations(SyntheticConfig(n_features=128, d=32, power=0.7, mean_active=6, seed=0))
+    x = data.sample(4096, torch.Generator().manual_seed(99))[0]
+    fvu = {}
+    for arch in ("batchtopk", "matryoshka"):
+        sae = make_sae(arch, d_in=32, d_sae=256, k=6, matryoshka_sizes=(32, 256))
+        batches = list(itertools.islice(data.batches(256, seed=1), 300))
+        sae.set_input_scale_(input_scale_for(batches[0]))
+        train_sae(sae, iter(batches), TrainSAEConfig(n_steps=300, log_every=0))
+        with torch.no_grad():
+            f = sae.encode(x)
+            total = (x - x.mean(0)).pow(2).sum()
+            first = f.clone()
+            first[:, 32:] = 0
+            fvu[arch] = ((x - sae.decode(first)).pow(2).sum() / total).item(), \
+                ((x - sae.decode(f)).pow(2).sum() / total).item()
+    (b_first, b_all), (m_first, m_all) = fvu["batchtopk"], fvu["matryoshka"]
+    assert m_first < 0.8 * b_first, f"first-prefix FVU: matryoshka {m_first:.3f} vs batchtopk {b_first:.3f}"
+    assert m_all < b_all + 0.1, f"whole-dictionary FVU: matryoshka {m_all:.3f} vs batchtopk {b_all:.3f}"

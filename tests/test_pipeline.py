@@ -147,7 +147,12 @@ def test_smoke_sae_reconstructs(smoke_run):
     for key in ["l0", "fvu", "dead_fraction", "ultralow_fraction", "ce_recovered_zero", "ce_recovered_mean", "ce_added_nats"]:
         assert key in m["sae"], f"metrics.json lacks sae.{key}"
     for c in m["concepts"].values():
-        assert {"auroc", "feature", "neuron_auroc", "mass_share"} <= set(c)
+        assert {"auroc", "feature", "neuron_auroc", "mass_share", "absorption", "sparse_probing"} <= set(c)
+        a = c["absorption"]
+        assert a["tokens"] > 0 and 0 <= a["absorbed"] <= a["silent"] <= 1
+        assert set(c["sparse_probing"]) == {"features", "neurons"} and set(c["sparse_probing"]["features"]) == {"1", "2", "5"}
+    g = m["ground_truth"]
+    assert 0 <= g["absorbed"] <= g["silent"] <= 1 and 0.5 < g["sparse_probing"]["neurons"]["5"] <= 1
     assert m["lm"]["val_loss"] > 0
     assert {"features", "neurons", "of"} <= set(m["detectors"]) and {"features", "neurons"} <= set(m["monosemanticity"])
     for fig in ["training_curves", "log_density", "concept_auroc", "concept_detectors"]:
@@ -205,7 +210,7 @@ def test_smoke_reproduce_writes_a_complete_report(smoke_run):
     assert any(l.startswith("summary:") for l in printed.splitlines()), "reproduce should end with a summary line"
     md = (out / "report.md").read_text()
     for section in ["## Summary", "## Configuration", "## Wall time per stage", "## Language model", "## Sparse autoencoder",
-                    "## Concept detectors", "## Absorption diagnostic", "## Steering", "## Figures", "## Dashboard"]:
+                    "## Concept detectors", "## Absorption diagnostic", "## Ground truth", "## Steering", "## Figures", "## Dashboard"]:
         assert section in md, f"report.md lacks {section!r}"
     assert md.index("## Concept detectors") < md.index("## Sparse autoencoder") < md.index("## Configuration"), \
         "the report leads with the detectors and ends with the configuration"

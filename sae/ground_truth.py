@@ -1,0 +1,204 @@
+"""Metrics only known labels allow: feature absorption and k-sparse probing, per concept.
+
+Large-model benchmarks estimate both from proxies (SAEBench's absorption uses first-letter probes
+and is "not recommended below 1B-parameter models or 16k latents"); in the toy world every token's
+concept is known, so here they are exact counts on held-out text.
+
+Absorption (after Chanin et al. 2024, "A is for Absorption", with labels in place of probes).
+For concept c, let j* be its detector feature (`metrics.Detectors.best`: the one a reader means by
+"the feature for c"; the closest feature when none passes) and A_c the other features specific to
+c (share_j(c) >= DETECTOR_SHARE, j ≠ j*). Over c's tokens t:
+
+    silent(c)     = #{t ∈ c : f_j*(t) = 0} / #{t ∈ c}
+    absorbed(c)   = #{t ∈ c : f_j*(t) = 0 and ∃ j ∈ A_c : f_j(t) > 0} / #{t ∈ c}
+
+`absorbed` is the share of the concept's tokens that the concept's own feature leaves to a
+narrower feature of the same concept: the concept is represented there, by a feature that has
+absorbed it. `silent − absorbed` is what nothing specific to c covers (left to broad features).
+
+k-sparse probing (SAEBench's sparse_probing after Gao et al. 2024, section 4.5), k = 1, 2, 5. The
+held-out tokens are split in halves, by window: the first half to choose and fit, the second to
+score. For concept c the k units with the largest mean difference
+mean(a_j | c) − mean(a_j | not c) on the first half; on those k units a linear probe fitted on the
+first half by Fisher's discriminant, w = (Σ_c + Σ_¬c + εI)⁻¹ (μ_c − μ_¬c); its score a_S · w on
+the second half, graded by AUROC (threshold-free, as the module's other concept metrics; SAEBench
+fits a logistic regression and reports accuracy). Units: SAE features against MLP neurons, the
+paper's comparison: a concept that k features carry and k neurons do not is one the dictionary
+made readable.
+
+Both need the detectors, known only after `metrics.Evaluator`'s pass, so they take a second pass
+over the same tokens (`measure`: the model stops at the site, no logits). `MeanDifference` rides
+on the first pass to choose the probes' units.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sae.metrics import DETECTOR_SHARE, Detectors, auroc
+
+PROBE_KS = (1, 2, 5)
+
+
+class MeanDifference:
+    """Per concept and unit, mean(a | c) − mean(a | not c) over the tokens added (the first half):
+    the k-sparse probes' unit choice. Memory (n_concepts + 1) × n_units float64."""
+
+    def __init__(self, n_units: int, n_concepts: int, device: str | torch.device = "cpu"):
+        self.sums = torch.zeros(n_concepts + 1, n_units, dtype=torch.float64, device=device)
+        self.counts = torch.zeros(n_concepts + 1, dtype=torch.float64, device=device)
+
+    def add(self, acts: Tensor, labels: Tensor) -> None:
+        lab = labels.to(self.sums.device).long().clone()
+        lab[lab < 0] = len(self.counts) - 1
+        self.sums.index_add_(0, lab, acts.detach().to(self.sums.device).double())
+        self.counts += torch.bincount(lab, minlength=len(self.counts)).double()
+
+    def top(self, k: int) -> Tensor:
+        """(n_concepts, k) the units with the largest mean difference for each concept, largest first."""
+        c = self.counts[:-1, None]
+        inside = self.sums[:-1] / c.clamp_min(1)
+        outside = (self.sums.sum(0) - self.sums[:-1]) / (self.counts.sum() - c).clamp_min(1)
+        return (inside - outside).topk(min(k, self.sums.shape[1]), dim=1).indices
+
+
+class SparseProbes:
+    """Fisher probes on each concept's chosen units (`units`, (n_concepts, k_max), best first), for
+    every k in `ks`: `fit` accumulates per-class moments of the chosen units, `score` projects and
+    keeps (n, n_concepts) scores per k; `auroc()` grades them. Memory: the moments, and
+    len(ks) × n_scored × n_concepts float32 scores."""
+
+    def __init__(self, units: Tensor, ks: tuple[int, ...] = PROBE_KS):
+        self.units, self.ks = units, tuple(k for k in ks if k <= units.shape[1])
+        C, K = units.shape
+        dev = units.device
+        self.n = torch.zeros(2, C, dtype=torch.float64, device=dev)  # [inside, all]
+        self.s1 = torch.zeros(2, C, K, dtype=torch.float64, device=dev)
+        self.s2 = torch.zeros(2, C, K, K, dtype=torch.float64, device=dev)
+        self.w: dict[int, Tensor] = {}
+        self.scores: dict[int, list[Tensor]] = {k: [] for k in self.ks}
+        self.labels: list[Tensor] = []
+
+    def _gather(self, acts: Tensor) -> Tensor:
+        return acts.detach().to(self.units.device).double()[:, self.units]  # (n, C, K)
+
+    def fit(self, acts: Tensor, labels: Tensor) -> None:
+        g = self._gather(acts)
+        inside = (labels.to(g.device).long()[:, None] == torch.arange(g.shape[1], device=g.device)).double()
+        self.n += torch.stack([inside.sum(0), torch.full_like(inside[0], len(g))])
+        self.s1 += torch.stack([torch.einsum("nc,nck->ck", inside, g), g.sum(0)])
+        self.s2 += torch.stack([torch.einsum("nc,nck,ncl->ckl", inside, g, g), torch.einsum("nck,ncl->ckl", g, g)])
+
+    def _solve(self) -> None:
+        n_in, n_out = self.n[0], self.n[1] - self.n[0]  # (C,)
+        s1_in, s1_out = self.s1[0], self.s1[1] - self.s1[0]
+        s2_in, s2_out = self.s2[0], self.s2[1] - self.s2[0]
+        mu_in, mu_out = s1_in / n_in.clamp_min(1)[:, None], s1_out / n_out.clamp_min(1)[:, None]
+        cov = (s2_in - n_in[:, None, None] * mu_in[:, :, None] * mu_in[:, None, :]
+               + s2_out - n_out[:, None, None] * mu_out[:, :, None] * mu_out[:, None, :]) \
+            / (n_in + n_out - 2).clamp_min(1)[:, None, None]
+        for k in self.ks:
+            c, d = cov[:, :k, :k], (mu_in - mu_out)[:, :k]
+            ridge = 1e-6 * c.diagonal(dim1=1, dim2=2).mean(1).clamp_min(1e-12)[:, None, None]
+            self.w[k] = torch.linalg.solve(c + ridge * torch.eye(k, dtype=c.dtype, device=c.device), d)  # (C, k)
+
+    def score(self, acts: Tensor, labels: Tensor) -> None:
+        if not self.w:
+            self._solve()
+        g = self._gather(acts)
+        for k in self.ks:
+            self.scores[k].append(torch.einsum("nck,ck->nc", g[:, :, :k], self.w[k]).float())
+        self.labels.append(labels.long().to(self.units.device))
+
+    def auroc(self) -> dict[int, np.ndarray]:
+        """{k: (n_concepts,) AUROC on the scored tokens (nan: the concept is absent from either half)}."""
+        lab = torch.cat(self.labels).cpu().numpy()
+        out = {}
+        for k in self.ks:
+            s = torch.cat(self.scores[k]).cpu().numpy()
+            out[k] = np.full(s.shape[1], np.nan)
+            for c in range(s.shape[1]):
+                pos = lab == c
+                if 0 < pos.sum() < len(pos) and self.n[0, c] > 0:
+                    out[k][c] = auroc(s[:, c], pos)
+        return out
+
+
+class Absorption:
+    """Counts, per concept, its tokens, those on which its detector `detector[c]` is silent, and
+    those on which it is silent while a feature in `specific[c]` (bool (n_concepts, d_sae), the
+    detector excluded) fires: `silent` and `absorbed` in the module docstring."""
+
+    def __init__(self, detector: Tensor, specific: Tensor):
+        self.detector, self.specific = detector, specific.float()
+        C = len(detector)
+        self.counts = torch.zeros(3, C, dtype=torch.int64, device=detector.device)  # tokens, silent, absorbed
+
+    def add(self, f: Tensor, labels: Tensor) -> None:
+        fired = (f.detach().to(self.detector.device) > 0).float()  # (n, d_sae)
+        lab = labels.to(fired.device).long()
+        keep = lab >= 0
+        fired, lab = fired[keep], lab[keep]
+        silent = fired[torch.arange(len(lab), device=fired.device), self.detector[lab]] == 0  # (n,)
+        other = (fired @ self.specific.T).gather(1, lab[:, None]).squeeze(1) > 0  # a specific feature of its concept fired
+        C = self.counts.shape[1]
+        for row, mask in enumerate((torch.ones_like(silent), silent, silent & other)):
+            self.counts[row] += torch.bincount(lab[mask], minlength=C)
+
+    def result(self) -> list[dict]:
+        n, silent, absorbed = self.counts.cpu().tolist()
+        return [{"tokens": t, "silent": s / max(t, 1), "absorbed": a / max(t, 1)} for t, s, a in zip(n, silent, absorbed)]
+
+
+def detectors_and_specific(d: Detectors, coverage: Tensor) -> tuple[Tensor, Tensor]:
+    """Each concept's detector feature (`Detectors.best` with `coverage`, e.g. token AUROC,
+    (n_concepts, d_sae)) and the mask of its other specific features (share >= DETECTOR_SHARE)."""
+    detector = torch.tensor([d.best(c, coverage[c])["unit"] for c in range(len(d.share))])
+    specific = (d.share >= DETECTOR_SHARE) & d.alive[None, :]
+    specific[torch.arange(len(detector)), detector] = False
+    return detector, specific
+
+
+@torch.no_grad()
+def measure(batches, detector: Tensor, specific: Tensor, feature_means: MeanDifference,
+            neuron_means: MeanDifference | None, names: list[str]) -> dict:
+    """The second pass: absorption over every token, and the k-sparse probes fitted on the first
+    half of the windows and scored on the second, features (and neurons, with `neuron_means`).
+    `batches`: `metrics.held_out_batches(..., logits=False)` over the same tokens as the first pass.
+    Returns {concept: {"absorption": {...}, "sparse_probing": {"features": {k: AUROC}, "neurons": ...}}}."""
+    absorption, probes = None, {}
+    for b in batches:
+        if absorption is None:
+            dev = b.f.device
+            absorption = Absorption(detector.to(dev), specific.to(dev))
+            probes["features"] = SparseProbes(feature_means.top(max(PROBE_KS)))
+            if neuron_means is not None:
+                probes["neurons"] = SparseProbes(neuron_means.top(max(PROBE_KS)))
+        absorption.add(b.f, b.labels)
+        train = b.first_window < b.n_windows // 2
+        for kind, p in probes.items():
+            acts = b.f if kind == "features" else b.x
+            (p.fit if train else p.score)(acts, b.labels)
+    if absorption is None:
+        raise ValueError("the ground-truth pass saw no tokens")
+    scores = {kind: p.auroc() for kind, p in probes.items()}
+    out = {}
+    for c, (name, a) in enumerate(zip(names, absorption.result())):
+        out[name] = {"absorption": {**a, "feature": int(detector[c]), "n_specific": int(specific[c].sum())},
+                     "sparse_probing": {kind: {str(k): (None if np.isnan(v[c]) else float(v[c])) for k, v in s.items()}
+                                        for kind, s in scores.items()}}
+    return out
+
+
+def summary(per_concept: dict) -> dict:
+    """Means over concepts: absorbed and silent shares, and each k's probe AUROC, features and neurons."""
+    rows = list(per_concept.values())
+    out = {"absorbed": float(np.mean([r["absorption"]["absorbed"] for r in rows])),
+           "silent": float(np.mean([r["absorption"]["silent"] for r in rows])), "sparse_probing": {}}
+    for kind in rows[0]["sparse_probing"]:
+        out["sparse_probing"][kind] = {k: float(np.nanmean([np.nan if r["sparse_probing"][kind][k] is None
+                                                             else r["sparse_probing"][kind][k] for r in rows]))
+                                       for k in rows[0]["sparse_probing"][kind]}
+    return out

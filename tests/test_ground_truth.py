@@ -1,0 +1,91 @@
+"""sae/ground_truth.py on hand-built cases: absorption counts, the k-sparse probes' unit choice,
+their Fisher weights and AUROC, and the detector/specific split."""
+
+import numpy as np
+import pytest
+import torch
+
+from sae.ground_truth import Absorption, MeanDifference, SparseProbes, detectors_and_specific, summary
+from sae.metrics import Detectors
+
+
+def test_absorption_counts_silent_and_absorbed_tokens_by_hand():
+    """Concept 0: detector feature 0, feature 1 specific to it. Concept 1: detector 2, none specific.
+    Concept-0 tokens: [det fires], [det silent, 1 fires] (absorbed), [all silent] (silent, not absorbed),
+    [det silent, feature 3 (not specific) fires] (silent, not absorbed). Concept-1 tokens: [2 fires], [silent]."""
+    detector = torch.tensor([0, 2])
+    specific = torch.tensor([[False, True, False, False], [False, False, False, False]])
+    f = torch.tensor([[1.0, 0, 0, 0], [0, 2.0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 3.0],
+                      [0, 0, 1.0, 0], [0, 0, 0, 0], [5.0, 5.0, 5.0, 5.0]])
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, -1])  # the last token has no concept: ignored
+    a = Absorption(detector, specific)
+    a.add(f[:3], labels[:3])  # in two batches: the counts add up
+    a.add(f[3:], labels[3:])
+    r = a.result()
+    assert r[0] == {"tokens": 4, "silent": 0.75, "absorbed": 0.25}
+    assert r[1] == {"tokens": 2, "silent": 0.5, "absorbed": 0.0}
+
+
+def test_detectors_and_specific_excludes_the_detector_and_dead_units():
+    share = torch.tensor([[0.9, 0.85, 0.2, 0.95], [0.05, 0.1, 0.9, 0.0]])
+    recall = torch.tensor([[0.95, 0.5, 0.1, 0.1], [0.0, 0.0, 0.95, 0.0]])
+    alive = torch.tensor([True, True, True, False])
+    d = Detectors(share, recall, alive)
+    detector, specific = detectors_and_specific(d, torch.zeros(2, 4))
+    assert detector.tolist() == [0, 2]
+    assert specific.tolist() == [[False, True, False, False], [False, False, False, False]], \
+        "specific: share >= 0.8, alive, not the detector itself"
+
+
+def test_mean_difference_picks_the_units_that_separate_the_concept():
+    m = MeanDifference(n_units=4, n_concepts=2)
+    acts = torch.tensor([[1.0, 5.0, 0.0, 2.0], [1.0, 3.0, 0.0, 2.0], [1.0, 0.0, 4.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    m.add(acts, torch.tensor([0, 0, 1, -1]))
+    # concept 0: means inside [1, 4, 0, 2], outside [1, 0, 2, 0] -> differences [0, 4, -2, 2]
+    assert m.top(2).tolist()[0] == [1, 3]
+    assert m.top(1).tolist()[1] == [2]
+
+
+def _two_unit_world(n, gen):
+    """Concept tokens (label 0) shift two noisy units by +1 each; unit 2 is pure noise."""
+    lab = (torch.rand(n, generator=gen) < 0.3).long()
+    acts = torch.randn(n, 3, generator=gen, dtype=torch.float64)
+    acts[:, :2] += lab[:, None].double()
+    return acts.float(), lab
+
+
+def test_sparse_probes_fit_fisher_weights_and_grade_held_out_tokens():
+    gen = torch.Generator().manual_seed(0)
+    units = torch.tensor([[0, 1, 2]])  # one concept, three chosen units, best first
+    p = SparseProbes(units, ks=(1, 2, 3))
+    for _ in range(4):
+        p.fit(*_two_unit_world(5000, gen))
+    p._solve()
+    # equal, independent unit-variance units shifted by 1: Fisher's w is ∝ (1, 1) on the first two, ~0 on noise
+    w2 = p.w[2][0] / p.w[2][0, 0]
+    assert torch.allclose(w2, torch.tensor([1.0, 1.0], dtype=w2.dtype), atol=0.05)
+    assert abs(float(p.w[3][0, 2] / p.w[3][0, 0])) < 0.05
+    p.score(*_two_unit_world(20000, gen))
+    a = p.auroc()
+    # AUROC of a unit-variance Gaussian shift d: Φ(d / √2); d = 1 for one unit, √2 for the sum of two
+    from math import erf, sqrt
+    phi = lambda z: 0.5 * (1 + erf(z / sqrt(2)))  # noqa: E731
+    assert a[1][0] == pytest.approx(phi(1 / sqrt(2)), abs=0.01)
+    assert a[2][0] == pytest.approx(phi(1.0), abs=0.01)
+    assert a[3][0] == pytest.approx(a[2][0], abs=0.01), "a noise unit adds nothing"
+
+
+def test_a_concept_absent_from_the_fit_half_gives_none_not_a_number():
+    p = SparseProbes(torch.tensor([[0], [1]]), ks=(1,))
+    p.fit(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, -1]))  # concept 1 never seen
+    p.score(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]), torch.tensor([0, 1, -1]))
+    a = p.auroc()[1]
+    assert a[0] == 1.0 and np.isnan(a[1])
+
+
+def test_summary_averages_over_concepts():
+    per = {"a": {"absorption": {"absorbed": 0.2, "silent": 0.5}, "sparse_probing": {"features": {"1": 0.6, "5": 0.8}}},
+           "b": {"absorption": {"absorbed": 0.4, "silent": 0.7}, "sparse_probing": {"features": {"1": None, "5": 0.9}}}}
+    s = summary(per)
+    assert s["absorbed"] == pytest.approx(0.3) and s["silent"] == pytest.approx(0.6)
+    assert s["sparse_probing"]["features"] == {"1": pytest.approx(0.6), "5": pytest.approx(0.85)}
