@@ -28,65 +28,25 @@ import argparse
 import itertools
 import tempfile
 import time
-from dataclasses import fields, replace
+from dataclasses import fields
 from pathlib import Path
 
 import torch
 
-from sae.autoencoder import SAEConfig, SparseAutoencoder, input_scale_for
-from sae.toy import SyntheticActivations, SyntheticConfig, max_cosine
-from sae.train_sae import TrainSAEConfig, sae_schedule, train_sae
+from sae.autoencoder import SAEConfig
+from sae.compare import TOY_RECIPES, recipe, toy_recovery
+from sae.train_sae import TrainSAEConfig
 from sae.utils import atomic_write_json
 
-TASK = SyntheticConfig(n_features=512, d=128, power=0.7, mean_active=10.0, seed=0)
-DEFAULTS = {"relu": {"train_sae.l1_coeff": 3.2}, "relu_april": {"train_sae.l1_coeff": 3.2}, "topk": {"sae.k": 16},
-            "batchtopk": {"sae.k": 16}, "jumprelu": {"train_sae.l1_coeff": 1.0}, "matryoshka": {"sae.k": 16}}
-
-
-def _set(cfg, key: str, text: str):
-    """cfg with field `key` set from `text` (parsed as the field's current type)."""
-    old = getattr(cfg, key)
-    value = type(old)(float(text)) if isinstance(old, (int, float)) and not isinstance(old, bool) else (
-        text.lower() in ("1", "true", "yes") if isinstance(old, bool) else
-        tuple(int(v) for v in text.split(",") if v) if isinstance(old, tuple) else text)
-    return replace(cfg, **{key: value})
-
-
-@torch.no_grad()
-def evaluate(sae: SparseAutoencoder, x: torch.Tensor, dictionary: torch.Tensor) -> dict:
-    f = torch.cat([sae.encode(c) for c in x.split(8192)])
-    x_hat = torch.cat([sae.decode(c) for c in f.split(8192)])
-    cos = max_cosine(sae.W_dec, dictionary)
-    return {"fvu": ((x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()).item(),
-            "l0": (f > 0).sum(1).float().mean().item(), "dead": (f.amax(0) <= 0).float().mean().item(),
-            "mmcs": cos.mean().item(), "found": (cos >= 0.9).float().mean().item()}
+DEFAULTS = TOY_RECIPES
 
 
 def run(arch: str, settings: dict[str, str], n_steps: int, n_eval: int, batch: int = 1024, d_sae: int = 1024,
         seed: int = 0, task_seed: int = 0) -> dict:
-    """Train `arch` on the task instance `task_seed` (its dictionary, probabilities and data) from the
-    SAE seed `seed`, and measure it on held-out rows."""
-    data = SyntheticActivations(replace(TASK, seed=task_seed))
-    sae_cfg = SAEConfig(d_in=TASK.d, d_sae=d_sae, arch=arch)
-    train_cfg = sae_schedule(n_steps, log_every=0, checkpoint_every=0, seed=seed)
-    for key, text in {**DEFAULTS[arch], **settings}.items():
-        where, field = key.split(".", 1)
-        if where == "sae":
-            sae_cfg = _set(sae_cfg, field, text)
-        else:
-            train_cfg = _set(train_cfg, field, text)
-    sae = SparseAutoencoder(sae_cfg, generator=torch.Generator().manual_seed(seed))
-    # made before the clock starts, so tokens/s is the trainer's alone (resampling draws extra batches)
-    extra = len(train_cfg.resample_steps) * -(-train_cfg.resample_inputs // batch)
-    batches = list(itertools.islice(data.batches(batch, seed=seed + 1), n_steps + extra))
-    sae.set_input_scale_(input_scale_for(batches[0]))
-    t = time.perf_counter()
-    hist = train_sae(sae, iter(batches), train_cfg)
-    seconds = time.perf_counter() - t
-    x_eval = data.sample(n_eval, torch.Generator().manual_seed(10_000 + seed))[0]
-    return {"arch": arch, "settings": settings, "task_seed": task_seed, "seed": seed, **evaluate(sae, x_eval, data.dictionary),
-            "tokens_per_s": n_steps * batch / seconds, "seconds": seconds,
-            "aux_steps": sum(h.get("aux", 0) > 0 for h in hist) / n_steps}
+    """Train `arch` with its DEFAULTS and `settings` on the task instance `task_seed` from the SAE
+    seed `seed` (`sae.compare.toy_recovery`)."""
+    sae_cfg, train_cfg = recipe(arch, n_steps, settings, d_sae=d_sae, seed=seed)
+    return {"settings": settings, **toy_recovery(sae_cfg, train_cfg, n_eval, batch, task_seed)}
 
 
 def parse_seeds(text: str) -> list[int]:

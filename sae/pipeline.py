@@ -137,38 +137,44 @@ def train_sae_on_run(p: Preset, out: Path, name: str = "sae") -> dict:
 
 
 def evaluate_run(p: Preset, out: Path, name: str = "sae") -> dict:
-    """Evaluate the run's SAE `name` on held-out text in one pass: returns the nested `metrics.json`
-    dictionary and writes the pass's feature statistics (`feature_stats.pt`) beside it."""
+    """Evaluate the run's SAE `name` on held-out text (`evaluate_on`): returns the nested
+    `metrics.json` dictionary and writes the pass's feature statistics (`feature_stats.pt`) beside it."""
     device = resolve_device(p.device)
     tok, model = load_run(out, device)
     sae = load_sae(out, name, device)
     labels_used = p.corpus == "toy"
     tokens, labels = corpus_tokens(p, tok, "val", p.eval_tokens + model.cfg.n_ctx)
     labels = labels if labels_used else None
-    ev = Evaluator(model, sae, n_concepts=len(CONCEPTS) if labels_used else 0)
     fs = FeatureStatsBuilder(sae, tokens, labels, seed=p.seed)
+    metrics = evaluate_on(model, sae, tokens, labels, p.eval_tokens, also=fs)
+    fs.result().save(stats_path(out, name))
+    lm = read_run_json(out, "stages.json", missing={}).get("lm", {})
+    return {"lm": {"val_loss": lm.get("val_loss"), "on_concept_rate": lm.get("on_concept_rate")}, **metrics}
+
+
+def evaluate_on(model, sae, tokens, labels, n_tokens: int, also=None, log: bool = True) -> dict:
+    """`metrics.json`'s SAE part for `sae` on `n_tokens` held-out `tokens`: one pass of the
+    `Evaluator` (reconstruction, sparsity, CE, concept detectors; `also.add(batch)` rides on it)
+    and, with concept `labels`, a second pass for absorption and k-sparse probing (`sae.ground_truth`)."""
+    ev = Evaluator(model, sae, n_concepts=len(CONCEPTS) if labels is not None else 0)
     dev = next(sae.parameters()).device
     means = [ground_truth.MeanDifference(d, len(CONCEPTS), dev) for d in (sae.cfg.d_sae, sae.cfg.d_in)]
     with torch.no_grad():
-        for b in held_out_batches(model, sae, tokens, labels, p.eval_tokens, log="evaluate"):
+        for b in held_out_batches(model, sae, tokens, labels, n_tokens, log="evaluate" if log else ""):
             ev.add(b)
-            fs.add(b)
-            if labels_used and b.first_window < b.n_windows // 2:  # the probes' units: chosen on the first half
+            if also is not None:
+                also.add(b)
+            if labels is not None and b.first_window < b.n_windows // 2:  # the probes' units: chosen on the first half
                 means[0].add(b.f, b.labels)
                 means[1].add(b.x, b.labels)
     result = ev.result()
-    fs.result().save(stats_path(out, name))
-    lm = read_run_json(out, "stages.json", missing={}).get("lm", {})
-    metrics = {
-        "lm": {"val_loss": lm.get("val_loss"), "on_concept_rate": lm.get("on_concept_rate")},
-        "sae": {"site": sae.cfg.site, "arch": sae.cfg.arch, "d_sae": sae.cfg.d_sae, **result.metrics},
-    }
-    if labels_used:
+    metrics = {"sae": {"site": sae.cfg.site, "arch": sae.cfg.arch, "d_sae": sae.cfg.d_sae, **result.metrics}}
+    if labels is not None:
         metrics.update(detector_summary(result))
         metrics["concepts"] = concept_table(result, CONCEPTS)
         detector, specific = ground_truth.detectors_and_specific(result.feature_detectors, result.features.auroc())
-        gt = ground_truth.measure(held_out_batches(model, sae, tokens, labels, p.eval_tokens, logits=False,
-                                                   log="absorption and k-sparse probes"),
+        gt = ground_truth.measure(held_out_batches(model, sae, tokens, labels, n_tokens, logits=False,
+                                                   log="absorption and k-sparse probes" if log else ""),
                                   detector, specific, *means, CONCEPTS)
         for name, row in gt.items():
             metrics["concepts"][name].update(row)

