@@ -197,3 +197,24 @@ def test_matryoshka_makes_the_first_prefix_reconstruct_alone():
     (b_first, b_all), (m_first, m_all) = fvu["batchtopk"], fvu["matryoshka"]
     assert m_first < 0.8 * b_first, f"first-prefix FVU: matryoshka {m_first:.3f} vs batchtopk {b_first:.3f}"
     assert m_all < b_all + 0.1, f"whole-dictionary FVU: matryoshka {m_all:.3f} vs batchtopk {b_all:.3f}"
+
+
+@pytest.mark.parametrize("arch", ["batchtopk", "jumprelu", "matryoshka"])
+def test_set_sae_arch_trains_and_evaluates_on_a_run(arch, smoke_run, tmp_path, capsys):
+    """`python -m sae train-sae --set sae.arch=...` and `evaluate --sae NAME` on a copy of the
+    session's smoke run: the new architectures go through the whole pipeline (absorption and
+    k-sparse probing included)."""
+    import json
+    import shutil
+
+    from sae.cli import main
+
+    run = tmp_path / "smoke"
+    shutil.copytree(smoke_run[0], run, ignore=shutil.ignore_patterns("dashboard", "*.ckpt"))
+    assert main(["train-sae", "--run", str(run), "--name", arch, "--set", f"sae.arch={arch}", "--set", "sae.k=8",
+                 "--set", "train_sae.n_steps=20", "--set", "train_sae.resample_steps=10",
+                 "--set", "train_sae.dead_window=5"]) == 0
+    assert SparseAutoencoder.load(run / f"{arch}.pt").cfg.arch == arch
+    assert main(["evaluate", "--run", str(run), "--sae", arch]) == 0
+    m = json.loads((run / f"{arch}_metrics.json").read_text())
+    assert m["sae"]["arch"] == arch and m["sae"]["l0"] > 0 and "ground_truth" in m
