@@ -112,7 +112,10 @@ from torch import Tensor
 
 D_IN, N_TRUE, D_SAE, K, BATCH = 128, 512, 1024, 16, 1024
 MEAN_ACTIVE, POWER = 10.0, 0.7
-DICT_SEED, TRAIN_SEED, HELDOUT_SEED, MODEL_SEED = 0, 1, 2, 0
+# the dictionary's seed must differ from the models': with both 0, `randn(N_TRUE, D_IN)` drew the
+# true directions from the stream that `torch.manual_seed(0)` then gave our SAE's decoder (and
+# any peer's that draws a (latents, d_in) normal first), so it started at the answer
+DICT_SEED, TRAIN_SEED, HELDOUT_SEED, MODEL_SEED = 1_000_003, 1, 2, 0
 FOUND_AT = 0.9
 VENV = "/tmp/peers-venv/bin/pip install -c /tmp/peers-constraints.txt"
 
@@ -185,14 +188,16 @@ def warmup_steps(steps: int) -> int:
 
 
 def train_sae_ours(arch: str, stream: Stream, steps: int) -> Model:
-    from sae.autoencoder import SAEConfig, SparseAutoencoder, input_scale_for
-    from sae.train_sae import sae_schedule, train_sae
+    from sae.autoencoder import SparseAutoencoder, input_scale_for
+    from sae.compare import recipe
+    from sae.train_sae import train_sae
 
     torch.manual_seed(MODEL_SEED)
-    sae = SparseAutoencoder(SAEConfig(d_in=D_IN, d_sae=D_SAE, arch=arch, k=K))
+    sae_cfg, train_cfg = recipe(arch, steps, {"sae.k": K} if arch == "topk" else {}, d_sae=D_SAE)
+    sae = SparseAutoencoder(sae_cfg)
     first = next(stream)
     sae.set_input_scale_(input_scale_for(first))
-    train_sae(sae, _chain(first, stream), sae_schedule(steps, log_every=0, checkpoint_every=0, l1_coeff=3.2))
+    train_sae(sae, _chain(first, stream), train_cfg)
     return sae.encode, sae.decode, lambda: sae.W_dec
 
 

@@ -114,6 +114,8 @@ class SparseProbes:
 
     def auroc(self) -> dict[int, np.ndarray]:
         """{k: (n_concepts,) AUROC on the scored tokens (nan: the concept is absent from either half)}."""
+        if not self.labels:  # nothing scored (fewer than two windows)
+            return {k: np.full(self.units.shape[0], np.nan) for k in self.ks}
         lab = torch.cat(self.labels).cpu().numpy()
         out = {}
         for k in self.ks:
@@ -152,6 +154,13 @@ class Absorption:
         return [{"tokens": t, "silent": s / max(t, 1), "absorbed": a / max(t, 1)} for t, s, a in zip(n, silent, absorbed)]
 
 
+def fit_rows(b) -> Tensor:
+    """(N,) bool on the batch's device: the rows of `b` (a `metrics.HeldOutBatch`) in the first half
+    of the pass's windows, where the probes choose and fit; the rest score them."""
+    window = b.index // b.ctx.shape[1]
+    return (window < b.n_windows // 2).to(b.f.device)
+
+
 def detectors_and_specific(d: Detectors, coverage: Tensor) -> tuple[Tensor, Tensor]:
     """Each concept's detector feature (`Detectors.best` with `coverage`, e.g. token AUROC,
     (n_concepts, d_sae)) and the mask of its other specific features (share >= DETECTOR_SHARE)."""
@@ -167,7 +176,9 @@ def measure(batches, detector: Tensor, specific: Tensor, feature_means: MeanDiff
     """The second pass: absorption over every token, and the k-sparse probes fitted on the first
     half of the windows and scored on the second, features (and neurons, with `neuron_means`).
     `batches`: `metrics.held_out_batches(..., logits=False)` over the same tokens as the first pass.
-    Returns {concept: {"absorption": {...}, "sparse_probing": {"features": {k: AUROC}, "neurons": ...}}}."""
+    Returns {concept: {"absorption": {...}, "sparse_probing": {"features": {k: AUROC}, "neurons": ...}}}.
+    Memory: the scored half's probe scores, 3 k × 2 kinds × n/2 × n_concepts float32 (34 MB for the
+    default run's 200k tokens), and a batch's (n, n_concepts, 5) gathered units."""
     absorption, probes = None, {}
     for b in batches:
         if absorption is None:
@@ -177,10 +188,13 @@ def measure(batches, detector: Tensor, specific: Tensor, feature_means: MeanDiff
             if neuron_means is not None:
                 probes["neurons"] = SparseProbes(neuron_means.top(max(PROBE_KS)))
         absorption.add(b.f, b.labels)
-        train = b.first_window < b.n_windows // 2
+        train = fit_rows(b)
         for kind, p in probes.items():
             acts = b.f if kind == "features" else b.x
-            (p.fit if train else p.score)(acts, b.labels)
+            if train.any():
+                p.fit(acts[train], b.labels[train])
+            if not train.all():
+                p.score(acts[~train], b.labels[~train])
     if absorption is None:
         raise ValueError("the ground-truth pass saw no tokens")
     scores = {kind: p.auroc() for kind, p in probes.items()}

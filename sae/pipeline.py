@@ -164,9 +164,10 @@ def evaluate_on(model, sae, tokens, labels, n_tokens: int, also=None, log: bool 
             ev.add(b)
             if also is not None:
                 also.add(b)
-            if labels is not None and b.first_window < b.n_windows // 2:  # the probes' units: chosen on the first half
-                means[0].add(b.f, b.labels)
-                means[1].add(b.x, b.labels)
+            if labels is not None:  # the probes' units: chosen on the first half of the windows
+                train = ground_truth.fit_rows(b)
+                means[0].add(b.f[train], b.labels[train])
+                means[1].add(b.x[train], b.labels[train])
     result = ev.result()
     metrics = {"sae": {"site": sae.cfg.site, "arch": sae.cfg.arch, "d_sae": sae.cfg.d_sae, **result.metrics}}
     if labels is not None:
