@@ -145,13 +145,16 @@ for name, r in rows.items():
 print(f"wrote {FIG / 'comparison.json'}")
 
 # %% [markdown]
-# **What to look for.** At the same L0 the TopK family reconstructs better than the L1
-# architectures (no shrinkage of the active values, chapter 9's frontier). Compare Matryoshka
-# with plain BatchTopK: its first latents must stand alone, so fewer of a concept's tokens should
-# be left to narrower features (a lower *absorbed*), usually at a small cost in FVU. The neurons'
-# k-sparse probes beat the features' at small k here: a sparse feature fires on part of its
-# concept's tokens and ranks the rest with every other token — absorption seen from the probe's
-# side. `python -m sae reproduce --set sae.arch=matryoshka` trains any of these as the run's SAE.
+# **What to look for.** At the same L0 the TopK family and JumpReLU reconstruct far better than
+# the L1 architectures at this budget (no shrinkage of the active values, chapter 9's frontier);
+# at L0 ≈ 17 the L1 ones keep more concept detectors. Compare Matryoshka with plain BatchTopK: its first
+# latents must stand alone, so fewer of a concept's tokens should be left to narrower features
+# (a lower *absorbed*), at a small cost in FVU; on the default run it ties at L0 ≈ 17 and absorbs
+# less at L0 ≈ 8 (README, "Today's sparse autoencoders"). Sparser dictionaries absorb more. The
+# neurons' k-sparse probes beat most dictionaries' features at small k: a sparse feature fires on
+# part of its concept's tokens and ranks the rest with every other token, absorption seen from the
+# probe's side; Matryoshka's broad early features are the exception.
+# `python -m sae reproduce --set sae.arch=matryoshka` trains any of these as the run's SAE.
 
 # %%
 with torch.no_grad():  # your batchtopk beside the library's, on real pre-activations
