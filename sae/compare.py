@@ -141,6 +141,9 @@ def compare_variants(model, saes: dict[str, SparseAutoencoder], tokens: np.ndarr
     k-sparse probing AUROC."""
     from sae.pipeline import evaluate_on  # the pipeline imports the rest of the package
 
+    if labels is None:
+        raise ValueError("compare_variants needs the concept labels of `tokens` (the toy corpus): "
+                         "absorption and the probes are measured against them")
     out = {}
     for name, sae in saes.items():
         m = evaluate_on(model, sae, tokens, labels, n_eval, log=False)

@@ -27,41 +27,28 @@ paper's comparison: a concept that k features carry and k neurons do not is one 
 made readable.
 
 Both need the detectors, known only after `metrics.Evaluator`'s pass, so they take a second pass
-over the same tokens (`measure`: the model stops at the site, no logits). `MeanDifference` rides
-on the first pass to choose the probes' units.
+over the same tokens (`measure`: the model stops at the site, no logits). The class means that
+choose the probes' units (`metrics.MeanDiffProbe.fit`, features and neurons) ride on the first pass.
 """
 
 from __future__ import annotations
+
+from typing import Iterable
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from sae.metrics import DETECTOR_SHARE, Detectors, auroc
+from sae.metrics import DETECTOR_SHARE, Detectors, HeldOutBatch, MeanDiffProbe, auroc
 
 PROBE_KS = (1, 2, 5)
 
 
-class MeanDifference:
-    """Per concept and unit, mean(a | c) − mean(a | not c) over the tokens added (the first half):
-    the k-sparse probes' unit choice. Memory (n_concepts + 1) × n_units float64."""
-
-    def __init__(self, n_units: int, n_concepts: int, device: str | torch.device = "cpu"):
-        self.sums = torch.zeros(n_concepts + 1, n_units, dtype=torch.float64, device=device)
-        self.counts = torch.zeros(n_concepts + 1, dtype=torch.float64, device=device)
-
-    def add(self, acts: Tensor, labels: Tensor) -> None:
-        lab = labels.to(self.sums.device).long().clone()
-        lab[lab < 0] = len(self.counts) - 1
-        self.sums.index_add_(0, lab, acts.detach().to(self.sums.device).double())
-        self.counts += torch.bincount(lab, minlength=len(self.counts)).double()
-
-    def top(self, k: int) -> Tensor:
-        """(n_concepts, k) the units with the largest mean difference for each concept, largest first."""
-        c = self.counts[:-1, None]
-        inside = self.sums[:-1] / c.clamp_min(1)
-        outside = (self.sums.sum(0) - self.sums[:-1]) / (self.counts.sum() - c).clamp_min(1)
-        return (inside - outside).topk(min(k, self.sums.shape[1]), dim=1).indices
+def top_units(means: MeanDiffProbe, k: int) -> Tensor:
+    """(n_concepts, k) the units with the largest mean difference mean(a | c) − mean(a | not c) over
+    what `means` was fitted on (the first half), largest first: the k-sparse probes' unit choice."""
+    d = means.difference()
+    return d.topk(min(k, d.shape[1]), dim=1).indices
 
 
 class SparseProbes:
@@ -154,7 +141,7 @@ class Absorption:
         return [{"tokens": t, "silent": s / max(t, 1), "absorbed": a / max(t, 1)} for t, s, a in zip(n, silent, absorbed)]
 
 
-def fit_rows(b) -> Tensor:
+def fit_rows(b: HeldOutBatch) -> Tensor:
     """(N,) bool on the batch's device: the rows of `b` (a `metrics.HeldOutBatch`) in the first half
     of the pass's windows, where the probes choose and fit; the rest score them."""
     window = b.index // b.ctx.shape[1]
@@ -171,8 +158,8 @@ def detectors_and_specific(d: Detectors, coverage: Tensor) -> tuple[Tensor, Tens
 
 
 @torch.no_grad()
-def measure(batches, detector: Tensor, specific: Tensor, feature_means: MeanDifference,
-            neuron_means: MeanDifference | None, names: list[str]) -> dict:
+def measure(batches: Iterable[HeldOutBatch], detector: Tensor, specific: Tensor, feature_means: MeanDiffProbe,
+            neuron_means: MeanDiffProbe | None, names: list[str]) -> dict:
     """The second pass: absorption over every token, and the k-sparse probes fitted on the first
     half of the windows and scored on the second, features (and neurons, with `neuron_means`).
     `batches`: `metrics.held_out_batches(..., logits=False)` over the same tokens as the first pass.
@@ -184,9 +171,9 @@ def measure(batches, detector: Tensor, specific: Tensor, feature_means: MeanDiff
         if absorption is None:
             dev = b.f.device
             absorption = Absorption(detector.to(dev), specific.to(dev))
-            probes["features"] = SparseProbes(feature_means.top(max(PROBE_KS)))
+            probes["features"] = SparseProbes(top_units(feature_means, max(PROBE_KS)))
             if neuron_means is not None:
-                probes["neurons"] = SparseProbes(neuron_means.top(max(PROBE_KS)))
+                probes["neurons"] = SparseProbes(top_units(neuron_means, max(PROBE_KS)))
         absorption.add(b.f, b.labels)
         train = fit_rows(b)
         for kind, p in probes.items():

@@ -237,12 +237,16 @@ class MeanDiffProbe:
         self.sums.index_add_(0, lab, x.detach().to(self.sums.device).double())
         self.counts += torch.bincount(lab, minlength=len(self.counts)).double()
 
+    def difference(self) -> Tensor:
+        """(n_concepts, d) float64: mean(x | c) − mean(x | not c) over what `fit` saw."""
+        c = self.counts[:-1, None]
+        inside = self.sums[:-1] / c.clamp_min(1)
+        outside = (self.sums.sum(0) - self.sums[:-1]) / (self.counts.sum() - c).clamp_min(1)
+        return inside - outside
+
     def score(self, x: Tensor, labels: Tensor) -> None:
         if self.directions is None:
-            c = self.counts[:-1, None]
-            inside = self.sums[:-1] / c.clamp_min(1)
-            outside = (self.sums.sum(0) - self.sums[:-1]) / (self.counts.sum() - c).clamp_min(1)
-            self.directions = (inside - outside).float()  # (n_concepts, d)
+            self.directions = self.difference().float()  # (n_concepts, d)
         self.scores.append(x.detach().float().to(self.directions.device) @ self.directions.T)
         self.labels.append(labels.long().to(self.directions.device))
 

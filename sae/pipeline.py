@@ -44,7 +44,7 @@ from sae.dashboard import build_dashboard, default_features
 from sae.estimate import estimate_seconds, matmul_gflops
 from sae.gpt import GPT
 from sae.interpret import FeatureStatsBuilder
-from sae.metrics import Evaluator, concept_table, detector_summary, held_out_batches
+from sae.metrics import Evaluator, MeanDiffProbe, concept_table, detector_summary, held_out_batches
 from sae.report import write_report
 from sae.run import (Preset, check_config, corpus_tokens, load_run, load_sae, read_run_json, run_detectors,
                      run_feature_stats, sae_path, stats_path, training_text)
@@ -158,7 +158,7 @@ def evaluate_on(model, sae, tokens, labels, n_tokens: int, also=None, log: bool 
     and, with concept `labels`, a second pass for absorption and k-sparse probing (`sae.ground_truth`)."""
     ev = Evaluator(model, sae, n_concepts=len(CONCEPTS) if labels is not None else 0)
     dev = next(sae.parameters()).device
-    means = [ground_truth.MeanDifference(d, len(CONCEPTS), dev) for d in (sae.cfg.d_sae, sae.cfg.d_in)]
+    means = [MeanDiffProbe(d, len(CONCEPTS), dev) for d in (sae.cfg.d_sae, sae.cfg.d_in)]  # the probes' units
     with torch.no_grad():
         for b in held_out_batches(model, sae, tokens, labels, n_tokens, log="evaluate" if log else ""):
             ev.add(b)
@@ -166,8 +166,8 @@ def evaluate_on(model, sae, tokens, labels, n_tokens: int, also=None, log: bool 
                 also.add(b)
             if labels is not None:  # the probes' units: chosen on the first half of the windows
                 train = ground_truth.fit_rows(b)
-                means[0].add(b.f[train], b.labels[train])
-                means[1].add(b.x[train], b.labels[train])
+                means[0].fit(b.f[train], b.labels[train])
+                means[1].fit(b.x[train], b.labels[train])
     result = ev.result()
     metrics = {"sae": {"site": sae.cfg.site, "arch": sae.cfg.arch, "d_sae": sae.cfg.d_sae, **result.metrics}}
     if labels is not None:

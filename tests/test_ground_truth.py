@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from sae.ground_truth import Absorption, MeanDifference, SparseProbes, detectors_and_specific, summary
-from sae.metrics import Detectors
+from sae.ground_truth import Absorption, SparseProbes, detectors_and_specific, summary, top_units
+from sae.metrics import Detectors, MeanDiffProbe
 
 
 def test_absorption_counts_silent_and_absorbed_tokens_by_hand():
@@ -37,13 +37,13 @@ def test_detectors_and_specific_excludes_the_detector_and_dead_units():
         "specific: share >= 0.8, alive, not the detector itself"
 
 
-def test_mean_difference_picks_the_units_that_separate_the_concept():
-    m = MeanDifference(n_units=4, n_concepts=2)
+def test_top_units_are_the_ones_that_separate_the_concept():
+    m = MeanDiffProbe(4, 2)
     acts = torch.tensor([[1.0, 5.0, 0.0, 2.0], [1.0, 3.0, 0.0, 2.0], [1.0, 0.0, 4.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
-    m.add(acts, torch.tensor([0, 0, 1, -1]))
+    m.fit(acts, torch.tensor([0, 0, 1, -1]))
     # concept 0: means inside [1, 4, 0, 2], outside [1, 0, 2, 0] -> differences [0, 4, -2, 2]
-    assert m.top(2).tolist()[0] == [1, 3]
-    assert m.top(1).tolist()[1] == [2]
+    assert top_units(m, 2).tolist()[0] == [1, 3]
+    assert top_units(m, 1).tolist()[1] == [2]
 
 
 def _two_unit_world(n, gen):
