@@ -1,5 +1,6 @@
-"""The evaluation pass: tokens/s of the `evaluate` stage's one pass (`Evaluator` and
-`FeatureStatsBuilder` over `held_out_batches`) and the memory of what it accumulates.
+"""The evaluation: tokens/s of the `evaluate` stage's first pass (`Evaluator` and
+`FeatureStatsBuilder` over `held_out_batches`), the memory of what it accumulates, and the whole
+stage's work (`sae.pipeline.evaluate_on`: that pass and the ground-truth pass, `sae.ground_truth`).
 
     python -m benchmarks.bench_evaluate --run runs/tiny            # a trained run (the figures that count)
     python -m benchmarks.bench_evaluate --quick                    # an untrained smoke-sized pair, 2,048 tokens: a test
@@ -26,6 +27,7 @@ from sae.corpus import CONCEPTS
 from sae.gpt import GPT, GPTConfig
 from sae.interpret import FeatureStatsBuilder
 from sae.metrics import Evaluator, held_out_batches
+from sae.pipeline import evaluate_on
 from sae.run import corpus_tokens, load_run, load_sae, preset_of_run
 from sae.utils import atomic_write_json, resolve_device
 
@@ -78,6 +80,10 @@ def main(argv: list[str] | None = None) -> None:
     ev.result()
     fs.result()
     print(f"evaluation pass: {n_tokens:,} tokens in {seconds:.1f}s = {n_tokens / seconds:,.0f} tok/s")
+    t = time.perf_counter()
+    evaluate_on(model, sae, tokens, labels, n, also=FeatureStatsBuilder(sae, tokens, labels), log=False)
+    stage = time.perf_counter() - t
+    print(f"the evaluate stage's work (both passes, evaluate_on): {stage:.1f}s = {n_tokens / stage:,.0f} tok/s")
     print(f"accumulated: concept histograms {hist / 2**20:.1f} MiB; segment peaks kept {peaks / 2**20:.1f} MiB "
           f"(a dense record: {n_segments:,} segments x {sae.cfg.d_sae + sae.cfg.d_in:,} units = {dense / 2**20:.1f} MiB); "
           f"probe scores {probe / 2**20:.1f} MiB")
@@ -85,7 +91,8 @@ def main(argv: list[str] | None = None) -> None:
                             else "runs/bench/bench_evaluate.json"))
     atomic_write_json(out, {"device": str(device), "threads": torch.get_num_threads(),
                             "matmul_gflops": peak / 1e9, "tokens": n_tokens, "seconds": seconds,
-                            "tokens_per_s": n_tokens / seconds, "histogram_mib": hist / 2**20,
+                            "tokens_per_s": n_tokens / seconds, "stage_seconds": stage,
+                            "stage_tokens_per_s": n_tokens / stage, "histogram_mib": hist / 2**20,
                             "peaks_mib": peaks / 2**20, "dense_peaks_mib": dense / 2**20})
     print(f"wrote {out}")
 

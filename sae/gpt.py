@@ -130,6 +130,27 @@ class Block(nn.Module):
         x = x + self.mlp(self.ln_2(x))
         return self.hook_resid_post(x)
 
+    def forward_from(self, name: str, act: torch.Tensor, resid_pre: torch.Tensor | None,
+                     attn_out: torch.Tensor | None) -> torch.Tensor:
+        """`forward`'s output with the activation at this block's site `name` (e.g. "mlp.hook_post")
+        set to `act`, computing only what runs after it: the same operations, so the same numbers.
+        `resid_pre` / `attn_out`: this block's `hook_resid_pre` / `attn.hook_out` from a pass over
+        the same tokens (needed by the sites inside the block)."""
+        if name == "hook_resid_post":
+            return act
+        x = act if name == "hook_resid_pre" else resid_pre
+        if name == "hook_resid_pre":
+            x = x + self.attn(self.ln_1(x))
+        else:
+            x = x + (act if name == "attn.hook_out" else attn_out)
+        if name == "mlp.hook_post":
+            x = x + self.mlp.c_proj(act)
+        elif name == "mlp.hook_pre":
+            x = x + self.mlp.c_proj(self.mlp.hook_post(self.mlp.act(act)))
+        else:
+            x = x + self.mlp(self.ln_2(x))
+        return self.hook_resid_post(x)
+
 
 class GPT(nn.Module):
     def __init__(self, cfg: GPTConfig):
@@ -171,6 +192,35 @@ class GPT(nn.Module):
         if last_only:  # the unembedding is the largest matmul: skip it where no one reads it
             x = x[:, -1:, :]
         return self.lm_head(self.ln_f(x))  # (B, T, V)
+
+    def forward_from(self, site: str, act: torch.Tensor, cache: dict[str, torch.Tensor],
+                     positions: slice = slice(None)) -> torch.Tensor:
+        """The logits of `forward` with the activation at `site` replaced by `act`, without
+        recomputing what runs before the site (`cache`: the activations at `resume_sites(site)` from
+        a pass over the same tokens, e.g. `run_with_cache(..., stop_at=site)`), at `positions` only
+        (the unembedding is the largest matmul). Equal to `forward(...)[:, positions]` under a hook
+        that returns `act` at `site` (tested); hooks at later sites apply. An evaluation that
+        splices several replacements into one batch (an SAE, zero and mean ablation, the clean
+        activation itself) runs the model up to the site once."""
+        self._hook_point(site)
+        i, name = _block_site(site)
+        missing = [s for s in self.resume_sites(site) if s not in cache]
+        if missing:
+            raise ValueError(f"forward_from({site!r}) needs the cached activations {missing}: "
+                             f"run_with_cache(tokens, {self.resume_sites(site)}) first")
+        x = self.blocks[i].forward_from(name, act, cache.get(f"blocks.{i}.hook_resid_pre"),
+                                        cache.get(f"blocks.{i}.attn.hook_out"))
+        for block in self.blocks[i + 1:]:
+            x = block(x)
+        return self.lm_head(self.ln_f(x[:, positions]))
+
+    def resume_sites(self, site: str) -> list[str]:
+        """The sites whose cached activations `forward_from(site, ...)` reads besides `act`."""
+        self._hook_point(site)
+        i, name = _block_site(site)
+        if name in ("hook_resid_pre", "hook_resid_post"):
+            return []
+        return [f"blocks.{i}.hook_resid_pre"] + ([] if name == "attn.hook_out" else [f"blocks.{i}.attn.hook_out"])
 
     # ------------------------------------------------------------------ hooks
     def _hook_point(self, site: str) -> HookPoint:
@@ -290,6 +340,12 @@ class GPT(nn.Module):
         if non_embedding:
             n -= self.wte.weight.numel() + self.wpe.weight.numel()
         return n
+
+
+def _block_site(site: str) -> tuple[int, str]:
+    """"blocks.3.mlp.hook_post" -> (3, "mlp.hook_post")."""
+    _, i, name = site.split(".", 2)
+    return int(i), name
 
 
 def _as_forward_hook(site: str, fn: HookFn):

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sae.metrics import DETECTOR_SHARE, Detectors, HeldOutBatch, MeanDiffProbe, auroc
+from sae.metrics import DETECTOR_SHARE, Active, Detectors, HeldOutBatch, MeanDiffProbe, auroc
 
 PROBE_KS = (1, 2, 5)
 
@@ -69,7 +69,7 @@ class SparseProbes:
         self.labels: list[Tensor] = []
 
     def _gather(self, acts: Tensor) -> Tensor:
-        return acts.detach().to(self.units.device).double()[:, self.units]  # (n, C, K)
+        return acts.detach()[:, self.units.to(acts.device)].to(self.units.device).double()  # (n, C, K)
 
     def fit(self, acts: Tensor, labels: Tensor) -> None:
         g = self._gather(acts)
@@ -121,19 +121,23 @@ class Absorption:
     detector excluded) fires: `silent` and `absorbed` in the module docstring."""
 
     def __init__(self, detector: Tensor, specific: Tensor):
-        self.detector, self.specific = detector, specific.float()
+        self.detector, self.specific = detector, specific
         C = len(detector)
         self.counts = torch.zeros(3, C, dtype=torch.int64, device=detector.device)  # tokens, silent, absorbed
 
-    def add(self, f: Tensor, labels: Tensor) -> None:
-        fired = (f.detach().to(self.detector.device) > 0).float()  # (n, d_sae)
-        lab = labels.to(fired.device).long()
+    def add(self, active: Active, labels: Tensor) -> None:
+        """`active`: the batch's fired features (`metrics.Active`), `labels` (n,) its rows' concepts."""
+        dev = self.detector.device
+        lab = labels.to(dev).long()
+        rows, cols, vals = (t.to(dev) for t in active)
+        fired = (vals > 0) & (lab[rows] >= 0)
+        rows, cols, c = rows[fired], cols[fired], lab[rows[fired]]
+        n = len(lab)
+        silent = torch.bincount(rows[cols == self.detector[c]], minlength=n) == 0  # (n,) its detector did not fire
+        other = torch.bincount(rows[self.specific[c, cols]], minlength=n) > 0  # a specific feature of its concept did
         keep = lab >= 0
-        fired, lab = fired[keep], lab[keep]
-        silent = fired[torch.arange(len(lab), device=fired.device), self.detector[lab]] == 0  # (n,)
-        other = (fired @ self.specific.T).gather(1, lab[:, None]).squeeze(1) > 0  # a specific feature of its concept fired
         C = self.counts.shape[1]
-        for row, mask in enumerate((torch.ones_like(silent), silent, silent & other)):
+        for row, mask in enumerate((keep, keep & silent, keep & silent & other)):
             self.counts[row] += torch.bincount(lab[mask], minlength=C)
 
     def result(self) -> list[dict]:
@@ -162,7 +166,7 @@ def measure(batches: Iterable[HeldOutBatch], detector: Tensor, specific: Tensor,
             neuron_means: MeanDiffProbe | None, names: list[str]) -> dict:
     """The second pass: absorption over every token, and the k-sparse probes fitted on the first
     half of the windows and scored on the second, features (and neurons, with `neuron_means`).
-    `batches`: `metrics.held_out_batches(..., logits=False)` over the same tokens as the first pass.
+    `batches`: `metrics.held_out_batches(...)` over the same tokens as the first pass.
     Returns {concept: {"absorption": {...}, "sparse_probing": {"features": {k: AUROC}, "neurons": ...}}}.
     Memory: the scored half's probe scores, 3 k × 2 kinds × n/2 × n_concepts float32 (34 MB for the
     default run's 200k tokens), and a batch's (n, n_concepts, 5) gathered units."""
@@ -174,7 +178,7 @@ def measure(batches: Iterable[HeldOutBatch], detector: Tensor, specific: Tensor,
             probes["features"] = SparseProbes(top_units(feature_means, max(PROBE_KS)))
             if neuron_means is not None:
                 probes["neurons"] = SparseProbes(top_units(neuron_means, max(PROBE_KS)))
-        absorption.add(b.f, b.labels)
+        absorption.add(b.active, b.labels)
         train = fit_rows(b)
         for kind, p in probes.items():
             acts = b.f if kind == "features" else b.x

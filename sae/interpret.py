@@ -192,9 +192,8 @@ class FeatureStatsBuilder:
         if self.n_ctx is None:
             self._start(b)
         dev, d_sae = self.top_acts.device, self.top_acts.shape[0]
-        f = b.f.to(dev)  # (N, d_sae), mostly zeros: everything below reads only the non-zero entries
-        rows, cols = f.nonzero(as_tuple=True)
-        acts, where = f[rows, cols], b.index.to(dev)[rows]  # each entry's activation and token index
+        rows, cols, acts = (t.to(dev) for t in b.active)  # f's non-zero entries: all that is read below
+        where = b.index.to(dev)[rows]  # each entry's token index
         if self.concept_mass is not None:
             lb = b.labels.to(dev)[rows].clone()
             lb[lb < 0] = len(CONCEPTS)
@@ -237,7 +236,7 @@ def feature_stats(model, sae, tokens: np.ndarray, labels: np.ndarray | None = No
     """
     builder = FeatureStatsBuilder(sae, tokens, labels, top_k, n_samples, seed)
     for b in held_out_batches(model, sae, tokens, labels, n_tokens, batch_contexts, drop_first,
-                              logits=False, log="feature statistics" if log else ""):
+                              log="feature statistics" if log else ""):
         builder.add(b)
     return builder.result()
 

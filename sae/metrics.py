@@ -147,35 +147,38 @@ class ConceptHistogram:
         self.n_units, self.n_concepts = n_units, n_concepts
         self.edges = torch.logspace(np.log10(lo), np.log10(hi), n_bins - 1, device=device)  # bins 2..n_bins+1
         self.n_bins = n_bins + 2  # [negative, zero, (0, lo], ..., (hi, inf)]
+        # bucketize counts the boundaries below a value: none for a < 0, one (the negative number
+        # closest to 0) for a = 0 and −0, two for a in (0, lo], ...: the bins above in one search
+        below_zero = torch.nextafter(torch.zeros(1), -torch.ones(1))
+        self.boundaries = torch.cat([below_zero, torch.zeros(1), self.edges.cpu()]).to(device)
         # counts[c, j, b]: tokens of concept c (index n_concepts: no concept) with unit j in bin b
         self.counts = torch.zeros(n_concepts + 1, n_units, self.n_bins, dtype=torch.int32, device=device)
         self.mass = torch.zeros(n_concepts + 1, n_units, dtype=torch.float64, device=device)  # Σ max(a, 0) per concept
 
     def _bin(self, a: Tensor) -> Tensor:
-        b = torch.bucketize(a, self.edges) + 2
-        b[a == 0] = 1
-        b[a < 0] = 0
-        return b
+        return torch.bucketize(a, self.boundaries)
 
-    def add(self, acts: Tensor, labels: Tensor) -> None:
-        """acts (n, n_units) float, labels (n,) int in [−1, n_concepts)."""
+    def add(self, acts: Tensor, labels: Tensor, active: "Active | None" = None) -> None:
+        """acts (n, n_units) float, labels (n,) int in [−1, n_concepts); `active`: acts's non-zero
+        entries where the caller has them (SAE features: then only they are read)."""
         device = self.counts.device
-        acts = acts.detach().float().to(device)
         lab = labels.to(device).long().clone()
         lab[lab < 0] = self.n_concepts
         C1, U, B = self.counts.shape
-        self.mass.index_add_(0, lab, acts.clamp_min(0).double())
         counts = self.counts.view(-1)
-        if acts.count_nonzero() * 2 > acts.numel():  # dense (neurons): bin every entry, zeros included
+        if active is None and acts.count_nonzero() * 2 > acts.numel():  # dense (neurons): every entry, zeros too
+            acts = acts.detach().float().to(device)
+            self.mass.index_add_(0, lab, acts.clamp_min(0).double())
             flat = ((lab[:, None] * U + torch.arange(U, device=device)) * B + self._bin(acts)).view(-1)
             counts.index_add_(0, flat, torch.ones(len(flat), dtype=counts.dtype, device=device))
             return
         # sparse (features): bin the non-zero entries; the zeros of each (concept, unit) are the
         # concept's tokens minus its non-zero ones
-        rows, units = acts.nonzero(as_tuple=True)
-        pair = lab[rows] * U + units
-        counts.index_add_(0, pair * B + self._bin(acts[rows, units]), torch.ones(len(pair), dtype=counts.dtype,
-                                                                               device=device))
+        rows, units, vals = Active.of(acts) if active is None else active
+        pair = lab[rows.to(device)] * U + units.to(device)
+        vals = vals.detach().float().to(device)
+        self.mass.view(-1).index_add_(0, pair, vals.clamp_min(0).double())
+        counts.index_add_(0, pair * B + self._bin(vals), torch.ones(len(pair), dtype=counts.dtype, device=device))
         nz_per = torch.bincount(pair, minlength=C1 * U).view(C1, U)
         self.counts[:, :, 1] += (torch.bincount(lab, minlength=C1)[:, None] - nz_per).to(counts.dtype)
 
@@ -365,13 +368,29 @@ class Detectors:
 # ----------------------------------------------------------------------------- the evaluator
 
 
+class Active(NamedTuple):
+    """The non-zero entries of a (N, d_sae) feature batch f, row by row: f[rows, cols] = vals. An
+    L0 of 17 of 1,024 features is 1.7% of f; found once per batch (`held_out_batches`) and read
+    by every accumulator that only needs what fired."""
+
+    rows: Tensor
+    cols: Tensor
+    vals: Tensor
+
+    @classmethod
+    def of(cls, f: Tensor) -> "Active":
+        rows, cols = f.detach().nonzero(as_tuple=True)
+        return cls(rows, cols, f.detach()[rows, cols])
+
+
 class HeldOutBatch(NamedTuple):
     """One batch of held-out windows, read by the model and encoded by the SAE."""
 
     ctx: Tensor  # (B, n_ctx) token windows, on the model's device
-    logits: Tensor | None  # (B, n_ctx, vocab) clean logits (None when the pass stopped at the site)
+    cache: dict[str, Tensor]  # the site's (B, n_ctx, d_in) activations and what `GPT.forward_from` needs to resume there
     x: Tensor  # (N, d_in) activations at the site, positions >= drop_first, N = B·(n_ctx − drop_first)
     f: Tensor  # (N, d_sae) feature activations
+    active: Active  # f's non-zero entries
     index: Tensor  # (N,) int64 index of each row's token in the token stream (on the CPU, to index arrays)
     labels: Tensor | None  # (N,) int64 concept of each row's token (−1: none), or None; on the model's device
     segments: Tensor | None  # (N,) int64 segment of each row's token (`label_segments`), or None; likewise
@@ -382,13 +401,14 @@ class HeldOutBatch(NamedTuple):
 @torch.no_grad()
 def held_out_batches(model, sae, tokens: np.ndarray, labels: np.ndarray | None = None,
                      n_tokens: int = 200_000, batch_contexts: int = 32, drop_first: int = 1,
-                     logits: bool = True, log: str = "") -> Iterator[HeldOutBatch]:
+                     log: str = "") -> Iterator[HeldOutBatch]:
     """Cut `tokens` into consecutive n_ctx windows (at most `n_tokens` tokens), run each batch of
     windows through the model and the SAE, and yield it. The one pass that the evaluator
     (`Evaluator`) and the feature statistics (`sae.interpret.FeatureStatsBuilder`) both read.
 
-    The site is `sae.cfg.site`. With `logits=False` the model stops at the site (faster). `log`
-    names the pass in the progress lines (rate and ETA on stderr); "" is silent.
+    The site is `sae.cfg.site`; the model stops there, and whoever needs logits resumes from the
+    batch's `cache` (`GPT.forward_from`). `log` names the pass in the progress lines (rate and ETA
+    on stderr); "" is silent.
     """
     site = sae.cfg.site
     if not site:
@@ -411,11 +431,12 @@ def held_out_batches(model, sae, tokens: np.ndarray, labels: np.ndarray | None =
     for start in range(0, n_windows, batch_contexts):
         ctx = windows[start:start + batch_contexts].to(device)
         B = len(ctx)
-        clean, cache = model.run_with_cache(ctx, [site], stop_at=None if logits else site)
+        _, cache = model.run_with_cache(ctx, [site, *model.resume_sites(site)], stop_at=site)
         x = cache[site][:, drop_first:].reshape(-1, sae.cfg.d_in).float()  # (N, d_in)
         index = ((start + torch.arange(B))[:, None] * n_ctx + positions[None, :]).reshape(-1)  # (N,)
         on_device = index.to(device)
-        yield HeldOutBatch(ctx, clean, x, sae.encode(x), index, None if lab is None else lab[on_device],
+        f = sae.encode(x)
+        yield HeldOutBatch(ctx, cache, x, f, Active.of(f), index, None if lab is None else lab[on_device],
                            None if seg is None else seg[on_device], start, n_windows)
         done = start + B
         if log and (done == n_windows or (start // batch_contexts) % 20 == 19):
@@ -448,7 +469,8 @@ class Evaluator:
     on the materialised activations (tested); l0 = Σ_i fire_i / n (each firing counted once per
     token and feature). `mean_act` (d_in,) is the mean-ablation baseline; if None it is the mean of
     the first batch. Everything accumulates on the SAE's device, and nothing returns to the host
-    until `result()`. Memory: one batch (with its four sets of logits), the two concept histograms
+    until `result()`. Memory: one batch (and two sets of log-probabilities at a time: the whole
+    batch's on a GPU, `CPU_LOGITS` worth on a CPU), the two concept histograms
     (`ConceptHistogram`: 23 MiB for the default run, 290 MB for `base`'s 16,384 features), the
     kept segment peaks (`SegmentPeaks`: 22 MiB for the default run's 200k tokens; grows with the
     tokens) and the probe's (n, n_concepts) float32 scores (6 MiB).
@@ -472,58 +494,58 @@ class Evaluator:
                      for k in ("sq_err", "sq_x", "l1", "ce_clean", "ce_sae", "ce_zero", "ce_mean", "kl")}
         self.n = self.n_pred = 0
 
-    def _logits_with(self, b: HeldOutBatch, replacement: Tensor) -> Tensor:
-        """The model's logits with the site's activations at positions >= drop_first replaced."""
+    CPU_LOGITS = 2 ** 21  # logits computed at once on a CPU: 8 MB of float32, which stay in its cache
+
+    def _add_losses(self, b: HeldOutBatch, x_hat: Tensor) -> None:
+        """Next-token losses with the site's activations at positions >= d = drop_first clean,
+        replaced by the SAE's reconstruction, by zeros and by the mean activation, each summed over
+        the predictions those positions make (a 1-layer model's MLP at position p only affects the
+        prediction made at p), and KL(clean ‖ SAE). The model resumes at the site from the batch's
+        cache (`GPT.forward_from`: what runs before the site runs once for all four), a few contexts
+        at a time on a CPU (`CPU_LOGITS`)."""
+        s, d, site = self.sums, self.drop_first, self.sae.cfg.site
         B, T = b.ctx.shape
-        d = self.drop_first
-
-        def splice(a: Tensor) -> Tensor:
-            a = a.clone()
-            a[:, d:] = replacement.reshape(B, T - d, -1).to(a.dtype)
-            return a
-
-        with self.model.hooks({self.sae.cfg.site: splice}):
-            return self.model(b.ctx)
+        clean = b.cache[site]
+        shape = (B, T - d, clean.shape[-1])
+        replacements = {"ce_clean": None, "ce_sae": x_hat.reshape(shape), "ce_zero": clean.new_zeros(()).expand(shape),
+                        "ce_mean": self.mean_act.expand(shape)}
+        step = B if clean.is_cuda else max(1, self.CPU_LOGITS // ((T - d - 1) * self.model.cfg.vocab_size))
+        for i in range(0, B, step):
+            rows = slice(i, i + step)
+            cache = {k: v[rows] for k, v in b.cache.items()}
+            tgt = b.ctx[rows, d + 1:, None]  # (b, T − d − 1, 1)
+            lp = {}
+            for key, r in replacements.items():
+                a = clean[rows]
+                if r is not None:
+                    a = a.clone()
+                    a[:, d:] = r[rows].to(a.dtype)
+                logits = self.model.forward_from(site, a, cache, positions=slice(d, -1)).float()  # (b, T − d − 1, vocab)
+                if key in ("ce_clean", "ce_sae"):  # KL needs the log-probabilities
+                    lp[key] = logits.log_softmax(-1)
+                    s[key] -= lp[key].gather(-1, tgt).sum(dtype=torch.float64)
+                else:  # the same loss, without materialising the log-probabilities
+                    s[key] += (logits.logsumexp(-1, keepdim=True) - logits.gather(-1, tgt)).sum(dtype=torch.float64)
+            s["kl"] += (lp["ce_clean"].exp() * (lp["ce_clean"] - lp["ce_sae"])).sum(dtype=torch.float64)
+            self.n_pred += tgt.numel()
 
     @torch.no_grad()
     def add(self, b: HeldOutBatch) -> None:
-        s, d, x, f = self.sums, self.drop_first, b.x, b.f
-        if b.logits is None:
-            raise ValueError("the evaluator needs the clean logits: make the batches with logits=True")
+        s, x, f = self.sums, b.x, b.f
         if self.mean_act is None:
             self.mean_act = x.mean(0)
         x_hat = self.sae.decode(f).float()
-        # next-token loss at the positions whose site was replaced (a 1-layer model's MLP at
-        # position p only affects the prediction made at p)
-        tgt = b.ctx[:, d + 1:, None]  # (B, T − d − 1, 1)
-
-        def log_probs(logits: Tensor) -> Tensor:
-            return logits[:, d:-1].float().log_softmax(-1)  # (B, T − d − 1, vocab)
-
-        def ce(lp: Tensor) -> Tensor:  # summed over the predictions
-            return -lp.gather(-1, tgt).sum(dtype=torch.float64)
-
-        def ce_of_logits(logits: Tensor) -> Tensor:  # the same, without materialising the log-probabilities
-            lg = logits[:, d:-1].float()
-            return (lg.logsumexp(-1, keepdim=True) - lg.gather(-1, tgt)).sum(dtype=torch.float64)
-
-        lp_clean, lp_sae = log_probs(b.logits), log_probs(self._logits_with(b, x_hat))
-        s["ce_clean"] += ce(lp_clean)
-        s["ce_sae"] += ce(lp_sae)
-        s["ce_zero"] += ce_of_logits(self._logits_with(b, torch.zeros_like(x)))
-        s["ce_mean"] += ce_of_logits(self._logits_with(b, self.mean_act.expand_as(x)))
-        s["kl"] += (lp_clean.exp() * (lp_clean - lp_sae)).sum(dtype=torch.float64)
-        self.n_pred += tgt.numel()
-
+        self._add_losses(b, x_hat)
         s["sq_err"] += (x - x_hat).double().pow(2).sum()
         s["sq_x"] += x.double().pow(2).sum()
         self.x_sum += x.sum(0, dtype=torch.float64)
-        s["l1"] += f.abs().sum(dtype=torch.float64)
+        a = b.active
+        s["l1"] += a.vals.abs().sum(dtype=torch.float64)
         self.n += len(x)
-        self.fire += (f > 0).float().sum(0).long()  # exact (< 2^24 rows a batch), and 2x faster than a bool sum
-        self.max_act = torch.maximum(self.max_act, f.amax(0))
+        self.fire += torch.bincount(a.cols[a.vals > 0], minlength=len(self.fire))
+        self.max_act.scatter_reduce_(0, a.cols, a.vals.float(), "amax")  # (from 0, as the zeros would)
         if self.features is not None:
-            self.features.add(f, b.labels)
+            self.features.add(f, b.labels, a)
             self.feature_peaks.add(f, b.labels, b.segments)
             if self.neurons is not None:
                 self.neurons.add(x, b.labels)

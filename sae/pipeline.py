@@ -174,7 +174,7 @@ def evaluate_on(model, sae, tokens, labels, n_tokens: int, also=None, log: bool 
         metrics.update(detector_summary(result))
         metrics["concepts"] = concept_table(result, CONCEPTS)
         detector, specific = ground_truth.detectors_and_specific(result.feature_detectors, result.features.auroc())
-        gt = ground_truth.measure(held_out_batches(model, sae, tokens, labels, n_tokens, logits=False,
+        gt = ground_truth.measure(held_out_batches(model, sae, tokens, labels, n_tokens,
                                                    log="absorption and k-sparse probes" if log else ""),
                                   detector, specific, *means, CONCEPTS)
         for name, row in gt.items():

@@ -131,6 +131,35 @@ def test_cache_sees_a_replaced_activation_from_an_enclosing_hook(model, tokens):
     assert (cache[site] == 0).all()
 
 
+@pytest.mark.parametrize("site", [f"blocks.{i}.{name}" for i in range(SMALL["n_layer"]) for name in
+                                  ("hook_resid_pre", "attn.hook_out", "mlp.hook_pre", "mlp.hook_post", "hook_resid_post")])
+def test_forward_from_a_site_equals_the_forward_pass_with_a_replacing_hook(model, tokens, site):
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, [site, *model.resume_sites(site)], stop_at=site)
+        act = cache[site] + torch.randn(cache[site].shape, generator=torch.Generator().manual_seed(2))
+        with model.hooks({site: lambda a: act}):
+            expected = model(tokens)
+        assert torch.equal(model.forward_from(site, act, cache), expected)  # the same operations: the same bits
+        assert torch.equal(model.forward_from(site, act, cache, positions=slice(1, -1)), expected[:, 1:-1])
+        assert torch.equal(model.forward_from(site, cache[site], cache), model(tokens))
+        later = f"blocks.{SMALL['n_layer'] - 1}.hook_resid_post"
+        if later != site:  # hooks at later sites still apply
+            with model.hooks({later: torch.zeros_like}):
+                zeros = torch.zeros(*tokens.shape, SMALL["d_model"])
+                assert torch.equal(model.forward_from(site, act, cache), model.lm_head(model.ln_f(zeros)))
+
+
+def test_forward_from_says_which_activations_it_needs(model, tokens):
+    site = "blocks.1.mlp.hook_post"
+    assert model.resume_sites(site) == ["blocks.1.hook_resid_pre", "blocks.1.attn.hook_out"]
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, [site], stop_at=site)
+    with pytest.raises(ValueError, match=r"run_with_cache\(tokens, \['blocks.1.hook_resid_pre'"):
+        model.forward_from(site, cache[site], cache)
+    with pytest.raises(ValueError, match="valid sites"):
+        model.resume_sites("blocks.1.mlp.hook_psot")
+
+
 def test_unknown_site_lists_the_valid_ones(model, tokens):
     with pytest.raises(ValueError) as err:
         model.run_with_cache(tokens, ["blocks.0.mlp.hook_pots"])

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sae.ground_truth import Absorption, SparseProbes, detectors_and_specific, summary, top_units
-from sae.metrics import Detectors, MeanDiffProbe
+from sae.metrics import Active, Detectors, MeanDiffProbe
 
 
 def test_absorption_counts_silent_and_absorbed_tokens_by_hand():
@@ -19,8 +19,8 @@ def test_absorption_counts_silent_and_absorbed_tokens_by_hand():
                       [0, 0, 1.0, 0], [0, 0, 0, 0], [5.0, 5.0, 5.0, 5.0]])
     labels = torch.tensor([0, 0, 0, 0, 1, 1, -1])  # the last token has no concept: ignored
     a = Absorption(detector, specific)
-    a.add(f[:3], labels[:3])  # in two batches: the counts add up
-    a.add(f[3:], labels[3:])
+    a.add(Active.of(f[:3]), labels[:3])  # in two batches: the counts add up
+    a.add(Active.of(f[3:]), labels[3:])
     r = a.result()
     assert r[0] == {"tokens": 4, "silent": 0.75, "absorbed": 0.25}
     assert r[1] == {"tokens": 2, "silent": 0.5, "absorbed": 0.0}

@@ -102,7 +102,7 @@ from sae.run import corpus_tokens
 
 held_out, held_out_labels = corpus_tokens(PRESET, tok, "val", PRESET.eval_tokens + model.cfg.n_ctx)
 n_slice = min(PRESET.eval_tokens, 20_000)  # a slice, so that all its activations fit in memory at once
-batches = list(held_out_batches(model, sae, held_out, held_out_labels, n_tokens=n_slice, logits=False))
+batches = list(held_out_batches(model, sae, held_out, held_out_labels, n_tokens=n_slice))
 acts = torch.cat([b.f for b in batches]).cpu()  # (n_tokens, d_sae)
 acts_labels = torch.cat([b.labels for b in batches]).cpu()  # (n_tokens,)
 library = feature_stats(model, sae, held_out, held_out_labels, n_tokens=n_slice, log=False).concept_share()

@@ -64,7 +64,7 @@ def token_sums(model, sae, tokens, features: list[int], token: int, n_tokens: in
     firings on the token and in all, and every feature's mass on the token together."""
     out = {"occurrences": 0, "all_features_on": 0.0}
     out.update({f: {"mass_on": 0.0, "mass": 0.0, "fires_on": 0, "fires": 0} for f in features})
-    for b in held_out_batches(model, sae, tokens, n_tokens=n_tokens, logits=False):
+    for b in held_out_batches(model, sae, tokens, n_tokens=n_tokens):
         f_all = b.f.double().cpu()
         is_token = torch.from_numpy(tokens[b.index.numpy()]) == token
         out["occurrences"] += int(is_token.sum())

@@ -30,7 +30,7 @@ token_feature = features_for_token(stats, model, sae, tok, " Golden", k=1)[0][0]
 def mass_on_token(feature: int, token: int) -> float:
     """Σ of the feature's activations on the token's occurrences / Σ of all its activations."""
     on = total = 0.0
-    for b in held_out_batches(model, sae, held_out, n_tokens=PRESET.eval_tokens, logits=False):
+    for b in held_out_batches(model, sae, held_out, n_tokens=PRESET.eval_tokens):
         a = b.f[:, feature]
         is_token = torch.from_numpy(held_out[b.index.numpy()]).to(a.device) == token
         on += a[is_token].sum().item()
