@@ -182,13 +182,15 @@ class SparseAutoencoder(nn.Module):
             f = f if features is None else f[:, features]
         return f.reshape(*x.shape[:-1], f.shape[-1])
 
-    def decode(self, f: Tensor) -> Tensor:
-        """Feature activations (..., d_sae) -> reconstruction (..., d_in), in raw units."""
+    def decode(self, f: Tensor, active: tuple[Tensor, Tensor, Tensor] | None = None) -> Tensor:
+        """Feature activations (..., d_sae) -> reconstruction (..., d_in), in raw units. `active`:
+        the non-zero entries (rows, cols, values) of f as (-1, d_sae), where the caller has them."""
         if f.shape[-1] != self.cfg.d_sae:
             raise ValueError(f"decode expects (..., d_sae={self.cfg.d_sae}) features, got shape {tuple(f.shape)}")
         f2 = f.reshape(-1, self.cfg.d_sae)
-        if not (f2.requires_grad and torch.is_grad_enabled()) and f2.count_nonzero() * 10 < f2.numel():
-            x_hat_s = kernels.decode_active(f2, self.W_dec, self.b_dec)  # mostly zeros, no gradient wanted
+        n_active = f2.count_nonzero() if active is None else len(active[0])
+        if not (f2.requires_grad and torch.is_grad_enabled()) and n_active * 10 < f2.numel():
+            x_hat_s = kernels.decode_active(f2, self.W_dec, self.b_dec, active)  # mostly zeros, no gradient wanted
         else:
             x_hat_s = torch.addmm(self.b_dec, f2, self.W_dec)
         return (x_hat_s / self.input_scale).reshape(*f.shape[:-1], self.cfg.d_in)

@@ -133,11 +133,13 @@ def _merge_top(vals: Tensor, new_vals: Tensor, *payloads: tuple[Tensor, Tensor])
 
 def _top_per_feature(cols: Tensor, scores: Tensor, k: int, d_sae: int) -> Tensor:
     """(d_sae, k): for every feature, the indices of its k entries with the largest `scores`
-    (entries are the non-zero activations, `cols` their features), best first; −1 where a
-    feature has fewer than k. Two stable sorts (by score, then by feature) put each feature's
-    entries together, best first; an entry's rank is its distance from its feature's first one."""
-    order = scores.argsort(descending=True, stable=True)
-    order = order[cols[order].argsort(stable=True)]
+    (entries are the non-zero activations, `cols` their features; scores >= 0), best first, ties
+    in entry order; −1 where a feature has fewer than k. One stable sort by (feature, −score) puts
+    each feature's entries together, best first: a non-negative float32's bits, read as an int32,
+    order as the float does, so the key is feature · 2³¹ + (2³¹ − 1 − bits). An entry's rank is
+    its distance from its feature's first one."""
+    bits = scores.float().view(torch.int32).long()
+    order = (cols * 2**31 + (2**31 - 1 - bits)).argsort(stable=True)
     c = cols[order]
     rank = torch.arange(len(c), device=c.device) - torch.searchsorted(c, c)
     keep = rank < k

@@ -159,6 +159,18 @@ def test_encoder_input_gradient_is_not_computed():
     assert fc.get_total_flops() <= 3 * B * d_in * d_sae, "sparse TopK should only do the encoder's dense matmul"
 
 
+def test_sparse_decode_with_the_callers_active_entries_equals_the_dense_matmul():
+    from sae.metrics import Active
+    sae = make_sae("topk", d_sae=256, k=4)  # 4 of 256 features: the sparse path
+    sae.set_input_scale_(0.7)
+    with torch.no_grad():
+        f = sae.encode(data())
+        dense = (f @ sae.W_dec + sae.b_dec) / 0.7
+        assert torch.allclose(sae.decode(f), dense, atol=1e-5)
+        assert torch.equal(sae.decode(f, Active.of(f)), sae.decode(f)), \
+            "decode given f's non-zero entries must add up the same rows as when it finds them"
+
+
 def test_decoder_gradient_projection_is_orthogonal_to_rows():
     sae = make_sae("relu")
     sae(data()).loss.backward()

@@ -80,6 +80,19 @@ def test_top_k_are_the_k_largest_activations(small):
     assert torch.allclose(stats.act_sum.float(), f.clamp_min(0).sum(0), rtol=1e-4)
 
 
+def test_top_per_feature_ranks_each_features_entries_ties_in_entry_order():
+    from sae.interpret import _top_per_feature
+    g = torch.Generator().manual_seed(0)
+    cols = torch.randint(0, 7, (400,), generator=g)
+    scores = torch.randint(0, 30, (400,), generator=g).float() / 4  # many ties, zeros included
+    scores[:3] = torch.tensor([1e-40, 3e38, 0.5])  # a subnormal and a huge value order too
+    pick = _top_per_feature(cols, scores, 5, 9)
+    for j in range(9):
+        mine = [i for i in range(400) if cols[i] == j]
+        ref = sorted(mine, key=lambda i: (-scores[i].item(), i))[:5]  # best first, ties by entry
+        assert pick[j].tolist() == ref + [-1] * (5 - len(ref)), f"feature {j}"
+
+
 def test_sample_is_of_firing_tokens_and_concept_mass_adds_up(small):
     model, sae, tokens, labels, stats = small
     f = brute_force_acts(model, sae, tokens)
