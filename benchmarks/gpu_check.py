@@ -178,7 +178,7 @@ def section_base(device: torch.device, work: Path, deadline: float, trainer: lis
     return res
 
 
-def section_sweep(device: torch.device, work: Path, deadline: float, lams=(0.5, 2.0)) -> list[dict]:
+def section_sweep(device: torch.device, work: Path, deadline: float, lams=(0.4, 1.6)) -> list[dict]:
     base = work / "base"
     rows = []
     for lam in lams:
