@@ -477,8 +477,9 @@ class Evaluator:
     on the materialised activations (tested); l0 = Σ_i fire_i / n (each firing counted once per
     token and feature). `mean_act` (d_in,) is the mean-ablation baseline; if None it is the mean of
     the first batch. Everything accumulates on the SAE's device, and nothing returns to the host
-    until `result()`. Memory: one batch (and two sets of log-probabilities at a time: the whole
-    batch's on a GPU, `CPU_LOGITS` worth on a CPU), the two concept histograms
+    until `result()`. Memory: one batch, three buffers of logits kept from batch to batch (the
+    logits and two sets of log-probabilities: each the whole batch's on a GPU, 200 MB in all for
+    `base`; `CPU_LOGITS` each on a CPU, 48 MB), the two concept histograms
     (`ConceptHistogram`: 23 MiB for the default run, 290 MB for `base`'s 16,384 features), the
     kept segment peaks (`SegmentPeaks`: 22 MiB for the default run's 200k tokens; grows with the
     tokens) and the probe's (n, n_concepts) float32 scores (6 MiB).
@@ -501,6 +502,7 @@ class Evaluator:
         self.sums = {k: torch.zeros((), dtype=torch.float64, device=dev)
                      for k in ("sq_err", "sq_x", "l1", "ce_clean", "ce_sae", "ce_zero", "ce_mean", "kl")}
         self.n = self.n_pred = 0
+        self.scratch = None  # the logits' buffers of `_add_losses`
 
     # logits computed at once on a CPU: 16 MB of float32, about a last-level cache. Fewer rows run the
     # unembedding matmul slower (1,008 rows: 101 GFLOP/s, 2,016: 122 on the 2-core machine); neither
@@ -520,28 +522,34 @@ class Evaluator:
         shape = (B, T - d, clean.shape[-1])
         replacements = {"ce_clean": None, "ce_sae": x_hat.reshape(shape), "ce_zero": clean.new_zeros(()).expand(shape),
                         "ce_mean": self.mean_act.expand(shape)}
-        step = B if clean.is_cuda else max(1, self.CPU_LOGITS // ((T - d - 1) * self.model.cfg.vocab_size))
+        V = self.model.cfg.vocab_size
+        step = B if clean.is_cuda else max(1, self.CPU_LOGITS // ((T - d - 1) * V))
+        if self.scratch is None or self.scratch[0].shape[0] < step or self.scratch[0].shape[1:] != (T - d - 1, V):
+            # the logits and the two log-softmaxes of a chunk, reused from chunk to chunk and batch to
+            # batch: on a CPU a fresh 16 MB tensor is 4,000 page faults
+            self.scratch = (torch.empty(step, T - d - 1, V, dtype=clean.dtype, device=clean.device),
+                            *torch.empty(2, step, T - d - 1, V, device=clean.device))
         for i in range(0, B, step):
             rows = slice(i, i + step)
             cache = {k: v[rows] for k, v in b.cache.items()}
             tgt = b.ctx[rows, d + 1:, None]  # (b, T − d − 1, 1)
+            out, *lp_out = (t[:len(tgt)] for t in self.scratch)
             lp = {}
             for key, r in replacements.items():
                 a = clean[rows]
                 if r is not None:
                     a = a.clone()
                     a[:, d:] = r[rows].to(a.dtype)
-                logits = self.model.forward_from(site, a, cache, positions=slice(d, -1)).float()  # (b, T − d − 1, vocab)
+                logits = self.model.forward_from(site, a, cache, positions=slice(d, -1), out=out).float()  # (b, T − d − 1, V)
                 if key in ("ce_clean", "ce_sae"):  # KL needs the log-probabilities
-                    lp[key] = logits.log_softmax(-1)
+                    lp[key] = torch.log_softmax(logits, -1, out=lp_out[len(lp)])
                     s[key] -= lp[key].gather(-1, tgt).sum(dtype=torch.float64)
                 else:  # the same loss, logsumexp − the target's logit, in the logits' own memory (torch.logsumexp's
-                    # steps; a fresh (b, T − d − 1, vocab) temporary is a page fault per 4 KiB)
+                    # steps, without its (b, T − d − 1, V) temporary)
                     target, m = logits.gather(-1, tgt), logits.amax(-1, keepdim=True)
                     lse = logits.sub_(m).exp_().sum(-1, keepdim=True).log_().add_(m)
                     s[key] += (lse - target).sum(dtype=torch.float64)
-            # Σ p_clean · (log p_clean − log p_sae), in place: the (b, T − d − 1, vocab) temporaries are
-            # fresh pages on every call otherwise
+            # Σ p_clean · (log p_clean − log p_sae), in place
             diff = torch.sub(lp["ce_clean"], lp["ce_sae"], out=lp["ce_sae"])
             s["kl"] += diff.mul_(lp["ce_clean"].exp_()).sum(dtype=torch.float64)
             self.n_pred += tgt.numel()

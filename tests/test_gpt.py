@@ -141,6 +141,9 @@ def test_forward_from_a_site_equals_the_forward_pass_with_a_replacing_hook(model
             expected = model(tokens)
         assert torch.equal(model.forward_from(site, act, cache), expected)  # the same operations: the same bits
         assert torch.equal(model.forward_from(site, act, cache, positions=slice(1, -1)), expected[:, 1:-1])
+        buffer = torch.full_like(expected[:, 1:-1], float("nan"))  # written into, the same bits
+        assert model.forward_from(site, act, cache, positions=slice(1, -1), out=buffer) is buffer
+        assert torch.equal(buffer, expected[:, 1:-1])
         assert torch.equal(model.forward_from(site, cache[site], cache), model(tokens))
         later = f"blocks.{SMALL['n_layer'] - 1}.hook_resid_post"
         if later != site:  # hooks at later sites still apply
