@@ -561,7 +561,7 @@ class Evaluator:
             self.mean_act = x.mean(0)
         x_hat = self.sae.decode(f, b.active).float()
         self._add_losses(b, x_hat)
-        err, xd = (x - x_hat).double(), x.double()  # a float32's square is exact in float64
+        err, xd = (x - x_hat).double(), x.to(torch.float64, copy=True)  # a float32's square is exact in float64
         s["sq_err"] += err.mul_(err).sum()
         s["sq_x"] += xd.mul_(xd).sum()
         self.x_sum += x.sum(0, dtype=torch.float64)
