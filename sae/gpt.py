@@ -215,7 +215,12 @@ class GPT(nn.Module):
         for block in self.blocks[i + 1:]:
             x = block(x)
         h = self.ln_f(x[:, positions])
-        return self.lm_head(h) if out is None else torch.matmul(h, self.lm_head.weight.t(), out=out)
+        if out is None:
+            return self.lm_head(h)
+        if out.shape != (*h.shape[:-1], self.cfg.vocab_size):
+            raise ValueError(f"forward_from's out has shape {tuple(out.shape)}, the logits "
+                             f"{(*h.shape[:-1], self.cfg.vocab_size)}: pass a buffer of that shape, or out=None")
+        return torch.matmul(h, self.lm_head.weight.t(), out=out)
 
     def resume_sites(self, site: str) -> list[str]:
         """The sites whose cached activations `forward_from(site, ...)` reads besides `act`."""

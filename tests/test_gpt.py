@@ -144,6 +144,8 @@ def test_forward_from_a_site_equals_the_forward_pass_with_a_replacing_hook(model
         buffer = torch.full_like(expected[:, 1:-1], float("nan"))  # written into, the same bits
         assert model.forward_from(site, act, cache, positions=slice(1, -1), out=buffer) is buffer
         assert torch.equal(buffer, expected[:, 1:-1])
+        with pytest.raises(ValueError, match="pass a buffer of that shape"):
+            model.forward_from(site, act, cache, out=buffer)  # all positions: the wrong shape
         assert torch.equal(model.forward_from(site, cache[site], cache), model(tokens))
         later = f"blocks.{SMALL['n_layer'] - 1}.hook_resid_post"
         if later != site:  # hooks at later sites still apply
