@@ -474,3 +474,5 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; finished stages are kept, re-run the same command to continue", file=sys.stderr)
         return 130
+    finally:
+        distributed.shutdown()  # under torchrun; nothing in one process

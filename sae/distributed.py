@@ -23,6 +23,17 @@ gradients in, same parameters out, with no parameter ever sent. What else must a
 - checkpoints, logs and progress lines come from rank 0 alone. A resumed run reloads rank 0's
   checkpoint on every rank and replays each rank's own stream up to the same batch.
 
+The rule that keeps the ranks in step: **every collective is called on every rank, at the same
+step, for the same reason.** So whether a collective runs may depend only on what every rank
+shares (the configuration, the step, a value that came out of an earlier collective), never on
+the rank: "rank 0 logs, so rank 0 flushes its numbers" breaks it (only rank 0 enters the flush's
+collective while the others go on to the next step's gradients), and gloo then fails with
+"Received data size doesn't match expected size". Only what a collective does not follow may
+depend on the rank: printing, writing files. With `SAE_CHECK_SYNC=1` in the environment, `Sync`
+checks the rule before each of its collectives (one extra small all-gather each, a debugging aid,
+off by default) and a broken rule stops every rank with `RanksDiverged`, naming the step and
+each rank's call.
+
 Backend from the device: gloo on CPU, NCCL on CUDA (one GPU per rank, `cuda:LOCAL_RANK`). With
 one process nothing here creates a process group, and training runs the single-process code.
 Multi-node: torchrun's rendezvous flags (`--nnodes 2 --node_rank I --rdzv_backend c10d
@@ -73,6 +84,14 @@ def init_from_env(device: str | torch.device = "cpu") -> torch.device:
     return device
 
 
+def shutdown() -> None:
+    """End the process group, if one is running. Leaving it to the interpreter's exit can abort a
+    rank after its work is done ("terminate called without an active exception": gloo's threads
+    outlive the objects they use), which torchrun then reports as a failed run."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def check_same(what: str, value) -> None:
     """Fail on every rank, with one line, if the ranks disagree on `value` (JSON-serialisable)."""
     digest = hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).digest()[:8]
@@ -85,39 +104,63 @@ def check_same(what: str, value) -> None:
                          "rank with the same command and files")
 
 
+class RanksDiverged(RuntimeError):
+    """The ranks reached different collectives (`SAE_CHECK_SYNC=1`): a bug in the training loop."""
+
+
 class Sync:
     """What the ranks of one training must agree on, as four verbs that do nothing in one process
     (so a training loop reads the same with or without `torchrun`):
 
-    - `rows(x)`: every rank's rows, rank 0's first (b_dec's initial median, resampling's inputs);
-    - `any(flags)`: element-wise OR over the ranks (a feature fired, a loss stopped being finite);
-    - `mean(values)`: the mean over the ranks (the logged numbers);
+    - `rows(x, why)`: every rank's rows, rank 0's first (b_dec's initial median, resampling's inputs);
+    - `any(flags, why)`: element-wise OR over the ranks (a feature fired, a loss stopped being finite);
+    - `mean(values, why)`: the mean over the ranks (the logged numbers);
     - `grads(params)`: every gradient replaced by its mean over the ranks.
 
-    `start(module, config)` checks every rank trains the same configuration and copies rank 0's
-    parameters to the others."""
+    `why` names the call for `SAE_CHECK_SYNC=1` (see the module docstring); the training loop
+    keeps `step` current so that a divergence names it. `start(module, config)` checks every rank
+    trains the same configuration and copies rank 0's parameters to the others."""
 
-    def __init__(self) -> None:
+    def __init__(self, check: bool | None = None) -> None:
         self.rank, self.n_ranks = world()
         self.active = self.n_ranks > 1
+        self.check = os.environ.get("SAE_CHECK_SYNC", "") not in ("", "0") if check is None else check
+        self.step = 0  # set by the training loop; only for the divergence message
+        self.calls = 0  # collectives made so far through this object
 
-    def rows(self, x: Tensor) -> Tensor:
+    def _agree(self, call: str) -> None:
+        """With `check` on: all-gather (call number, step, call) and stop every rank if they differ."""
+        self.calls += 1
+        if not self.check:
+            return
+        mine = (self.calls, self.step, call)
+        everyone: list = [None] * self.n_ranks
+        dist.all_gather_object(everyone, mine)
+        if len(set(everyone)) > 1:
+            said = "; ".join(f"rank {r} made call {n} at step {s}: {c}" for r, (n, s, c) in enumerate(everyone))
+            raise RanksDiverged(f"the ranks reached different collectives ({said}); every collective must run on "
+                                "every rank at the same step for the same reason (see sae/distributed.py)")
+
+    def rows(self, x: Tensor, why: str = "rows") -> Tensor:
         if not self.active:
             return x
+        self._agree(f"rows({why})")
         parts = [torch.empty_like(x) for _ in range(self.n_ranks)]
         dist.all_gather(parts, x.contiguous())
         return torch.cat(parts)
 
-    def any(self, flags: Tensor) -> Tensor:
+    def any(self, flags: Tensor, why: str = "any") -> Tensor:
         if not self.active:
             return flags
+        self._agree(f"any({why})")
         out = flags.to(torch.uint8)
         dist.all_reduce(out, op=dist.ReduceOp.MAX)
         return out.bool()
 
-    def mean(self, values: Tensor) -> Tensor:
+    def mean(self, values: Tensor, why: str = "mean") -> Tensor:
         if not self.active:
             return values
+        self._agree(f"mean({why})")
         out = values.clone()
         dist.all_reduce(out)
         return out / self.n_ranks
@@ -126,6 +169,7 @@ class Sync:
         """All gradients laid end to end: one all-reduce instead of one per tensor."""
         if not self.active:
             return
+        self._agree("grads")
         grads = [p.grad for p in params if p.grad is not None]
         flat = torch.cat([g.reshape(-1) for g in grads])
         dist.all_reduce(flat)

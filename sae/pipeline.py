@@ -117,7 +117,7 @@ def train_sae_on_run(p: Preset, out: Path, name: str = "sae") -> dict:
     sae = SparseAutoencoder(p.sae_config(buffer.d_in)).to(device)
     scale = buffer.estimate_scale()
     if n_ranks > 1:  # s = sqrt(d)/E‖x‖ over every rank's rows: average the ranks' mean norms sqrt(d)/s_r
-        scale = 1.0 / distributed.Sync().mean(torch.tensor([1.0 / scale], device=device)).item()
+        scale = 1.0 / distributed.Sync().mean(torch.tensor([1.0 / scale], device=device), "input scale").item()
     sae.set_input_scale_(scale)
     path = sae_path(out, name)
     ckpt = path.with_suffix(".ckpt")

@@ -213,18 +213,21 @@ def train_sae(
         run.init_b_dec()
     run.start_clock()
     while run.step < cfg.n_steps:
+        run.sync.step = run.step  # named by a divergence (SAE_CHECK_SYNC=1)
         dead = run.dead()
         resampled = None
         if run.step in cfg.resample_steps and bool(dead.any()):  # none dead: draw nothing (on every rank)
             resampled = run.resample(dead)
             dead = run.dead()
         run.train_step(run.draw(), dead, resampled)
-        logging = run.log_every and (run.step % run.log_every == 0 or run.step == cfg.n_steps)
+        # `flush` is a collective: whether it runs must not depend on the rank (sae/distributed.py),
+        # so it follows the configured log_every on every rank, though only rank 0 prints
+        logging = cfg.log_every and (run.step % cfg.log_every == 0 or run.step == cfg.n_steps)
         checkpointing = cfg.checkpoint_every and run.step % cfg.checkpoint_every == 0
         if logging or checkpointing or run.step == cfg.n_steps or run.step in cfg.resample_steps \
                 or len(run.pending) >= 100:
             run.flush()
-        if logging:
+        if logging and run.prints:
             run.print_progress()
         if checkpointing:
             run.save()
@@ -243,7 +246,7 @@ class _Training:
         self.sync = distributed.Sync()
         # every rank starts from rank 0's parameters and must train the same configuration
         self.sync.start(sae, {"sae": asdict(sae.cfg), "train": asdict(cfg)})
-        self.log_every = cfg.log_every if self.sync.rank == 0 else 0
+        self.prints = bool(cfg.log_every) and self.sync.rank == 0  # progress lines come from rank 0 alone
         self.opt = make_optimizer(sae, cfg)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.steps_since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=self.device)
@@ -270,7 +273,7 @@ class _Training:
 
     def init_b_dec(self) -> None:
         first = next(self.stream)
-        self.sae.init_b_dec_(self.sync.rows(first.to(self.device)))
+        self.sae.init_b_dec_(self.sync.rows(first.to(self.device), "b_dec's initial median"))
         self.stream = itertools.chain([first], self.stream)
 
     def start_clock(self) -> None:
@@ -295,13 +298,13 @@ class _Training:
         """Resample the dead features from `resample_inputs` fresh inputs (every rank's rows)."""
         cfg, chunks, n = self.cfg, [], 0
         while n < cfg.resample_inputs:
-            chunks.append(self.sync.rows(self.draw()))
+            chunks.append(self.sync.rows(self.draw(), "resampling inputs"))
             n += len(chunks[-1])
         sample = torch.cat(chunks)[: cfg.resample_inputs]
         info = resample_dead_(self.sae, self.opt, dead, sample, self.gen, cfg.resample_encoder_scale,
                               cfg.resample_fire_frac)
         self.steps_since_fired[dead] = 0  # give the new features a full window to prove themselves
-        if self.log_every:
+        if self.prints:
             print(f"step {self.step:>7}: resampled {info['n_resampled']} dead features; right after, they fire on "
                   f"{info.get('fire_frac_mean', 0.0):.2%} of the sample inputs on average "
                   f"(max {info.get('fire_frac_max', 0.0):.2%})", flush=True)
@@ -328,8 +331,8 @@ class _Training:
 
         with torch.no_grad():
             f = out.f.reshape(-1, sae.cfg.d_sae)
-            sae.arch.update_(sae, f, self.sync.mean)
-            fired = self.sync.any(f.amax(0) > 0)  # (d_sae,): fired on any rank
+            sae.arch.update_(sae, f, lambda t: self.sync.mean(t, "the architecture's statistics"))
+            fired = self.sync.any(f.amax(0) > 0, "fired")  # (d_sae,): fired on any rank
             self.steps_since_fired += 1
             self.steps_since_fired[fired] = 0
             # L0 = mean count of f > 0; f >= 0, so Σ sign(f) counts it in one float pass ((f > 0).sum()
@@ -339,7 +342,7 @@ class _Training:
             fvu = (x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()  # `metrics.fvu`, kept on the device
             scalars = torch.stack([t.float() for t in (out.loss, out.mse, out.l1, l0, self.dead().float().mean(),
                                                        out.aux, fvu)])
-            scalars = self.sync.mean(scalars)  # the mean over ranks (for the FVU, of the ranks' batch FVUs)
+            scalars = self.sync.mean(scalars, "logged numbers")  # the mean over ranks (for the FVU, of the ranks' batch FVUs)
         self.step += 1
         self.pending.append((self.step, lr, lam, len(x) * self.sync.n_ranks, time.perf_counter() - self.t_start,
                              scalars, resampled))
@@ -352,7 +355,7 @@ class _Training:
             return
         values = torch.stack([p[5] for p in self.pending])  # (steps, 7)
         # all ranks stop together, or the others would wait for this one forever
-        everyone_finite = not bool(self.sync.any(~torch.isfinite(values[:, 0]).all().reshape(1)).item())
+        everyone_finite = not bool(self.sync.any(~torch.isfinite(values[:, 0]).all().reshape(1), "a loss not finite").item())
         last = self.pending[-1][0]
         for (n, lr, lam, batch_size, elapsed, _, resampled), v in zip(self.pending, values.tolist()):
             loss, mse, l1, l0, dead_frac, aux, fvu = v

@@ -1,8 +1,14 @@
 """Data-parallel SAE training (`sae.distributed`): two gloo processes with half a batch each take
-the same steps as one process with the whole batch, stay identical to each other, and resume."""
+the same steps as one process with the whole batch, stay identical to each other, and resume; the
+command users run (`torchrun ... -m sae -- train-sae`) works; ranks that diverge stop with a message."""
 
+import json
 import os
+import shutil
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -136,3 +142,73 @@ def _shard_worker(rank: int, port: int) -> None:
         distributed.check_same("configuration", {"lr": 1e-3})
     finally:
         dist.destroy_process_group()
+
+
+def test_ranks_that_reach_different_collectives_stop_with_a_message_naming_the_step_and_both_calls():
+    mp.spawn(_diverge_worker, args=(_free_port(),), nprocs=2, join=True)
+
+
+def _diverge_worker(rank: int, port: int) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        sync = distributed.Sync(check=True)
+        sync.step = 7
+        assert sync.any(torch.tensor([rank == 1]), "fired").tolist() == [True]  # the same call: fine
+        # rank 0 flushes (a 1-element `any`) while rank 1 goes on to the gradients: the bug of a loop
+        # that flushed only where it logged
+        with pytest.raises(distributed.RanksDiverged) as e:
+            if rank == 0:
+                sync.any(torch.tensor([False]), "a loss not finite")
+            else:
+                sync.mean(torch.ones(3), "logged numbers")
+        message = str(e.value)
+        assert "rank 0 made call 2 at step 7: any(a loss not finite)" in message, message
+        assert "rank 1 made call 2 at step 7: mean(logged numbers)" in message, message
+    finally:
+        dist.destroy_process_group()
+    os._exit(0)
+
+
+def _torchrun(run: Path, name: str, *args: str, check_sync: bool = False) -> tuple[subprocess.CompletedProcess, dict]:
+    """`torchrun --standalone --nproc_per_node 2 -m sae -- train-sae` as the README writes it, each
+    rank's output in its own file (`--log-dir --redirects 3`); returns the process and {rank: stdout}."""
+    logs = run.parent / f"logs_{name}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SAE_CHECK_SYNC", "OMP_NUM_THREADS"))}
+    if check_sync:
+        env["SAE_CHECK_SYNC"] = "1"
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        "--log-dir", str(logs), "--redirects", "3", "-m", "sae", "--",
+                        "train-sae", "--run", str(run), "--name", name, *args],
+                       capture_output=True, text=True, timeout=600, env=env)
+    out = {int(f.parent.name): f.read_text() for f in logs.glob("**/attempt_0/*/stdout.log")}
+    return p, out
+
+
+@pytest.mark.parametrize("settings, check_sync", [(["--set", "train_sae.log_every=1"], False), ([], True)],
+                         ids=["log-every-step", "default-logging-with-SAE_CHECK_SYNC"])
+def test_torchrun_train_sae_on_a_run_matches_one_process(smoke_run, tmp_path, settings, check_sync):
+    """Two gloo processes train the smoke run's SAE through the command line; rank 0 alone prints
+    progress, and the SAE they save evaluates within 10% of the one-process SAE's FVU. Logging at
+    every step is the worst case for the ranks' agreement (a flush, a collective, every step)."""
+    run = tmp_path / "smoke"
+    run.mkdir()
+    for f in ("config.json", "stages.json", "tokenizer.json", "lm.pt"):
+        shutil.copy(smoke_run[0] / f, run / f)
+    p, out = _torchrun(run, "ddp", *settings, check_sync=check_sync)
+    assert p.returncode == 0, (p.stderr + "".join(out.values()))[-3000:]
+    assert sorted(out) == [0, 1], f"expected one stdout per rank, got {sorted(out)}"
+    progress = [line for line in out[0].splitlines() if line.startswith("step ")]
+    cfg = json.loads((run / "config.json").read_text())["train_sae"]
+    n_steps, every = cfg["n_steps"], 1 if settings else cfg["log_every"]
+    assert len(progress) == len([s for s in range(1, n_steps + 1) if s % every == 0 or s == n_steps]), progress
+    assert f"step {n_steps:>7}/{n_steps}" in progress[-1]
+    assert "wrote" in out[0] and str(run / "ddp.pt") in out[0]
+    assert out[1].strip() == "", f"rank 1 printed:\n{out[1][:500]}"
+    assert (run / "ddp.pt").exists() and (run / "ddp_history.json").exists()
+
+    e = subprocess.run([sys.executable, "-m", "sae", "evaluate", "--run", str(run), "--sae", "ddp"],
+                       capture_output=True, text=True, timeout=600)
+    assert e.returncode == 0, e.stderr[-2000:]
+    one = json.loads((smoke_run[0] / "metrics.json").read_text())["sae"]["fvu"]
+    two = json.loads((run / "ddp_metrics.json").read_text())["sae"]["fvu"]
+    assert abs(two - one) <= 0.1 * one, f"FVU {two:.4f} under torchrun against {one:.4f} in one process"
