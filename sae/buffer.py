@@ -24,7 +24,9 @@ The scale: `estimate_scale()` computes once, from a sample, the constant s with
 Optional on-disk cache (`write_cache` / `CachedActivations`): the activations of `n_tokens`
 tokens in a `numpy.memmap`, written atomically, with a header recording the model's fingerprint
 and the site. A sweep of several SAEs then reads them without re-running the model; a cache
-made by another model or site is refused with a clear error.
+made by another model or site is refused with a clear error. The header is the cache's seal: it
+is removed before the data file changes and written after it is complete, so a crash at any
+point leaves either a header that describes the data beside it or no header (refused).
 """
 
 from __future__ import annotations
@@ -183,10 +185,13 @@ def write_cache(path: str | Path, model: GPT, tokens: np.ndarray, site: str, n_t
     """Write the activations of `n_tokens` tokens of `site` to `path` (float32 memmap) + header.
 
     Rows are in context order (the reader shuffles). Written to a temporary file and renamed, so
-    an interrupted write leaves no half-cache behind.
+    an interrupted write leaves no half-cache behind; the header (`cache_header_path`) goes first
+    and comes back last, so it never describes data it was not written for.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    header_path = cache_header_path(path)
+    header_path.unlink(missing_ok=True)  # from here until the new header, the cache is refused
     source = ContextSource(tokens, model.cfg.n_ctx, seed=seed)
     per_ctx = model.cfg.n_ctx - drop_first
     d = harvest(model, source.contexts(1), site, drop_first).shape[1]
@@ -210,8 +215,14 @@ def write_cache(path: str | Path, model: GPT, tokens: np.ndarray, site: str, n_t
         raise
     header = {"site": site, "model": model_fingerprint(model), "n_tokens": n_tokens, "d_in": d,
               "drop_first": drop_first, "seed": seed}
-    atomic_write_json(path.with_name(path.name + _HEADER), header)
+    atomic_write_json(header_path, header)
     return path
+
+
+def cache_header_path(path: str | Path) -> Path:
+    """The header beside cache `path`: ACTS.npy's is ACTS.npy.json. A cache without one is incomplete."""
+    path = Path(path)
+    return path.with_name(path.name + _HEADER)
 
 
 class CachedActivations:
@@ -225,9 +236,10 @@ class CachedActivations:
     def __init__(self, path: str | Path, model: GPT, site: str, batch_size: int = 4096,
                  seed: int = 0, device: str | torch.device = "cpu"):
         path = Path(path)
-        hdr_path = path.with_name(path.name + _HEADER)
+        hdr_path = cache_header_path(path)
         if not path.exists() or not hdr_path.exists():
-            raise FileNotFoundError(f"no activation cache at {path}; write one with sae.buffer.write_cache")
+            what = "no activation cache" if not path.exists() else "an incomplete activation cache (no header)"
+            raise FileNotFoundError(f"{what} at {path}; write one with sae.buffer.write_cache")
         hdr = json.loads(hdr_path.read_text())
         fp = model_fingerprint(model)
         if hdr["model"] != fp or hdr["site"] != site:
@@ -236,6 +248,9 @@ class CachedActivations:
                 f"not model {fp} at {site!r}: delete it or write a new cache for this model and site"
             )
         self.data = np.load(path, mmap_mode="r")
+        if self.data.shape != (hdr["n_tokens"], hdr["d_in"]):
+            raise ValueError(f"activation cache {path} holds {self.data.shape[0]} x {self.data.shape[1]} rows, but its "
+                             f"header says {hdr['n_tokens']} x {hdr['d_in']}: delete both and write the cache again")
         self.d_in = self.data.shape[1]
         if batch_size > len(self.data):
             raise ValueError(f"batch_size={batch_size} is larger than the cache ({len(self.data)} rows)")

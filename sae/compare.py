@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from sae.autoencoder import SAEConfig, SparseAutoencoder, input_scale_for
-from sae.buffer import CachedActivations, write_cache
+from sae.buffer import CachedActivations, cache_header_path, write_cache
 from sae.toy import SyntheticActivations, SyntheticConfig, max_cosine
 from sae.train_sae import TrainSAEConfig, sae_schedule, train_sae
 
@@ -113,7 +113,7 @@ def train_variants(model, tokens: np.ndarray, site: str, out_dir: str | Path, va
     in `out_dir` are kept."""
     out_dir = Path(out_dir)
     cache = out_dir / "acts.npy"
-    if not cache.exists():
+    if not cache_header_path(cache).exists():  # no cache, or one cut short before its header
         write_cache(cache, model, tokens, site, n_tokens, seed=seed)
     paths = {}
     for name, v in variants.items():

@@ -93,6 +93,31 @@ def test_cache_round_trip_and_mismatch(small, tmp_path):
         CachedActivations(tmp_path / "none.npy", model, SITE)
 
 
+def test_a_crash_between_a_caches_data_and_its_header_leaves_no_header_that_lies(small, tmp_path, monkeypatch):
+    """Rewriting a cache for another model and crashing after the data file is in place but before
+    the header: the old header must not stay beside the new data (either model would then read
+    rows it did not make), so the cache is refused until it is written again."""
+    import sae.buffer
+
+    model, tokens = small
+    path = write_cache(tmp_path / "acts.npy", model, tokens, SITE, n_tokens=300, model_batch=4, log=False)
+    other = GPT(GPTConfig(n_layer=1, d_model=32, n_head=2, d_mlp=64, n_ctx=16, vocab_size=97))
+
+    def crash(*_, **__):
+        raise KeyboardInterrupt("killed between the data and its header")
+
+    with monkeypatch.context() as m:
+        m.setattr(sae.buffer, "atomic_write_json", crash)
+        with pytest.raises(KeyboardInterrupt):
+            write_cache(path, other, tokens, SITE, n_tokens=200, model_batch=4, log=False)
+    assert np.load(path, mmap_mode="r").shape[0] == 200, "the crash must come after the new data is in place"
+    for m in (model, other):
+        with pytest.raises(FileNotFoundError, match="incomplete activation cache"):
+            CachedActivations(path, m, SITE)
+    write_cache(path, other, tokens, SITE, n_tokens=200, model_batch=4, log=False)
+    assert next(iter(CachedActivations(path, other, SITE, batch_size=50))).shape == (50, 64)
+
+
 def test_bad_arguments(small):
     model, tokens = small
     with pytest.raises(ValueError, match="valid sites"):
