@@ -10,6 +10,7 @@ of the default buffer.
 
 import argparse
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -17,22 +18,29 @@ import numpy as np
 import torch
 
 from sae.buffer import ActivationBuffer, ContextSource
+from sae.cli import Parser, run_command
 from sae.gpt import GPT, GPTConfig
+
+
+PROG = "python -m benchmarks.bench_buffer"
 
 SITE = "blocks.0.mlp.hook_post"
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run", nargs="?", default="runs/tiny", help="a run directory with lm.pt (default runs/tiny; "
-                    "a random model when it has none)")
+    ap = Parser(prog=PROG, description=__doc__.splitlines()[0])
+    ap.add_argument("run", nargs="?", default=None, help="a run directory with lm.pt (default runs/tiny, or a "
+                    "random model when that has none)")
     ap.add_argument("--quick", action="store_true", help="a random smoke-sized model (RUN is not read), "
                     "an 8k-row buffer refilled twice")
     args = ap.parse_args(argv)
     # sizes: (tokens, contexts per model call, timed model calls, buffer rows, rows per batch, refills)
     n_tokens, model_batch, n_calls, buffer_tokens, batch, refills = (
         (100_000, 16, 4, 2**13, 512, 2) if args.quick else (4_000_000, 64, 40, 2**17, 4096, 20))
-    path = Path(args.run) / "lm.pt"
+    if args.run is not None and not args.quick and not (Path(args.run) / "lm.pt").is_file():
+        raise FileNotFoundError(f"{args.run} has no lm.pt; give a run directory with a trained LM (or none, for "
+                                "runs/tiny or a random model)")
+    path = Path(args.run or "runs/tiny") / "lm.pt"
     if args.quick:
         model = GPT(GPTConfig(d_model=64, n_head=2, d_mlp=256, n_ctx=64, vocab_size=512))
     elif path.exists():
@@ -74,4 +82,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, PROG))

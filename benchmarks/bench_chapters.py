@@ -21,14 +21,18 @@ from pathlib import Path
 
 import torch
 
+from sae.cli import Parser, run_command
 from sae.estimate import matmul_gflops
 from sae.utils import atomic_write_text
+
+
+PROG = "python -m benchmarks.bench_chapters"
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = Parser(prog=PROG, description=__doc__.splitlines()[0])
     ap.add_argument("--chapters", nargs="*", default=None, help="chapter numbers, e.g. 06 08 (default: all)")
     ap.add_argument("--runs", default=str(ROOT / "runs"), help="the runs folder (SAE_RUNS; default: runs/)")
     ap.add_argument("--no-solutions", action="store_true", help="the chapters only, not tutorials/solutions/")
@@ -37,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     wanted = args.chapters or (["02"] if args.quick else None)
     files = [p for p in sorted((ROOT / "tutorials").glob("[0-9][0-9]_*.py")) if not wanted or p.name[:2] in wanted]
+    if args.chapters and (missing := sorted(set(args.chapters) - {p.name[:2] for p in files})):
+        known = ", ".join(p.name[:2] for p in sorted((ROOT / "tutorials").glob("[0-9][0-9]_*.py")))
+        raise ValueError(f"--chapters: no chapter {', '.join(missing)}; the chapters are {known}")
     if not args.no_solutions:
         files += [ROOT / "tutorials" / "solutions" / p.name for p in list(files)]
     env = dict(os.environ, MPLBACKEND="Agg", SAE_RUNS=str(Path(args.runs).resolve()))
@@ -71,4 +78,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, PROG))

@@ -8,14 +8,19 @@ toy-world text <= 60 s on a 2-core CPU.
 """
 
 import argparse
+import sys
 import time
 
+from sae.cli import Parser, run_command
 from sae.corpus import toy_text, toy_tokens
 from sae.tokenizer import Tokenizer
 
 
+PROG = "python -m benchmarks.bench_corpus"
+
+
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = Parser(prog=PROG, description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, a test that it runs (the targets do not apply)")
     args = ap.parse_args(argv)
     n_chars, bpe_chars, vocab, n_tokens = ((1_000_000, 200_000, 512, 50_000) if args.quick else
@@ -41,4 +46,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, PROG))

@@ -20,6 +20,7 @@ import itertools
 import os
 import queue
 import socket
+import sys
 import time
 from contextlib import contextmanager
 
@@ -29,7 +30,12 @@ import torch.multiprocessing as mp
 
 from sae import distributed
 from sae.autoencoder import SAEConfig, SparseAutoencoder
+from sae.cli import Parser, run_command
 from sae.train_sae import TrainSAEConfig, train_sae
+from sae.utils import resolve_device
+
+
+PROG = "python -m benchmarks.bench_ddp"
 
 
 COLLECTIVES = ("grads", "any", "mean")  # what a training step calls (methods of `distributed.Sync`)
@@ -101,10 +107,11 @@ def run(n_ranks: int, d_in: int, d_sae: int, batch: int, steps: int, device: str
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="d_sae 256 at d_in 64, batch 256, 4 steps: a test")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
+    resolve_device(args.device)  # an unknown device: one line, before any process starts
     d_in, batch, configs = (64, 256, [(256, 4)]) if args.quick else (512, 1024, [(1024, 40), (16_384, 6)])
     cores = os.cpu_count()
     print(f"torch {torch.__version__}, {cores} CPU cores, device {args.device}; d_in {d_in}, global batch {batch}")
@@ -119,4 +126,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, PROG))

@@ -14,6 +14,7 @@ dense record would need) and the probe's scores.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ import torch
 
 from benchmarks.bench_sae import matmul_peak
 from sae.autoencoder import SAEConfig, SparseAutoencoder
+from sae.cli import Parser, positive_int, run_command
 from sae.corpus import CONCEPTS
 from sae.gpt import GPT, GPTConfig
 from sae.interpret import FeatureStatsBuilder
@@ -32,14 +34,17 @@ from sae.run import corpus_tokens, load_run, load_sae, preset_of_run
 from sae.utils import atomic_write_json, resolve_device
 
 
+PROG = "python -m benchmarks.bench_evaluate"
+
+
 def nbytes(*tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = Parser(prog=PROG, description=__doc__.splitlines()[0])
     ap.add_argument("--run", help="a run directory with lm.pt and sae.pt (default: an untrained smoke-sized pair)")
-    ap.add_argument("--tokens", type=int, default=None, help="held-out tokens (default: the run's eval_tokens)")
+    ap.add_argument("--tokens", type=positive_int, default=None, help="held-out tokens (default: the run's eval_tokens)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--quick", action="store_true", help="an untrained smoke-sized model and SAE, 2,048 tokens")
     ap.add_argument("--out", help="the results as JSON (default runs/bench/bench_evaluate.json; with --quick "
@@ -98,4 +103,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, PROG))

@@ -22,15 +22,20 @@ for the causal mask, as in those references.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sae.cli import Parser, positive_int, run_command
 from sae.gpt import GPT, GPTConfig
 from sae.train_lm import SoftmaxCrossEntropy, TrainLMConfig, train_lm
 from sae.utils import resolve_device, seed_everything
+
+
+PROG = "python -m benchmarks.bench_lm"
 
 
 def sync(device: torch.device) -> None:
@@ -58,11 +63,11 @@ def matmul_flops(device: torch.device, n: int = 2048, repeats: int = 5) -> float
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = Parser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 64])
-    parser.add_argument("--steps", type=int, default=10, help="training steps per timed run (best of 3)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[32, 64])
+    parser.add_argument("--steps", type=positive_int, default=10, help="training steps per timed run (best of 3)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--quick", action="store_true", help="a smoke-sized model, batch 4, 1 step, a 512 x 512 "
                         "reference matmul: a test that it runs")
     args = parser.parse_args(argv)
@@ -132,4 +137,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, PROG))

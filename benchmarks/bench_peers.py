@@ -110,6 +110,11 @@ from typing import Callable, Iterator
 import torch
 from torch import Tensor
 
+from sae.cli import Parser, positive_float, positive_int, run_command
+
+
+PROG = "python -m benchmarks.bench_peers"
+
 D_IN, N_TRUE, D_SAE, K, BATCH = 128, 512, 1024, 16, 1024
 MEAN_ACTIVE, POWER = 10.0, 0.7
 # the dictionary's seed must differ from the models': with both 0, `randn(N_TRUE, D_IN)` drew the
@@ -327,14 +332,14 @@ def versions() -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = Parser(prog=PROG, description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trainers", default=",".join(REQUIRES), help=f"comma-separated, from {', '.join(REQUIRES)}")
-    ap.add_argument("--steps", type=int, default=1500, help="training steps of 1,024 rows (default 1500)")
-    ap.add_argument("--heldout", type=int, default=100_000, help="held-out rows (default 100,000)")
+    ap.add_argument("--steps", type=positive_int, default=1500, help="training steps of 1,024 rows (default 1500)")
+    ap.add_argument("--heldout", type=positive_int, default=100_000, help="held-out rows (default 100,000)")
     ap.add_argument("--quick", action="store_true", help="10 steps, 4,096 held-out rows, 1 thread: a test that it runs")
-    ap.add_argument("--l1-dl", type=float, default=0.55, help="dictionary_learning StandardTrainer l1_penalty (raw units)")
-    ap.add_argument("--l1-saelens", type=float, default=0.5, help="SAELens StandardTrainingSAE l1_coefficient (raw units)")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default 2; 1 with --quick)")
+    ap.add_argument("--l1-dl", type=positive_float, default=0.55, help="dictionary_learning StandardTrainer l1_penalty (raw units)")
+    ap.add_argument("--l1-saelens", type=positive_float, default=0.5, help="SAELens StandardTrainingSAE l1_coefficient (raw units)")
+    ap.add_argument("--threads", type=positive_int, default=None, help="torch threads (default 2; 1 with --quick)")
     ap.add_argument("--out", type=Path, default=None, help="also write the results here as JSON")
     args = ap.parse_args(argv)
     if args.quick:
@@ -403,4 +408,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, PROG))

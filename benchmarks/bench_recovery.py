@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 import tempfile
 import time
 from dataclasses import fields
@@ -34,9 +35,13 @@ from pathlib import Path
 import torch
 
 from sae.autoencoder import SAEConfig
+from sae.cli import Parser, positive_int, seed_int, run_command
 from sae.compare import TOY_RECIPES, recipe, toy_recovery
 from sae.train_sae import TrainSAEConfig
 from sae.utils import atomic_write_json
+
+
+PROG = "python -m benchmarks.bench_recovery"
 
 DEFAULTS = TOY_RECIPES
 
@@ -60,12 +65,12 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(prog=PROG, description=__doc__.splitlines()[0])
     p.add_argument("--arch", default="relu,topk", help="comma-separated: " + ", ".join(DEFAULTS))
     p.add_argument("--set", action="append", default=[], metavar="sae.FIELD=V|train_sae.FIELD=V")
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=positive_int, default=1500)
     p.add_argument("--quick", action="store_true", help="20 steps of 256 rows, 4,096 held-out rows: a test")
-    p.add_argument("--seed", type=int, default=0, help="the SAE's seed (initialisation, batch order)")
+    p.add_argument("--seed", type=seed_int, default=0, help="the SAE's seed (initialisation, batch order)")
     p.add_argument("--seeds", default="0", metavar="0-4|0,2",
                    help="task instances: each draws its own dictionary, probabilities and data")
     p.add_argument("--out", help="the results as JSON (default runs/bench/bench_recovery.json; with --quick "
@@ -111,4 +116,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, PROG))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,8 +27,12 @@ from pathlib import Path
 import torch
 
 from sae.autoencoder import SAEConfig, SparseAutoencoder
+from sae.cli import Parser, positive_int, run_command
 from sae.train_sae import TrainSAEConfig, train_sae
 from sae.utils import atomic_write_json, resolve_device
+
+
+PROG = "python -m benchmarks.bench_sae"
 
 
 def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
@@ -66,10 +71,10 @@ def bench_one(d_in: int, d_sae: int, batch: int, arch: str, sparse: bool, k: int
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="d_in 64, d_sae 256, batch 256, a few steps each: a test")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--k", type=int, default=16, help="TopK's k")
+    parser.add_argument("--k", type=positive_int, default=16, help="TopK's k")
     parser.add_argument("--out", help="the results as JSON (default runs/bench/bench_sae.json; with --quick "
                         "a new temporary folder's)")
     args = parser.parse_args(argv)
@@ -104,4 +109,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, PROG))

@@ -38,11 +38,15 @@ from pathlib import Path
 import torch
 
 from benchmarks.bench_sae import bench_one
+from sae.cli import Parser, positive_float, run_command
 from sae.pipeline import STAGES, reproduce, train_sae_on_run
 from sae.run import Preset, get_preset, with_overrides
 from sae.train_lm import lm_schedule
 from sae.train_sae import sae_schedule
 from sae.utils import atomic_write_json, atomic_write_text, resolve_device
+
+
+PROG = "python -m benchmarks.gpu_check"
 
 # sparsify's TopK trainer step (bf16 autocast + TF32), tokens/s on one H200, batch 4,096, k 32 (issue #25)
 SPARSIFY_H200 = {(512, 16384): 1.15e6, (1024, 32768): 597e3, (2048, 65536): 237e3, (4096, 131072): 41.1e3}
@@ -254,19 +258,15 @@ def markdown(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = Parser(prog=PROG, description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda", help="cuda (default) | cpu | auto")
     ap.add_argument("--quick", action="store_true", help="small sizes, smoke only up to evaluate, no base: a test")
     ap.add_argument("--out", help="folder of gpu_check.json and gpu_check.md (default runs/gpu_check; "
                     "with --quick a new temporary folder)")
     ap.add_argument("--work", default=None, help="folder of the run directories (default OUT/runs)")
-    ap.add_argument("--budget", type=float, default=480, help="seconds; sections that would start later are skipped")
+    ap.add_argument("--budget", type=positive_float, default=480, help="seconds; sections that would start later are skipped")
     args = ap.parse_args(argv)
-    try:
-        device = resolve_device(args.device)
-    except ValueError as e:
-        print(f"gpu_check: {e}", file=sys.stderr)
-        return 2
+    device = resolve_device(args.device)  # an unknown device: one line, exit 2 (`run_command`)
     out = Path(args.out or (tempfile.mkdtemp(prefix="gpu_check_") if args.quick else "runs/gpu_check"))
     work = Path(args.work) if args.work else out / "runs"
     t0 = time.perf_counter()
@@ -302,4 +302,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, PROG))

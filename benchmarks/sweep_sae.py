@@ -10,19 +10,24 @@ held-out tokens (RUN/sweep_<setting>_metrics.json). A setting whose SAE exists i
 """
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from benchmarks.gpu_check import quick_preset
+from sae.cli import Parser, run_command
 from sae.pipeline import reproduce, train_sae_on_run, write_evaluation
 from sae.run import preset_of_run, sae_path, with_overrides
+
+
+PROG = "python -m benchmarks.sweep_sae"
 
 QUICK_SETTINGS = ["sae.arch=topk,sae.k=8"]
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = Parser(prog=PROG, description=__doc__.splitlines()[0])
     ap.add_argument("run", nargs="?", help="a run directory with a trained LM (not with --quick)")
     ap.add_argument("settings", nargs="*", help='comma-separated field=value overrides, e.g. "sae.arch=topk,sae.k=16"')
     ap.add_argument("--quick", action="store_true", help="make a seconds-sized run in --out and sweep "
@@ -57,4 +62,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, PROG))

@@ -28,11 +28,13 @@ from sae.run import (RUN_JSON_FILES, Preset, check_config, check_run_files, get_
 from sae.seeds import seed_study
 from sae.steering import check_features, choose_feature, parse_value, steer_samples
 from sae.tokenizer import Tokenizer
-from sae.utils import check_output_dir, check_output_file, describe_os_error
+from sae.utils import check_output_dir, check_output_file, describe_os_error, resolve_device
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (plus a pointer to --help), exit code 2."""
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (plus a pointer to --help), exit code 2. The
+    benchmarks' scripts use it too, with `run_command`, so that every command of the project
+    refuses bad input the same way."""
 
     def error(self, message: str):
         if "expected one argument" in message:  # `--value -3x`: argparse takes -3x for an option
@@ -54,6 +56,17 @@ def positive_int(text: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
     return n
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (a time budget, a coefficient)."""
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
+    if not math.isfinite(x) or x <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return x
 
 
 def seed_int(text: str) -> int:
@@ -182,6 +195,7 @@ def _preset_from_args(args) -> tuple[Preset, Path]:
         if value is not None:
             preset = replace(preset, **{name: value})
     preset = with_overrides(preset, args.set)
+    resolve_device(preset.device)  # an unknown device: refused before the run directory is made
     if preset.corpus != "toy":
         C.text_files(preset.corpus, "train")  # fail now, with a clear message, not after training
     out = check_output_dir(Path(args.out or f"runs/{preset.name}"))
@@ -219,6 +233,7 @@ def cmd_seeds(args) -> int:
         preset = replace(preset, device=args.device)
     if preset.corpus != "toy":
         raise ValueError("the seed study reads the steering demos and concept detectors, which need the toy corpus")
+    resolve_device(preset.device)  # an unknown device: refused now, not inside the first seed's run
     out = check_output_dir(Path(args.out))
     for s in args.seeds:  # refuse a mismatched run directory now, not after hours on the others
         if (out / f"seed{s}" / "config.json").is_file():
@@ -352,8 +367,8 @@ def cmd_generate(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m sae", description="Dictionary learning on a toy transformer: reproduce Towards/Scaling Monosemanticity on a laptop CPU.")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    p = Parser(prog="python -m sae", description="Dictionary learning on a toy transformer: reproduce Towards/Scaling Monosemanticity on a laptop CPU.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     set_help = ("change any configuration field, e.g. --set train_sae.l1_coeff=2 --set sae.d_sae=2048 "
                 "(repeatable; an unknown field lists the valid ones)")
@@ -460,16 +475,23 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "fn", None):
         parser.print_help()
         return 0
+    return run_command(lambda: args.fn(args), parser.prog)
+
+
+def run_command(fn, prog: str) -> int:
+    """Run `fn()` as a command: its return value (None: 0) is the exit code; a ValueError,
+    FileNotFoundError or OSError is one line on stderr naming the problem, exit code 2; Ctrl-C
+    is exit code 130. (argparse's own errors have already exited with 2 through `Parser`.)"""
     try:
-        return args.fn(args) or 0
+        return fn() or 0
     except (ValueError, FileNotFoundError) as e:
-        print(f"{parser.prog}: error: {_one_line(str(e))}", file=sys.stderr)
+        print(f"{prog}: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `python -m sae feature ... | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as e:  # permission denied, not a directory, disk full, ...: the user's to fix, not a bug
-        print(f"{parser.prog}: error: {_one_line(describe_os_error(e))}", file=sys.stderr)
+        print(f"{prog}: error: {_one_line(describe_os_error(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted; finished stages are kept, re-run the same command to continue", file=sys.stderr)

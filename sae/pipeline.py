@@ -52,7 +52,7 @@ from sae.demos import DEMOS, UNSAFE_SENSITIVITY_MIN, unsafe_context_sensitivity
 from sae.tokenizer import Tokenizer
 from sae.train_lm import on_concept_rate, train_lm
 from sae.train_sae import train_sae
-from sae.utils import atomic_write_json, format_duration, resolve_device
+from sae.utils import atomic_write_json, format_duration, remove_stale_temporaries, resolve_device
 
 
 @dataclass
@@ -318,6 +318,10 @@ def reproduce(preset: Preset, out: str | Path, until: str | None = None, log=pri
     with run_lock(out) if main else nullcontext():
         if main:
             check_config(preset, out)
+            stale = remove_stale_temporaries(out)  # a killed write's leftovers; under the lock, nobody else writes
+            if stale:
+                log(f"removed {len(stale)} temporary file(s) left by an interrupted write: "
+                    + ", ".join(str(p.relative_to(out)) for p in stale[:5]) + (" ..." if len(stale) > 5 else ""))
         else:
             log = lambda *_: None  # noqa: E731 (the other ranks print nothing)
         distributed.barrier()

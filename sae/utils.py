@@ -45,6 +45,16 @@ def _atomic_write(path: str | os.PathLike, write_fn, mode: str) -> Path:
     return path
 
 
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files (`.NAME.XXXXXXXX.tmp`, anywhere under `folder`) that an atomic
+    write leaves when its process is killed before the rename (SIGKILL, a power cut: nothing runs
+    to clean up). Call it only while no other process writes into `folder` (under its run lock)."""
+    stale = [p for p in Path(folder).rglob(".*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def _naming(e: OSError, path: Path) -> OSError:
     """`e` naming the file being written (not its temporary file, or no file at all, as a failed
     write to a full disk does), so the error tells the user which file could not be written."""

@@ -240,6 +240,46 @@ def test_an_os_error_while_writing_is_one_line_naming_the_file(tmp_path, capsys,
     assert not list(tmp_path.iterdir()), "the temporary file must be removed"
 
 
+@pytest.mark.parametrize("err, where", [(errno.ENOSPC, "rename"), (errno.EROFS, "create")],
+                         ids=["disk-full", "read-only-folder"])
+def test_a_failed_write_in_a_run_keeps_the_file_it_would_replace_and_every_other(run_copy, capsys, monkeypatch,
+                                                                                   err, where):
+    """`evaluate` rewrites metrics.json and its write fails (a full disk when the file is complete,
+    or a folder that turned read-only before the temporary file exists): one line naming
+    metrics.json, the old metrics.json as it was, every file the command did not write as it was,
+    and no temporary file left."""
+    import sae.utils
+
+    def snapshot():
+        return {str(p.relative_to(run_copy)): p.read_bytes() for p in run_copy.rglob("*") if p.is_file()}
+
+    before = snapshot()
+    real_replace, real_mkstemp = sae.utils.os.replace, sae.utils.tempfile.mkstemp
+
+    def replace(src, dst):
+        if Path(dst).name == "metrics.json" and where == "rename":
+            raise OSError(err, os.strerror(err))
+        return real_replace(src, dst)
+
+    def mkstemp(*args, **kwargs):
+        if kwargs.get("prefix", "").startswith(".metrics.json.") and where == "create":
+            raise OSError(err, os.strerror(err), str(run_copy))
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(sae.utils.os, "replace", replace)
+    monkeypatch.setattr(sae.utils.tempfile, "mkstemp", mkstemp)
+    rc = main(["evaluate", "--run", str(run_copy)])
+    stderr = capsys.readouterr().err
+    last = stderr.strip().splitlines()[-1]
+    assert rc == 2 and "Traceback" not in stderr, stderr[-2000:]
+    for name in [str(run_copy / "metrics.json"), os.strerror(err)]:
+        assert name in last, f"{name!r} not in: {last}"
+    after = snapshot()
+    written = {"feature_stats.pt"}  # the evaluation's first file, written before metrics.json failed
+    assert {k: v for k, v in after.items() if k not in written} == {k: v for k, v in before.items() if k not in written}
+    assert not [p for p in run_copy.rglob("*.tmp")], "the temporary file must be removed"
+
+
 # ----------------------------------------------------------------------------- 5: corrupt or truncated files
 
 # (file, command that reads it); every file a run reads, each through a command that needs it
@@ -322,3 +362,108 @@ def test_reproduce_into_a_run_of_another_configuration_names_the_field(run_copy,
     line = _refused(capsys, *_argv(["reproduce"], run_copy), names=["different configuration", f"'{field}'"])
     assert "{}" not in line
     assert _tree(run_copy) == before, "the refusal comes before the run directory is locked or written"
+
+
+# ----------------------------------------------------------------------------- 8: the seed study, matryoshka
+
+
+@pytest.mark.parametrize("argv, names", [
+    (["--seeds", "4-2"], ["--seeds", "distinct seeds", "0-4"]),
+    (["--seeds", "a"], ["--seeds", "0-4"]),
+    (["--seeds", "1,1"], ["--seeds", "distinct"]),
+    (["--seeds", "-1"], ["--seeds", "0-4"]),
+    (["--preset", "bogus"], ["bogus", "smoke, tiny, base"]),
+    (["--set", "foo=1"], ["foo", "valid fields"]),
+    (["--device", "bogus"], ["bogus", "'cpu'"]),
+    (["--set", "corpus=pystdlib"], ["toy corpus"]),
+], ids=["range-backwards", "not-a-seed", "repeated", "negative", "preset", "set-unknown", "device", "not-toy"])
+def test_the_seed_study_refuses_bad_input_before_any_run(tmp_path, capsys, argv, names):
+    _refused(capsys, "seeds", "--out", tmp_path / "seeds", *argv, names=names)
+    assert not (tmp_path / "seeds" / "seed0").exists(), "nothing may be trained before the refusal"
+
+
+@pytest.mark.parametrize("sizes, names", [("5,3", ["increasing", "d_sae=256", "(5, 3)"]),
+                                          ("0,256", ["increasing", "(0, 256)"]),
+                                          ("64,100000", ["ending at d_sae=256"]),
+                                          ("64,64,256", ["increasing"]),
+                                          ("a", ["sae.matryoshka_sizes", "int", "'a'"])],
+                         ids=["decreasing", "zero", "past-d_sae", "repeated", "not-a-number"])
+def test_matryoshka_with_bad_prefix_sizes_is_refused_before_training(run_copy, capsys, sizes, names):
+    before = _tree(run_copy)
+    _refused(capsys, "train-sae", "--run", run_copy, "--name", "m", "--set", "sae.arch=matryoshka",
+             "--set", f"sae.matryoshka_sizes={sizes}", names=names)
+    assert _tree(run_copy) == before
+
+
+# ----------------------------------------------------------------------------- 9: the benchmarks' arguments
+# Every script of benchmarks/ parses with `sae.cli.Parser` and runs under `sae.cli.run_command`, as
+# `python -m benchmarks.NAME` does: one line, exit code 2, before the work.
+
+BENCH_BAD = [
+    ("bench_buffer", ["{missing}"], ["has no lm.pt"]),
+    ("bench_chapters", ["--chapters", "99"], ["no chapter 99", "01"]),
+    ("bench_corpus", ["--bogus"], ["unrecognized arguments: --bogus"]),
+    ("bench_ddp", ["--device", "bogus"], ["unknown device 'bogus'"]),
+    ("bench_evaluate", ["--run", "{missing}"], ["{missing}", "not a run directory"]),
+    ("bench_evaluate", ["--tokens", "0"], ["--tokens", ">= 1"]),
+    ("bench_evaluate", ["--device", "bogus"], ["unknown device 'bogus'"]),
+    ("bench_lm", ["--steps", "0"], ["--steps", ">= 1"]),
+    ("bench_lm", ["--batch-sizes", "8", "0"], ["--batch-sizes", ">= 1"]),
+    ("bench_lm", ["--threads", "-2"], ["--threads", ">= 1"]),
+    ("bench_lm", ["--device", "bogus"], ["unknown device 'bogus'"]),
+    ("bench_peers", ["--trainers", "bogus"], ["unknown trainers", "sae_topk"]),
+    ("bench_peers", ["--steps", "0"], ["--steps", ">= 1"]),
+    ("bench_peers", ["--heldout", "x"], ["--heldout", "'x'"]),
+    ("bench_peers", ["--l1-dl=-1"], ["--l1-dl", "> 0"]),
+    ("bench_recovery", ["--arch", "bogus"], ["--arch", "bogus", "topk"]),
+    ("bench_recovery", ["--steps", "0"], ["--steps", ">= 1"]),
+    ("bench_recovery", ["--seeds", "x"], ["--seeds", "0-4"]),
+    ("bench_recovery", ["--seed", "x"], ["--seed", "whole number"]),
+    ("bench_recovery", ["--set", "bogus=1"], ["--set", "sae.FIELD=VALUE"]),
+    ("bench_recovery", ["--set", "sae.arch=matryoshka", "--set", "sae.matryoshka_sizes=9,3", "--arch", "matryoshka"],
+     ["increasing prefix sizes"]),
+    ("bench_sae", ["--k", "0"], ["--k", ">= 1"]),
+    ("bench_sae", ["--device", "bogus"], ["unknown device 'bogus'"]),
+    ("gpu_check", ["--device", "bogus"], ["unknown device 'bogus'"]),
+    ("gpu_check", ["--budget=-1"], ["--budget", "> 0"]),
+    ("gpu_check", ["--budget", "nan"], ["--budget", "finite"]),
+    ("sweep_sae", [], ["give a run directory"]),
+    ("sweep_sae", ["{missing}", "sae.k=4"], ["{missing}", "not a run directory"]),
+    ("sweep_sae", ["{run}", "bogus=1"], ["bogus", "valid fields"]),
+]
+
+
+@pytest.mark.parametrize("name, argv, names", BENCH_BAD, ids=[f"{n}-{'_'.join(a)[:30]}" for n, a, _ in BENCH_BAD])
+def test_a_benchmark_refuses_bad_arguments_in_one_line(run, tmp_path, capsys, monkeypatch, name, argv, names):
+    import importlib
+
+    from sae.cli import run_command
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))  # `benchmarks` is not installed
+    monkeypatch.chdir(tmp_path)  # a default path such as runs/... lands here
+    module = importlib.import_module(f"benchmarks.{name}")
+    fill = {"missing": str(tmp_path / "missing"), "run": str(run)}
+    argv = [a.format(**fill) for a in argv]
+    threads = torch.get_num_threads()
+    try:
+        rc = run_command(lambda: module.main(argv), module.PROG)
+    except SystemExit as e:  # argparse's own refusals
+        rc = e.code
+    finally:
+        torch.set_num_threads(threads)
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert rc == 2, f"exit code {rc}, stderr: {err[-2000:]}"
+    assert len(lines) == 1 and lines[0].startswith(f"{module.PROG}: error: "), err
+    for n in names:
+        assert n.format(**fill) in lines[0], f"{n!r} not in: {lines[0]}"
+    assert not list(tmp_path.iterdir()), f"a refused benchmark wrote {list(tmp_path.iterdir())}"
+
+
+def test_a_benchmark_refuses_bad_arguments_at_the_process_level(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run([sys.executable, "-m", "benchmarks.bench_recovery", "--steps", "0"], capture_output=True,
+                       text=True, timeout=300, cwd=root)
+    assert p.returncode == 2 and p.stderr.strip().splitlines() == [
+        "python -m benchmarks.bench_recovery: error: argument --steps: must be >= 1, got 0 "
+        "(see python -m benchmarks.bench_recovery --help)"], p.stderr
