@@ -1,6 +1,6 @@
 """Benchmark: activation harvesting through the buffer vs the model's bare forward pass.
 
-Target (issue #5): harvesting overhead <= 15% over the bare forward tokens/s, and the peak memory
+Target: harvesting overhead <= 15% over the bare forward tokens/s, and the peak memory
 of the default buffer.
 
     python -m benchmarks.bench_buffer          # runs/tiny's model (after `python -m sae train-lm`), or a random one

@@ -1,6 +1,6 @@
 """Benchmark: toy-world generation speed and BPE training time.
 
-Targets (issue #2): generation >= 2 MB of text per second; training a 2048-token BPE on 5 MB of
+Targets: generation >= 2 MB of text per second; training a 2048-token BPE on 5 MB of
 toy-world text <= 60 s on a 2-core CPU.
 
     python -m benchmarks.bench_corpus            # 20 MB of text, the BPE on 5 MB, 2M labelled tokens

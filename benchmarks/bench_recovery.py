@@ -5,7 +5,7 @@
     python -m benchmarks.bench_recovery --arch relu --set train_sae.lr=3e-4 --set train_sae.l1_coeff=4
     python -m benchmarks.bench_recovery --arch relu,topk --seeds 0-4   # five instances of the task
 
-The task (issue #16, after Sharkey et al. 2022, the one `bench_peers.py` gives the peer libraries):
+The task (after Sharkey et al. 2022, the one `bench_peers.py` gives the peer libraries):
 512 random unit directions in d_in = 128 dimensions, feature i firing with probability
 p_i ∝ (i+1)^-0.7 (about 10 active per row), magnitude uniform on [0, 1]; a dictionary of 1,024;
 1,500 steps of batch 1,024 (1.536M rows); metrics on 100k held-out rows. `--seeds` picks the task

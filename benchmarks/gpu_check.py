@@ -12,7 +12,7 @@ limit keeps what it measured; `--budget` seconds skips whatever would start afte
 3. trainer    tokens/s of a whole SAE training step (`benchmarks.bench_sae.bench_one`: one repeated
               batch of 4,096 rows, TopK k = 32) at d_in × d_sae = 512 × 16k ... 4096 × 128k and at
               `base`'s 1024 × 16k, fp32 and bf16, ReLU and sparse TopK; beside them sparsify's
-              figures on an H200 as measured in issue #25 (sparsify is not installed here);
+              figures on an H200, measured once by hand (sparsify is not installed here);
 4. base       `reproduce --preset base`, stage by stage: each stage's time and peak GPU memory, the
               evaluation's tokens/s, the SAE stage's overhead over the bare trainer, and the run's
               quality against the targets (L0 15-40, dead <= 5%, CE recovered >= 0.95, detectors);
@@ -40,7 +40,7 @@ import torch
 from benchmarks.bench_sae import bench_one
 from sae.cli import Parser, positive_float, run_command
 from sae.pipeline import STAGES, reproduce, train_sae_on_run
-from sae.run import Preset, get_preset, with_overrides
+from sae.run import Preset, get_preset, run_steering, with_overrides
 from sae.train_lm import lm_schedule
 from sae.train_sae import sae_schedule
 from sae.utils import atomic_write_json, atomic_write_text, resolve_device
@@ -48,7 +48,7 @@ from sae.utils import atomic_write_json, atomic_write_text, resolve_device
 
 PROG = "python -m benchmarks.gpu_check"
 
-# sparsify's TopK trainer step (bf16 autocast + TF32), tokens/s on one H200, batch 4,096, k 32 (issue #25)
+# sparsify's TopK trainer step (bf16 autocast + TF32), tokens/s on one H200, batch 4,096, k 32, measured by hand
 SPARSIFY_H200 = {(512, 16384): 1.15e6, (1024, 32768): 597e3, (2048, 65536): 237e3, (4096, 131072): 41.1e3}
 SIZES = [(512, 16384), (1024, 16384), (1024, 32768), (2048, 65536), (4096, 131072)]
 VARIANTS = [("relu", "relu", False, "fp32"), ("relu", "relu", False, "bf16"),
@@ -211,8 +211,9 @@ def _headline(run: Path) -> dict:
     if "detectors" in m:
         out["detector_features"] = m["detectors"]["features"]
         out["detector_neurons"] = m["detectors"].get("neurons")
-    for name, summary in m.get("steering", {}).items():
-        out[f"{name}_fluent"] = summary.get("fluent_rate", summary.get("fluent_clamped_prompt"))
+    for name, r in run_steering(run).items():
+        s = r["summary"]
+        out[f"{name}_fluent"] = s.get("fluent_rate", s.get("fluent_clamped_prompt"))
     return out
 
 
@@ -239,7 +240,7 @@ def markdown(r: dict) -> str:
         lines.append("")
     if r.get("trainer"):
         lines += ["## SAE trainer, tokens/s (whole training step, one repeated batch)", "",
-                  "| d_in × d_sae | variant | precision | tokens/s | sparsify on H200 (#25) | ours / sparsify | peak GB |",
+                  "| d_in × d_sae | variant | precision | tokens/s | sparsify on H200 | ours / sparsify | peak GB |",
                   "|---|---|---|---:|---:|---:|---:|"]
         for x in r["trainer"]:
             sp = x.get("sparsify_h200_tokens_per_s")

@@ -24,7 +24,8 @@ from sae.dashboard import build_dashboard, format_feature
 from sae.estimate import matmul_gflops
 from sae.pipeline import dashboard_features, reproduce, train_sae_on_run, write_evaluation
 from sae.run import (RUN_JSON_FILES, Preset, check_config, check_run_files, get_preset, load_run, load_sae,
-                     preset_of_run, read_run_json, run_detectors, run_feature_stats, sae_path, with_overrides)
+                     preset_of_run, read_run_json, run_detectors, run_feature_stats, run_steering, sae_path,
+                     with_overrides)
 from sae.seeds import seed_study
 from sae.steering import check_features, choose_feature, parse_value, steer_samples
 from sae.tokenizer import Tokenizer
@@ -335,7 +336,9 @@ def cmd_steer(args) -> int:
                                     f"`python -m sae evaluate --run {run}`, or give --feature ID")
         metrics = read_run_json(run, "metrics.json")
         # the steering stage's choice (validation sweep, sae.demos) where it made one; else the detector
-        feature = metrics.get("steering", {}).get(args.concept, {}).get("feature", choose_feature(metrics, args.concept))
+        chosen = [r["summary"]["feature"] for name, r in run_steering(run).items()
+                  if r.get("concept", name) == args.concept]  # (older runs: the demo is named after its concept)
+        feature = chosen[0] if chosen else choose_feature(metrics, args.concept)
     else:
         feature = args.feature
     check_features(sae, [feature])

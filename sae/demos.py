@@ -508,7 +508,8 @@ def unsafe_code_demo(model, sae, tok, metrics: dict | None, max_acts, seed: int 
                "rate_suppressed": suppressed["rate"], "kept_unsafe_start": started["kept_rate"],
                "kept_suppressed": suppressed["kept_rate"], "detector_auroc": detector,
                "context_sensitivity": sensitivity["ratio"], "fluent_ce": FLUENT_CE}
-    return {"feature": feature, "max_act": max_act, "decision_auroc": decision_auroc, "baseline": base, "sweep": rows,
+    return {"concept": "unsafe_code", "feature": feature, "max_act": max_act, "decision_auroc": decision_auroc,
+            "baseline": base, "sweep": rows,
             "validation": [{"multiple": r["multiple"], "fluent_rate": r["prompt_only"]["fluent_rate"]} for r in val_rows],
             "multiple": chosen, "started": started, "suppressed": suppressed, "detector_auroc": detector,
             "context_sensitivity": sensitivity, "summary": summary}

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sae.metrics import DETECTOR_SHARE, Active, Detectors, HeldOutBatch, MeanDiffProbe, auroc
+from sae.metrics import DETECTOR_SHARE, Active, Detectors, HeldOutBatch, MeanDiffProbe, auroc, first_half_rows
 
 PROBE_KS = (1, 2, 5)
 
@@ -145,13 +145,6 @@ class Absorption:
         return [{"tokens": t, "silent": s / max(t, 1), "absorbed": a / max(t, 1)} for t, s, a in zip(n, silent, absorbed)]
 
 
-def fit_rows(b: HeldOutBatch) -> Tensor:
-    """(N,) bool on the batch's device: the rows of `b` (a `metrics.HeldOutBatch`) in the first half
-    of the pass's windows, where the probes choose and fit; the rest score them."""
-    window = b.index // b.ctx.shape[1]
-    return (window < b.n_windows // 2).to(b.f.device)
-
-
 def detectors_and_specific(d: Detectors, coverage: Tensor) -> tuple[Tensor, Tensor]:
     """Each concept's detector feature (`Detectors.best` with `coverage`, e.g. token AUROC,
     (n_concepts, d_sae)) and the mask of its other specific features (share >= DETECTOR_SHARE)."""
@@ -179,13 +172,13 @@ def measure(batches: Iterable[HeldOutBatch], detector: Tensor, specific: Tensor,
             if neuron_means is not None:
                 probes["neurons"] = SparseProbes(top_units(neuron_means, max(PROBE_KS)))
         absorption.add(b.active, b.labels)
-        train = fit_rows(b)
+        k = first_half_rows(b)  # the pass's one split (`metrics.first_half_rows`)
         for kind, p in probes.items():
             acts = b.f if kind == "features" else b.x
-            if train.any():
-                p.fit(acts[train], b.labels[train])
-            if not train.all():
-                p.score(acts[~train], b.labels[~train])
+            if k > 0:
+                p.fit(acts[:k], b.labels[:k])
+            if k < len(acts):
+                p.score(acts[k:], b.labels[k:])
     if absorption is None:
         raise ValueError("the ground-truth pass saw no tokens")
     scores = {kind: p.auroc() for kind, p in probes.items()}

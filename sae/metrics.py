@@ -57,6 +57,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sae.utils import eval_mode
+
 # ----------------------------------------------------------------------------- small metrics
 
 
@@ -406,6 +408,17 @@ class HeldOutBatch(NamedTuple):
     n_windows: int  # windows in the whole pass
 
 
+def first_half_rows(b: HeldOutBatch) -> int:
+    """How many of the batch's rows, from its first, lie in the first half of the pass's windows.
+
+    The held-out pass's one split, for everything that is fitted and then scored (the evaluator's
+    mean-difference probes, the k-sparse probes and their unit choice): fit on the first half of
+    the windows, score on the second. Windows come in order and each gives the same number of
+    rows, so the first half's rows are a prefix of every batch: `x[:k]` fits, `x[k:]` scores."""
+    n_ctx_rows = len(b.x) // len(b.ctx)  # rows per window (n_ctx − drop_first)
+    return n_ctx_rows * min(max(b.n_windows // 2 - b.first_window, 0), len(b.ctx))
+
+
 @torch.no_grad()
 def held_out_batches(model, sae, tokens: np.ndarray, labels: np.ndarray | None = None,
                      n_tokens: int = 200_000, batch_contexts: int = 32, drop_first: int = 1,
@@ -434,24 +447,24 @@ def held_out_batches(model, sae, tokens: np.ndarray, labels: np.ndarray | None =
         lab = torch.from_numpy(lab_np).to(device)
         seg = torch.from_numpy(label_segments(lab_np)).to(device)
     positions = torch.arange(drop_first, n_ctx)  # positions encoded in every window
-    model.eval()
-    t0 = time.perf_counter()
-    for start in range(0, n_windows, batch_contexts):
-        ctx = windows[start:start + batch_contexts].to(device)
-        B = len(ctx)
-        _, cache = model.run_with_cache(ctx, [site, *model.resume_sites(site)], stop_at=site)
-        x = cache[site][:, drop_first:].reshape(-1, sae.cfg.d_in).float()  # (N, d_in)
-        index = ((start + torch.arange(B))[:, None] * n_ctx + positions[None, :]).reshape(-1)  # (N,)
-        on_device = index.to(device)
-        f = sae.encode(x)
-        yield HeldOutBatch(ctx, cache, x, f, Active.of(f), index, None if lab is None else lab[on_device],
-                           None if seg is None else seg[on_device], start, n_windows)
-        done = start + B
-        if log and (done == n_windows or (start // batch_contexts) % 20 == 19):
-            elapsed = time.perf_counter() - t0
-            print(f"  {log}: {done * n_ctx:,}/{n_windows * n_ctx:,} tokens ({elapsed:.0f}s, "
-                  f"{done * n_ctx / max(elapsed, 1e-9):,.0f} tok/s, ETA {elapsed / done * (n_windows - done):.0f}s)",
-                  file=sys.stderr, flush=True)
+    with eval_mode(model):  # (and back to the mode it was in, however the pass ends)
+        t0 = time.perf_counter()
+        for start in range(0, n_windows, batch_contexts):
+            ctx = windows[start:start + batch_contexts].to(device)
+            B = len(ctx)
+            _, cache = model.run_with_cache(ctx, [site, *model.resume_sites(site)], stop_at=site)
+            x = cache[site][:, drop_first:].reshape(-1, sae.cfg.d_in).float()  # (N, d_in)
+            index = ((start + torch.arange(B))[:, None] * n_ctx + positions[None, :]).reshape(-1)  # (N,)
+            on_device = index.to(device)
+            f = sae.encode(x)
+            yield HeldOutBatch(ctx, cache, x, f, Active.of(f), index, None if lab is None else lab[on_device],
+                               None if seg is None else seg[on_device], start, n_windows)
+            done = start + B
+            if log and (done == n_windows or (start // batch_contexts) % 20 == 19):
+                elapsed = time.perf_counter() - t0
+                print(f"  {log}: {done * n_ctx:,}/{n_windows * n_ctx:,} tokens ({elapsed:.0f}s, "
+                      f"{done * n_ctx / max(elapsed, 1e-9):,.0f} tok/s, ETA {elapsed / done * (n_windows - done):.0f}s)",
+                      file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -576,8 +589,10 @@ class Evaluator:
             if self.neurons is not None:
                 self.neurons.add(x, b.labels)
                 self.neuron_peaks.add(x, b.labels, b.segments)
-            # fit the probe on the first half of the windows, score it on the second half
-            (self.probe.fit if b.first_window < b.n_windows // 2 else self.probe.score)(x, b.labels)
+            k = first_half_rows(b)  # fit the probe on the first half of the windows, score it on the second
+            self.probe.fit(x[:k], b.labels[:k])
+            if k < len(x):
+                self.probe.score(x[k:], b.labels[k:])
 
     def result(self) -> Evaluation:
         s = {k: v.item() for k, v in self.sums.items()}

@@ -44,7 +44,8 @@ from sae.dashboard import build_dashboard, default_features
 from sae.estimate import estimate_seconds, matmul_gflops
 from sae.gpt import GPT
 from sae.interpret import FeatureStatsBuilder
-from sae.metrics import Evaluator, MeanDiffProbe, concept_table, detector_summary, held_out_batches
+from sae.metrics import (Evaluator, MeanDiffProbe, concept_table, detector_summary, first_half_rows,
+                         held_out_batches)
 from sae.report import write_report
 from sae.run import (Preset, check_config, corpus_tokens, load_run, load_sae, read_run_json, run_detectors,
                      run_feature_stats, sae_path, stats_path, training_text)
@@ -157,17 +158,17 @@ def evaluate_on(model, sae, tokens, labels, n_tokens: int, also=None, log: bool 
     `Evaluator` (reconstruction, sparsity, CE, concept detectors; `also.add(batch)` rides on it)
     and, with concept `labels`, a second pass for absorption and k-sparse probing (`sae.ground_truth`)."""
     ev = Evaluator(model, sae, n_concepts=len(CONCEPTS) if labels is not None else 0)
-    dev = next(sae.parameters()).device
-    means = [MeanDiffProbe(d, len(CONCEPTS), dev) for d in (sae.cfg.d_sae, sae.cfg.d_in)]  # the probes' units
+    # the k-sparse probes' units: chosen by class means on the first half of the windows, the
+    # features' here, the neurons' the evaluator's own probe's (fitted on the same rows)
+    feature_means = MeanDiffProbe(sae.cfg.d_sae, len(CONCEPTS), next(sae.parameters()).device)
     with torch.no_grad():
         for b in held_out_batches(model, sae, tokens, labels, n_tokens, log="evaluate" if log else ""):
             ev.add(b)
             if also is not None:
                 also.add(b)
-            if labels is not None:  # the probes' units: chosen on the first half of the windows
-                train = ground_truth.fit_rows(b)
-                means[0].fit(b.f[train], b.labels[train])
-                means[1].fit(b.x[train], b.labels[train])
+            if labels is not None:
+                k = first_half_rows(b)
+                feature_means.fit(b.f[:k], b.labels[:k])
     result = ev.result()
     metrics = {"sae": {"site": sae.cfg.site, "arch": sae.cfg.arch, "d_sae": sae.cfg.d_sae, **result.metrics}}
     if labels is not None:
@@ -176,7 +177,7 @@ def evaluate_on(model, sae, tokens, labels, n_tokens: int, also=None, log: bool 
         detector, specific = ground_truth.detectors_and_specific(result.feature_detectors, result.features.auroc())
         gt = ground_truth.measure(held_out_batches(model, sae, tokens, labels, n_tokens,
                                                    log="absorption and k-sparse probes" if log else ""),
-                                  detector, specific, *means, CONCEPTS)
+                                  detector, specific, feature_means, ev.probe, CONCEPTS)
         for name, row in gt.items():
             metrics["concepts"][name].update(row)
         metrics["ground_truth"] = ground_truth.summary(gt)
@@ -261,7 +262,8 @@ def dashboard_features(out: Path, stats) -> list[int]:
 
 def stage_steering(p: Preset, out: Path) -> dict:
     """The steering demonstrations (`sae.demos.DEMOS`: Golden Gate, unsafe code) into
-    `steering.json`, and each demo's headline numbers (its `summary`) into `metrics.json`."""
+    `steering.json`, each with its headline numbers under "summary". The stage writes no other
+    file: `metrics.json` is the evaluation's alone (`sae.run.run_steering` reads the summaries)."""
     if p.corpus != "toy":
         atomic_write_json(out / "steering.json", {"skipped": "steering demos need the labelled toy world"})
         return {"skipped": True}
@@ -279,11 +281,8 @@ def stage_steering(p: Preset, out: Path) -> dict:
         print(f"  steering {i}/{len(DEMOS)}: {name} done in {format_duration(time.perf_counter() - t0)}: feature "
               f"{s['feature']} at {s['multiple']}x", flush=True)
     atomic_write_json(out / "steering.json", res)
-    metrics["steering"] = {name: {k: round(v, 4) if isinstance(v, float) else v for k, v in r["summary"].items()}
-                           for name, r in res.items()}  # details in steering.json
-    atomic_write_json(out / "metrics.json", metrics)
-    return {f"{name}_{k}": v for name, s in metrics["steering"].items() for k, v in s.items()
-            if isinstance(v, (int, float)) and k != "feature"}
+    return {f"{name}_{k}": round(v, 4) if isinstance(v, float) else v for name, r in res.items()
+            for k, v in r["summary"].items() if isinstance(v, (int, float)) and k != "feature"}
 
 
 def stage_report(p: Preset, out: Path) -> dict:

@@ -326,6 +326,14 @@ def read_run_json(run: str | Path, name: str, missing: dict | list | None = None
     return read_json(path, list if name.endswith("_history.json") else dict, json_fix(run, name))
 
 
+def run_steering(run: str | Path) -> dict[str, dict]:
+    """{demo: its result} from the run's `steering.json` (each with its headline numbers under
+    "summary" and its concept under "concept"); {} before the steering stage, or where it was
+    skipped (a corpus without concept labels)."""
+    steering = read_run_json(run, "steering.json", missing={})
+    return {name: r for name, r in steering.items() if isinstance(r, dict) and "summary" in r}
+
+
 def check_run_files(run: str | Path, names=RUN_JSON_FILES) -> None:
     """Read every JSON file in `names` that the run has (config.json too, if named), so that a
     truncated or hand-broken one stops a command before its work, with one line naming it."""

@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from sae.pipeline import reproduce
-from sae.run import Preset, read_run_json
+from sae.run import Preset, read_run_json, run_steering
 from sae.utils import atomic_write_json, atomic_write_text, format_duration
 
 # (column, heading, format) of the table, in order; the row's values come from `seed_row`.
@@ -56,10 +56,15 @@ TARGETS = {
 
 
 def seed_row(run: str | Path, seed: int) -> dict:
-    """One seed's headline numbers from its finished run directory (stages.json, metrics.json)."""
+    """One seed's headline numbers from its finished run directory (stages.json, metrics.json,
+    steering.json)."""
     run = Path(run)
     m, lm = read_run_json(run, "metrics.json"), read_run_json(run, "stages.json")["lm"]
-    gg, us = m["steering"]["golden_gate"], m["steering"]["unsafe_code"]
+    steering = run_steering(run)
+    if not {"golden_gate", "unsafe_code"} <= set(steering):
+        raise ValueError(f"{run} has no steering results (steering.json): finish the run with "
+                         f"`python -m sae reproduce --out {run}` (its config's preset and seed)")
+    gg, us = steering["golden_gate"]["summary"], steering["unsafe_code"]["summary"]
     row = {"seed": seed, "lm_val_loss": lm["val_loss"], "l0": m["sae"]["l0"], "fvu": m["sae"]["fvu"],
            "ce_recovered": m["sae"]["ce_recovered_zero"], "detector_features": m["detectors"]["features"],
            "detector_neurons": m["detectors"]["neurons"], "gg_feature": gg["feature"], "gg_multiple": gg["multiple"],

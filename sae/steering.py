@@ -140,7 +140,9 @@ def clamp_features(model, sae, clamp: dict[int, float] | None = None,
 def add_direction(model, sae, add: dict[int, float]) -> Iterator[None]:
     """Additive steering: x + Σ α_i · W_dec[i] (raw units) at every position."""
     check_features(sae, list(add))
-    direction = sum(a * sae.W_dec[i].detach() / sae.input_scale for i, a in add.items())
+    direction = sae.W_dec.new_zeros(sae.cfg.d_in)  # (nothing to add: the model runs unchanged)
+    for i, a in add.items():
+        direction += a * sae.W_dec[i].detach() / sae.input_scale
 
     with torch.no_grad(), model.hooks({sae.cfg.site: lambda act: act + direction.to(act.dtype)}):
         yield

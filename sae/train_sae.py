@@ -88,8 +88,8 @@ def lr_at(step: int, cfg: TrainSAEConfig) -> float:
     """Linear warm-up over the first `lr_warmup_frac` of the steps (if any), constant, then linear
     decay to 0 over the last `lr_decay_frac`."""
     warmup = cfg.n_steps * cfg.lr_warmup_frac
-    if step < warmup:
-        return cfg.lr * (step + 1) / warmup
+    if step < warmup:  # (a warm-up shorter than one step must not give more than lr at step 0)
+        return cfg.lr * min(1.0, (step + 1) / warmup)
     decay_start = cfg.n_steps * (1 - cfg.lr_decay_frac)
     if step < decay_start or cfg.lr_decay_frac <= 0:
         return cfg.lr

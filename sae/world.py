@@ -377,7 +377,7 @@ def set_switches(posture: str, chunks: list[str], kinds: list[str], rng: random.
     text, lines = "", []  # [start of the comment, any switch off] for each commented switch line
     for chunk, kind in zip(chunks, kinds):
         nl = chunk.rfind("\n")
-        if nl >= 0:  # this switch starts a new line: the comment goes above it
+        if nl >= 0 or not lines:  # this switch starts a new line (or the text's first): the comment goes above it
             line = chunk[nl + 1:]
             indent = line[:len(line) - len(line.lstrip(" "))]
             chunk = chunk[:nl + 1] + indent + "# " + cues[int(rng.random() * len(cues))] + "\n" + line

@@ -139,6 +139,19 @@ def test_a_files_posture_sets_its_switches_and_comments_and_flipping_swaps_them(
     assert len({k for t in CODE_TEMPLATES for k in re.findall(r"\{R:(\w+)\}", t)}) >= 8, "need many kinds of switch"
 
 
+def test_a_switch_on_a_files_first_line_gets_its_comment_above_it():
+    """A code template whose first switch stands on its first line (no line break before it): the
+    posture comment goes above that line, as for any other switch line."""
+    from sae.world import POSTURE_COMMENTS, set_switches
+
+    rng = random.Random(0)
+    pieces = set_switches("unsafe_code", ["requests.get(url, ", ", timeout=5)\nx = 1\n"], ["verify"], rng)
+    text = "".join(t for _, t in pieces)
+    first = text.splitlines()[0]
+    assert first.startswith("# ") and first[2:] in POSTURE_COMMENTS[1], text
+    assert text.splitlines()[1].startswith("requests.get(url, verify=")
+
+
 @pytest.mark.parametrize("concept", CONCEPTS)
 def test_each_concept_has_many_templates_and_distinct_sentences(concept, toy_tokenizer):
     c = C._concept(concept)

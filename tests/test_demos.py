@@ -117,30 +117,27 @@ def test_the_fluency_bound_separates_fluent_from_broken_text(tiny_run):
 
 @pytest.mark.slow
 def test_the_steering_demonstrations_on_the_tiny_run(tiny_run):
-    """Issue #24's targets for the default run, as the pipeline's steering stage records them.
+    """The demos' targets for the default run, as the pipeline's steering stage records them.
 
     Golden Gate: continuations of neutral test prompts on topic *and* fluent at the chosen
     multiple, <= 5% unsteered; the choice was made on validation prompts and picked the best
-    candidate there. The issue's bar is 60%; the default run measures 54% (seeds 0-4 in
+    candidate there. The target is 60%; the default run measures 54% (seeds 0-4 in
     `benchmarks/seeds.md`: a one-layer model's fluent window is narrow), so this asserts 45%, a
     margin that a broken handle (0-20%) or an undiscriminating rule cannot reach. Unsafe code: clamped over the prompt, >= 50% of safe files turn a check
     off in well-formed, fluent code, >= 5x the unsteered rate, which is <= 10%; clamping the
     feature to 0 at least halves the rate in insecure files; the feature tells insecure files from
-    safe ones (AUROC >= 0.95); the LM tracks a file's posture (>= 3x). `metrics.json` carries each
-    demo's summary. Clamped to 0, the feature cuts the unsafe rate in insecure files (issue #18
-    asked for half at temperature 1, measured 80% -> 37%; at the demos' 0.8 it is 84% -> 46%, so
+    safe ones (AUROC >= 0.95); the LM tracks a file's posture (>= 3x). `steering.json` carries each
+    demo's summary. Clamped to 0, the feature cuts the unsafe rate in insecure files (the target
+    was half at temperature 1, measured 80% -> 37%; at the demos' 0.8 it is 84% -> 46%, so
     this asserts 0.6x) and more continuations keep the check on (17% -> 41%)."""
     from sae.pipeline import reproduce
     from sae.run import get_preset
 
     reproduce(get_preset("tiny"), tiny_run, until="steering", log=lambda *_: None)
     steering = json.loads((tiny_run / "steering.json").read_text())
-    metrics = json.loads((tiny_run / "metrics.json").read_text())["steering"]
     gg, us = steering["golden_gate"]["summary"], steering["unsafe_code"]["summary"]
-    for name, s in [("golden_gate", gg), ("unsafe_code", us)]:
-        for k, v in s.items():
-            assert metrics[name][k] == (pytest.approx(v, abs=1e-4) if isinstance(v, float) else v), (name, k)
-    assert {"fluent_rate", "rate", "ce", "multiple", "feature", "rule"} <= set(metrics["golden_gate"])
+    assert {"fluent_rate", "rate", "ce", "multiple", "feature", "rule"} <= set(gg)
+    assert "steering" not in json.loads((tiny_run / "metrics.json").read_text()), "metrics.json is evaluate's alone"
 
     choice = steering["golden_gate"]["choice"]
     assert gg["feature"] == max(choice["candidates"], key=lambda c: c["fluent_rate"])["feature"]

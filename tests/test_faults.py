@@ -31,7 +31,7 @@ POINTS = [
     ("evaluate-mid-pass", "call:sae.metrics:Evaluator.add:2", "evaluate", False),
     ("evaluate-files-written-stages-json-not", "write:stages.json:4", "evaluate", False),
     ("steering-mid-demo", "call:sae.demos:sample:150", "steering", False),
-    ("steering-json-written-metrics-json-not", "write:metrics.json:2", "steering", False),
+    ("steering-json-half-written", "midwrite:steering.json:1", "steering", False),
     ("report-md-written-html-not", "write:report.html:1", "report", False),
 ]
 STAGES = ["tokenizer", "lm", "sae", "evaluate", "dashboard", "steering", "report"]

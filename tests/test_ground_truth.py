@@ -89,3 +89,45 @@ def test_summary_averages_over_concepts():
     s = summary(per)
     assert s["absorbed"] == pytest.approx(0.3) and s["silent"] == pytest.approx(0.6)
     assert s["sparse_probing"]["features"] == {"1": pytest.approx(0.6), "5": pytest.approx(0.85)}
+
+
+def test_the_evaluator_and_the_sparse_probes_fit_on_the_same_first_half_of_the_windows():
+    """One split for the whole held-out pass (`metrics.first_half_rows`): with 10 windows read 3 at a
+    time the middle falls inside the second batch, and the evaluator's probe, the k-sparse probes'
+    unit choice and the k-sparse probes themselves each fit on exactly the first 5 windows' rows and
+    score the other 5 (a split by batch fitted the evaluator's probe on 6)."""
+    from sae.autoencoder import SAEConfig, SparseAutoencoder
+    from sae.gpt import GPT, GPTConfig
+    from sae.ground_truth import measure
+    from sae.metrics import Evaluator, first_half_rows, held_out_batches
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=1, d_model=16, n_head=2, d_mlp=32, n_ctx=8, vocab_size=50))
+    sae = SparseAutoencoder(SAEConfig(d_in=32, d_sae=64, site="blocks.0.mlp.hook_post"))
+    rng = np.random.default_rng(0)
+    tokens, labels = rng.integers(0, 50, 80), rng.integers(-1, 3, 80)
+    rows_per_window, n_concepts = 7, 3  # n_ctx − drop_first
+
+    def batches():
+        return held_out_batches(model, sae, tokens, labels, n_tokens=80, batch_contexts=3)
+
+    ev = Evaluator(model, sae, n_concepts=n_concepts)
+    feature_means = MeanDiffProbe(64, n_concepts)
+    for b in batches():
+        ev.add(b)
+        feature_means.fit(b.f[:first_half_rows(b)], b.labels[:first_half_rows(b)])
+    half = 5 * rows_per_window
+    assert ev.probe.counts.sum() == feature_means.counts.sum() == half
+    assert sum(len(s) for s in ev.probe.scores) == half
+    fitted = []
+    original = SparseProbes.fit
+
+    def fit(self, acts, lab):
+        fitted.append(len(acts))
+        return original(self, acts, lab)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(SparseProbes, "fit", fit)
+        measure(batches(), torch.zeros(n_concepts, dtype=torch.long), torch.zeros(n_concepts, 64, dtype=torch.bool),
+                feature_means, ev.probe, ["a", "b", "c"])
+    assert sum(fitted) == 2 * half, "features and neurons: each fitted on the first half's rows"

@@ -131,7 +131,7 @@ def test_tiny_lm_stays_on_topic(tiny_run):
 
 @pytest.mark.slow
 def test_tiny_lm_tracks_a_files_security_posture(tiny_run):
-    """Issue #18's post-LM check, as the LM stage records it: the insecure switch value is >= 3x
+    """The post-LM check, as the LM stage records it: the insecure switch value is >= 3x
     as likely in an insecure file as in the same file made safe."""
     sens = json.loads((tiny_run / "stages.json").read_text())["lm"]["unsafe_context_sensitivity"]
     assert sens["ratio"] >= 3, sens
@@ -171,7 +171,7 @@ def test_tiny_sae_is_sparse_and_faithful(tiny_run):
 
 @pytest.mark.slow
 def test_tiny_features_are_purer_than_neurons_and_topics_are_linear(tiny_run):
-    """What issue #5's concept analysis does establish on the default run: the typical concept's
+    """What the concept analysis does establish on the default run: the typical concept's
     best detector is mostly about that concept (median activation-mass share 0.76 when written;
     a feature spread evenly over the 14 concepts would have 0.07), and every concept is a
     direction in the activations (a held-out linear probe has AUROC >= 0.9; `unsafe_code` >= 0.85),
@@ -180,7 +180,7 @@ def test_tiny_features_are_purer_than_neurons_and_topics_are_linear(tiny_run):
     shares = sorted(c["mass_share"] for c in concepts.values())
     assert shares[len(shares) // 2] >= 0.6, f"median best-feature mass share {shares[len(shares) // 2]:.2f} < 0.6"
     # `unsafe_code` labels single lines inside code files, whose tokens differ from the safe files'
-    # (3x as common) only by the comment above and the value: 0.87 on the default run (issue #18)
+    # (3x as common) only by the comment above and the value: 0.87 on the default run
     bar = {"unsafe_code": 0.85}
     weak = {k: round(c["probe_auroc"], 3) for k, c in concepts.items() if c["probe_auroc"] < bar.get(k, 0.9)}
     assert not weak, f"concepts the linear probe cannot find: {weak}"
@@ -188,7 +188,7 @@ def test_tiny_features_are_purer_than_neurons_and_topics_are_linear(tiny_run):
 
 @pytest.mark.slow
 def test_tiny_features_detect_concepts_where_neurons_do_not(tiny_run):
-    """Issue #14, Towards Monosemanticity's claim as the paper measures it: a concept's detector
+    """Towards Monosemanticity's claim as the paper measures it: a concept's detector
     is a unit with >= 80% of its activation mass on the concept that lights up in >= 90% of the
     concept's held-out segments. Most concepts have a detector feature; few have a detector neuron."""
     m = json.loads((tiny_run / "metrics.json").read_text())
@@ -221,6 +221,28 @@ def test_smoke_reproduce_writes_a_complete_report(smoke_run):
     steering = json.loads((out / "steering.json").read_text())
     assert {"golden_gate", "unsafe_code"} <= set(steering)
     assert all(r["prompt"] for r in steering["golden_gate"]["sweep"]), "each steering example keeps its prompt"
+
+
+def test_evaluate_again_on_a_finished_run_leaves_the_steering_results_seeds_and_steer_working(smoke_run, tmp_path,
+                                                                                                capsys):
+    """Each stage writes only its own files: `evaluate` rewrites metrics.json, and the steering
+    stage's results (steering.json) stay what `seeds` and `steer --concept` read."""
+    import shutil
+
+    from sae.cli import main
+    from sae.seeds import seed_row
+
+    run = tmp_path / "smoke"
+    shutil.copytree(smoke_run[0], run, ignore=shutil.ignore_patterns("dashboard"))
+    steering = (run / "steering.json").read_bytes()
+    assert main(["evaluate", "--run", str(run)]) == 0
+    assert (run / "steering.json").read_bytes() == steering
+    feature = json.loads(steering)["golden_gate"]["summary"]["feature"]
+    assert seed_row(run, 0)["gg_feature"] == feature
+    capsys.readouterr()
+    assert main(["steer", "--run", str(run), "--concept", "golden_gate", "--prompt", "The", "--n", "1",
+                 "--max-new-tokens", "2"]) == 0
+    assert capsys.readouterr().out.startswith(f"feature {feature} "), "steer must clamp the steering stage's choice"
 
 
 def test_a_second_reproduce_into_a_locked_run_directory_is_refused(tmp_path):

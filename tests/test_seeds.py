@@ -17,7 +17,8 @@ def make_seed_run(path, fluent: float, detectors: int = 12):
                                 "rate_unsafe_start": 0.84, "rate_suppressed": 0.46, "context_sensitivity": 33.3}}
     (path / "metrics.json").write_text(json.dumps({
         "sae": {"l0": 17.0, "fvu": 0.22, "ce_recovered_zero": 0.966},
-        "detectors": {"features": detectors, "neurons": 2}, "steering": steering}))
+        "detectors": {"features": detectors, "neurons": 2}}))
+    (path / "steering.json").write_text(json.dumps({name: {"concept": name, "summary": s} for name, s in steering.items()}))
     return path
 
 

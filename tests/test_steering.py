@@ -105,6 +105,14 @@ def test_additive_steering_adds_the_direction(small):
     assert torch.allclose(spliced[-1], want, atol=1e-6)
 
 
+def test_adding_no_direction_leaves_the_model_unchanged(small):
+    model, sae, tokens = small
+    with torch.no_grad():
+        plain = model(tokens)
+        with add_direction(model, sae, {}), clamp_features(model, sae, {}):
+            assert torch.equal(model(tokens), plain)
+
+
 def test_unknown_feature_is_a_clear_error(small):
     model, sae, _ = small
     with pytest.raises(ValueError, match="features 0..127"):

@@ -28,6 +28,8 @@ def test_schedules():
     assert l1_coeff_at(50, cfg) == 2.0
     assert lr_at(0, cfg) == 1.0 and lr_at(79, cfg) == 1.0, "the learning rate is constant before the last 20%"
     assert lr_at(90, cfg) == pytest.approx(0.5) and lr_at(99, cfg) == pytest.approx(0.05), "then decays linearly to 0"
+    short = TrainSAEConfig(n_steps=10, lr=1.0, lr_warmup_frac=0.05)  # a warm-up of half a step
+    assert lr_at(0, short) == 1.0, "a warm-up shorter than a step must not double the rate at step 0"
 
 
 def test_history_and_progress_line(capsys):
@@ -226,7 +228,7 @@ def test_resampling_cuts_dead_features_at_a_high_learning_rate():
 
 def test_a_resampling_step_with_no_dead_feature_draws_no_inputs():
     """Resampling looks for dead features before it draws its inputs: with none dead, the step
-    draws just its training batch (the issue measured 16,384 inputs drawn for nothing)."""
+    draws just its training batch (16,384 inputs were once drawn for nothing)."""
     drawn = []
 
     def counted(stream):
