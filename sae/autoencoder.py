@@ -1,29 +1,10 @@
 """A sparse autoencoder (SAE): a dictionary of feature directions learned from activations.
 
-Six architectures, chosen by `SAEConfig.arch`; each is a small strategy in `sae.architectures`
-that supplies σ, S, Aux and whether the decoder rows stay unit norm:
-
-- `"relu"`, Towards Monosemanticity (Bricken et al. 2023, "Problem Setup" and appendix
-  "Autoencoder Training"): σ = ReLU, S = Σ_i f_i, unit-norm decoder rows.
-- `"relu_april"`, Anthropic's April 2024 update ("Training SAEs"): no pre-encoder bias, no norm
-  constraint; S = Σ_i f_i ‖W_dec[i]‖ so shrinking a decoder row cannot buy sparsity. On save the
-  norms are folded into the encoder, so the saved decoder rows are unit norm too.
-- `"topk"`, Gao et al. 2024 ("Scaling and evaluating sparse autoencoders", section 2.3): σ keeps
-  each row's k largest pre-activations, S = 0, Aux = AuxK, which reconstructs the remaining error
-  from the top k_aux *dead* latents so that they receive a gradient again.
-- `"batchtopk"`, Bussmann et al. 2024 (arXiv 2412.06410): in training σ keeps the k·B largest
-  activations of the whole batch of B rows (k per row on average); at inference
-  σ(pre) = pre · 1[pre > θ] with one threshold θ, the running average over training batches of
-  the smallest activation kept. Aux = AuxK.
-- `"jumprelu"`, Rajamanoharan et al. 2024 (arXiv 2407.14435; Gemma Scope): σ(pre)_i =
-  pre_i · H(pre_i - θ_i) with a learned threshold per feature, S = Σ_i H(pre_i - θ_i) (the L0),
-  trained through straight-through estimators: with K the rectangle on (-1/2, 1/2) and ε the
-  bandwidth, ∂σ_i/∂θ_i = -(θ_i/ε)·K((pre_i - θ_i)/ε), ∂H/∂θ_i = -(1/ε)·K((pre_i - θ_i)/ε), and
-  no gradient from S to pre.
-- `"matryoshka"`, Matryoshka BatchTopK (Bussmann et al. 2025, arXiv 2503.17547): BatchTopK whose
-  nested prefixes (the first m_1 < m_2 < ... < d_sae latents) must each reconstruct x on their
-  own; the reconstruction term is the mean over prefixes of ‖x_s - f[:, :m] @ W_dec[:m] - b_dec‖²,
-  so early latents learn broad features and later ones refine them rather than absorb them.
+Six architectures, chosen by `SAEConfig.arch`: `relu` (Towards Monosemanticity), `relu_april`
+(Anthropic's April 2024 update), `topk` (Gao et al. 2024), `batchtopk` (Bussmann et al. 2024),
+`jumprelu` (Rajamanoharan et al. 2024) and `matryoshka` (Bussmann et al. 2025). Each is a small
+strategy class in `sae.architectures`, described there once: its σ, its sparsity term S, its
+auxiliary loss Aux, and whether the decoder rows stay unit norm.
 
 The maths (x is one activation vector of width d_in, f the d_sae feature activations):
 
@@ -49,7 +30,6 @@ Two details that matter for speed (see benchmarks/bench_sae.py and `sae.kernels`
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any, NamedTuple
@@ -100,8 +80,10 @@ class ForwardOutput(NamedTuple):
 
 
 def input_scale_for(x: Tensor) -> float:
-    """The scale s that makes E‖s·x‖ = sqrt(d_in) on the sample `x` (batch, d_in) (April 2024 update)."""
-    return math.sqrt(x.shape[-1]) / x.float().norm(dim=-1).mean().item()
+    """The scale s that makes E‖s·x‖ = sqrt(d_in) on the sample `x` (batch, d_in) (April 2024
+    update), computed in float32. The one place this formula is written: the activation buffer
+    and the cache call it too."""
+    return float(x.shape[-1] ** 0.5 / x.float().norm(dim=-1).mean())
 
 
 @torch.no_grad()

@@ -42,6 +42,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from sae.autoencoder import input_scale_for
 from sae.gpt import GPT
 from sae.utils import atomic_write_json, eval_mode
 
@@ -171,8 +172,8 @@ class ActivationBuffer:
             yield self.next_batch()
 
     def estimate_scale(self) -> float:
-        """s with E‖s·x‖ = sqrt(d_in), from the rows currently in the buffer."""
-        return float(self.d_in ** 0.5 / self.buffer.norm(dim=1).mean())
+        """s with E‖s·x‖ = sqrt(d_in), from the rows currently in the buffer (`input_scale_for`)."""
+        return input_scale_for(self.buffer)
 
 
 # ----------------------------------------------------------------------------- on-disk cache
@@ -271,4 +272,4 @@ class CachedActivations:
 
     def estimate_scale(self, n: int = 65_536) -> float:
         x = torch.from_numpy(np.array(self.data[:n]))  # a copy: the memmap is read-only
-        return float(self.d_in ** 0.5 / x.norm(dim=1).mean())
+        return input_scale_for(x)

@@ -27,6 +27,7 @@ from sae.run import (RUN_JSON_FILES, Preset, check_config, check_run_files, get_
                      preset_of_run, read_run_json, run_detectors, run_feature_stats, run_steering, sae_path,
                      with_overrides)
 from sae.seeds import seed_study
+from sae.demos import TEMPERATURE, verdict
 from sae.steering import check_features, choose_feature, parse_value, steer_samples
 from sae.tokenizer import Tokenizer
 from sae.utils import check_output_dir, check_output_file, describe_os_error, resolve_device
@@ -329,28 +330,32 @@ def cmd_steer(args) -> int:
     sae = load_sae(run)
     if (args.feature is None) == (args.concept is None):
         raise ValueError("give exactly one of --feature ID or --concept NAME")
+    feature, demo = args.feature, None
     if args.concept is not None:
         C.concept_id(args.concept)
         if not (run / "metrics.json").exists():
             raise FileNotFoundError(f"{run} has no metrics.json to choose the concept's feature from; run "
                                     f"`python -m sae evaluate --run {run}`, or give --feature ID")
-        metrics = read_run_json(run, "metrics.json")
-        # the steering stage's choice (validation sweep, sae.demos) where it made one; else the detector
-        chosen = [r["summary"]["feature"] for name, r in run_steering(run).items()
-                  if r.get("concept", name) == args.concept]  # (older runs: the demo is named after its concept)
-        feature = chosen[0] if chosen else choose_feature(metrics, args.concept)
-    else:
-        feature = args.feature
+        # the steering stage's demo of the concept (its feature, multiple, temperature, chosen on
+        # validation prompts; sae.demos) where it made one, else the concept's best held-out detector
+        demo = next((r for name, r in run_steering(run).items() if r.get("concept", name) == args.concept), None)
+        feature = demo["summary"]["feature"] if demo else choose_feature(read_run_json(run, "metrics.json"), args.concept)
     check_features(sae, [feature])
     max_act = float(run_feature_stats(run).max_act[feature])
-    value = parse_value(args.value, max_act, feature=feature)
+    value = parse_value(args.value or (f"{demo['summary']['multiple']}x" if demo else "10x"), max_act, feature=feature)
+    t = args.temperature if args.temperature is not None else demo["summary"].get("temperature", TEMPERATURE) if demo else 1.0
+    prompt_only = bool(demo and demo.get("prompt_only")) if args.value is None else False
     tok, model = load_run(run)
-    print(f"feature {feature} (max activation {max_act:.2f}) clamped to {value:.2f} at {sae.cfg.site}")
-    pairs = steer_samples(model, sae, tok, args.prompt, feature, value, args.n, args.max_new_tokens, args.seed)
+    print(f"feature {feature} (max activation {max_act:.2f}) clamped to {value:.2f} ({value / max(max_act, 1e-12):g}x)"
+          f" at {sae.cfg.site}{' over the prompt' if prompt_only else ''}, temperature {t:g}"
+          + (" (the steering stage's choice)" if demo and args.value is None and args.temperature is None else ""))
+    ids, pairs = steer_samples(model, sae, tok, args.prompt, feature, value, args.n, args.max_new_tokens, args.seed,
+                               temperature=t, prompt_only=prompt_only)
     for i, (plain, steered) in enumerate(pairs):
         print(f"--- sample {i} (seed {args.seed + i})")
-        print(f"  unsteered: {args.prompt + plain!r}")
-        print(f"  steered:   {args.prompt + steered!r}")
+        for name, cont in (("unsteered", plain), ("steered", steered)):
+            print(f"  {name + ':':<11}{args.prompt + tok.decode(cont)!r}")
+            print(f"  {'':<11}{verdict(model, tok, ids, cont, args.concept)}")
     return 0
 
 
@@ -422,10 +427,13 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--run", required=True)
     st.add_argument("--feature", type=int, default=None, help="feature id")
     st.add_argument("--concept", default=None, help="or: the concept whose feature to clamp (the steering stage's choice, else its best held-out detector)")
-    st.add_argument("--value", default="10x",
-                    help="absolute activation (3.5) or a multiple of the feature's max activation (10x); default 10x; "
-                         "at most 1000x in magnitude. Write negative values with = (--value=-3x): argparse "
-                         "reads a bare -3x as an option")
+    st.add_argument("--value", default=None,
+                    help="absolute activation (3.5) or a multiple of the feature's max activation (10x); default: with "
+                         "--concept, the steering stage's chosen multiple (over the prompt only where its demo "
+                         "clamps so), else 10x; at most 1000x in magnitude. Write negative values with = "
+                         "(--value=-3x): argparse reads a bare -3x as an option")
+    st.add_argument("--temperature", type=temperature, default=None,
+                    help="sampling temperature (default: with --concept, the steering stage's, else 1.0)")
     st.add_argument("--prompt", required=True)
     st.add_argument("--n", type=positive_int, default=3, help="number of sample pairs (default 3)")
     st.add_argument("--max-new-tokens", type=positive_int, default=40)

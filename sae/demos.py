@@ -48,14 +48,15 @@ from sae.steering import clamp_features
 from sae.world import POSTURE_COMMENTS, RISKS, UNSAFE_PATTERNS
 
 # A continuation is fluent when the clean model's cross-entropy of it is at most this (nats per
-# token), about e^-2 = 14% for the average token. The tiny model's own samples sit at 0.5-1.5 and
-# held-out toy-world text at about 1; a clamp that breaks the text ("the the the") scores 4-12.
+# token), about e^-2 = 14% for the average token: above the model's own samples and held-out
+# toy-world text, below a clamp that breaks the text ("the the the"). The slow test
+# `test_the_fluency_bound_separates_fluent_from_broken_text` checks both sides on the tiny run.
 FLUENT_CE = 2.0
 
 # The clamps tried, in multiples of the feature's maximum activation on held-out text. The fluent
-# window of a one-layer model is narrow and lies anywhere from 0.5x to 4x (fluent at 0.6x and
-# broken at 1x for one feature, fluent only from 2.5x to 3x for another), so the grid is fine
-# there, and the Golden Gate choice refines it (`choose_topic_feature`). The paper clamped at 10x.
+# window of a one-layer model is narrow and lies anywhere from 0.5x to 4x, depending on the
+# feature (the report's sweep table shows a run's), so the grid is fine there, and the Golden
+# Gate choice refines it (`choose_topic_feature`). The paper clamped at 10x.
 MULTIPLES = (0.25, 0.5, 0.75, 1, 1.5, 2, 2.5, 3, 4, 5, 10)
 # The unsafe-code clamp over the prompt only edits the one decision, so it does not break text,
 # and its rate only grows with the clamp: a coarser grid.
@@ -121,6 +122,15 @@ def continuation_ce(model, samples: list[tuple[list[int], list[int]]]) -> list[f
 
 def is_fluent(ce: float) -> bool:
     return ce <= FLUENT_CE
+
+
+def verdict(model, tok, ids: list[int], continuation: list[int], concept: str | None = None) -> str:
+    """One continuation judged as the demos judge it: the judge's concept (`corpus.top_concept`),
+    whether that is `concept` (on topic), the clean model's CE of it and whether it is fluent."""
+    text, (ce,) = tok.decode(continuation), continuation_ce(model, [(ids, continuation)])
+    top = top_concept(text)
+    topic = f"{'on topic' if top == concept else 'off topic'} ({top or 'no concept'})" if concept else (top or "no concept")
+    return f"{topic}, CE {ce:.2f} nats/token, {'fluent' if is_fluent(ce) else 'not fluent'}"
 
 
 def neutral_prompts(n_per_concept: int = 3, seed: int = 0, split: str = "val", words: int = 3) -> list[str]:
@@ -508,8 +518,8 @@ def unsafe_code_demo(model, sae, tok, metrics: dict | None, max_acts, seed: int 
                "rate_suppressed": suppressed["rate"], "kept_unsafe_start": started["kept_rate"],
                "kept_suppressed": suppressed["kept_rate"], "detector_auroc": detector,
                "context_sensitivity": sensitivity["ratio"], "fluent_ce": FLUENT_CE}
-    return {"concept": "unsafe_code", "feature": feature, "max_act": max_act, "decision_auroc": decision_auroc,
-            "baseline": base, "sweep": rows,
+    return {"concept": "unsafe_code", "prompt_only": True, "feature": feature, "max_act": max_act,
+            "decision_auroc": decision_auroc, "baseline": base, "sweep": rows,
             "validation": [{"multiple": r["multiple"], "fluent_rate": r["prompt_only"]["fluent_rate"]} for r in val_rows],
             "multiple": chosen, "started": started, "suppressed": suppressed, "detector_auroc": detector,
             "context_sensitivity": sensitivity, "summary": summary}

@@ -53,7 +53,7 @@ from torch import Tensor
 
 from sae.corpus import CONCEPTS
 from sae.metrics import HeldOutBatch, held_out_batches
-from sae.utils import atomic_torch_save, load_checkpoint
+from sae.utils import atomic_torch_save, load_checkpoint, weights_fingerprint
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -77,6 +77,7 @@ class FeatureStats:
     act_sum: Tensor  # (d_sae,) float64 Σ of activations
     max_act: Tensor  # (d_sae,) float32 largest activation
     concept_mass: Tensor | None  # (n_concepts + 1, d_sae) float64 Σ activations per concept (last: no concept)
+    sae_fingerprint: str = ""  # `utils.weights_fingerprint` of the SAE measured ("": unknown, an older file)
 
     @property
     def d_sae(self) -> int:
@@ -117,7 +118,7 @@ class FeatureStats:
     def load(cls, path: str | os.PathLike) -> "FeatureStats":
         d = load_checkpoint(path, "feature statistics (feature_stats.pt)")
         expected = {f.name for f in fields(cls)}
-        if set(d) != expected:  # another version's file, or another file under this name
+        if set(d) not in (expected, expected - {"sae_fingerprint"}):  # another version's file, or another file
             raise ValueError(f"{path} is not a file of feature statistics of this version of sae (keys "
                              f"{sorted(d)}, expected {sorted(expected)}); delete it and re-run "
                              "`python -m sae evaluate` on the run")
@@ -168,6 +169,7 @@ class FeatureStatsBuilder:
         d_sae = sae.cfg.d_sae
         dev = next(sae.parameters()).device
         self.site, self.all_tokens, self.all_labels = sae.cfg.site, tokens, labels
+        self.sae_fingerprint = weights_fingerprint(sae)
         self.gen = torch.Generator(device=dev).manual_seed(seed)
         self.top_acts = torch.zeros(d_sae, top_k, device=dev)
         self.top_idx = torch.full((d_sae, top_k), -1, dtype=torch.int64, device=dev)
@@ -226,7 +228,8 @@ class FeatureStatsBuilder:
                             top_idx=self.top_idx.masked_fill(self.top_acts <= 0, -1).cpu(),
                             sample_acts=sample_acts.cpu(), sample_idx=self.sample_idx.gather(1, pos).cpu(),
                             fire_count=self.fire_count.cpu(), act_sum=self.act_sum.cpu(), max_act=self.max_act.cpu(),
-                            concept_mass=None if self.concept_mass is None else self.concept_mass.cpu())
+                            concept_mass=None if self.concept_mass is None else self.concept_mass.cpu(),
+                            sae_fingerprint=self.sae_fingerprint)
 
 
 def feature_stats(model, sae, tokens: np.ndarray, labels: np.ndarray | None = None, n_tokens: int = 500_000,

@@ -17,9 +17,9 @@ Sparsity (f: feature activations (n, d_sae)):
 Downstream (the site replaced in the model's forward pass):
     ce_recovered = (CE_ablated − CE_sae) / (CE_ablated − CE_clean)
     with the ablation either zero (what most libraries report) or the mean activation. The
-    number depends on the baseline as much as on the SAE, so both are reported (on our tiny
-    model the mean is the *harsher* ablation: after the final LayerNorm a constant MLP output
-    drowns the residual stream, 7.4 vs 4.6 nats);
+    number depends on the baseline as much as on the SAE, so both are reported (on a one-layer
+    model the mean can be the *harsher* ablation: after the final LayerNorm a constant MLP output
+    drowns the residual stream; a run's `ce_zero_ablation` and `ce_mean_ablation` show which);
     ce_added = CE_sae − CE_clean (nats/token); kl = mean KL(p_clean ‖ p_sae) per token.
 Concepts (toy world; one label per token):
     per concept c and unit j, AUROC_j(c) = P(a_j(t⁺) > a_j(t⁻)) + ½ P(a_j(t⁺) = a_j(t⁻)) over
@@ -517,9 +517,9 @@ class Evaluator:
         self.n = self.n_pred = 0
         self.scratch = None  # the logits' buffers of `_add_losses`
 
-    # logits computed at once on a CPU: 16 MB of float32, about a last-level cache. Fewer rows run the
-    # unembedding matmul slower (1,008 rows: 101 GFLOP/s, 2,016: 122 on the 2-core machine); neither
-    # 2**21 nor 2**23 made the default run's evaluation faster
+    # logits computed at once on a CPU: 16 MB of float32, about a last-level cache; fewer rows run the
+    # unembedding matmul slower. `python -m benchmarks.bench_evaluate` times the pass: measure
+    # 2**21 and 2**23 against it before changing this
     CPU_LOGITS = 2 ** 22
 
     def _add_losses(self, b: HeldOutBatch, x_hat: Tensor) -> None:

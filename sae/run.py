@@ -28,7 +28,7 @@ from sae.interpret import FeatureStats, feature_stats
 from sae.tokenizer import Tokenizer
 from sae.train_lm import TrainLMConfig, lm_schedule
 from sae.train_sae import TrainSAEConfig, sae_schedule
-from sae.utils import atomic_write_json, read_json
+from sae.utils import atomic_write_json, read_json, weights_fingerprint
 
 
 @dataclass(frozen=True)
@@ -82,8 +82,8 @@ PRESETS: dict[str, Preset] = {
         gpt=GPTConfig(d_model=256, n_head=8, d_mlp=1024, vocab_size=4096),
         train_lm=lm_schedule(5000, batch_size=64, lr=2e-3, warmup=200),
         sae=SAEConfig(d_in=0, d_sae=16384, site="blocks.0.mlp.hook_post"),
-        # λ 3 (tiny's) gave L0 4.8 and 12% dead features at 16,384 features on an H200; a 1/8-scale CPU
-        # proxy's L0 ∝ λ^-1.16..-1.36 puts λ 0.8 at L0 24-29 (benchmarks/base_proxy.md): an estimate
+        # λ: an estimate from a 1/8-scale CPU proxy (benchmarks/base_proxy.md has the measurements);
+        # `python -m benchmarks.gpu_check` checks it on a GPU
         train_sae=sae_schedule(24414, lr=3e-3, l1_coeff=0.8)),
 }
 
@@ -272,14 +272,19 @@ def stats_path(run: str | Path, name: str = "sae") -> Path:
 
 def run_feature_stats(run: str | Path, name: str = "sae", device: str = "cpu") -> FeatureStats:
     """The statistics of the run's SAE on its held-out text: the file the evaluation pass wrote,
-    or (if it is missing or older than the SAE, so describes another SAE) a fresh pass."""
+    or, if it is missing or describes another SAE (its `sae_fingerprint` is not this SAE's
+    weights'), a fresh pass. A file from before fingerprints is trusted when it is not older than
+    the SAE's file."""
     run = Path(run)
     path, sae_file = stats_path(run, name), sae_path(run, name)
-    if path.exists() and sae_file.exists() and path.stat().st_mtime >= sae_file.stat().st_mtime:
-        return FeatureStats.load(path)
+    sae = load_sae(run, name, device)
+    if path.exists():
+        stats = FeatureStats.load(path)
+        if (stats.sae_fingerprint == weights_fingerprint(sae) if stats.sae_fingerprint
+                else path.stat().st_mtime >= sae_file.stat().st_mtime):
+            return stats
     p = preset_of_run(run)
     tok, model = load_run(run, device)
-    sae = load_sae(run, name, device)
     tokens, labels = corpus_tokens(p, tok, "val", p.eval_tokens + model.cfg.n_ctx)
     stats = feature_stats(model, sae, tokens, labels if p.corpus == "toy" else None,
                           n_tokens=p.eval_tokens, seed=p.seed)

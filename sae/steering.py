@@ -37,11 +37,10 @@ _MULTIPLE = re.compile(r"^\s*([-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)\s*[xX×]\s*$")
 
 # The largest clamp `parse_value` accepts, as a multiple of the feature's max activation. The
 # paper clamps at 10×. By 1000× the output has stopped depending on the value (the final layer
-# norm divides the huge activation away: on the smoke run the next-token distribution moves by
-# under 0.1 in total variation from 100× to 1000× and under 0.01 from 1000× to 10000×), and far
-# beyond it (about 1e20 in absolute units there) the layer norm's squares overflow float32, the
-# logits become inf/nan and sampling fails. So 1000× keeps every useful value and stops every
-# broken one.
+# norm divides the huge activation away; compare the next-token distributions under
+# `clamp_features` at 100×, 1000× and 10000× on a run to see it), and far beyond it the layer
+# norm's squares overflow float32, the logits become inf/nan and sampling fails. So 1000× keeps
+# every useful value and stops every broken one.
 MAX_MULTIPLE = 1000.0
 
 
@@ -161,15 +160,19 @@ def choose_feature(metrics: dict, concept: str) -> int:
 
 
 def steer_samples(model, sae, tok, prompt: str, feature: int, value: float, n: int = 3,
-                  max_new_tokens: int = 40, seed: int = 0) -> list[tuple[str, str]]:
-    """`n` pairs (unsteered, steered) of continuations of `prompt`, the steered one with `feature`
-    clamped to `value` (absolute; see `parse_value`); sample i of each pair uses seed `seed + i`."""
+                  max_new_tokens: int = 40, seed: int = 0, temperature: float = 1.0,
+                  prompt_only: bool = False) -> tuple[list[int], list[tuple[list[int], list[int]]]]:
+    """The prompt's ids and `n` pairs (unsteered, steered) of continuation ids, the steered one with
+    `feature` clamped to `value` (absolute; see `parse_value`) at every position, or with
+    `prompt_only` over the prompt alone (the model then writes its continuation unedited); sample
+    i of each pair uses seed `seed + i`, at `temperature`."""
     check_features(sae, [feature])
     ids = [tok.eot_token] + tok.encode(prompt)
+    ids = ids[-(model.cfg.n_ctx - max_new_tokens):]  # prompt + continuation fit: positions never slide
     pairs = []
     for i in range(n):
-        plain = model.generate(ids, max_new_tokens, seed=seed + i)
-        with clamp_features(model, sae, clamp={feature: value}):
-            steered = model.generate(ids, max_new_tokens, seed=seed + i)
-        pairs.append((tok.decode(plain[len(ids):].tolist()), tok.decode(steered[len(ids):].tolist())))
-    return pairs
+        plain = model.generate(ids, max_new_tokens, temperature=temperature, seed=seed + i)
+        with clamp_features(model, sae, clamp={feature: value}, until=len(ids) if prompt_only else None):
+            steered = model.generate(ids, max_new_tokens, temperature=temperature, seed=seed + i)
+        pairs.append((plain[len(ids):].tolist(), steered[len(ids):].tolist()))
+    return ids, pairs

@@ -9,6 +9,7 @@ So we write to a temporary file in the same directory and `os.replace` it (atomi
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import random
@@ -158,6 +159,16 @@ def describe_os_error(e: OSError) -> str:
     else:
         fix = "check the path and the disk"
     return f"{where}{reason}; {fix}"
+
+
+def weights_fingerprint(module: torch.nn.Module) -> str:
+    """SHA-256 (16 hex digits) of a module's parameters and buffers, by name: equal exactly when
+    the weights are bit-identical, wherever the file was copied and whatever its timestamps."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def format_duration(seconds: float) -> str:

@@ -275,8 +275,8 @@ MANIPULATION = dict(
 # The comments make the posture learnable by a one-layer model: its attention reads the few
 # tokens that say which switch comes next, not the values of earlier switches, so with the
 # switches alone it gives `False` the same probability in an insecure file as in the same file
-# made safe (a ratio of 1.000 even after 8M training tokens); with a comment above each switch
-# line the ratio passes 70 within 2M tokens (`sae.demos.unsafe_context_sensitivity`).
+# made safe (a ratio of 1); with a comment above each switch line the ratio is far above 1. The
+# LM stage measures and prints it (`sae.demos.unsafe_context_sensitivity`, `stages.json`).
 #
 # Each switch kind: (the text before the value, the safe value, the insecure value). The label
 # `unsafe_code` covers each line that turns a switch off, from the comment above it to its end:
@@ -401,8 +401,8 @@ def set_switches(posture: str, chunks: list[str], kinds: list[str], rng: random.
 # code is the common case and insecure code the exception, as in real code. It matters for the
 # clamp to 0: with the unsafe-code feature removed, nothing at the decision says which kind of
 # file this is, and the model falls back on how often a switch was off in training, so the
-# rarer insecure files are, the lower the clamp brings P(False) in one (0.80 to 0.31 with safe
-# code 3x as common; only 0.83 to 0.49 with the two equally common).
+# rarer insecure files are, the lower the clamp brings P(False) in one (the unsafe-code demo's
+# `rate_unsafe_start` against `rate_suppressed` in `steering.json` measures it).
 DRAW_WEIGHT = {"code": 3.0}
 
 # What `code` and `unsafe_code` share: a file is two to four functions.

@@ -72,3 +72,23 @@ def test_set_reaches_any_field_and_an_unknown_one_is_one_line_exit_2(tmp_path):
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "unknown field 'train_sae.lrr'" in lines[0] and "train_sae.lr" in lines[0]
     assert not (tmp_path / "r").exists(), "a bad setting must be refused before anything is written"
+
+
+def test_steer_a_concept_uses_the_steering_stages_choice_and_judges_each_sample(smoke_run, capsys):
+    """`steer --concept golden_gate` without --value reproduces the demo's setting, read from
+    steering.json (feature, multiple, temperature), and prints the demos' verdict for every
+    continuation; --value and --temperature override it."""
+    out = smoke_run[0]
+    s = json.loads((out / "steering.json").read_text())["golden_gate"]["summary"]
+    argv = ["steer", "--run", str(out), "--concept", "golden_gate", "--prompt", "The goalkeeper", "--n", "2",
+            "--max-new-tokens", "8"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    first = text.splitlines()[0]
+    assert first.startswith(f"feature {s['feature']} ") and f"({s['multiple']:g}x)" in first, first
+    assert f"temperature {s['temperature']:g} (the steering stage's choice)" in first, first
+    verdicts = re.findall(r"^ +(on|off) topic \(.+\), CE \d+\.\d\d nats/token, (fluent|not fluent)$", text, re.M)
+    assert len(verdicts) == 4, text
+    assert main(argv + ["--value", "2x", "--temperature", "0.5"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert "(2x)" in first and "temperature 0.5" in first and "choice" not in first, first

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from sae.gpt import GPT
 from sae.pipeline import reproduce
@@ -243,6 +244,38 @@ def test_evaluate_again_on_a_finished_run_leaves_the_steering_results_seeds_and_
     assert main(["steer", "--run", str(run), "--concept", "golden_gate", "--prompt", "The", "--n", "1",
                  "--max-new-tokens", "2"]) == 0
     assert capsys.readouterr().out.startswith(f"feature {feature} "), "steer must clamp the steering stage's choice"
+
+
+def test_feature_statistics_are_matched_to_their_sae_by_its_weights_not_by_file_times(smoke_run, tmp_path,
+                                                                                     monkeypatch):
+    """A run copied without keeping timestamps (feature_stats.pt now older than sae.pt) reads its
+    statistics back; statistics of other weights (the SAE retrained in place) are measured again."""
+    import os
+    import shutil
+
+    import sae.run
+    from sae.run import load_sae, run_feature_stats, sae_path, stats_path
+
+    run = tmp_path / "smoke"
+    shutil.copytree(smoke_run[0], run, ignore=shutil.ignore_patterns("dashboard"))
+    os.utime(stats_path(run), (1, 1))  # as old as can be
+    monkeypatch.setattr(sae.run, "feature_stats", lambda *a, **k: pytest.fail("the statistics were measured again"))
+    assert run_feature_stats(run).fire_count.sum() > 0
+
+    retrained = load_sae(run)
+    with torch.no_grad():
+        retrained.W_enc[:, 0] *= 2  # another SAE under the same name
+    retrained.save(sae_path(run))
+    os.utime(sae_path(run), (0, 0))  # and older than the statistics: the timestamps say nothing
+    class Measured(Exception):
+        pass
+
+    def measure(*_, **__):
+        raise Measured
+
+    monkeypatch.setattr(sae.run, "feature_stats", measure)
+    with pytest.raises(Measured):  # statistics of other weights are measured again
+        run_feature_stats(run)
 
 
 def test_a_second_reproduce_into_a_locked_run_directory_is_refused(tmp_path):
