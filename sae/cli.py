@@ -21,13 +21,13 @@ import torch
 from sae import corpus as C
 from sae import distributed
 from sae.dashboard import build_dashboard, format_feature
+from sae.demos import TEMPERATURE, verdict
 from sae.estimate import matmul_gflops
 from sae.pipeline import dashboard_features, reproduce, train_sae_on_run, write_evaluation
-from sae.run import (RUN_JSON_FILES, Preset, check_config, check_run_files, get_preset, load_run, load_sae,
-                     preset_of_run, read_run_json, run_detectors, run_feature_stats, run_steering, sae_path,
+from sae.run import (RUN_JSON_FILES, Preset, check_config, check_run_dir, check_run_files, get_preset, load_run,
+                     load_sae, preset_of_run, read_run_json, run_detectors, run_feature_stats, run_steering, sae_path,
                      with_overrides)
 from sae.seeds import seed_study
-from sae.demos import TEMPERATURE, verdict
 from sae.steering import check_features, choose_feature, parse_value, steer_samples
 from sae.tokenizer import Tokenizer
 from sae.utils import check_output_dir, check_output_file, describe_os_error, resolve_device
@@ -486,7 +486,15 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "fn", None):
         parser.print_help()
         return 0
-    return run_command(lambda: args.fn(args), parser.prog)
+    return run_command(lambda: _run_checked(args), parser.prog)
+
+
+def _run_checked(args) -> int:
+    """`args.fn(args)`, after checking that a `--run` names an existing folder (one message for
+    every command, before any file of the run is looked for)."""
+    if getattr(args, "run", None) is not None:
+        check_run_dir(args.run)
+    return args.fn(args)
 
 
 def run_command(fn, prog: str) -> int:

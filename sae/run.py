@@ -331,6 +331,19 @@ def read_run_json(run: str | Path, name: str, missing: dict | list | None = None
     return read_json(path, list if name.endswith("_history.json") else dict, json_fix(run, name))
 
 
+def check_run_dir(run: str | Path) -> Path:
+    """`run` as a Path, or a one-line error when it does not exist or is a file: what a command's
+    `--run` must name is a folder that `reproduce` (or `train-lm`) wrote."""
+    run = Path(run)
+    if not run.exists():
+        raise FileNotFoundError(f"{run} does not exist: give a run directory that `python -m sae reproduce` wrote "
+                                "(e.g. runs/tiny), or make one with `python -m sae reproduce --out DIR`")
+    if not run.is_dir():
+        raise ValueError(f"{run} is a file, not a run directory: give the folder that `python -m sae reproduce` "
+                         "wrote (e.g. runs/tiny)")
+    return run
+
+
 def run_steering(run: str | Path) -> dict[str, dict]:
     """{demo: its result} from the run's `steering.json` (each with its headline numbers under
     "summary" and its concept under "concept"); {} before the steering stage, or where it was

@@ -467,3 +467,20 @@ def test_a_benchmark_refuses_bad_arguments_at_the_process_level(tmp_path):
     assert p.returncode == 2 and p.stderr.strip().splitlines() == [
         "python -m benchmarks.bench_recovery: error: argument --steps: must be >= 1, got 0 "
         "(see python -m benchmarks.bench_recovery --help)"], p.stderr
+
+
+# ----------------------------------------------------------------------------- 10: --run that is not a run directory
+
+RUN_COMMANDS = [["evaluate"], ["dashboard"], ["feature", "3"], ["steer", "--feature", "3", "--prompt", "The"],
+                ["generate", "--prompt", "The"], ["train-sae", "--name", "x"]]
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+@pytest.mark.parametrize("command", RUN_COMMANDS, ids=[c[0] for c in RUN_COMMANDS])
+def test_a_run_that_does_not_exist_or_is_a_file_is_named_as_such(tmp_path, capsys, command, kind):
+    path = tmp_path / ("nope" if kind == "missing" else "README.md")
+    if kind == "file":
+        path.write_text("# not a run\n")
+    expect = ["does not exist"] if kind == "missing" else ["is a file, not a run directory"]
+    _refused(capsys, command[0], "--run", path, *command[1:], names=[str(path), *expect])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ([] if kind == "missing" else ["README.md"])
