@@ -58,10 +58,11 @@ document.querySelectorAll("th[data-col]").forEach(function (th) {
 """
 
 
-def _tok_html(tok, i: int) -> str:
-    """A token as visible, escaped text (newlines shown as ↵ so that contexts stay on one line).
-    Callers put it in a `<bdi>`, so a right-to-left token cannot reorder its neighbours."""
-    return html.escape(tok.token_str(i).replace("\n", "↵"), quote=True)
+def _tok_html(tok, i: int, text: str | None = None) -> str:
+    """A token (or `text`, its share of a context's text) as visible, escaped text (newlines shown
+    as ↵ so that contexts stay on one line). Callers put it in a `<bdi>`, so a right-to-left token
+    cannot reorder its neighbours."""
+    return html.escape((tok.token_str(i) if text is None else text).replace("\n", "↵"), quote=True)
 
 
 def _concept_name(c: int) -> str:
@@ -73,12 +74,12 @@ def _concept_name(c: int) -> str:
 
 def context_html(tok, ctx: Context, scale: float) -> str:
     """One context, every token's background opacity proportional to its activation / `scale`."""
-    spans = []
+    spans, texts = [], tok.token_texts(ctx.token_ids)  # a character split over tokens shows whole
     for j, (t, a) in enumerate(zip(ctx.token_ids, ctx.acts)):
         alpha = min(max(a / scale, 0.0), 1.0) if scale > 0 else 0.0
         cls = "t focus" if j == ctx.focus else "t"
         style = f' style="background: rgba(255, 120, 0, {alpha:.2f})"' if alpha > 0 else ""
-        spans.append(f'<bdi class="{cls}" title="{a:.3f}"{style}>{_tok_html(tok, t)}</bdi>')
+        spans.append(f'<bdi class="{cls}" title="{a:.3f}"{style}>{_tok_html(tok, t, texts[j])}</bdi>')
     return f'<div class="ctx"><span class="act">{ctx.acts[ctx.focus]:.2f}</span>{"".join(spans)}</div>'
 
 
@@ -363,9 +364,9 @@ def build_dashboard(model, sae, tok, stats: FeatureStats, out_dir: str | os.Path
 
 
 def _context_text(tok, ctx: Context, threshold: float) -> str:
-    out = []
+    out, texts = [], tok.token_texts(ctx.token_ids)
     for j, (t, a) in enumerate(zip(ctx.token_ids, ctx.acts)):
-        s = tok.token_str(t).replace("\n", "↵")
+        s = texts[j].replace("\n", "↵")
         out.append(f"«{s} {a:.2f}»" if a > threshold or j == ctx.focus else s)
     return f"{ctx.acts[ctx.focus]:6.2f} | " + "".join(out)
 

@@ -26,6 +26,7 @@ touched) and the best pair is kept in a lazy max-heap, so training is fast enoug
 from __future__ import annotations
 
 import base64
+import codecs
 import heapq
 import json
 import re
@@ -127,6 +128,15 @@ def _encoding(ranks: dict[bytes, int], pat_str: str, special_tokens: dict[str, i
                              special_tokens=special_tokens)
 
 
+
+def _hex_bytes(err: UnicodeDecodeError) -> tuple[str, int]:
+    """A decoding error handler: the bytes that are no character, each as ‹XX›."""
+    return "".join(f"‹{b:02X}›" for b in err.object[err.start:err.end]), err.end
+
+
+_HEX_BYTES = "sae_hex_bytes"
+codecs.register_error(_HEX_BYTES, _hex_bytes)
+
 class Tokenizer:
     """A `tiktoken.Encoding` plus save/load. `encode` treats `<|endoftext|>` in text as plain text."""
 
@@ -178,8 +188,20 @@ class Tokenizer:
         return self.encoding.decode_single_token_bytes(int(i))
 
     def token_str(self, i: int) -> str:
-        """A token as text for display (invalid UTF-8 fragments shown as \\xNN escapes)."""
-        return self.token_bytes(i).decode("utf-8", errors="backslashreplace")
+        """A token as text for display. A token that holds part of a multi-byte character (BPE
+        splits characters' bytes) shows those bytes as ‹D9›, readable and unmistakable."""
+        return self.token_bytes(i).decode("utf-8", errors=_HEX_BYTES)
+
+    def token_texts(self, ids) -> list[str]:
+        """Each token's share of the text `ids` decode to, for showing a context token by token:
+        the characters whose last byte the token holds. A token that ends inside a character
+        gives it to the token that completes it (it shows as ""), so a context reads as its text
+        does; bytes that never make a character show as ‹D9›."""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors=_HEX_BYTES)
+        out = [decoder.decode(self.token_bytes(int(i))) for i in ids]
+        if out:
+            out[-1] += decoder.decode(b"", final=True)  # a character cut off at the end
+        return out
 
     # -- persistence
     def to_dict(self) -> dict:

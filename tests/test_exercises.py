@@ -65,6 +65,18 @@ def test_an_unlisted_mistake_is_still_rejected_with_the_case_and_the_difference(
     assert "differs from the right answer on test case 1" in capsys.readouterr().out
 
 
+def test_a_wrong_value_of_the_right_shape_is_not_reported_as_a_shape_error(capsys):
+    e = next(e for e in EXERCISES if e.name == "clamp_splice")
+
+    def doubled(**kw):
+        return 2 * e.reference(**kw)
+
+    assert e.check(doubled) is False
+    out = capsys.readouterr().out
+    assert "the shape (6, 5) is right but the values are not (largest difference" in out, out
+    assert "expected a tensor" not in out
+
+
 def test_the_forward_pass_exercise_is_the_library_s_relu_sae():
     """With unit-norm decoder rows and the input already scaled, sae_forward's loss is what
     SparseAutoencoder(arch="relu") trains on."""

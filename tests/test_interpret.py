@@ -30,6 +30,9 @@ class FakeTokenizer:
     def decode(self, ids) -> str:
         return "".join(self.token_str(i) for i in ids)
 
+    def token_texts(self, ids) -> list[str]:
+        return [self.token_str(i) for i in ids]
+
 
 @pytest.fixture(scope="module")
 def small():

@@ -72,3 +72,19 @@ def test_bad_inputs(tmp_path):
         Tokenizer.load(bad)
     with pytest.raises(ValueError):
         Tokenizer.from_pretrained("no-such-encoding")
+
+
+def test_a_character_split_over_tokens_shows_whole_in_a_context_and_as_readable_bytes_alone():
+    """BPE can split a character's bytes over two tokens: alone, each shows its bytes as ‹D9›;
+    in a context, the token that completes the character shows it and the first shows nothing,
+    so the context reads as its text does. Bytes that never make a character stay ‹XX›."""
+    from sae.tokenizer import Tokenizer
+
+    tok = Tokenizer.train("abc " * 50, vocab_size=257)  # bytes only: every multi-byte character splits
+    ids = tok.encode("aه b")  # ه is d9 87
+    first, second = ids[1], ids[2]
+    assert tok.token_str(first) == "‹D9›" and tok.token_str(second) == "‹87›"
+    texts = tok.token_texts(ids)
+    assert texts == ["a", "", "ه", " ", "b"] and "".join(texts) == "aه b"
+    assert tok.token_texts([first]) == ["‹D9›"], "a character cut off at the end shows its bytes"
+    assert "\\x" not in "".join(tok.token_str(i) for i in ids)

@@ -58,6 +58,18 @@ def _describe(a: Any) -> str:
     return repr(a) if isinstance(a, (int, float)) else f"a {type(a).__name__}"
 
 
+def _difference(got: Any, want: Any) -> str:
+    """What differs between an answer and the right one: the shapes where they differ, else the
+    values (never "shape (6, 5), expected shape (6, 5)"); in a tuple, the first element that differs."""
+    if isinstance(got, (tuple, list)) and isinstance(want, (tuple, list)) and len(got) == len(want):
+        i = next(i for i, (g, w) in enumerate(zip(got, want)) if not same(g, w))
+        return f"element {i + 1} of the {len(want)} you return: " + _difference(got[i], want[i])
+    if isinstance(got, torch.Tensor) and isinstance(want, torch.Tensor) and got.shape == want.shape:
+        return (f"the shape {tuple(want.shape)} is right but the values are not (largest difference "
+                f"{(got.double() - want.double()).abs().max():.3g})")
+    return f"you return {_describe(got)}, expected {_describe(want)}"
+
+
 @dataclass
 class MathsExercise:
     """A function the student writes, checked against `reference` on `cases()`.
@@ -88,10 +100,7 @@ class MathsExercise:
                 if all(same(fn(**_clone(c)), wrong(**_clone(c))) for c in cases):
                     return verdict(False, f"{self.name}: {what}")
             return verdict(False, f"{self.name} differs from the right answer on test case {i + 1} of "
-                                  f"{len(cases)}: you return {_describe(got)}, expected {_describe(want)}"
-                                  + ("" if not isinstance(want, torch.Tensor) or not isinstance(got, torch.Tensor)
-                                     or got.shape != want.shape else
-                                     f" (largest difference {(got.double() - want.double()).abs().max():.3g})"))
+                                  f"{len(cases)}: {_difference(got, want)}")
         return verdict(True, f"{self.name} matches the right answer on {len(cases)} test cases")
 
 

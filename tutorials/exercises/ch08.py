@@ -46,6 +46,13 @@ def _only_where_active(x, W_enc, b_enc, W_dec, b_dec, feature, value):
     return (f_new @ W_dec + b_dec) + (x - (f @ W_dec + b_dec))
 
 
+def _no_pre_encoder_bias(x, W_enc, b_enc, W_dec, b_dec, feature, value):
+    f = torch.relu(x @ W_enc + b_enc)
+    f_new = f.clone()
+    f_new[:, feature] = value
+    return (f_new @ W_dec + b_dec) + (x - (f @ W_dec + b_dec))
+
+
 def _cases():
     g = torch.Generator().manual_seed(8)
     out = []
@@ -66,6 +73,7 @@ CLAMP = MathsExercise(
         "the value, so the change is (value − f_i) · W_dec[i]": _added,
         "the error term has the wrong sign: x' = decode(f') + (x − decode(f))": _wrong_sign,
         "the feature is set only where it already fires (> 0): clamp it at every position": _only_where_active,
+        "the encoder must subtract b_dec before W_enc: f = ReLU((x − b_dec) @ W_enc + b_enc)": _no_pre_encoder_bias,
     })
 
 
