@@ -61,6 +61,7 @@ class Stage:
     name: str
     outputs: list[str]  # files (relative to the run dir) the stage writes; deleting one reruns the stage
     run: Callable[[Preset, Path], dict | None]
+    headline: tuple[str, ...] = ()  # what its "finished" line shows of its summary (all of it: stages.json)
 
 
 def stage_tokenizer(p: Preset, out: Path) -> dict:
@@ -291,13 +292,16 @@ def stage_report(p: Preset, out: Path) -> dict:
 
 
 STAGES: list[Stage] = [
-    Stage("tokenizer", ["tokenizer.json"], stage_tokenizer),
-    Stage("lm", ["lm.pt", "lm_history.json"], stage_lm),
-    Stage("sae", ["sae.pt", "sae_history.json"], train_sae_on_run),
-    Stage("evaluate", ["metrics.json", "feature_stats.pt"], stage_evaluate),
-    Stage("dashboard", ["dashboard/index.html"], stage_dashboard),
-    Stage("steering", ["steering.json"], stage_steering),
-    Stage("report", ["report.md", "report.html"], stage_report),
+    Stage("tokenizer", ["tokenizer.json"], stage_tokenizer, ("vocab_size", "chars_per_token")),
+    Stage("lm", ["lm.pt", "lm_history.json"], stage_lm, ("val_loss", "on_concept_rate")),
+    Stage("sae", ["sae.pt", "sae_history.json"], train_sae_on_run, ("l0", "fvu", "dead_frac")),
+    Stage("evaluate", ["metrics.json", "feature_stats.pt"], stage_evaluate,
+          ("l0", "fvu", "dead_fraction", "ce_recovered_zero")),
+    Stage("dashboard", ["dashboard/index.html"], stage_dashboard, ("pages",)),
+    Stage("steering", ["steering.json"], stage_steering,
+          ("golden_gate_fluent_baseline", "golden_gate_fluent_rate", "unsafe_code_rate_baseline",
+           "unsafe_code_fluent_clamped_prompt", "skipped")),
+    Stage("report", ["report.md", "report.html"], stage_report, ("report",)),
 ]
 STAGE_BY_NAME = {st.name: st for st in STAGES}
 
@@ -349,7 +353,7 @@ def _run_stages(preset: Preset, out: Path, until: str | None, log, main: bool) -
                 atomic_write_json(summary_path, summary)
             spent, guessed = spent + info["seconds"], guessed + guess.get(st.name, 0.0)
             left = sum(guess.get(n, 0.0) for n in todo[todo.index(st.name) + 1:]) * spent / max(guessed, 1e-9)
-            log(f"{tag} finished in {info['seconds']:.1f}s {_fmt(info)}"
+            log(f"{tag} finished in {info['seconds']:.1f}s {_fmt(info, st.headline)}"
                 + (f" | about {format_duration(left)} left" if guess and left > 0 else ""))
         distributed.barrier()
         if st.name == until:
@@ -406,6 +410,6 @@ def run_lock(out: Path) -> Iterator[None]:
         yield
 
 
-def _fmt(info: dict) -> str:
-    items = [f"{k}={v}" for k, v in info.items() if k != "seconds" and not isinstance(v, dict)]
+def _fmt(info: dict, keys: tuple[str, ...]) -> str:
+    items = [f"{k}={info[k]}" for k in keys if k in info]
     return f"({', '.join(items)})" if items else ""
