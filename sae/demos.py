@@ -64,7 +64,7 @@ UNSAFE_MULTIPLES = (0.5, 1, 2, 3, 5, 10)
 
 # The sampling temperature of the demonstrations, steered and unsteered alike. At 1 a one-layer
 # model samples its long tail of half-words ("Fainters replin we"), which the fluency measure then
-# charges to the feature; at 0.8 its own text reads as it was trained to read (the README gives
+# charges to the feature; at 0.8 its own text reads as it was trained to read (docs/results.md gives
 # the Golden Gate headline at 1 too).
 TEMPERATURE = 0.8
 

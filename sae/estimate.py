@@ -30,7 +30,7 @@ import torch
 from sae.run import get_preset
 
 # The default (`tiny`) run, stage by stage, on the machine that calibrated this: seconds, and the
-# probe's rate there (see the README's timings).
+# probe's rate there (see docs/results.md's wall-time table).
 CALIBRATION = {"gflops": 33.0, "preset": "tiny",
                "seconds": {"tokenizer": 9.1, "lm": 1196, "sae": 629, "evaluate": 86, "dashboard": 41, "steering": 188}}
 

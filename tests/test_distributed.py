@@ -170,7 +170,7 @@ def _diverge_worker(rank: int, port: int) -> None:
 
 
 def _torchrun(run: Path, name: str, *args: str, check_sync: bool = False) -> tuple[subprocess.CompletedProcess, dict]:
-    """`torchrun --standalone --nproc_per_node 2 -m sae -- train-sae` as the README writes it, each
+    """`torchrun --standalone --nproc_per_node 2 -m sae -- train-sae` as docs/scaling.md writes it, each
     rank's output in its own file (`--log-dir --redirects 3`); returns the process and {rank: stdout}."""
     logs = run.parent / f"logs_{name}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SAE_CHECK_SYNC", "OMP_NUM_THREADS"))}

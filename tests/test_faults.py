@@ -1,7 +1,7 @@
 """Faults as users meet them: `reproduce` killed with SIGKILL (not a Python exception: nothing gets
 to clean up) at ten points of the smoke run, then the same command again. Each rerun finishes,
 leaves no temporary file behind, and ends with the uninterrupted run's numbers, bit for bit:
-`metrics.json`, `steering.json` and the LM's and SAE's weights. (The README promises that the LM
+`metrics.json`, `steering.json` and the LM's and SAE's weights. (docs/usage.md promises that the LM
 and the SAE resume bit-identically; everything after them is a deterministic function of them.)
 
 Each run is its own `python tests/kill_at.py POINT -- reproduce ...` process. They run two at a

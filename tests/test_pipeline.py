@@ -176,7 +176,7 @@ def test_tiny_features_are_purer_than_neurons_and_topics_are_linear(tiny_run):
     best detector is mostly about that concept (median activation-mass share 0.76 when written;
     a feature spread evenly over the 14 concepts would have 0.07), and every concept is a
     direction in the activations (a held-out linear probe has AUROC >= 0.9; `unsafe_code` >= 0.85),
-    even though no single sparse feature covers a whole concept (see the README's results)."""
+    even though no single sparse feature covers a whole concept (see docs/results.md)."""
     concepts = json.loads((tiny_run / "metrics.json").read_text())["concepts"]
     shares = sorted(c["mass_share"] for c in concepts.values())
     assert shares[len(shares) // 2] >= 0.6, f"median best-feature mass share {shares[len(shares) // 2]:.2f} < 0.6"

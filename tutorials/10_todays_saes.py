@@ -150,7 +150,7 @@ print(f"wrote {FIG / 'comparison.json'}")
 # at L0 ≈ 17 the L1 ones keep more concept detectors. Compare Matryoshka with plain BatchTopK: its first
 # latents must stand alone, so fewer of a concept's tokens should be left to narrower features
 # (a lower *absorbed*), at a small cost in FVU; on the default run it ties at L0 ≈ 17 and absorbs
-# less at L0 ≈ 8 (README, "Today's sparse autoencoders"). Sparser dictionaries absorb more. The
+# less at L0 ≈ 8 (docs/todays-saes.md). Sparser dictionaries absorb more. The
 # neurons' k-sparse probes beat most dictionaries' features at small k: a sparse feature fires on
 # part of its concept's tokens and ranks the rest with every other token, absorption seen from the
 # probe's side; Matryoshka's broad early features are the exception.
