@@ -133,7 +133,7 @@ def report_markdown(run: str | Path) -> str:
     run = Path(run)
     cfg, stages, m, steer = (_load(run, n) for n in ("config.json", "stages.json", "metrics.json", "steering.json"))
     out = [f"# Report: run {_code(run.name)} (preset {_code(cfg.get('name', '?'))}, seed {_f(cfg.get('seed', '?'))})", ""]
-    out += _warnings(m)
+    out += _warnings(cfg, stages, m)
     out += [_intro(cfg), ""]
     out += _summary(run, m, steer, stages)
     out += _detector_section(m, run)
@@ -150,10 +150,23 @@ def report_markdown(run: str | Path) -> str:
     return "\n".join(out)
 
 
-def _warnings(m: dict) -> list[str]:
-    """metrics.json's `warnings` (a degenerate SAE: every feature dead, a meaningless CE ratio...),
-    first thing under the title: every number below is to be read in their light."""
-    return [line for w in m.get("warnings", []) for line in (f"**Warning:** {_md_text(w)}", "")]
+def _warnings(cfg: dict, stages: dict, m: dict) -> list[str]:
+    """First thing under the title, since every number below is to be read in their light: that a
+    smoke run is a plumbing test, and every warning the run printed (metrics.json's degenerate-SAE
+    `warnings`; the LM stage's: a model that does not track a file's security posture)."""
+    out = []
+    if cfg.get("name") == "smoke":
+        out += ["**A plumbing test.** The smoke preset trains a toy-sized model for seconds to check that every "
+                "stage runs; its numbers mean nothing. Run the default preset (`python -m sae reproduce`) for "
+                "results.", ""]
+    warnings = list(m.get("warnings", []))
+    sens = stages.get("lm", {}).get("unsafe_context_sensitivity") or {}
+    if sens.get("ratio") is not None and sens["ratio"] < UNSAFE_SENSITIVITY_MIN:
+        warnings.append(f"the LM gives an insecure switch value probability {sens.get('p_after_unsafe', 0):.3f} in "
+                        f"insecure files and {sens.get('p_after_safe', 0):.3f} in the same files made safe (ratio "
+                        f"{sens['ratio']:.2f} < {UNSAFE_SENSITIVITY_MIN:g}): it does not track a file's security "
+                        "posture, so the unsafe-code steering demo cannot work on this model")
+    return out + [line for w in warnings for line in (f"**Warning:** {_md_text(w)}", "")]
 
 
 def _intro(cfg: dict) -> str:

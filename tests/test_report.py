@@ -133,7 +133,7 @@ def test_a_real_text_run_leaves_out_what_needs_concept_labels(tmp_path):
 def test_warnings_of_a_degenerate_run_come_first_in_bold(tmp_path):
     warnings = ["every feature is dead on the held-out text (L0 0.0): the SAE learned nothing",
                 "ce_recovered_zero 3.00 is outside [-1, 1.5]: the ratio means nothing"]
-    run = make_run(tmp_path / "run", metrics={"warnings": warnings})
+    run = make_run(tmp_path / "run", metrics={"warnings": warnings}, name="tiny")
     md, html_path = write_report(run)
     lines = [line for line in md.read_text().splitlines() if line.strip()]
     assert lines[0].startswith("# Report")
@@ -238,3 +238,18 @@ def test_the_unsafe_code_demo_is_summarised_and_tabulated_with_its_code_escaped(
     assert "(1×: 10%, 10×: 70%)" in steering, "the validation rates that chose the multiple"
     row = next(line for line in steering.splitlines() if line.startswith("| 10 |"))
     assert "\\|" in row, "the example's | is escaped inside the table"
+
+
+def test_a_smoke_report_opens_with_its_banner_and_every_warning_the_run_printed(tmp_path):
+    """The smoke preset's report says first that it is a plumbing test; an LM that does not track a
+    file's posture (the LM stage printed a WARNING) is named there too, not only on the console."""
+    run = make_run(tmp_path / "run")
+    stages = json.loads((run / "stages.json").read_text())
+    stages["lm"]["unsafe_context_sensitivity"] = {"p_after_unsafe": 0.031, "p_after_safe": 0.031, "ratio": 1.0}
+    (run / "stages.json").write_text(json.dumps(stages))
+    md, _ = write_report(run)
+    lines = [line for line in md.read_text().splitlines() if line.strip()]
+    assert lines[1].startswith("**A plumbing test.**") and "numbers mean nothing" in lines[1]
+    assert lines[2].startswith("**Warning:** the LM gives an insecure switch value") and "(ratio 1.00" in lines[2]
+    tiny = make_run(tmp_path / "tiny", name="tiny")
+    assert "plumbing test" not in write_report(tiny)[0].read_text()
