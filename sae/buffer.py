@@ -31,7 +31,6 @@ point leaves either a header that describes the data beside it or no header (ref
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -44,16 +43,12 @@ import torch
 
 from sae.autoencoder import input_scale_for
 from sae.gpt import GPT
-from sae.utils import atomic_write_json, eval_mode
+from sae.utils import atomic_write_json, eval_mode, weights_fingerprint
 
 
 def model_fingerprint(model: GPT) -> str:
     """SHA-256 of the model's config and weights: two models share it only if they compute the same."""
-    h = hashlib.sha256(json.dumps(vars(model.cfg), sort_keys=True).encode())
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+    return weights_fingerprint(model, json.dumps(vars(model.cfg), sort_keys=True).encode())
 
 
 class ContextSource:

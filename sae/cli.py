@@ -15,6 +15,7 @@ import re
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -497,7 +498,7 @@ def _run_checked(args) -> int:
     return args.fn(args)
 
 
-def run_command(fn, prog: str) -> int:
+def run_command(fn: Callable[[], int | None], prog: str) -> int:
     """Run `fn()` as a command: its return value (None: 0) is the exit code; a ValueError,
     FileNotFoundError or OSError is one line on stderr naming the problem, exit code 2; Ctrl-C
     is exit code 130. (argparse's own errors have already exited with 2 through `Parser`.)"""

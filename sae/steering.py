@@ -168,7 +168,11 @@ def steer_samples(model, sae, tok, prompt: str, feature: int, value: float, n: i
     i of each pair uses seed `seed + i`, at `temperature`."""
     check_features(sae, [feature])
     ids = [tok.eot_token] + tok.encode(prompt)
-    ids = ids[-(model.cfg.n_ctx - max_new_tokens):]  # prompt + continuation fit: positions never slide
+    keep = model.cfg.n_ctx - max_new_tokens  # prompt + continuation fit: positions never slide
+    if prompt_only and keep < 1:
+        raise ValueError(f"a clamp over the prompt needs the prompt and the continuation in the model's context "
+                         f"of {model.cfg.n_ctx} tokens: ask for fewer than {model.cfg.n_ctx} new tokens")
+    ids = ids[-keep:] if keep > 0 else ids  # (longer continuations: generate slides its window)
     pairs = []
     for i in range(n):
         plain = model.generate(ids, max_new_tokens, temperature=temperature, seed=seed + i)

@@ -161,10 +161,11 @@ def describe_os_error(e: OSError) -> str:
     return f"{where}{reason}; {fix}"
 
 
-def weights_fingerprint(module: torch.nn.Module) -> str:
-    """SHA-256 (16 hex digits) of a module's parameters and buffers, by name: equal exactly when
-    the weights are bit-identical, wherever the file was copied and whatever its timestamps."""
-    h = hashlib.sha256()
+def weights_fingerprint(module: torch.nn.Module, prefix: bytes = b"") -> str:
+    """SHA-256 (16 hex digits) of `prefix` (e.g. the config) and a module's parameters and buffers,
+    by name: equal exactly when the weights are bit-identical, wherever the file was copied and
+    whatever its timestamps."""
+    h = hashlib.sha256(prefix)
     for name, t in sorted(module.state_dict().items()):
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())

@@ -113,6 +113,24 @@ def test_adding_no_direction_leaves_the_model_unchanged(small):
             assert torch.equal(model(tokens), plain)
 
 
+def test_steer_samples_past_the_context_slide_and_a_prompt_only_clamp_says_how_many_tokens_fit(small):
+    from sae.steering import steer_samples
+
+    model, sae, _ = small
+
+    class Tok:
+        eot_token = 0
+
+        def encode(self, text):
+            return [1, 2, 3]
+
+    n_ctx = model.cfg.n_ctx
+    ids, ((plain, steered),) = steer_samples(model, sae, Tok(), "x", 3, 2.0, n=1, max_new_tokens=n_ctx + 4)
+    assert ids == [0, 1, 2, 3] and len(plain) == len(steered) == n_ctx + 4
+    with pytest.raises(ValueError, match=f"fewer than {n_ctx} new tokens"):
+        steer_samples(model, sae, Tok(), "x", 3, 2.0, n=1, max_new_tokens=n_ctx, prompt_only=True)
+
+
 def test_unknown_feature_is_a_clear_error(small):
     model, sae, _ = small
     with pytest.raises(ValueError, match="features 0..127"):
