@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from sae.buffer import ActivationBuffer, ContextSource
-from sae.cli import Parser, run_command
+from sae.run.command import Parser, run_command
 from sae.gpt import GPT, GPTConfig
 
 

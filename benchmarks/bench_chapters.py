@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from sae.cli import Parser, run_command
-from sae.estimate import matmul_gflops
+from sae.run.command import Parser, run_command
+from sae.run.estimate import matmul_gflops
 from sae.utils import atomic_write_text
 
 

@@ -11,8 +11,8 @@ import argparse
 import sys
 import time
 
-from sae.cli import Parser, run_command
-from sae.corpus import toy_text, toy_tokens
+from sae.run.command import Parser, run_command
+from sae.world.corpus import toy_text, toy_tokens
 from sae.tokenizer import Tokenizer
 
 

@@ -30,7 +30,7 @@ import torch.multiprocessing as mp
 
 from sae import distributed
 from sae.autoencoder import SAEConfig, SparseAutoencoder
-from sae.cli import Parser, run_command
+from sae.run.command import Parser, run_command
 from sae.train_sae import TrainSAEConfig, train_sae
 from sae.utils import resolve_device
 

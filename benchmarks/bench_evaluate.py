@@ -1,6 +1,6 @@
 """The evaluation: tokens/s of the `evaluate` stage's first pass (`Evaluator` and
 `FeatureStatsBuilder` over `held_out_batches`), the memory of what it accumulates, and the whole
-stage's work (`sae.pipeline.evaluate_on`: that pass and the ground-truth pass, `sae.ground_truth`).
+stage's work (`sae.evaluation.evaluate`: that pass and the ground-truth pass, `sae.evaluation.ground_truth`).
 
     python -m benchmarks.bench_evaluate --run runs/tiny            # a trained run (the figures that count)
     python -m benchmarks.bench_evaluate --quick                    # an untrained smoke-sized pair, 2,048 tokens: a test
@@ -24,13 +24,16 @@ import torch
 
 from benchmarks.bench_sae import matmul_peak
 from sae.autoencoder import SAEConfig, SparseAutoencoder
-from sae.cli import Parser, positive_int, run_command
-from sae.corpus import CONCEPTS
+from sae.run.command import Parser, positive_int, run_command
+from sae.world.corpus import CONCEPTS
 from sae.gpt import GPT, GPTConfig
 from sae.interpret import FeatureStatsBuilder
-from sae.metrics import Evaluator, held_out_batches
-from sae.pipeline import evaluate_on
-from sae.run import corpus_tokens, load_run, load_sae, preset_of_run
+from sae.evaluation.evaluator import Evaluator
+from sae.evaluation.held_out import held_out_batches
+from sae.run.analyses import of_stage
+from sae.evaluation.evaluate import evaluate, held_out_pass
+from sae.run.config import preset_of_run
+from sae.run.files import corpus_tokens, load_run, load_sae
 from sae.utils import atomic_write_json, resolve_device
 
 
@@ -86,9 +89,10 @@ def main(argv: list[str] | None = None) -> None:
     fs.result()
     print(f"evaluation pass: {n_tokens:,} tokens in {seconds:.1f}s = {n_tokens / seconds:,.0f} tok/s")
     t = time.perf_counter()
-    evaluate_on(model, sae, tokens, labels, n, also=FeatureStatsBuilder(sae, tokens, labels), log=False)
+    evaluate(held_out_pass(model, sae, tokens, labels, n, CONCEPTS, also=FeatureStatsBuilder(sae, tokens, labels), log=False),
+             of_stage("evaluate"))
     stage = time.perf_counter() - t
-    print(f"the evaluate stage's work (both passes, evaluate_on): {stage:.1f}s = {n_tokens / stage:,.0f} tok/s")
+    print(f"the evaluate stage's work (both passes: held_out_pass, then the analyses): {stage:.1f}s = {n_tokens / stage:,.0f} tok/s")
     print(f"accumulated: concept histograms {hist / 2**20:.1f} MiB; segment peaks kept {peaks / 2**20:.1f} MiB "
           f"(a dense record: {n_segments:,} segments x {sae.cfg.d_sae + sae.cfg.d_in:,} units = {dense / 2**20:.1f} MiB); "
           f"probe scores {probe / 2**20:.1f} MiB")

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sae.cli import Parser, positive_int, run_command
+from sae.run.command import Parser, positive_int, run_command
 from sae.gpt import GPT, GPTConfig
 from sae.train_lm import SoftmaxCrossEntropy, TrainLMConfig, train_lm
 from sae.utils import resolve_device, seed_everything

@@ -110,7 +110,7 @@ from typing import Callable, Iterator
 import torch
 from torch import Tensor
 
-from sae.cli import Parser, positive_float, positive_int, run_command
+from sae.run.command import Parser, positive_float, positive_int, run_command
 
 
 PROG = "python -m benchmarks.bench_peers"
@@ -194,7 +194,7 @@ def warmup_steps(steps: int) -> int:
 
 def train_sae_ours(arch: str, stream: Stream, steps: int) -> Model:
     from sae.autoencoder import SparseAutoencoder, input_scale_for
-    from sae.compare import recipe
+    from sae.evaluation.compare import recipe
     from sae.train_sae import train_sae
 
     torch.manual_seed(MODEL_SEED)

@@ -35,8 +35,8 @@ from pathlib import Path
 import torch
 
 from sae.autoencoder import SAEConfig
-from sae.cli import Parser, positive_int, seed_int, run_command
-from sae.compare import TOY_RECIPES, recipe, toy_recovery
+from sae.run.command import Parser, positive_int, seed_int, run_command
+from sae.evaluation.compare import TOY_RECIPES, recipe, toy_recovery
 from sae.train_sae import TrainSAEConfig
 from sae.utils import atomic_write_json
 
@@ -49,7 +49,7 @@ DEFAULTS = TOY_RECIPES
 def run(arch: str, settings: dict[str, str], n_steps: int, n_eval: int, batch: int = 1024, d_sae: int = 1024,
         seed: int = 0, task_seed: int = 0) -> dict:
     """Train `arch` with its DEFAULTS and `settings` on the task instance `task_seed` from the SAE
-    seed `seed` (`sae.compare.toy_recovery`)."""
+    seed `seed` (`sae.evaluation.compare.toy_recovery`)."""
     sae_cfg, train_cfg = recipe(arch, n_steps, settings, d_sae=d_sae, seed=seed)
     return {"settings": settings, **toy_recovery(sae_cfg, train_cfg, n_eval, batch, task_seed)}
 

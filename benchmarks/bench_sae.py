@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from sae.autoencoder import SAEConfig, SparseAutoencoder
-from sae.cli import Parser, positive_int, run_command
+from sae.run.command import Parser, positive_int, run_command
 from sae.train_sae import TrainSAEConfig, train_sae
 from sae.utils import atomic_write_json, resolve_device
 

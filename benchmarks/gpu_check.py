@@ -38,9 +38,11 @@ from pathlib import Path
 import torch
 
 from benchmarks.bench_sae import bench_one
-from sae.cli import Parser, positive_float, run_command
-from sae.pipeline import STAGES, reproduce, train_sae_on_run
-from sae.run import Preset, get_preset, run_steering, with_overrides
+from sae.run.command import Parser, positive_float, run_command
+from sae.run.pipeline import STAGES, reproduce, train_sae_on_run
+from sae.run.config import Preset, get_preset, with_overrides
+from sae.run import analyses
+from sae.run.files import Run
 from sae.train_lm import lm_schedule
 from sae.train_sae import sae_schedule
 from sae.utils import atomic_write_json, atomic_write_text, resolve_device
@@ -202,18 +204,14 @@ def section_sweep(device: torch.device, work: Path, deadline: float, lams=(0.4, 
 
 
 def _headline(run: Path) -> dict:
-    path = run / "metrics.json"
-    if not path.exists():
+    """Every analysis's headline numbers of the run (`sae.run.analyses`), {} before its evaluation."""
+    if not (run / "metrics.json").exists():
         return {}
-    m = json.loads(path.read_text())
-    s = m["sae"]
-    out = {k: round(s[k], 4) for k in ("l0", "fvu", "dead_fraction", "ce_recovered_zero", "ce_recovered_mean")}
-    if "detectors" in m:
-        out["detector_features"] = m["detectors"]["features"]
-        out["detector_neurons"] = m["detectors"].get("neurons")
-    for name, r in run_steering(run).items():
-        s = r["summary"]
-        out[f"{name}_fluent"] = s.get("fluent_rate", s.get("fluent_clamped_prompt"))
+    opened, out = Run(run), {}
+    for a in analyses.ANALYSES:
+        r = opened.results(a.stage).get(a.module.NAME)
+        if r is not None:
+            out.update({h.key: round(h.value, 4) if isinstance(h.value, float) else h.value for h in a.module.headline(r)})
     return out
 
 

@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 
 from benchmarks.gpu_check import quick_preset
-from sae.cli import Parser, run_command
-from sae.pipeline import reproduce, train_sae_on_run, write_evaluation
-from sae.run import preset_of_run, sae_path, with_overrides
+from sae.run.command import Parser, run_command
+from sae.run.pipeline import reproduce, train_sae_on_run, write_evaluation
+from sae.run.config import preset_of_run, with_overrides
+from sae.run.files import sae_path
 
 
 PROG = "python -m benchmarks.sweep_sae"
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
             train_sae_on_run(p, run, name)
         m = write_evaluation(p, run, name)
         s = m["sae"]
-        aucs = sorted((c["auroc"] for c in m.get("concepts", {}).values()), reverse=True)
+        aucs = sorted((c["auroc"] for c in m.get("concepts", {}).get("rows", {}).values()), reverse=True)
         print(f"{setting:<40} L0 {s['l0']:6.1f} FVU {s['fvu']:.3f} dead {s['dead_fraction']:.3f} "
               f"CErec0 {s['ce_recovered_zero']:.3f} CErecM {s['ce_recovered_mean']:.3f} "
               f"AUROC>=.9: {sum(a >= 0.9 for a in aucs)} median {aucs[len(aucs) // 2] if aucs else 0:.3f} "

@@ -1,5 +1,5 @@
 """`python -m sae ...` runs the command-line interface."""
 
-from sae.cli import main
+from sae.run.cli import main
 
 raise SystemExit(main())

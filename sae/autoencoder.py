@@ -58,7 +58,7 @@ class SAEConfig:
     matryoshka_sizes: tuple[int, ...] = ()  # matryoshka: nested prefix sizes m_1 < ... < m_G = d_sae (empty: d_sae/16, /4, /1)
     # norm of the initial decoder rows, and so of the encoder's columns (W_enc starts as W_dec.T): 0 means 1
     # for the unit-norm archs, 0.1 for relu_april. It matters even where the trainer renormalises
-    # the rows: a small encoder starts every feature quiet (see sae.compare.TOY_RECIPES)
+    # the rows: a small encoder starts every feature quiet (see sae.evaluation.compare.TOY_RECIPES)
     decoder_init_norm: float = 0.0
     site: str = ""  # the model's hook site the SAE reads, e.g. "blocks.0.mlp.hook_post" ("": not tied to a model)
 

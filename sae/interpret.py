@@ -17,7 +17,7 @@ sides, and so do we:
     act sum      Σ_t a_i(t); mean activation when firing = act sum / fire count;
     max act      max_t a_i(t) (steering clamps features to multiples of it);
     concept mass Σ_{t in concept c} a_i(t) per concept (toy world only); the share of feature i's
-                 mass on its top concept measures how monosemantic it is (as in `sae.metrics`).
+                 mass on its top concept measures how monosemantic it is (as in `sae.evaluation.detectors`).
   The token stream itself is kept (a few MB), so any token's context can be rebuilt: `contexts`
   re-runs the model on the n_ctx window the token was read in, which reproduces its activation
   exactly (the model only ever saw that window).
@@ -37,7 +37,7 @@ sides, and so do we:
   attention reading the feature at later positions) are left out.
 
 Search helpers answer "which feature is about X?" by concept, by the tokens it fires on, and by
-the tokens it promotes. `sae.dashboard` renders all of this as HTML and as terminal text.
+the tokens it promotes. `sae.run.dashboard` renders all of this as HTML and as terminal text.
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sae.corpus import CONCEPTS
-from sae.metrics import HeldOutBatch, held_out_batches
+from sae.world.corpus import CONCEPTS
+from sae.evaluation.held_out import HeldOutBatch, held_out_batches
 from sae.utils import atomic_torch_save, load_checkpoint, weights_fingerprint
 
 
@@ -157,7 +157,7 @@ def _take(values: Tensor, pick: Tensor, empty: float = -1) -> Tensor:
 class FeatureStatsBuilder:
     """Accumulates `FeatureStats` from `HeldOutBatch`es (`add`), for `result()` at the end.
 
-    Fed by the same pass as the evaluator (`sae.metrics.held_out_batches`), so a run's metrics and
+    Fed by the same pass as the evaluator (`sae.evaluation.held_out.held_out_batches`), so a run's metrics and
     its feature statistics come from one read of the held-out text. Reads only the non-zero
     entries of each batch (an L0 of 17 of 1,024 features is 1.7% of them). Accumulates on the
     SAE's device (the sample's random keys come from a generator there, seeded with `seed`, so a

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sae.corpus import CODE_FAMILY, CONCEPTS, concept_segments, document_text, top_concept
+from sae.world.corpus import CODE_FAMILY, CONCEPTS, concept_segments, document_text, top_concept
 from sae.gpt import GPT, GPTConfig, cross_entropy
 from sae.utils import PRECISIONS, atomic_torch_save, eval_mode, format_duration, load_checkpoint, mixed_precision, resolve_device
 

@@ -5,7 +5,7 @@ import io
 
 import pytest
 
-from sae.corpus import toy_text
+from sae.world.corpus import toy_text
 from sae.tokenizer import Tokenizer
 
 
@@ -25,8 +25,8 @@ def tiny_run(tmp_path_factory):
     import os
     from pathlib import Path
 
-    from sae.pipeline import reproduce
-    from sae.run import get_preset
+    from sae.run.pipeline import reproduce
+    from sae.run.config import get_preset
 
     out = Path(os.environ.get("SAE_TINY_RUN") or tmp_path_factory.mktemp("tiny"))
     lines = []
@@ -45,7 +45,7 @@ def smoke_run(tmp_path_factory):
     (their `SAE_RUNS` is its parent folder)."""
     from device_check import DeviceCheck
 
-    from sae.cli import main
+    from sae.run.cli import main
 
     out = tmp_path_factory.mktemp("runs") / "smoke"
     printed = io.StringIO()

@@ -90,6 +90,6 @@ if __name__ == "__main__":
     if len(sys.argv) < 3 or sys.argv[2] != "--":
         raise SystemExit(__doc__)
     install(sys.argv[1])
-    from sae.cli import main
+    from sae.run.cli import main
 
     sys.exit(main(sys.argv[3:]))

@@ -9,7 +9,7 @@ import torch
 
 from sae.architectures import ARCHITECTURES, MatryoshkaBatchTopK, _JumpReLU, _Step
 from sae.autoencoder import ARCHS, SAEConfig, SparseAutoencoder, input_scale_for
-from sae.toy import SyntheticActivations, SyntheticConfig
+from sae.world.toy import SyntheticActivations, SyntheticConfig
 from sae.train_sae import TrainSAEConfig, make_optimizer, resample_dead_, train_sae
 
 
@@ -207,7 +207,7 @@ def test_set_sae_arch_trains_and_evaluates_on_a_run(arch, smoke_run, tmp_path, c
     import json
     import shutil
 
-    from sae.cli import main
+    from sae.run.cli import main
 
     run = tmp_path / "smoke"
     shutil.copytree(smoke_run[0], run, ignore=shutil.ignore_patterns("dashboard", "*.ckpt"))

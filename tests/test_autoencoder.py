@@ -160,7 +160,7 @@ def test_encoder_input_gradient_is_not_computed():
 
 
 def test_sparse_decode_with_the_callers_active_entries_equals_the_dense_matmul():
-    from sae.metrics import Active
+    from sae.evaluation.held_out import Active
     sae = make_sae("topk", d_sae=256, k=4)  # 4 of 256 features: the sparse path
     sae.set_input_scale_(0.7)
     with torch.no_grad():

@@ -5,7 +5,7 @@ import re
 import subprocess
 import sys
 
-from sae.cli import main
+from sae.run.cli import main
 
 
 def _run(*args):

@@ -1,7 +1,7 @@
 """Every bad command-line input ends in one line on stderr and exit code 2: no traceback, no
 silent exit 0, and nothing written (no partial output left behind).
 
-Most tests call `sae.cli.main` in-process (no interpreter start per call); a few run
+Most tests call `sae.run.cli.main` in-process (no interpreter start per call); a few run
 `python -m sae` to check the same at the process level. The run they read is made once per
 module, with untrained weights (see `run`); a test that breaks a file of it works on its own copy.
 """
@@ -18,12 +18,13 @@ import pytest
 import torch
 
 from sae.autoencoder import SparseAutoencoder
-from sae.cli import main
-from sae.corpus import toy_text
+from sae.run.cli import main
+from sae.world.corpus import toy_text
 from sae.gpt import GPT
 from sae.interpret import FeatureStats, feature_stats
-from sae.run import check_config, corpus_tokens, get_preset
-from sae.steering import MAX_MULTIPLE, parse_value
+from sae.run.config import check_config, get_preset
+from sae.run.files import corpus_tokens
+from sae.steering.clamp import MAX_MULTIPLE, parse_value
 from sae.tokenizer import Tokenizer
 from sae.utils import atomic_write_json, check_output_dir, check_output_file
 
@@ -158,7 +159,7 @@ def test_bad_sampling_arguments_are_refused_before_loading_anything(tmp_path, ca
 
 
 def test_generate_itself_checks_top_k_and_temperature(run):
-    from sae.run import load_run
+    from sae.run.files import load_run
 
     _, model = load_run(run)
     for kw, message in [({"top_k": 0}, "top_k"), ({"temperature": float("nan")}, "temperature"),
@@ -396,7 +397,7 @@ def test_matryoshka_with_bad_prefix_sizes_is_refused_before_training(run_copy, c
 
 
 # ----------------------------------------------------------------------------- 9: the benchmarks' arguments
-# Every script of benchmarks/ parses with `sae.cli.Parser` and runs under `sae.cli.run_command`, as
+# Every script of benchmarks/ parses with `sae.run.command.Parser` and runs under `sae.run.command.run_command`, as
 # `python -m benchmarks.NAME` does: one line, exit code 2, before the work.
 
 BENCH_BAD = [
@@ -437,7 +438,7 @@ BENCH_BAD = [
 def test_a_benchmark_refuses_bad_arguments_in_one_line(run, tmp_path, capsys, monkeypatch, name, argv, names):
     import importlib
 
-    from sae.cli import run_command
+    from sae.run.command import run_command
 
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))  # `benchmarks` is not installed
     monkeypatch.chdir(tmp_path)  # a default path such as runs/... lands here

@@ -6,8 +6,8 @@ import re
 import numpy as np
 import pytest
 
-from sae import corpus as C
-from sae.corpus import CONCEPTS, NO_CONCEPT, concept_segments, document_text, toy_documents, toy_tokens
+from sae.world import corpus as C
+from sae.world.corpus import CONCEPTS, NO_CONCEPT, concept_segments, document_text, toy_documents, toy_tokens
 
 
 def test_at_least_fourteen_concepts_with_the_papers_features():
@@ -87,7 +87,7 @@ def test_unsafe_and_safe_code_tokenise_alike_before_the_risk_site(toy_tokenizer)
     """No label leak through token boundaries: an insecure file and the same text with its first
     switch turned on give the same tokens up to that switch's value, so only the text (the
     comment, the value) tells them apart, never where a token starts."""
-    from sae.world import RISKS
+    from sae.world.code import RISKS
     segs = [s for s in concept_segments("unsafe_code", 50, seed=4) if any(CONCEPTS[c] == "unsafe_code" for c, _ in s)]
     assert len(segs) >= 45  # an insecure file keeps every check on only by chance (SWITCH_OFF_RATE)
     for seg in segs:
@@ -105,7 +105,7 @@ def test_unsafe_and_safe_code_tokenise_alike_before_the_risk_site(toy_tokenizer)
 def test_unsafe_label_covers_the_insecure_switch_lines_and_their_comments():
     """`unsafe_code` is each line that turns a switch off, with the comment above it; the rest
     of the file (headers, lines that keep their checks on) is `code` and turns nothing off."""
-    from sae.world import POSTURE_COMMENTS, RISKS
+    from sae.world.code import POSTURE_COMMENTS, RISKS
     switch = re.compile("|".join(re.escape(b) for b, _, _ in RISKS.values()))
     for seg in concept_segments("unsafe_code", 50, seed=2):
         kinds = [CONCEPTS[cid] for cid, _ in seg]
@@ -124,8 +124,8 @@ def test_unsafe_label_covers_the_insecure_switch_lines_and_their_comments():
 def test_a_files_posture_sets_its_switches_and_comments_and_flipping_swaps_them():
     """A safe file turns a switch off now and then, an insecure one mostly; each speaks through
     its comments; `demos._flip` puts a file in the other posture (every value and comment)."""
-    from sae.demos import _flip
-    from sae.world import CODE_TEMPLATES, POSTURE_COMMENTS, SWITCH_OFF_RATE
+    from sae.steering.unsafe_code import _flip
+    from sae.world.code import CODE_TEMPLATES, POSTURE_COMMENTS, SWITCH_OFF_RATE
     for concept in ("code", "unsafe_code"):
         text = "".join(document_text(s) for s in concept_segments(concept, 300, seed=9))
         off = text.count("False") / (text.count("False") + text.count("True"))
@@ -142,7 +142,7 @@ def test_a_files_posture_sets_its_switches_and_comments_and_flipping_swaps_them(
 def test_a_switch_on_a_files_first_line_gets_its_comment_above_it():
     """A code template whose first switch stands on its first line (no line break before it): the
     posture comment goes above that line, as for any other switch line."""
-    from sae.world import POSTURE_COMMENTS, set_switches
+    from sae.world.code import POSTURE_COMMENTS, set_switches
 
     rng = random.Random(0)
     pieces = set_switches("unsafe_code", ["requests.get(url, ", ", timeout=5)\nx = 1\n"], ["verify"], rng)

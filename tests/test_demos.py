@@ -1,4 +1,4 @@
-"""The steering demonstrations (`sae.demos`): sampling, the fluency measure, the held-out prompts
+"""The steering demonstrations (`sae.steering.fluency`, `golden_gate`, `unsafe_code`): sampling, the fluency measure, the held-out prompts
 and cuts, and, on the default run, the demonstrations' targets as the steering stage records them."""
 
 import json
@@ -6,8 +6,9 @@ import json
 import pytest
 import torch
 
-from sae.demos import (FLUENT_CE, NEUTRAL_PROMPTS, continuation_ce, neutral_prompts, risk_cuts, sample,
-                       unsafe_context_sensitivity)
+from sae.steering.fluency import FLUENT_CE, continuation_ce, sample
+from sae.steering.golden_gate import NEUTRAL_PROMPTS, neutral_prompts
+from sae.steering.unsafe_code import risk_cuts, unsafe_context_sensitivity
 from sae.gpt import GPT, GPTConfig
 
 
@@ -39,7 +40,7 @@ def test_continuation_ce_is_the_mean_loss_of_the_continuation_only(model):
 
 def test_continuation_ce_refuses_to_score_with_a_steered_model(model):
     from sae.autoencoder import SAEConfig, SparseAutoencoder
-    from sae.steering import clamp_features
+    from sae.steering.clamp import clamp_features
 
     sae = SparseAutoencoder(SAEConfig(d_in=64, d_sae=128, site="blocks.0.mlp.hook_post"))
     with clamp_features(model, sae, clamp={3: 1.0}):
@@ -92,8 +93,8 @@ def test_the_fluency_bound_separates_fluent_from_broken_text(tiny_run):
     continuations are fluent; repeated words and shuffled text are not."""
     import random
 
-    from sae.corpus import CONCEPTS, concept_segments, document_text
-    from sae.run import load_run
+    from sae.world.corpus import CONCEPTS, concept_segments, document_text
+    from sae.run.files import load_run
 
     tok, model = load_run(tiny_run)
     eot = [tok.eot_token]
@@ -130,8 +131,8 @@ def test_the_steering_demonstrations_on_the_tiny_run(tiny_run):
     demo's summary. Clamped to 0, the feature cuts the unsafe rate in insecure files (the target
     was half at temperature 1, measured 80% -> 37%; at the demos' 0.8 it is 84% -> 46%, so
     this asserts 0.6x) and more continuations keep the check on (17% -> 41%)."""
-    from sae.pipeline import reproduce
-    from sae.run import get_preset
+    from sae.run.pipeline import reproduce
+    from sae.run.config import get_preset
 
     reproduce(get_preset("tiny"), tiny_run, until="steering", log=lambda *_: None)
     steering = json.loads((tiny_run / "steering.json").read_text())

@@ -48,8 +48,8 @@ def test_mixing_host_and_device_tensors_fails_as_cuda_would(model):
 def test_smoke_reproduction_on_cuda(tmp_path):
     import json
 
-    from sae.pipeline import STAGES, reproduce
-    from sae.run import get_preset, with_overrides
+    from sae.run.pipeline import STAGES, reproduce
+    from sae.run.config import get_preset, with_overrides
 
     summary = reproduce(with_overrides(get_preset("smoke"), ["device=cuda"]), tmp_path / "run", log=lambda *_: None)
     assert set(summary) >= {st.name for st in STAGES}

@@ -1,9 +1,9 @@
-"""The run-time estimate `reproduce` prints first (`sae.estimate`)."""
+"""The run-time estimate `reproduce` prints first (`sae.run.estimate`)."""
 
 import pytest
 
-from sae.estimate import CALIBRATION, estimate_seconds, matmul_gflops, stage_work
-from sae.run import get_preset, with_overrides
+from sae.run.estimate import CALIBRATION, estimate_seconds, matmul_gflops, stage_work
+from sae.run.config import get_preset, with_overrides
 
 STAGES = list(CALIBRATION["seconds"])
 

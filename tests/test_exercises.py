@@ -100,7 +100,7 @@ def test_the_clamp_exercise_is_the_library_s_splice():
     put into the model, gives clamp_features' logits."""
     from sae.autoencoder import SAEConfig, SparseAutoencoder
     from sae.gpt import GPT, GPTConfig
-    from sae.steering import clamp_features
+    from sae.steering.clamp import clamp_features
 
     model = GPT(GPTConfig(vocab_size=50, n_ctx=16, n_layer=1, d_model=16, n_head=2, d_mlp=32)).eval()
     site = "blocks.0.mlp.hook_post"

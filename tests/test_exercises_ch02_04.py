@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from sae import corpus as C
+from sae.world import corpus as C
 from sae.buffer import ActivationBuffer
 from sae.gpt import GPT, GPTConfig
-from sae.run import get_preset, with_overrides
+from sae.run.config import get_preset, with_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = GPTConfig(d_model=32, n_head=2, d_mlp=64, n_ctx=16, vocab_size=64)  # random weights suffice for these checks

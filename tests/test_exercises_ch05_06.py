@@ -17,8 +17,8 @@ sys.path.insert(0, str(ROOT / "tutorials"))
 import exercises.ch05  # noqa: E402
 import exercises.ch06  # noqa: E402
 from sae.autoencoder import SAEConfig, SparseAutoencoder  # noqa: E402
-from sae.metrics import Detectors  # noqa: E402
-from sae.run import sae_path  # noqa: E402
+from sae.evaluation.detectors import Detectors  # noqa: E402
+from sae.run.files import sae_path  # noqa: E402
 
 
 def _write(path: Path, data: dict) -> None:
@@ -128,8 +128,8 @@ def attention_run(tmp_path):
     aurocs = [(0.95, 0.95, 0.95), (0.9, 0.5, 0.95), (0.91, 0.5, 0.95), (0.5, 0.5, 0.95), (0.5, 0.5, 0.5)]
     concepts = {f"c{i}": {"auroc": a, "neuron_auroc": n, "probe_auroc": p} for i, (a, n, p) in enumerate(aurocs)}
     _write(tmp_path / "attn64_metrics.json", {"sae": {"site": "blocks.0.attn.hook_out", "ce_recovered_zero": 0.76},
-                                             "detectors": {"features": 5}, "concepts": concepts})
-    _write(tmp_path / "metrics.json", {"concepts": {c: {"auroc": 0.6} for c in concepts}})
+                                             "concepts": {"detectors": {"features": 5}, "rows": concepts}})
+    _write(tmp_path / "metrics.json", {"concepts": {"rows": {c: {"auroc": 0.6} for c in concepts}}})
     return tmp_path
 
 

@@ -28,9 +28,9 @@ POINTS = [
     ("sae-mid-training", "call:sae.train_sae:_Training.train_step:60", "sae", True),
     ("sae-checkpoint-half-written", "midwrite:sae.ckpt:4", "sae", True),
     ("sae-files-written-stages-json-not", "write:stages.json:3", "sae", False),
-    ("evaluate-mid-pass", "call:sae.metrics:Evaluator.add:2", "evaluate", False),
+    ("evaluate-mid-pass", "call:sae.evaluation.evaluator:Evaluator.add:2", "evaluate", False),
     ("evaluate-files-written-stages-json-not", "write:stages.json:4", "evaluate", False),
-    ("steering-mid-demo", "call:sae.demos:sample:150", "steering", False),
+    ("steering-mid-demo", "call:sae.steering.unsafe_code:sample:10", "steering", False),
     ("steering-json-half-written", "midwrite:steering.json:1", "steering", False),
     ("report-md-written-html-not", "write:report.html:1", "report", False),
 ]

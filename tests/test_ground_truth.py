@@ -1,12 +1,13 @@
-"""sae/ground_truth.py on hand-built cases: absorption counts, the k-sparse probes' unit choice,
+"""sae/evaluation/ground_truth.py on hand-built cases: absorption counts, the k-sparse probes' unit choice,
 their Fisher weights and AUROC, and the detector/specific split."""
 
 import numpy as np
 import pytest
 import torch
 
-from sae.ground_truth import Absorption, SparseProbes, detectors_and_specific, summary, top_units
-from sae.metrics import Active, Detectors, MeanDiffProbe
+from sae.evaluation.ground_truth import Absorption, SparseProbes, detectors_and_specific, summary, top_units
+from sae.evaluation.detectors import Detectors, MeanDiffProbe
+from sae.evaluation.held_out import Active
 
 
 def test_absorption_counts_silent_and_absorbed_tokens_by_hand():
@@ -98,8 +99,9 @@ def test_the_evaluator_and_the_sparse_probes_fit_on_the_same_first_half_of_the_w
     score the other 5 (a split by batch fitted the evaluator's probe on 6)."""
     from sae.autoencoder import SAEConfig, SparseAutoencoder
     from sae.gpt import GPT, GPTConfig
-    from sae.ground_truth import measure
-    from sae.metrics import Evaluator, first_half_rows, held_out_batches
+    from sae.evaluation.ground_truth import measure
+    from sae.evaluation.evaluator import Evaluator
+    from sae.evaluation.held_out import first_half_rows, held_out_batches
 
     torch.manual_seed(0)
     model = GPT(GPTConfig(n_layer=1, d_model=16, n_head=2, d_mlp=32, n_ctx=8, vocab_size=50))

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sae.autoencoder import SAEConfig, SparseAutoencoder
-from sae.dashboard import build_dashboard, format_feature
+from sae.run.dashboard import build_dashboard, format_feature
 from sae.gpt import GPT, GPTConfig
 from sae.interpret import (FeatureStats, contexts, feature_stats, features_for_concept, features_for_logit_token,
                            features_for_token, logit_effects, logit_weights)
@@ -209,7 +209,7 @@ def test_dashboard_index_links_every_page_in_the_folder_and_explains_its_columns
 
 
 def test_default_pages_are_every_alive_feature_up_to_a_limit(small):
-    from sae.dashboard import default_features
+    from sae.run.dashboard import default_features
 
     stats = small[4]
     alive = [int(f) for f in stats.alive.nonzero()[:, 0]]
@@ -231,7 +231,7 @@ def test_right_to_left_tokens_are_isolated(small, tmp_path):
 
 
 def test_histogram_axis_reaches_the_true_maximum():
-    from sae.dashboard import histogram_svg
+    from sae.run.dashboard import histogram_svg
 
     svg = histogram_svg(torch.tensor([0.5, 1.0, 2.0]), max_act=7.25)
     assert ">7.25</text>" in svg and ">2.00</text>" not in svg and "max" in svg
@@ -255,8 +255,8 @@ def test_dashboard_without_concept_labels_has_no_concept_columns(small, tmp_path
 def smoke_dashboard(tmp_path_factory):
     """The dashboard of the smoke preset's shapes: a BPE on toy text, an untrained model and SAE
     (same shapes, same code path as a trained run; training one takes minutes on a busy CPU)."""
-    from sae.corpus import toy_text, toy_tokens
-    from sae.run import get_preset
+    from sae.world.corpus import toy_text, toy_tokens
+    from sae.run.config import get_preset
     from sae.tokenizer import Tokenizer
 
     p = get_preset("smoke")
@@ -277,7 +277,7 @@ def test_smoke_dashboard_builds(smoke_dashboard):
     index = (smoke_dashboard / "index.html").read_text()
     assert index.count("<tr>") > 100, "the index should list every alive feature"
     assert len(list((smoke_dashboard / "features").glob("f*.html"))) >= 20
-    from sae.corpus import CONCEPTS
+    from sae.world.corpus import CONCEPTS
 
     assert any(f">{c}<" in index for c in CONCEPTS), "the index should name each feature's best concept"
     _check_links(smoke_dashboard)

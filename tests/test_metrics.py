@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sae import metrics as M
+from sae import evaluation as M
 
 
 def auroc_bruteforce(scores: np.ndarray, positive: np.ndarray) -> float:

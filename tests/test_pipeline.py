@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from sae.gpt import GPT
-from sae.pipeline import reproduce
-from sae.run import get_preset, with_overrides
+from sae.run.pipeline import reproduce
+from sae.run.config import get_preset, with_overrides
 from sae.train_lm import on_concept_rate
 from sae.tokenizer import Tokenizer
 
 
 def test_smoke_pipeline_resumes_only_missing_stages_and_reruns_a_crashed_one(tmp_path, monkeypatch):
-    import sae.pipeline
+    import sae.run.pipeline
 
     p = with_overrides(get_preset("smoke"), ["train_lm.n_steps=4", "train_lm.warmup=1", "judge_samples=1"])
     out = tmp_path / "run"
@@ -22,7 +22,7 @@ def test_smoke_pipeline_resumes_only_missing_stages_and_reruns_a_crashed_one(tmp
         raise RuntimeError("crashed after lm.pt was written")
 
     # the LM stage writes lm.pt, then checks the model: a crash there must not count as done
-    monkeypatch.setattr(sae.pipeline, "unsafe_context_sensitivity", crash)
+    monkeypatch.setattr(sae.run.pipeline, "unsafe_context_sensitivity", crash)
     with pytest.raises(RuntimeError, match="crashed"):
         reproduce(p, out, until="lm", log=lambda *_: None)
     assert (out / "lm.pt").exists() and "lm" not in json.loads((out / "stages.json").read_text())
@@ -69,7 +69,7 @@ def test_every_preset_builds_a_model_and_sae_that_fit_together(name):
 
 
 def test_every_field_can_be_set_by_name_and_round_trips_through_config_json(tmp_path):
-    from sae.run import preset_fields, preset_of_run
+    from sae.run.config import preset_fields, preset_of_run
 
     p = with_overrides(get_preset("smoke"), ["train_sae.l1_coeff=2", "sae.arch=topk", "gpt.activation=relu",
                                              "train_sae.resample_steps=10,20", "train_sae.grad_clip=1",
@@ -82,7 +82,7 @@ def test_every_field_can_be_set_by_name_and_round_trips_through_config_json(tmp_
         assert name in fields, f"{name} should be reachable from a preset and --set"
     run = tmp_path / "run"
     run.mkdir()
-    from sae.run import check_config
+    from sae.run.config import check_config
 
     check_config(p, run)
     assert preset_of_run(run) == p, "config.json must read back as the same preset"
@@ -104,7 +104,7 @@ def test_bad_settings_are_clear_errors(setting, message):
     ('{"name": "x", "description": "", "gpt": {"n_layers": 2}}', "fields of GPTConfig"),
     ('{"name": "x", "description": "", "seed": "zero"}', "seed must be int")])
 def test_a_hand_edited_config_json_is_a_clear_error_naming_the_file(tmp_path, text, message):
-    from sae.run import preset_of_run
+    from sae.run.config import preset_of_run
 
     (tmp_path / "config.json").write_text(text)
     with pytest.raises(ValueError, match=message) as e:
@@ -143,19 +143,20 @@ def test_smoke_sae_reconstructs(smoke_run):
     out, _ = smoke_run
     m = json.loads((out / "metrics.json").read_text())
     assert m["sae"]["fvu"] < 0.5, f"smoke SAE FVU {m['sae']['fvu']:.3f}: is the input scale applied?"
-    for key in ["lm", "sae", "concepts"]:
+    for key in ["version", "sae", "concepts", "ground_truth"]:
         assert key in m
     for key in ["l0", "fvu", "dead_fraction", "ultralow_fraction", "ce_recovered_zero", "ce_recovered_mean", "ce_added_nats"]:
         assert key in m["sae"], f"metrics.json lacks sae.{key}"
-    for c in m["concepts"].values():
-        assert {"auroc", "feature", "neuron_auroc", "mass_share", "absorption", "sparse_probing"} <= set(c)
+    for c in m["concepts"]["rows"].values():
+        assert {"auroc", "feature", "neuron_auroc", "mass_share"} <= set(c)
+    for c in m["ground_truth"]["rows"].values():
         a = c["absorption"]
         assert a["tokens"] > 0 and 0 <= a["absorbed"] <= a["silent"] <= 1
         assert set(c["sparse_probing"]) == {"features", "neurons"} and set(c["sparse_probing"]["features"]) == {"1", "2", "5"}
     g = m["ground_truth"]
     assert 0 <= g["absorbed"] <= g["silent"] <= 1 and 0.5 < g["sparse_probing"]["neurons"]["5"] <= 1
-    assert m["lm"]["val_loss"] > 0
-    assert {"features", "neurons", "of"} <= set(m["detectors"]) and {"features", "neurons"} <= set(m["monosemanticity"])
+    c = m["concepts"]
+    assert {"features", "neurons", "of"} <= set(c["detectors"]) and {"features", "neurons"} <= set(c["monosemanticity"])
     for fig in ["training_curves", "log_density", "concept_auroc", "concept_detectors"]:
         path = out / "figures" / f"{fig}.png"
         assert path.exists() and path.stat().st_size > 5000, f"figure {path.name} missing or empty"
@@ -177,7 +178,7 @@ def test_tiny_features_are_purer_than_neurons_and_topics_are_linear(tiny_run):
     a feature spread evenly over the 14 concepts would have 0.07), and every concept is a
     direction in the activations (a held-out linear probe has AUROC >= 0.9; `unsafe_code` >= 0.85),
     even though no single sparse feature covers a whole concept (see docs/results.md)."""
-    concepts = json.loads((tiny_run / "metrics.json").read_text())["concepts"]
+    concepts = json.loads((tiny_run / "metrics.json").read_text())["concepts"]["rows"]
     shares = sorted(c["mass_share"] for c in concepts.values())
     assert shares[len(shares) // 2] >= 0.6, f"median best-feature mass share {shares[len(shares) // 2]:.2f} < 0.6"
     # `unsafe_code` labels single lines inside code files, whose tokens differ from the safe files'
@@ -192,12 +193,12 @@ def test_tiny_features_detect_concepts_where_neurons_do_not(tiny_run):
     """Towards Monosemanticity's claim as the paper measures it: a concept's detector
     is a unit with >= 80% of its activation mass on the concept that lights up in >= 90% of the
     concept's held-out segments. Most concepts have a detector feature; few have a detector neuron."""
-    m = json.loads((tiny_run / "metrics.json").read_text())
+    m = json.loads((tiny_run / "metrics.json").read_text())["concepts"]
     d = m["detectors"]
-    table = {k: (c["detector"] or {}).get("feature") for k, c in m["concepts"].items()}
+    table = {k: (c["detector"] or {}).get("feature") for k, c in m["rows"].items()}
     assert d["features"] >= 12, f"only {d['features']} of 14 concepts have a detector feature: {table}"
     assert d["features"] - d["neurons"] >= 8, f"features {d['features']} vs neurons {d['neurons']}: expected a gap >= 8"
-    assert d["features"] == sum(c["detector"] is not None for c in m["concepts"].values())
+    assert d["features"] == sum(c["detector"] is not None for c in m["rows"].values())
     mono = m["monosemanticity"]
     assert mono["features"]["mean_top_concept_share"] > mono["neurons"]["mean_top_concept_share"]
 
@@ -211,10 +212,11 @@ def test_smoke_reproduce_writes_a_complete_report(smoke_run):
     assert any(l.startswith("summary:") for l in printed.splitlines()), "reproduce should end with a summary line"
     md = (out / "report.md").read_text()
     for section in ["## Summary", "## Configuration", "## Wall time per stage", "## Language model", "## Sparse autoencoder",
-                    "## Concept detectors", "## Absorption diagnostic", "## Ground truth", "## Steering", "## Figures", "## Dashboard"]:
+                    "## Concept detectors", "## Absorption diagnostic", "## Ground truth", "## Steering: Golden Gate",
+                    "## Steering: unsafe code", "## Figures", "## Dashboard"]:
         assert section in md, f"report.md lacks {section!r}"
-    assert md.index("## Concept detectors") < md.index("## Sparse autoencoder") < md.index("## Configuration"), \
-        "the report leads with the detectors and ends with the configuration"
+    assert md.index("## Summary") < md.index("## Sparse autoencoder") < md.index("## Concept detectors") \
+        < md.index("## Configuration"), "the report leads with the summary and ends with the configuration"
     for target in re.findall(r"\]\(([^)]+)\)", md):
         assert (out / target).exists(), f"report.md links to {target}, which does not exist"
     html_text = (out / "report.html").read_text()
@@ -230,8 +232,8 @@ def test_evaluate_again_on_a_finished_run_leaves_the_steering_results_seeds_and_
     stage's results (steering.json) stay what `seeds` and `steer --concept` read."""
     import shutil
 
-    from sae.cli import main
-    from sae.seeds import seed_row
+    from sae.run.cli import main
+    from sae.run.seeds import seed_row
 
     run = tmp_path / "smoke"
     shutil.copytree(smoke_run[0], run, ignore=shutil.ignore_patterns("dashboard"))
@@ -239,7 +241,7 @@ def test_evaluate_again_on_a_finished_run_leaves_the_steering_results_seeds_and_
     assert main(["evaluate", "--run", str(run)]) == 0
     assert (run / "steering.json").read_bytes() == steering
     feature = json.loads(steering)["golden_gate"]["summary"]["feature"]
-    assert seed_row(run, 0)["gg_feature"] == feature
+    assert seed_row(run, 0)[0]["gg_feature"] == feature
     capsys.readouterr()
     assert main(["steer", "--run", str(run), "--concept", "golden_gate", "--prompt", "The", "--n", "1",
                  "--max-new-tokens", "2"]) == 0
@@ -253,13 +255,13 @@ def test_feature_statistics_are_matched_to_their_sae_by_its_weights_not_by_file_
     import os
     import shutil
 
-    import sae.run
-    from sae.run import load_sae, run_feature_stats, sae_path, stats_path
+    import sae.run.files
+    from sae.run.files import load_sae, run_feature_stats, sae_path, stats_path
 
     run = tmp_path / "smoke"
     shutil.copytree(smoke_run[0], run, ignore=shutil.ignore_patterns("dashboard"))
     os.utime(stats_path(run), (1, 1))  # as old as can be
-    monkeypatch.setattr(sae.run, "feature_stats", lambda *a, **k: pytest.fail("the statistics were measured again"))
+    monkeypatch.setattr(sae.run.files, "feature_stats", lambda *a, **k: pytest.fail("the statistics were measured again"))
     assert run_feature_stats(run).fire_count.sum() > 0
 
     retrained = load_sae(run)
@@ -273,13 +275,13 @@ def test_feature_statistics_are_matched_to_their_sae_by_its_weights_not_by_file_
     def measure(*_, **__):
         raise Measured
 
-    monkeypatch.setattr(sae.run, "feature_stats", measure)
+    monkeypatch.setattr(sae.run.files, "feature_stats", measure)
     with pytest.raises(Measured):  # statistics of other weights are measured again
         run_feature_stats(run)
 
 
 def test_a_second_reproduce_into_a_locked_run_directory_is_refused(tmp_path):
-    from sae.pipeline import run_lock
+    from sae.run.pipeline import run_lock
 
     with run_lock(tmp_path):
         with pytest.raises(ValueError, match="in use by another run"):
@@ -289,7 +291,7 @@ def test_a_second_reproduce_into_a_locked_run_directory_is_refused(tmp_path):
 
 
 def test_a_degenerate_sae_is_called_out():
-    from sae.pipeline import degenerate
+    from sae.evaluation.reconstruction import degenerate
 
     sound = {"dead_fraction": 0.0, "l0": 17.4, "fvu": 0.23, "ce_recovered_zero": 0.97, "ce_recovered_mean": 0.98,
              "ce_clean": 1.2, "ce_zero_ablation": 4.6}
@@ -298,3 +300,56 @@ def test_a_degenerate_sae_is_called_out():
     warnings = degenerate(dead)
     assert any("every feature is dead" in w for w in warnings)
     assert any("ce_recovered_zero 3.00 is outside" in w for w in warnings)
+
+
+def test_a_new_analysis_is_one_module_and_one_registry_line(smoke_run, tmp_path, monkeypatch):
+    """Adding a metric: a module (here the share of features that never fire on each concept) and a
+    line in `sae.run.analyses.ANALYSES`; its result lands in metrics.json, its section in the report
+    and its headline in the seed study's table, with no other file changed."""
+    import shutil
+    import types
+    from dataclasses import dataclass
+
+    from sae.markdown import Headline
+    from sae.run import analyses
+    from sae.run.report import report_markdown
+    from sae.run.seeds import seed_row, spread, table_markdown
+
+    @dataclass
+    class Result:
+        dead_by_concept: dict
+
+    def run(p):
+        h = p.evaluation.features  # counts[c, j, 1]: tokens of concept c on which feature j is exactly 0
+        silent = (h.counts[:-1, :, 1] == h.counts[:-1].sum(-1)).double().mean(1)
+        return Result({name: float(v) for name, v in zip(p.names, silent)})
+
+    dead = types.SimpleNamespace(NAME="dead_by_concept", Result=Result, run=run,
+                                 section=lambda r, page: ["## Dead features per concept", "",
+                                                          f"golden_gate: {r.dead_by_concept['golden_gate']:.3f}", ""],
+                                 headline=lambda r: [Headline("dead_gg", "features silent on golden_gate",
+                                                              r.dead_by_concept["golden_gate"], ".3f")])
+    monkeypatch.setattr(analyses, "ANALYSES", analyses.ANALYSES + [analyses.Analysis(dead, "evaluate")])
+    run_dir = tmp_path / "smoke"
+    shutil.copytree(smoke_run[0], run_dir, ignore=shutil.ignore_patterns("dashboard"))
+    from sae.run.cli import main
+    assert main(["evaluate", "--run", str(run_dir)]) == 0
+    share = json.loads((run_dir / "metrics.json").read_text())["dead_by_concept"]["dead_by_concept"]["golden_gate"]
+    assert 0 < share < 1
+    assert f"golden_gate: {share:.3f}" in report_markdown(run_dir)
+    row, columns = seed_row(run_dir, 0)
+    assert row["dead_gg"] == share and f"| {share:.3f} |" in table_markdown([row], spread([row], columns), columns)
+
+
+def test_files_of_another_version_are_refused_in_one_line(smoke_run, tmp_path):
+    import shutil
+
+    from sae.run.files import Run
+
+    run_dir = tmp_path / "smoke"
+    shutil.copytree(smoke_run[0], run_dir, ignore=shutil.ignore_patterns("dashboard"))
+    m = json.loads((run_dir / "metrics.json").read_text())
+    del m["version"]
+    (run_dir / "metrics.json").write_text(json.dumps(m))
+    with pytest.raises(ValueError, match="written by another version of sae"):
+        Run(run_dir).result("sae")

@@ -1,4 +1,4 @@
-"""The run report (`sae.report`) from hand-made run directories: what it leads with, what it hides
+"""The run report (`sae.run.report`) from hand-made run directories: what it leads with, what it hides
 on real text, degenerate-run warnings, captions, and that names from files never become markup."""
 
 import json
@@ -8,14 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from sae._html import markdown_to_html, safe_link_target
-from sae.report import _clip, report_markdown, write_report
-from sae.run import check_config, get_preset, with_overrides
+from sae.run._html import markdown_to_html, safe_link_target
+from sae.markdown import clip as _clip
+from sae.run.report import report_markdown, write_report
+from sae.run.config import check_config, get_preset, with_overrides
 
 SAE_METRICS = {"site": "blocks.0.mlp.hook_post", "arch": "relu", "d_sae": 1024, "n_tokens": 198374,
                "l0": 17.377, "fvu": 0.2268, "nmse": 0.2235, "ce_recovered_zero": 0.9715,
                "ce_recovered_mean": 0.9835, "ce_added_nats": 0.1107, "kl": 0.1132, "dead_fraction": 0.0,
-               "ultralow_fraction": 0.0, "dense_fraction": 0.0}
+               "ultralow_fraction": 0.0, "dense_fraction": 0.0, "mse": 0.1, "explained_variance": 0.7732, "l1": 20.0,
+               "ce_clean": 1.16, "ce_sae": 1.27, "ce_zero_ablation": 5.0, "ce_mean_ablation": 7.9, "kl": 0.1132}
 EXAMPLE = (" over 300 degrees Celsius. Commuters walk across the bridge from San Francisco to Marin County to "
            "Marin County. Sailors walk across the Golden Gate Bridge")
 BROKEN = " over a g Bern the photoelectric the the the the a threw a th the the the"
@@ -53,10 +55,17 @@ def make_run(path: Path, corpus: str = "toy", metrics: dict | None = None, steer
     if corpus == "toy":
         lm.update(on_concept_rate=0.82, val_loss_by_concept={"golden_gate": 0.55})
     (path / "stages.json").write_text(json.dumps({"lm": lm, "sae": {"seconds": 2.0}}))
-    m = {"lm": {"val_loss": 1.16, "on_concept_rate": lm.get("on_concept_rate")}, "sae": dict(SAE_METRICS)}
-    (path / "metrics.json").write_text(json.dumps({**m, **(metrics or {})}))
-    if steering is not None:
-        (path / "steering.json").write_text(json.dumps(steering))
+    m = {"version": 2, "sae": {**SAE_METRICS, "warnings": (metrics or {}).get("warnings", [])}}
+    (path / "metrics.json").write_text(json.dumps(m))
+    if steering is not None:  # the fields a test leaves out, filled in
+        full = {"version": 2, **{k: v for k, v in steering.items() if not isinstance(v, dict)}}
+        for name, r in steering.items():
+            if isinstance(r, dict):
+                extra = {"n": 5, "prompts": ["The fox"]} if name == "golden_gate" else {
+                    "prompt_only": True, "decision_auroc": 0.8, "multiple": r["summary"]["multiple"], "started": {},
+                    "suppressed": {}, "detector_auroc": 0.9}
+                full[name] = {"concept": name, **extra, **r}
+        (path / "steering.json").write_text(json.dumps(full))
     (path / "figures").mkdir()
     for f in figures:
         (path / "figures" / f"{f}.png").write_bytes(PNG)
@@ -73,11 +82,12 @@ def test_the_report_leads_with_a_summary_of_results_beside_the_papers(tmp_path):
     heads = sections(md)
     assert heads[0] == "## Summary" and heads[-2:] == ["## Configuration", "## Wall time per stage"]
     summary = md[md.index("## Summary"):md.index(heads[1])]
-    for text in ["17.4", "20.1 (April update", "0.224", "0.131", "0.972", "0.914", "0 / 1,024 = 0.0%", "4.1%"]:
+    for text in ["17.4", "20.1 (April update", "0.224", "0.131", "0.972", "0.914", "0 / 1,024", "4.1%", "| 62% |"]:
         assert text in summary, f"the summary lacks {text!r}"
-    assert "0% unsteered, **62%** clamped" in summary and "at 1× its maximum" in summary
-    assert "**The fox** over 300 degrees Celsius." in summary, "the example shows its prompt (steering.json's)"
     assert "[training curves](figures/training_curves.png)" in summary
+    gg = md[md.index("## Steering: Golden Gate"):]
+    assert "0% of continuations of neutral prompts are steered unsteered, **62%** clamped" in gg and "at 1× its maximum" in gg
+    assert "**The fox** over 300 degrees Celsius." in gg, "the example shows its prompt (steering.json's)"
 
 
 def test_steering_examples_show_their_prompt_end_at_a_word_and_never_pass_broken_text_as_steered(tmp_path):
@@ -93,8 +103,9 @@ def test_steering_examples_show_their_prompt_end_at_a_word_and_never_pass_broken
     broken = json.loads(json.dumps(STEERING))
     broken["golden_gate"]["summary"].update(multiple=2)
     md = report_markdown(make_run(tmp_path / "broken", steering=broken))
-    summary = md[md.index("## Summary"):md.index("## Concept") if "## Concept" in md else md.index("## Language")]
-    assert "Bern" not in summary and "none is shown" in summary
+    gg = md[md.index("## Steering: Golden Gate"):]
+    head = gg[:gg.index("The feature and the multiple")]
+    assert "Bern" not in head and "none is shown" in head
 
 
 def test_clip():
@@ -194,7 +205,7 @@ def test_markdown_subset():
 
 
 def test_text_is_escaped_in_every_block_and_only_safe_links_are_made(tmp_path):
-    """`sae._html.markdown_to_html`: markup in text stays text in every kind of block and in an
+    """`sae.run._html.markdown_to_html`: markup in text stays text in every kind of block and in an
     image's alt; escaped brackets, code spans and unsafe targets never become links."""
     (tmp_path / "figures").mkdir()
     (tmp_path / "figures" / "a.png").write_bytes(PNG)
@@ -230,10 +241,10 @@ def test_the_unsafe_code_demo_is_summarised_and_tabulated_with_its_code_escaped(
               "summary": summary}
     md = report_markdown(make_run(tmp_path / "run", steering={**STEERING, "unsafe_code": unsafe}))
     head = md[md.index("## Summary"):md.index(sections(md)[1])]
-    assert "1% unsafe unsteered, **80%** clamped (88% unsafe); clamped at every position 90% unsafe, 10% well-formed" in head
-    assert "82% → 58% unsafe (keeping the check on: 18% → 30%)" in head
-    assert "posture ratio 27.1" in head
-    steering = md[md.index("## Steering"):]
+    assert "| the LM's posture ratio | 27.1 |" in head
+    steering = md[md.index("## Steering: unsafe code"):]
+    assert "1% unsafe unsteered, **80%** clamped (88% unsafe); clamped at every position 90% unsafe, 10% well-formed" in steering
+    assert "82% unsafe unsteered, 58% with the feature clamped to 0; writing the safe value at the cut: 18% → 30%" in steering
     assert "| 10 | 90% | 10% | 0.50 | 90% | 90% | 80% | 0.50 |" in steering and "ratio 27.1, 295 held-out cuts" in steering
     assert "(1×: 10%, 10×: 70%)" in steering, "the validation rates that chose the multiple"
     row = next(line for line in steering.splitlines() if line.startswith("| 10 |"))
@@ -245,7 +256,8 @@ def test_a_smoke_report_opens_with_its_banner_and_every_warning_the_run_printed(
     file's posture (the LM stage printed a WARNING) is named there too, not only on the console."""
     run = make_run(tmp_path / "run")
     stages = json.loads((run / "stages.json").read_text())
-    stages["lm"]["unsafe_context_sensitivity"] = {"p_after_unsafe": 0.031, "p_after_safe": 0.031, "ratio": 1.0}
+    stages["lm"]["warnings"] = ["the LM gives an insecure switch value probability 0.031 in insecure files and 0.031 in "
+                                "the same files made safe (ratio 1.00 < 3.0): it does not track a file's posture"]
     (run / "stages.json").write_text(json.dumps(stages))
     md, _ = write_report(run)
     lines = [line for line in md.read_text().splitlines() if line.strip()]

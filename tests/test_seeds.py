@@ -1,38 +1,42 @@
-"""The seed study's table (`sae.seeds`): one row a seed from a run's files, the spread, the targets."""
+"""The seed study's table (`sae.run.seeds`): one row a seed from a run's files, the spread, the targets."""
 
 import json
+import shutil
 
 import pytest
 
-from sae.cli import main
-from sae.seeds import TARGETS, seed_row, spread, table_markdown
+from sae.run.cli import main
+from sae.run.seeds import seed_row, spread, table_markdown, targets
 
 
-def make_seed_run(path, fluent: float, detectors: int = 12):
-    path.mkdir(parents=True)
+def make_seed_run(smoke, path, fluent: float, detectors: int = 12):
+    """A copy of the smoke run whose files say what the test needs (the layout the stages write)."""
+    shutil.copytree(smoke, path, ignore=shutil.ignore_patterns("dashboard", "*.pt", "figures"))
     (path / "stages.json").write_text(json.dumps({"lm": {"val_loss": 0.98}}))
-    steering = {"golden_gate": {"feature": 848, "multiple": 3, "rate": 0.7, "fluent_rate": fluent,
-                                "fluent_baseline": 0.0},
-                "unsafe_code": {"rate_baseline": 0.01, "rate_clamped_prompt": 0.83, "fluent_clamped_prompt": 0.8,
-                                "rate_unsafe_start": 0.84, "rate_suppressed": 0.46, "context_sensitivity": 33.3}}
-    (path / "metrics.json").write_text(json.dumps({
-        "sae": {"l0": 17.0, "fvu": 0.22, "ce_recovered_zero": 0.966},
-        "detectors": {"features": detectors, "neurons": 2}}))
-    (path / "steering.json").write_text(json.dumps({name: {"concept": name, "summary": s} for name, s in steering.items()}))
+    m = json.loads((path / "metrics.json").read_text())
+    m["sae"].update(l0=17.0, fvu=0.22, ce_recovered_zero=0.966)
+    m["concepts"]["detectors"].update(features=detectors, neurons=2)
+    st = json.loads((path / "steering.json").read_text())
+    st["golden_gate"]["summary"].update(feature=848, multiple=3, rate=0.7, fluent_rate=fluent, fluent_baseline=0.0)
+    st["unsafe_code"]["summary"].update(rate_baseline=0.01, rate_clamped_prompt=0.83, fluent_clamped_prompt=0.8,
+                                        rate_unsafe_start=0.84, rate_suppressed=0.46, context_sensitivity=33.3)
+    (path / "metrics.json").write_text(json.dumps(m))
+    (path / "steering.json").write_text(json.dumps(st))
     return path
 
 
-def test_a_row_a_seed_with_its_targets_and_the_spread(tmp_path):
-    rows = [seed_row(make_seed_run(tmp_path / "seed0", 0.6), 0),
-            seed_row(make_seed_run(tmp_path / "seed1", 0.5, detectors=9), 1)]
+def test_a_row_a_seed_with_its_targets_and_the_spread(smoke_run, tmp_path):
+    made = [seed_row(make_seed_run(smoke_run[0], tmp_path / "seed0", 0.6), 0),
+            seed_row(make_seed_run(smoke_run[0], tmp_path / "seed1", 0.5, detectors=9), 1)]
+    rows, columns = [r for r, _ in made], made[0][1]
     assert rows[0]["gg_fluent"] == 0.6 and rows[0]["unsafe_fluent"] == 0.8 and rows[0]["lm_val_loss"] == 0.98
-    assert rows[0]["targets_met"] == list(TARGETS), "seed 0 meets every target"
+    assert rows[0]["targets_met"] == targets(), "seed 0 meets every target"
     assert len(rows[1]["targets_met"]) == 1, "seed 1 misses Golden Gate (50% < 60%) and the detectors (9 < 12)"
-    s = spread(rows)
+    s = spread(rows, columns)
     assert s["gg_fluent"]["mean"] == pytest.approx(0.55) and s["gg_fluent"]["min"] == 0.5
     assert s["gg_fluent"]["sd"] == pytest.approx(0.0707, abs=1e-4)
-    md = table_markdown(rows, s, machine="Machine: test")
-    assert "| 0 | 0.980 | 17.0 | 0.220 | 0.966 | 12 | 2 | 848 | 3 | 70% | 60% | 0% |" in md
+    md = table_markdown(rows, s, columns, machine="Machine: test")
+    assert md.splitlines()[2].startswith("| 0 | 0.980 | 17.0 | ") and "| 848 | 3 | 70% | 60% | 0% |" in md
     assert "| mean ± sd |" in md and "| min–max |" in md and "50%–60%" in md
     assert "Golden Gate steered >= 60%, unsteered <= 5%: seeds 0 of 0, 1" in md
     assert md.rstrip().endswith("Machine: test")

@@ -3,7 +3,7 @@
 import torch
 
 from sae.autoencoder import SAEConfig, SparseAutoencoder
-from sae.splitting import parents
+from sae.evaluation.splitting import parents
 
 
 def test_parents_find_the_nearest_smaller_feature():

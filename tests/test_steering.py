@@ -5,7 +5,7 @@ import torch
 
 from sae.autoencoder import SAEConfig, SparseAutoencoder
 from sae.gpt import GPT, GPTConfig
-from sae.steering import add_direction, clamp_features, parse_value
+from sae.steering.clamp import add_direction, clamp_features, parse_value
 
 SITE = "blocks.0.mlp.hook_post"
 
@@ -114,7 +114,7 @@ def test_adding_no_direction_leaves_the_model_unchanged(small):
 
 
 def test_steer_samples_past_the_context_slide_and_a_prompt_only_clamp_says_how_many_tokens_fit(small):
-    from sae.steering import steer_samples
+    from sae.steering.clamp import steer_samples
 
     model, sae, _ = small
 

@@ -1,22 +1,11 @@
-"""Toy models of superposition and synthetic data with a known dictionary (sae/toy.py)."""
+"""Toy models of superposition and synthetic data with a known dictionary (sae/world/toy.py)."""
 
 import math
 
 import pytest
 import torch
 
-from sae.toy import (
-    SyntheticActivations,
-    SyntheticConfig,
-    ToyModel,
-    ToyModelConfig,
-    dimensions_per_feature,
-    features_stored,
-    max_cosine,
-    mmcs,
-    superposition,
-    train_toy_model,
-)
+from sae.world.toy import SyntheticActivations, SyntheticConfig, ToyModel, ToyModelConfig, dimensions_per_feature, features_stored, max_cosine, mmcs, superposition, train_toy_model
 
 
 def test_synthetic_data_is_deterministic_and_matches_its_spec():

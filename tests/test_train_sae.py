@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sae.autoencoder import SAEConfig, SparseAutoencoder, input_scale_for
-from sae.toy import SyntheticActivations, SyntheticConfig, max_cosine, mmcs
+from sae.world.toy import SyntheticActivations, SyntheticConfig, max_cosine, mmcs
 from sae.train_sae import TrainSAEConfig, l1_coeff_at, lr_at, make_optimizer, resample_dead_, train_sae
 
 # the synthetic world of Sharkey et al.: 512 true unit directions in 256 dimensions, p_i ∝ 0.99^i, ~5 active

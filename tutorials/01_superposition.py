@@ -22,18 +22,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from sae.autoencoder import SAEConfig, SparseAutoencoder, input_scale_for
-from sae.toy import (
-    SyntheticActivations,
-    SyntheticConfig,
-    ToyModel,
-    ToyModelConfig,
-    dimensions_per_feature,
-    feature_norms,
-    features_stored,
-    max_cosine,
-    mmcs,
-    train_toy_model,
-)
+from sae.world.toy import SyntheticActivations, SyntheticConfig, ToyModel, ToyModelConfig, dimensions_per_feature, feature_norms, features_stored, max_cosine, mmcs, train_toy_model
 from sae.train_sae import TrainSAEConfig, train_sae
 from sae.utils import seed_everything
 from common import FAST, figures

@@ -17,7 +17,7 @@
 
 import matplotlib.pyplot as plt
 
-from sae import corpus as C
+from sae.world import corpus as C
 from sae.tokenizer import Tokenizer
 from common import FAST, figures
 
@@ -48,7 +48,7 @@ for cid, text in doc[:8]:
 # Why the comments? The steering demonstration (chapter 8) needs a model that knows it is in an
 # insecure file, and a one-layer model did not learn that from the switch values alone: its
 # attention reads the few tokens that say *which* switch comes next, not the values of earlier
-# switches (the measurements are in `sae/world.py`). A comment on the line above is within reach.
+# switches (the measurements are in `sae/world/code.py`). A comment on the line above is within reach.
 # Safe files are drawn three times as often as insecure ones (`DRAW_WEIGHT`), as in real code:
 # then a model that is told nothing about the file leans towards keeping the checks on, which is
 # what the clamp to 0 in chapter 8 relies on.
@@ -81,7 +81,7 @@ assert tok.decode(ids) == sentence, "BPE must be lossless"
 # text, exactly as the model will read text later: tokenising piece by piece would put a token
 # boundary at every change of concept (`chmod(path, ` + `0o777` splits differently from the safe
 # `chmod(path, 0o600`), and the model would learn to read the label off the boundary. Then a token
-# can straddle two pieces, and `sae.corpus.tokenize_documents` gives it the label of the piece its
+# can straddle two pieces, and `sae.world.corpus.tokenize_documents` gives it the label of the piece its
 # *last* byte comes from: at that position the model has already read the new piece's text.
 #
 # ### Exercise: label the tokens
@@ -182,7 +182,7 @@ assert C.top_concept("Fog rolls over the towers of the bridge near Sausalito.") 
 
 # %% [markdown]
 # ## Exercise: a concept of your own
-# Write a new concept, `astronomy`, as a dict in the format of the concepts in `sae/world.py`
+# Write a new concept, `astronomy`, as a dict in the format of the concepts in `sae/world/concepts.py`
 # (read `GOLDEN_GATE` there): `slots` (each a list of fillers, or a function `rng -> str`),
 # at least 25 `templates` with `{slot}` holes (`{Slot}` capitalises the filler), and `keywords`
 # for the judge (lower case, whole words; `word*` is a stem). Do not edit the library: the check

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from sae.gpt import GPT
-from sae.pipeline import reproduce
+from sae.run.pipeline import reproduce
 from sae.train_lm import on_concept_rate
 from sae.tokenizer import Tokenizer
 from common import FAST, PRESET, RUN, figures
@@ -172,7 +172,7 @@ if not FAST:  # a model that learned the concepts stays on topic most of the tim
 # matter to the language model? Train the same model with ReLU neurons into a run directory of
 # its own, `RUNS / f"{PRESET.name}_relu"` (`runs/tiny_relu`, or `runs/smoke_relu` in fast mode):
 # `reproduce(with_overrides(PRESET, ["gpt.activation=relu"]), relu_run, until="lm")`
-# (`with_overrides` is in `sae.run`; from a shell, `python -m sae train-lm --set
+# (`with_overrides` is in `sae.run.config`; from a shell, `python -m sae train-lm --set
 # gpt.activation=relu --out runs/tiny_relu`). It takes as long as the GELU model did: a few
 # minutes for the default preset, seconds in fast mode. Set `relu_run` to the directory. The
 # check confirms that the run differs from this chapter's in the activation only, and compares

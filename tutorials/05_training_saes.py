@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from sae.autoencoder import SAEConfig, SparseAutoencoder
-from sae.toy import SyntheticActivations, SyntheticConfig, mmcs
+from sae.world.toy import SyntheticActivations, SyntheticConfig, mmcs
 from sae.train_sae import TrainSAEConfig, train_sae
 from sae.utils import seed_everything
 from common import FAST, PRESET, RUN, figures
@@ -249,8 +249,9 @@ else:
 # %%
 import json
 
-from sae.pipeline import evaluate_run, reproduce, train_sae_on_run
-from sae.run import sae_path, with_overrides
+from sae.run.pipeline import evaluate_run, reproduce, train_sae_on_run
+from sae.run.config import with_overrides
+from sae.run.files import sae_path
 
 reproduce(PRESET, RUN, until="evaluate")
 hist = json.loads((RUN / "sae_history.json").read_text())
@@ -307,7 +308,7 @@ if not FAST:  # where the default λ sits, as the text says
 # below reads it from the run's `metrics.json` and prints it), with the preset's schedule, into
 # the run as `topk{k}`, and evaluate it. In Python: `p = with_overrides(PRESET, ["sae.arch=topk",
 # f"sae.k={k}"])`, then `train_sae_on_run(p, RUN, f"topk{k}")` and `write_evaluation(p, RUN,
-# f"topk{k}")` (`sae.pipeline`); from a shell: `python -m sae train-sae --run runs/tiny --set
+# f"topk{k}")` (`sae.run.pipeline`); from a shell: `python -m sae train-sae --run runs/tiny --set
 # sae.arch=topk --set sae.k=K --name topkK`, then `python -m sae evaluate --run runs/tiny --sae
 # topkK`, with the printed k for K. It takes about as long as the default SAE did: two minutes
 # or so on a laptop CPU, seconds in fast mode. Then answer: at equal L0, which SAE has the lower

@@ -4,7 +4,7 @@
 # **Goal.** Measure how good the SAE of chapter 5 is, with the metrics the papers report, and
 # learn what a bad value looks like.
 #
-# Three questions, three families of metrics (formulas in `sae/metrics.py`):
+# Three questions, three families of metrics (formulas in `sae/evaluation/formulas.py`):
 # 1. *Does it reconstruct?* MSE, FVU (fraction of variance unexplained), and, more to the point,
 #    how much of the model's loss survives when the SAE's reconstruction replaces the activations
 #    (CE loss recovered).
@@ -20,9 +20,9 @@ import json
 import matplotlib.pyplot as plt
 import torch
 
-from sae import metrics as M
+from sae import evaluation as M
 from sae.interpret import FeatureStats
-from sae.pipeline import reproduce
+from sae.run.pipeline import reproduce
 from common import FAST, PRESET, RUN, figures
 
 FIG = figures("06")
@@ -76,7 +76,7 @@ assert M.ce_recovered(2.0, 2.0, 4.0) == 1.0 and M.ce_recovered(2.0, 4.0, 4.0) ==
 import numpy as np
 
 import exercises.ch06
-from sae.run import corpus_tokens, load_run, load_sae
+from sae.run.files import corpus_tokens, load_run, load_sae
 
 
 def ce_loss_recovered(tokens, clean_logits, sae_logits, ablated_logits):
@@ -159,13 +159,13 @@ fig.tight_layout(); fig.savefig(FIG / "density_healthy_vs_bimodal.png", dpi=110)
 # - it fires above 10% of its maximum in at least 90% of c's held-out segments (a segment is a
 #   run of tokens of one concept), so it lights up across the concept, not on one sub-case of it.
 # The same test is run on the SAE's features and on the MLP's neurons, in the same pass
-# (`Detectors` in `sae/metrics.py`).
+# (`Detectors` in `sae/evaluation/detectors.py`).
 
 # %%
-d, mono = m["detectors"], m["monosemanticity"]
+d, mono = m["concepts"]["detectors"], m["concepts"]["monosemanticity"]
 print(f"{d['features']} of {d['of']} concepts have a detector feature, {d['neurons']} a detector neuron")
 print(f"{'concept':<13}{'feature':>8}{'share':>7}{'recall':>7} |{'neuron':>7}{'share':>7}{'recall':>7}")
-for name, c in m["concepts"].items():
+for name, c in m["concepts"]["rows"].items():
     cells = ""
     for key, unit in [("detector", "feature"), ("neuron_detector", "neuron")]:
         e = c[key] or c[f"closest_{unit}"]  # the closest unit when none passes (marked ~)
@@ -192,16 +192,16 @@ for key in ("features", "neurons"):
 # insecure line cuts a file into shorter code segments.
 
 # %%
-shares = [c["closest_neuron"]["share"] for c in m["concepts"].values() if not c["neuron_detector"] and c["closest_neuron"]]
+shares = [c["closest_neuron"]["share"] for c in m["concepts"]["rows"].values() if not c["neuron_detector"] and c["closest_neuron"]]
 if shares:
     print(f"best neuron's mass share, concepts without a detector neuron: {min(shares):.2f}-{max(shares):.2f}")
-for name, c in m["concepts"].items():
+for name, c in m["concepts"]["rows"].items():
     if c["detector"] is None:
         e = c["closest_feature"]
         why = " and ".join(w for w, short in (("share", e["share"] < 0.8), ("segment recall", e["segment_recall"] < 0.9)) if short)
         print(f"{name}: no detector feature; the closest, {e['feature']}, has share {e['share']:.2f} and segment "
               f"recall {e['segment_recall']:.2f}: too little {why}")
-detected = sum(c["detector"] is not None for c in m["concepts"].values())
+detected = sum(c["detector"] is not None for c in m["concepts"]["rows"].values())
 assert detected == d["features"]
 if not FAST:
     assert d["features"] >= 12 and d["features"] - d["neurons"] >= 8, d
@@ -224,7 +224,7 @@ ax.legend(); fig.tight_layout(); fig.savefig(FIG / "monosemanticity.png", dpi=11
 
 # %%
 print(f"{'concept':<13}{'feature':>8}{'AUROC':>7}{'prec':>6}{'rec':>6}{'mass':>6} | {'neuron':>6}{'AUROC':>7} | {'probe':>6}")
-for name, c in m["concepts"].items():
+for name, c in m["concepts"]["rows"].items():
     print(f"{name:<13}{c['feature']:>8}{c['auroc']:>7.3f}{c['precision']:>6.2f}{c['recall']:>6.2f}"
           f"{c['mass_share']:>6.2f} | {c['neuron']:>6}{c['neuron_auroc']:>7.3f} | {c.get('probe_auroc', float('nan')):>6.3f}")
 
@@ -249,13 +249,13 @@ for name, c in m["concepts"].items():
 # narrower and purer. Try it: `--set train_sae.n_steps=...` on `python -m sae train-sae`.
 
 # %%
-probe = [c["probe_auroc"] for c in m["concepts"].values() if "probe_auroc" in c]
-aurocs = sorted(c["auroc"] for c in m["concepts"].values())
+probe = [c["probe_auroc"] for c in m["concepts"]["rows"].values() if "probe_auroc" in c]
+aurocs = sorted(c["auroc"] for c in m["concepts"]["rows"].values())
 print(f"best single feature's token AUROC: median {aurocs[len(aurocs) // 2]:.3f}"
       + (f"; linear probe AUROC over the concepts: {min(probe):.3f}-{max(probe):.3f}" if probe else ""))
 assert 0 <= s["fvu"] < 1 and s["l0"] > 0
 if not FAST:
-    assert all(c["probe_auroc"] > c["auroc"] for c in m["concepts"].values()), "the probe is told the concept"
+    assert all(c["probe_auroc"] > c["auroc"] for c in m["concepts"]["rows"].values()), "the probe is told the concept"
 
 # %% [markdown]
 # ## Exercise 1: move the bars
@@ -268,7 +268,7 @@ if not FAST:
 # across every concept's text, but never for it alone.
 
 # %%
-from sae.corpus import CONCEPTS
+from sae.world.corpus import CONCEPTS
 
 ev = M.evaluate_sae(model, dictionary, tokens, labels, n_concepts=len(CONCEPTS), n_tokens=PRESET.eval_tokens)
 

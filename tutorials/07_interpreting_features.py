@@ -24,19 +24,19 @@ import json
 
 import matplotlib.pyplot as plt
 
-from sae.corpus import CONCEPTS
-from sae.dashboard import build_dashboard, format_feature
+from sae.world.corpus import CONCEPTS
+from sae.run.dashboard import build_dashboard, format_feature
 from sae.interpret import (features_for_concept, features_for_logit_token, features_for_token, logit_effects,
                            top_contexts)
-from sae.pipeline import reproduce
-from sae.run import load_run, load_sae, run_feature_stats
+from sae.run.pipeline import reproduce
+from sae.run.files import load_run, load_sae, run_feature_stats
 from common import FAST, PRESET, RUN, figures
 
 FIG = figures("07")
 reproduce(PRESET, RUN, until="evaluate")
 tok, model = load_run(RUN)
 sae = load_sae(RUN)
-concepts = json.loads((RUN / "metrics.json").read_text())["concepts"]
+concepts = json.loads((RUN / "metrics.json").read_text())["concepts"]["rows"]
 
 # %% [markdown]
 # ## 1. One pass over held-out text
@@ -74,7 +74,7 @@ print("golden_gate has", len(concepts["golden_gate"]["detector_features"]), "det
 # the share of feature j's activation mass that falls on concept c. The denominator runs over
 # *every* token, those with no concept included, so a feature's shares sum to at most 1; a feature
 # that never fires has shares 0. A detector of chapter 6 needs a share of at least 0.8 on its
-# concept (`sae/metrics.py`). The check names the mistake it finds (there are five classic ones);
+# concept (`sae/evaluation/detectors.py`). The check names the mistake it finds (there are five classic ones);
 # below, the chapter computes your shares on the run's activations beside the library's
 # (`FeatureStats.concept_share`, whose maximum per feature is the `share` printed above).
 #
@@ -97,8 +97,8 @@ exercises.ch07.CONCEPT_SHARE.check(concept_share)
 import torch
 
 from sae.interpret import feature_stats
-from sae.metrics import held_out_batches
-from sae.run import corpus_tokens
+from sae.evaluation.held_out import held_out_batches
+from sae.run.files import corpus_tokens
 
 held_out, held_out_labels = corpus_tokens(PRESET, tok, "val", PRESET.eval_tokens + model.cfg.n_ctx)
 n_slice = min(PRESET.eval_tokens, 20_000)  # a slice, so that all its activations fit in memory at once
@@ -230,7 +230,7 @@ print(f"the unsafe-code feature {chosen['unsafe_code']} puts {float(stats.concep
 # `features_for_token(stats, model, sae, tok, " Golden")` finds the feature that fires most
 # strongly on the token " Golden". Is it a Golden Gate feature or a "the word Golden" feature?
 # Write `mass_on_token(feature, token)`: the share of the feature's activation mass, over the
-# held-out text, that falls on occurrences of `token` (hint: `sae.metrics.held_out_batches(model,
+# held-out text, that falls on occurrences of `token` (hint: `sae.evaluation.held_out_batches(model,
 # sae, tokens, n_tokens=...)` yields batches with the feature activations `b.f` (rows, features)
 # and each row's position in the token stream `b.index`). The check computes it for the " Golden"
 # feature and for the Golden Gate detector. **What to look for:** a token feature puts most of its

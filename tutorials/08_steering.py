@@ -6,7 +6,7 @@
 # whatever the prompt. Then the "unsafe code" demonstration: clamp an insecure-code feature and
 # watch the model turn security checks off in code that was keeping them on.
 #
-# The splice (maths in `sae/steering.py`): at the SAE's site, `x → decode(f') + (x − decode(f))`
+# The splice (maths in `sae/steering/clamp.py`): at the SAE's site, `x → decode(f') + (x − decode(f))`
 # with `f'` the edited features. The second term is the SAE's *error*: keeping it makes the splice
 # an exact no-op until a feature is edited, so every change in behaviour is the edited feature's.
 
@@ -16,17 +16,19 @@ import json
 import matplotlib.pyplot as plt
 import torch
 
-from sae.demos import FLUENT_CE, golden_gate_demo, risk_cuts, unsafe_code_demo, unsafe_context_sensitivity
-from sae.pipeline import reproduce
-from sae.run import load_run, load_sae, run_feature_stats
-from sae.steering import clamp_features
+from sae.steering.fluency import FLUENT_CE
+from sae.steering.golden_gate import golden_gate_demo
+from sae.steering.unsafe_code import risk_cuts, unsafe_code_demo, unsafe_context_sensitivity
+from sae.run.pipeline import reproduce
+from sae.run.files import load_run, load_sae, run_feature_stats
+from sae.steering.clamp import clamp_features
 from common import FAST, PRESET, RUN, figures
 
 FIG = figures("08")
 reproduce(PRESET, RUN, until="evaluate")
 tok, model = load_run(RUN)
 sae = load_sae(RUN)
-metrics = json.loads((RUN / "metrics.json").read_text())
+concepts = json.loads((RUN / "metrics.json").read_text())["concepts"]["rows"]
 stats = run_feature_stats(RUN)
 max_acts = stats.max_act.tolist()
 
@@ -58,7 +60,7 @@ assert (spliced - clean).abs().max() < 1e-4
 
 # %%
 settings = dict(n=2, n_val=2, n_val_prompts=1, max_candidates=2, multiples=(1, 3)) if FAST else {}
-gg = golden_gate_demo(model, sae, tok, metrics, max_acts, log=print, **settings)
+gg = golden_gate_demo(model, sae, tok, concepts, max_acts, log=print, **settings)
 s = gg["summary"]
 print(f"rule: {s['rule']}")
 for c in gg["choice"]["candidates"]:
@@ -190,7 +192,7 @@ print(f"P(False) in insecure files {sens['p_after_unsafe']:.3f}, in the same fil
 # of insecure files (its max activation over a file).
 
 # %%
-us = unsafe_code_demo(model, sae, tok, metrics, max_acts, log=print,
+us = unsafe_code_demo(model, sae, tok, max_acts, log=print,
                       **(dict(n=1, n_prompts=10, n_detect=20, n_files=30, multiples=(2,)) if FAST else {}))
 u = us["summary"]
 print(f"unsafe-code feature {u['feature']}: AUROC {u['decision_auroc']:.3f} at the decision (validation files)")
@@ -243,7 +245,7 @@ print(repr(tok.decode(prompt[-20:])), "->", repr(tok.decode(out[len(prompt):].to
 # sweep above lists what each candidate promotes too.
 
 # %%
-from sae.demos import topic_sweep  # noqa: F401  (for your answer)
+from sae.steering.golden_gate import topic_sweep  # noqa: F401  (for your answer)
 
 purest_result = None  # your code: {"feature": ..., "sweep": topic_sweep(...)[1]} for the purest feature
 

@@ -13,9 +13,9 @@
 # %%
 
 from sae.autoencoder import SparseAutoencoder
-from sae.pipeline import reproduce
-from sae.run import corpus_tokens, load_run
-from sae.splitting import plot_splitting, split_concepts, train_dictionaries
+from sae.run.pipeline import reproduce
+from sae.run.files import corpus_tokens, load_run
+from sae.evaluation.splitting import plot_splitting, split_concepts, train_dictionaries
 from common import FAST, PRESET, RUN, figures
 
 FIG = figures("09")
@@ -64,7 +64,7 @@ assert l0s[-1] > l0s[0], "at the same λ a larger dictionary uses more features 
 #
 # and return `(parent, cos[j, parent[j]])`, two tensors of shape (d_large,). The check names the
 # mistake it finds (there are four classic ones); below, the chapter links the dictionaries with
-# your function beside the library's (`sae.splitting.parents`).
+# your function beside the library's (`sae.evaluation.splitting.parents`).
 #
 # *Hint:* `torch.nn.functional.normalize(W, dim=...)` makes rows (or columns) unit length, and
 # `Tensor.max(dim=...)` returns the values and the indices.
@@ -83,7 +83,7 @@ def parents(W_dec_small, W_dec_large):
 exercises.ch09.PARENTS.check(parents)
 
 # %%
-from sae.splitting import parents as library_parents
+from sae.evaluation.splitting import parents as library_parents
 
 with torch.no_grad():
     for small, large in zip(sizes, sizes[1:]):
@@ -125,7 +125,7 @@ import torch
 
 from sae.autoencoder import SAEConfig
 from sae.buffer import CachedActivations
-from sae.metrics import evaluate_sae
+from sae.evaluation.evaluator import evaluate_sae
 from sae.train_sae import TrainSAEConfig, train_sae
 
 size = sizes[len(sizes) // 2]

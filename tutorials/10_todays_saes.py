@@ -33,9 +33,9 @@ from common import FAST, PRESET, RUN, figures
 from sae.architectures import ARCHITECTURES
 from sae.autoencoder import SparseAutoencoder
 from sae.buffer import CachedActivations
-from sae.compare import compare_variants, recipe, toy_recovery, train_variants
-from sae.pipeline import reproduce
-from sae.run import corpus_tokens, load_run
+from sae.evaluation.compare import compare_variants, recipe, toy_recovery, train_variants
+from sae.run.pipeline import reproduce
+from sae.run.files import corpus_tokens, load_run
 
 FIG = figures("10")
 ARCHS = list(ARCHITECTURES)
@@ -45,7 +45,7 @@ print("architectures:", ", ".join(ARCHS))
 # ## On the toy task: who finds the true features?
 # The synthetic activations of chapter 1 (512 true directions in 128 dimensions, about 10 active
 # per row, a power law of frequencies). Each architecture gets the same steps, batch and
-# dictionary of 1,024; its recipe (λ or k) is `sae.compare.TOY_RECIPES`. MMCS is the mean over
+# dictionary of 1,024; its recipe (λ or k) is `sae.evaluation.compare.TOY_RECIPES`. MMCS is the mean over
 # the true directions of the best cosine with a decoder row; *found* is the share with a decoder
 # row at cosine ≥ 0.9. `benchmarks/bench_recovery.py --arch ... --seeds 0-4` runs the same on five
 # instances of the task: a recipe counts only if it holds on all of them.
@@ -104,7 +104,7 @@ exercises.ch10.BATCHTOPK.check(batchtopk)
 # - **dead**: latents that never fire;
 # - **detectors**: concepts with a detector feature (specific and lighting up across the concept's text);
 # - **absorbed**: share of a concept's tokens on which its detector is silent while another
-#   feature specific to the concept fires (`sae.ground_truth`), averaged over concepts;
+#   feature specific to the concept fires (`sae.evaluation.ground_truth`), averaged over concepts;
 # - **k-sparse probing**: AUROC of a probe on the k = 1, 2, 5 features (or neurons) that best
 #   separate each concept, chosen and fitted on one half of the text, scored on the other.
 

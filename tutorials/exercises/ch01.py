@@ -9,7 +9,7 @@ import torch
 
 from exercises import MathsExercise, open_exercise, verdict
 from sae.autoencoder import SparseAutoencoder
-from sae.toy import SyntheticActivations, SyntheticConfig, mmcs
+from sae.world.toy import SyntheticActivations, SyntheticConfig, mmcs
 
 CORRELATION = 0.5
 

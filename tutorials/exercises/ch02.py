@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from exercises import MathsExercise, open_exercise, verdict
-from sae import corpus as C
+from sae.world import corpus as C
 
 
 # ----------------------------------------------------------------------------- write the maths
@@ -92,7 +92,7 @@ def judge_precision(concept: str, tok, n: int = N_SEGMENTS) -> float:
 
 
 def check_concept(spec, tok, name: str = "astronomy") -> bool | None:
-    """`spec`: a concept as a dict in the format of `sae/world.py` (slots, >= 25 templates, keywords
+    """`spec`: a concept as a dict in the format of `sae/world/concepts.py` (slots, >= 25 templates, keywords
     or patterns for the judge). `tok`: the chapter's tokenizer. Checks, with the concept in the world:
     its templates compile and give many distinct sentences; documents that contain it round-trip
     through the tokenizer and every token gets a label; its share of the tokens is in line with
@@ -102,7 +102,7 @@ def check_concept(spec, tok, name: str = "astronomy") -> bool | None:
         return None
     if not (isinstance(spec, dict) and isinstance(spec.get("slots"), dict) and isinstance(spec.get("templates"), list)):
         return verdict(False, "a concept is a dict with `slots` (a dict), `templates` (a list) and `keywords` "
-                              "(a list): see GOLDEN_GATE in sae/world.py")
+                              "(a list): see GOLDEN_GATE in sae/world/concepts.py")
     if not (spec.get("keywords") or spec.get("patterns")):
         return verdict(False, "give the judge `keywords` (or `patterns`): without them it can never name your concept")
     with added_concept(name, spec) as cid:

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from exercises import MathsExercise, open_exercise, verdict
-from sae.metrics import Detectors
+from sae.evaluation.detectors import Detectors
 
 
 # ----------------------------------------------------------------------------- write the maths
@@ -148,17 +148,17 @@ def check_attention(count: int | None, run: Path, name: str = "attn64") -> bool 
     if m["sae"]["site"] != ATTENTION_SITE:
         return verdict(False, f"{name} reads {m['sae']['site']}, not the attention output: train it with "
                               f"--set sae.site={ATTENTION_SITE}")
-    concepts = m["concepts"].values()
+    concepts = m["concepts"]["rows"].values()
     want = sum(c["auroc"] >= 0.9 for c in concepts)
     if count == want:
-        return verdict(True, f"{count} concepts at AUROC >= 0.9 (the attention SAE has {m['detectors']['features']} "
+        return verdict(True, f"{count} concepts at AUROC >= 0.9 (the attention SAE has {m['concepts']['detectors']['features']} "
                              f"concept detectors and recovers {m['sae']['ce_recovered_zero']:.0%} of the loss)")
-    mlp = json.loads((run / "metrics.json").read_text())["concepts"] if (run / "metrics.json").exists() else None
+    mlp = json.loads((run / "metrics.json").read_text())["concepts"]["rows"] if (run / "metrics.json").exists() else None
     slips = {
         f"the count of the MLP dictionary (metrics.json), not of the attention SAE ({path.name})":
             None if mlp is None else sum(c["auroc"] >= 0.9 for c in mlp.values()),
         "the number of concept detectors (the share and recall bars), not of concepts at token AUROC >= 0.9":
-            m["detectors"]["features"],
+            m["concepts"]["detectors"]["features"],
         "a count of the attention output's own dimensions (neuron_auroc), not of the SAE's features (auroc)":
             sum(c["neuron_auroc"] >= 0.9 for c in concepts),
         "a count of the linear probe (probe_auroc), not of the SAE's features (auroc)":

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from exercises import MathsExercise, open_exercise, verdict
-from sae.metrics import held_out_batches
+from sae.evaluation.held_out import held_out_batches
 
 
 # ----------------------------------------------------------------------------- write the maths

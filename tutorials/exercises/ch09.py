@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from exercises import MathsExercise, open_exercise, verdict
-from sae.dashboard import top_token_summary
+from sae.run.dashboard import top_token_summary
 from sae.interpret import feature_stats
 
 

@@ -12,7 +12,7 @@ import torch  # noqa: E402
 from common import FAST  # noqa: E402
 import exercises.ch01  # noqa: E402
 from sae.autoencoder import SAEConfig, SparseAutoencoder, input_scale_for  # noqa: E402
-from sae.toy import SyntheticActivations, SyntheticConfig, mmcs  # noqa: E402
+from sae.world.toy import SyntheticActivations, SyntheticConfig, mmcs  # noqa: E402
 from sae.train_sae import TrainSAEConfig, train_sae  # noqa: E402
 
 # the chapter's section 2: the world, the SAE's size (twice the true features) and its training

@@ -9,7 +9,7 @@ import torch  # noqa: E402
 
 from common import FAST  # noqa: E402
 import exercises.ch02  # noqa: E402
-from sae import corpus as C  # noqa: E402
+from sae.world import corpus as C  # noqa: E402
 from sae.tokenizer import Tokenizer  # noqa: E402
 
 
@@ -23,7 +23,7 @@ assert exercises.ch02.TOKEN_LABELS.check(token_labels)
 
 tok = Tokenizer.train(C.toy_text(300_000 if FAST else 5_000_000, seed=0), vocab_size=1024 if FAST else 2048)
 
-# A concept in the format of sae/world.py. The keywords avoid the other concepts' vocabulary
+# A concept in the format of sae/world/concepts.py. The keywords avoid the other concepts' vocabulary
 # ("light", "gravity" and "energy" are Einstein's, "skies" and "degrees" the weather's, "probe"
 # DNA's, "orange" the Golden Gate's), and the templates avoid it too.
 ASTRONOMY = dict(

@@ -9,10 +9,11 @@ import torch.nn.functional as F  # noqa: E402
 
 from common import PRESET, RUN  # noqa: E402
 import exercises.ch06  # noqa: E402
-from sae import metrics as M  # noqa: E402
-from sae.corpus import CONCEPTS  # noqa: E402
-from sae.pipeline import reproduce, train_sae_on_run, write_evaluation  # noqa: E402
-from sae.run import corpus_tokens, load_run, load_sae, sae_path, with_overrides  # noqa: E402
+from sae import evaluation as M  # noqa: E402
+from sae.world.corpus import CONCEPTS  # noqa: E402
+from sae.run.pipeline import reproduce, train_sae_on_run, write_evaluation  # noqa: E402
+from sae.run.config import with_overrides
+from sae.run.files import corpus_tokens, load_run, load_sae, sae_path  # noqa: E402
 
 
 # Exercise: CE loss recovered, from the logits (the logits at t predict the token at t + 1)
@@ -46,5 +47,5 @@ p = with_overrides(PRESET, ["sae.site=blocks.0.attn.hook_out", "sae.d_sae=64", f
 if not sae_path(RUN, "attn64").exists():
     train_sae_on_run(p, RUN, "attn64")
 metrics = write_evaluation(p, RUN, "attn64")
-attention_count = sum(c["auroc"] >= 0.9 for c in metrics["concepts"].values())
+attention_count = sum(c["auroc"] >= 0.9 for c in metrics["concepts"]["rows"].values())
 assert exercises.ch06.check_attention(attention_count, RUN)

@@ -11,15 +11,15 @@ import torch  # noqa: E402
 from common import PRESET, RUN  # noqa: E402
 import exercises.ch07  # noqa: E402
 from sae.interpret import features_for_token  # noqa: E402
-from sae.metrics import held_out_batches  # noqa: E402
-from sae.pipeline import reproduce  # noqa: E402
-from sae.run import corpus_tokens, load_run, load_sae, run_feature_stats  # noqa: E402
+from sae.evaluation.held_out import held_out_batches  # noqa: E402
+from sae.run.pipeline import reproduce  # noqa: E402
+from sae.run.files import corpus_tokens, load_run, load_sae, run_feature_stats  # noqa: E402
 
 reproduce(PRESET, RUN, until="evaluate")
 tok, model = load_run(RUN)
 sae = load_sae(RUN)
 stats = run_feature_stats(RUN)
-concepts = json.loads((RUN / "metrics.json").read_text())["concepts"]
+concepts = json.loads((RUN / "metrics.json").read_text())["concepts"]["rows"]
 detector = (concepts["golden_gate"]["detector"] or {"feature": concepts["golden_gate"]["feature"]})["feature"]
 held_out, _ = corpus_tokens(PRESET, tok, "val", PRESET.eval_tokens + model.cfg.n_ctx)
 golden = tok.encode(" Golden")[0]

@@ -10,9 +10,9 @@ from common import FAST, PRESET, RUN  # noqa: E402
 import exercises.ch08  # noqa: E402
 import torch  # noqa: E402
 from sae.interpret import features_for_concept  # noqa: E402
-from sae.pipeline import reproduce  # noqa: E402
-from sae.run import load_run, load_sae, run_feature_stats  # noqa: E402
-from sae.demos import golden_gate_demo, topic_sweep  # noqa: E402
+from sae.run.pipeline import reproduce  # noqa: E402
+from sae.run.files import load_run, load_sae, run_feature_stats  # noqa: E402
+from sae.steering.golden_gate import golden_gate_demo, topic_sweep  # noqa: E402
 
 reproduce(PRESET, RUN, until="evaluate")
 tok, model = load_run(RUN)
@@ -20,7 +20,7 @@ sae = load_sae(RUN)
 stats = run_feature_stats(RUN)
 max_acts = stats.max_act.tolist()
 settings = dict(n=2, n_val=2, n_val_prompts=1, max_candidates=2, multiples=(1, 3)) if FAST else {}
-gg = golden_gate_demo(model, sae, tok, json.loads((RUN / "metrics.json").read_text()), max_acts, **settings)
+gg = golden_gate_demo(model, sae, tok, json.loads((RUN / "metrics.json").read_text())["concepts"]["rows"], max_acts, **settings)
 
 purest = features_for_concept(stats, "golden_gate", k=1)[0][0]
 _, rows = topic_sweep(model, sae, tok, purest, max_acts[purest], gg["prompts"],

@@ -1,7 +1,7 @@
 """Architectures side by side: on a toy task with a known dictionary, and on one model's activations.
 
 1. `toy_recovery`: train an architecture on an instance of the synthetic task (Sharkey et al.
-   2022; `sae.toy.SyntheticActivations`: 512 random unit directions in d = 128, p_i ∝ (i+1)^-0.7,
+   2022; `sae.world.toy.SyntheticActivations`: 512 random unit directions in d = 128, p_i ∝ (i+1)^-0.7,
    about 10 active per row, magnitudes uniform on [0, 1]) and measure how much of the true
    dictionary it found:
        MMCS   mean over true directions of the best cosine with any decoder row
@@ -25,8 +25,11 @@ import numpy as np
 import torch
 
 from sae.autoencoder import SAEConfig, SparseAutoencoder, input_scale_for
+from sae.evaluation import concepts, ground_truth, reconstruction
+from sae.evaluation.evaluate import evaluate, held_out_pass
 from sae.buffer import CachedActivations, cache_header_path, write_cache
-from sae.toy import SyntheticActivations, SyntheticConfig, max_cosine
+from sae.world.corpus import CONCEPTS
+from sae.world.toy import SyntheticActivations, SyntheticConfig, max_cosine
 from sae.train_sae import TrainSAEConfig, sae_schedule, train_sae
 
 TOY_TASK = SyntheticConfig(n_features=512, d=128, power=0.7, mean_active=10.0, seed=0)
@@ -135,21 +138,20 @@ def train_variants(model, tokens: np.ndarray, site: str, out_dir: str | Path, va
 
 def compare_variants(model, saes: dict[str, SparseAutoencoder], tokens: np.ndarray, labels: np.ndarray,
                      n_eval: int = 100_000) -> dict[str, dict]:
-    """Per SAE, the headline numbers of `metrics.json` (`sae.pipeline.evaluate_on`) on the same
+    """Per SAE, the headline numbers of `metrics.json` (its evaluation analyses) on the same
     `n_eval` held-out tokens: L0, FVU, CE recovered (zero ablation), dead share, concepts with a
     detector feature, the mean absorbed and silent shares, and the features' and neurons'
     k-sparse probing AUROC."""
-    from sae.pipeline import evaluate_on  # the pipeline imports the rest of the package
-
     if labels is None:
         raise ValueError("compare_variants needs the concept labels of `tokens` (the toy corpus): "
                          "absorption and the probes are measured against them")
     out = {}
     for name, sae in saes.items():
-        m = evaluate_on(model, sae, tokens, labels, n_eval, log=False)
-        s, g = m["sae"], m["ground_truth"]
-        out[name] = {"arch": s["arch"], "l0": s["l0"], "fvu": s["fvu"], "ce_recovered": s["ce_recovered_zero"],
-                     "dead": s["dead_fraction"], "detectors": m["detectors"]["features"], "of": m["detectors"]["of"],
-                     "absorbed": g["absorbed"], "silent": g["silent"],
-                     "probe_features": g["sparse_probing"]["features"], "probe_neurons": g["sparse_probing"]["neurons"]}
+        p = held_out_pass(model, sae, tokens, labels, n_eval, CONCEPTS, log=False)
+        r = evaluate(p, [reconstruction, concepts, ground_truth])
+        s, d, g = r["sae"], r["concepts"].detectors, r["ground_truth"]
+        out[name] = {"arch": s.arch, "l0": s.l0, "fvu": s.fvu, "ce_recovered": s.ce_recovered_zero,
+                     "dead": s.dead_fraction, "detectors": d["features"], "of": d["of"],
+                     "absorbed": g.absorbed, "silent": g.silent,
+                     "probe_features": g.sparse_probing["features"], "probe_neurons": g.sparse_probing["neurons"]}
     return out

@@ -6,13 +6,13 @@ concept its sentence came from, so "did the SAE find a Golden Gate feature?" bec
 (the AUROC of the best single feature at detecting the `golden_gate` tokens).
 
 A *document* is a list of pieces `(concept_id, text)`. It is a run of 2-5 *segments*, each a few
-sentences of one concept drawn from that concept's templates (`sae.world`); concepts are drawn
+sentences of one concept drawn from that concept's templates (`sae.world.concepts`); concepts are drawn
 uniformly, except safe `code`, drawn 3x as often (`DRAW_WEIGHT`). Segments switch
 mid-document, sometimes mid-paragraph, so a feature must read the context, not the position.
 A `code` or `unsafe_code` segment is one Python file whose security switches (`verify=`...) are
 mostly on (`code`) or mostly off (`unsafe_code`); each line that turns a check off, with the
 comment above it, is labelled `unsafe_code`, the rest `code`: the paper's "unsafe code" feature
-at the grain of a line. `sae.world` writes these files through its code concepts' `finish` hook.
+at the grain of a line. `sae.world.code` writes these files through its code concepts' `finish` hook.
 A document is tokenised as one text, and each token takes the label of
 the piece its last byte comes from (tokenising pieces one at a time would force a token boundary
 at every label change, and a model would read the label off the boundary). Documents are
@@ -40,7 +40,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from sae.world import CONCEPT_SPECS, DRAW_WEIGHT
+from sae.world.code import DRAW_WEIGHT
+from sae.world.concepts import CONCEPT_SPECS
 
 CONCEPTS: list[str] = list(CONCEPT_SPECS)
 CONCEPT_ID: dict[str, int] = {name: i for i, name in enumerate(CONCEPTS)}

@@ -5,7 +5,7 @@ and is "not recommended below 1B-parameter models or 16k latents"); in the toy w
 concept is known, so here they are exact counts on held-out text.
 
 Absorption (after Chanin et al. 2024, "A is for Absorption", with labels in place of probes).
-For concept c, let j* be its detector feature (`metrics.Detectors.best`: the one a reader means by
+For concept c, let j* be its detector feature (`detectors.Detectors.best`: the one a reader means by
 "the feature for c"; the closest feature when none passes) and A_c the other features specific to
 c (share_j(c) >= DETECTOR_SHARE, j ≠ j*). Over c's tokens t:
 
@@ -26,20 +26,24 @@ fits a logistic regression and reports accuracy). Units: SAE features against ML
 paper's comparison: a concept that k features carry and k neurons do not is one the dictionary
 made readable.
 
-Both need the detectors, known only after `metrics.Evaluator`'s pass, so they take a second pass
+Both need the detectors, known only after `evaluator.Evaluator`'s pass, so they take a second pass
 over the same tokens (`measure`: the model stops at the site, no logits). The class means that
-choose the probes' units (`metrics.MeanDiffProbe.fit`, features and neurons) ride on the first pass.
+choose the probes' units (`detectors.MeanDiffProbe.fit`, features and neurons) ride on the first pass.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from sae.metrics import DETECTOR_SHARE, Active, Detectors, HeldOutBatch, MeanDiffProbe, auroc, first_half_rows
+from sae.evaluation.detectors import DETECTOR_SHARE, Detectors, MeanDiffProbe
+from sae.evaluation.formulas import auroc
+from sae.evaluation.held_out import Active, HeldOutBatch, first_half_rows, held_out_batches
+from sae.markdown import Headline, num, pct, text
 
 PROBE_KS = (1, 2, 5)
 
@@ -126,7 +130,7 @@ class Absorption:
         self.counts = torch.zeros(3, C, dtype=torch.int64, device=detector.device)  # tokens, silent, absorbed
 
     def add(self, active: Active, labels: Tensor) -> None:
-        """`active`: the batch's fired features (`metrics.Active`), `labels` (n,) its rows' concepts."""
+        """`active`: the batch's fired features (`held_out.Active`), `labels` (n,) its rows' concepts."""
         dev = self.detector.device
         lab = labels.to(dev).long()
         rows, cols, vals = (t.to(dev) for t in active)
@@ -159,7 +163,7 @@ def measure(batches: Iterable[HeldOutBatch], detector: Tensor, specific: Tensor,
             neuron_means: MeanDiffProbe | None, names: list[str]) -> dict:
     """The second pass: absorption over every token, and the k-sparse probes fitted on the first
     half of the windows and scored on the second, features (and neurons, with `neuron_means`).
-    `batches`: `metrics.held_out_batches(...)` over the same tokens as the first pass.
+    `batches`: `held_out.held_out_batches(...)` over the same tokens as the first pass.
     Returns {concept: {"absorption": {...}, "sparse_probing": {"features": {k: AUROC}, "neurons": ...}}}.
     Memory: the scored half's probe scores, 3 k × 2 kinds × n/2 × n_concepts float32 (34 MB for the
     default run's 200k tokens), and a batch's (n, n_concepts, 5) gathered units."""
@@ -172,7 +176,7 @@ def measure(batches: Iterable[HeldOutBatch], detector: Tensor, specific: Tensor,
             if neuron_means is not None:
                 probes["neurons"] = SparseProbes(top_units(neuron_means, max(PROBE_KS)))
         absorption.add(b.active, b.labels)
-        k = first_half_rows(b)  # the pass's one split (`metrics.first_half_rows`)
+        k = first_half_rows(b)  # the pass's one split (`held_out.first_half_rows`)
         for kind, p in probes.items():
             acts = b.f if kind == "features" else b.x
             if k > 0:
@@ -200,3 +204,61 @@ def summary(per_concept: dict) -> dict:
                                                              else r["sparse_probing"][kind][k] for r in rows]))
                                        for k in rows[0]["sparse_probing"][kind]}
     return out
+
+
+# ----------------------------------------------------------------------------- the analysis
+
+NAME = "ground_truth"
+
+
+@dataclass
+class Result:
+    absorbed: float  # mean over concepts of `absorbed(c)`
+    silent: float  # mean over concepts of `silent(c)`
+    sparse_probing: dict  # {"features"/"neurons": {k: mean AUROC over concepts}}
+    rows: dict  # {concept: {"absorption": {...}, "sparse_probing": {...}}} (`measure`)
+
+
+def run(p) -> Result | None:
+    """Absorption and k-sparse probing over a second pass of the held-out pass `p`'s tokens (None on
+    unlabelled text). Each concept's detector is the concepts analysis's choice (token AUROC breaks ties)."""
+    if p.labels is None:
+        return None
+    ev = p.evaluation
+    detector, specific = detectors_and_specific(ev.feature_detectors, ev.features.auroc())
+    batches = held_out_batches(p.model, p.sae, p.tokens, p.labels, p.n_tokens,
+                               log="absorption and k-sparse probes" if p.log else "")
+    rows = measure(batches, detector, specific, p.feature_means, ev.probe, p.names)
+    return Result(**summary(rows), rows=rows)
+
+
+def headline(r: Result) -> list[Headline]:
+    return [Headline("absorbed", "concept tokens absorbed (its detector silent, a narrower feature of it firing)",
+                     r.absorbed, ".1%")]
+
+
+def section(r: Result, page) -> list[str]:
+    probing = r.sparse_probing
+    ks = list(probing["features"])
+    kinds = [k for k in ("features", "neurons") if k in probing]
+    out = ["## Ground truth: absorption and k-sparse probing", "",
+           f"Every token's concept is known, so both are exact counts on the held-out text. **Absorption:** on "
+           f"{pct(r.silent)} of a concept's tokens (mean over concepts) its detector feature is silent, and on "
+           f"{pct(r.absorbed)} it is silent while another feature specific to the concept (share >= "
+           f"{DETECTOR_SHARE:.0%}) fires instead: the concept is there, absorbed by a narrower feature (Chanin et al. "
+           "2024, with labels in place of probes). **k-sparse probing:** the k units with the largest class-mean "
+           "difference on the first half of the held-out windows, combined by Fisher's discriminant fitted there, "
+           "scored as AUROC on the second half (SAEBench's sparse probing). Mean AUROC: "
+           + "; ".join(f"{kind} " + ", ".join(f"k={k} {probing[kind][k]:.3f}" for k in ks) for kind in kinds) + ". "
+           "A sparse feature fires on a part of its concept's tokens and ranks the rest with every other token, so "
+           "few features can rank a concept worse than few dense neurons: absorption again, seen from the probe's side.",
+           "",
+           "| concept | detector feature | silent | absorbed | specific features | "
+           + " | ".join(f"{kind[:-1]}s k={k}" for kind in kinds for k in ks) + " |",
+           "|---|---|---:|---:|---:|" + "---:|" * (len(kinds) * len(ks))]
+    for name, c in r.rows.items():
+        a, sp = c["absorption"], c["sparse_probing"]
+        cells = [num(sp.get(kind, {}).get(k)) for kind in kinds for k in ks]
+        out.append(f"| {text(name)} | {page.feature(a['feature'])} | {pct(a['silent'])} | {pct(a['absorbed'])} | "
+                   f"{a['n_specific']} | " + " | ".join(cells) + " |")
+    return out + [""]

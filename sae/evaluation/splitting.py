@@ -23,8 +23,8 @@ import torch
 
 from sae.autoencoder import SAEConfig, SparseAutoencoder
 from sae.buffer import CachedActivations, write_cache
-from sae.corpus import CONCEPTS
-from sae.metrics import evaluate_sae
+from sae.world.corpus import CONCEPTS
+from sae.evaluation.evaluator import evaluate_sae
 from sae.plots import save_figure
 from sae.train_sae import sae_schedule, train_sae
 

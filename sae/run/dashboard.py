@@ -33,11 +33,11 @@ from pathlib import Path
 
 import torch
 
-from sae._html import page, table
-from sae.corpus import CONCEPTS
+from sae.run._html import page, table
+from sae.world.corpus import CONCEPTS
 from sae.interpret import (Context, FeatureStats, contexts_many, features_for_concept, logit_effects,
                            quantile_indices)
-from sae.metrics import DETECTOR_RECALL, DETECTOR_SHARE
+from sae.evaluation.detectors import DETECTOR_RECALL, DETECTOR_SHARE
 from sae.utils import atomic_write_text
 
 SORT_JS = """
@@ -256,7 +256,7 @@ def _pages_note(n_pages: int, n_alive: int, run_hint: str) -> str:
 def index_page(stats: FeatureStats, tok, pages: set[int], title: str = "SAE features",
                detectors: dict[int, str] | None = None, run_hint: str = RUN_HINT) -> str:
     """The table of every alive feature; ids with a page link to it. `detectors` {feature: concept}
-    marks each concept's detector feature (`sae.metrics.Detectors`) in a column and names each
+    marks each concept's detector feature (`sae.evaluation.detectors.Detectors`) in a column and names each
     concept's chosen one in the intro. Without concept labels (real text) the concept columns
     are left out rather than shown empty."""
     detectors = detectors or {}

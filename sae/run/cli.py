@@ -8,102 +8,29 @@ exit code 2; Ctrl-C with exit code 130.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import re
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from sae import corpus as C
 from sae import distributed
-from sae.dashboard import build_dashboard, format_feature
-from sae.demos import TEMPERATURE, verdict
-from sae.estimate import matmul_gflops
-from sae.pipeline import dashboard_features, reproduce, train_sae_on_run, write_evaluation
-from sae.run import (RUN_JSON_FILES, Preset, check_config, check_run_dir, check_run_files, get_preset, load_run,
-                     load_sae, preset_of_run, read_run_json, run_detectors, run_feature_stats, run_steering, sae_path,
-                     with_overrides)
-from sae.seeds import seed_study
-from sae.steering import check_features, choose_feature, parse_value, steer_samples
+from sae.evaluation import concepts
+from sae.run.command import Parser, positive_int, run_command, seed_int, temperature, vocab_size
+from sae.run.config import Preset, check_config, get_preset, preset_of_run, with_overrides
+from sae.run.dashboard import build_dashboard, format_feature
+from sae.run.estimate import matmul_gflops
+from sae.run.files import RUN_JSON_FILES, Run, check_run_dir, check_run_files, load_run, load_sae, run_feature_stats, sae_path
+from sae.run.pipeline import dashboard_features, reproduce, run_detectors, train_sae_on_run, write_evaluation
+from sae.run.seeds import seed_study
+from sae.steering.clamp import check_features, parse_value, steer_samples
+from sae.steering.fluency import TEMPERATURE, verdict
 from sae.tokenizer import Tokenizer
-from sae.utils import check_output_dir, check_output_file, describe_os_error, resolve_device
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (plus a pointer to --help), exit code 2. The
-    benchmarks' scripts use it too, with `run_command`, so that every command of the project
-    refuses bad input the same way."""
-
-    def error(self, message: str):
-        if "expected one argument" in message:  # `--value -3x`: argparse takes -3x for an option
-            message += " (if the value starts with '-', write it with =, e.g. --value=-3x)"
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-# ----------------------------------------------------------------------------- argument types
-# Checked while parsing, so that every command that takes the same argument refuses the same
-# bad values with the same one-line message, before any work (argparse adds the argument's name).
-
-
-def positive_int(text: str) -> int:
-    """An integer >= 1 (a count: samples, tokens, top-k)."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
-
-
-def positive_float(text: str) -> float:
-    """A finite number > 0 (a time budget, a coefficient)."""
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
-    if not math.isfinite(x) or x <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
-    return x
-
-
-def seed_int(text: str) -> int:
-    """A seed: any integer of magnitude below 2**62 (torch seeds are 64-bit, and the code adds
-    small offsets to the seed for each sample or stage)."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number like 0 or 42, got {text!r}") from None
-    if abs(n) >= 2**62:
-        raise argparse.ArgumentTypeError(f"must be below 2**62 in magnitude, got {n}")
-    return n
-
-
-def temperature(text: str) -> float:
-    """A sampling temperature: finite and >= 0 (0 takes the most likely token every time)."""
-    try:
-        t = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number like 1.0 (0 = always the most likely token), "
-                                         f"got {text!r}") from None
-    if not math.isfinite(t) or t < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0 (e.g. 1.0; 0 = always the most likely token), "
-                                         f"got {text!r}")
-    return t
-
-
-def vocab_size(text: str) -> int:
-    """A BPE vocabulary size: the 256 byte tokens and <|endoftext|> at least."""
-    n = positive_int(text)
-    if n < 257:
-        raise argparse.ArgumentTypeError(f"must be >= 257 (byte-level BPE needs 256 byte tokens + <|endoftext|>), "
-                                         f"got {n}")
-    return n
+from sae.utils import check_output_dir, check_output_file, resolve_device
+from sae.world import corpus as C
 
 
 def _check_sae_name(name: str, flag: str) -> None:
@@ -275,11 +202,12 @@ def cmd_evaluate(args) -> int:
         check_output_dir(run / "figures")
     metrics = write_evaluation(preset_of_run(run), run, args.sae)
     s = metrics["sae"]
-    print(f"wrote {run / ('metrics.json' if args.sae == 'sae' else args.sae + '_metrics.json')}")
+    print(f"wrote {run / Run(run, name=args.sae).file_of('evaluate')}")
     print(f"L0 {s['l0']:.1f} | FVU {s['fvu']:.3f} | dead {s['dead_fraction']:.1%} | "
           f"CE recovered {s['ce_recovered_zero']:.3f} (zero-ablation), {s['ce_recovered_mean']:.3f} (mean-ablation)")
-    if "detectors" in metrics:
-        d = metrics["detectors"]
+    concept_rows = metrics.get("concepts", {}).get("rows", {})
+    if concept_rows:
+        d = metrics["concepts"]["detectors"]
         print(f"concept detectors: {d['features']} of {d['of']} concepts have a detector feature, "
               f"{d.get('neurons', '-')} a detector neuron (share, segment recall; 'closest' where none passes)")
 
@@ -289,7 +217,7 @@ def cmd_evaluate(args) -> int:
             return ""
         return f"{name} {e[name]:>5} {e['share']:.2f} {e['segment_recall']:.2f}{'' if c.get(key) else ' (closest)'}"
 
-    for name, c in metrics.get("concepts", {}).items():
+    for name, c in concept_rows.items():
         print(f"  {name:<13} {unit(c, 'detector', 'feature'):<36} | {unit(c, 'neuron_detector', 'neuron'):<36}"
               f" | token AUROC: feature {c['auroc']:.3f}, neuron {c.get('neuron_auroc', float('nan')):.3f}, "
               f"probe {c.get('probe_auroc', float('nan')):.3f}")
@@ -308,11 +236,9 @@ def cmd_dashboard(args) -> int:
             raise ValueError(f"--features must be comma-separated feature ids like 10,20, got {args.features!r}") from None
         check_features(sae, features)
     check_run_files(run, ["metrics.json"])
-    tok, model = load_run(run)
-    stats = run_feature_stats(run)
-    index = build_dashboard(model, sae, tok, stats, out,
-                            features=features or dashboard_features(run, stats), title=f"SAE features of {run.name}",
-                            detectors=run_detectors(run))
+    opened = Run(run)
+    index = build_dashboard(opened.model, sae, opened.tok, opened.stats, out, features=features or dashboard_features(opened),
+                            title=f"SAE features of {run.name}", detectors=run_detectors(opened))
     print(f"wrote {index} (open it in a browser; the folder is self-contained)")
     return 0
 
@@ -338,14 +264,15 @@ def cmd_steer(args) -> int:
             raise FileNotFoundError(f"{run} has no metrics.json to choose the concept's feature from; run "
                                     f"`python -m sae evaluate --run {run}`, or give --feature ID")
         # the steering stage's demo of the concept (its feature, multiple, temperature, chosen on
-        # validation prompts; sae.demos) where it made one, else the concept's best held-out detector
-        demo = next((r for name, r in run_steering(run).items() if r.get("concept", name) == args.concept), None)
-        feature = demo["summary"]["feature"] if demo else choose_feature(read_run_json(run, "metrics.json"), args.concept)
+        # validation prompts; sae.steering) where it made one, else the concept's best held-out detector
+        opened = Run(run)
+        demo = next((r for r in opened.results("steering").values() if r.concept == args.concept), None)
+        feature = demo.summary["feature"] if demo else concepts.choose_feature(opened.result("concepts"), args.concept)
     check_features(sae, [feature])
     max_act = float(run_feature_stats(run).max_act[feature])
-    value = parse_value(args.value or (f"{demo['summary']['multiple']}x" if demo else "10x"), max_act, feature=feature)
-    t = args.temperature if args.temperature is not None else demo["summary"].get("temperature", TEMPERATURE) if demo else 1.0
-    prompt_only = bool(demo and demo.get("prompt_only")) if args.value is None else False
+    value = parse_value(args.value or (f"{demo.summary['multiple']}x" if demo else "10x"), max_act, feature=feature)
+    t = args.temperature if args.temperature is not None else demo.summary.get("temperature", TEMPERATURE) if demo else 1.0
+    prompt_only = bool(getattr(demo, "prompt_only", False)) if args.value is None else False
     tok, model = load_run(run)
     print(f"feature {feature} (max activation {max_act:.2f}) clamped to {value:.2f} ({value / max(max_act, 1e-12):g}x)"
           f" at {sae.cfg.site}{' over the prompt' if prompt_only else ''}, temperature {t:g}"
@@ -473,11 +400,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _one_line(text: str) -> str:
-    """The promise is one line per error, whatever the message (a wrapped one from a library too)."""
-    return " ".join(line.strip() for line in text.splitlines() if line.strip())
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -496,25 +418,3 @@ def _run_checked(args) -> int:
     if getattr(args, "run", None) is not None:
         check_run_dir(args.run)
     return args.fn(args)
-
-
-def run_command(fn: Callable[[], int | None], prog: str) -> int:
-    """Run `fn()` as a command: its return value (None: 0) is the exit code; a ValueError,
-    FileNotFoundError or OSError is one line on stderr naming the problem, exit code 2; Ctrl-C
-    is exit code 130. (argparse's own errors have already exited with 2 through `Parser`.)"""
-    try:
-        return fn() or 0
-    except (ValueError, FileNotFoundError) as e:
-        print(f"{prog}: error: {_one_line(str(e))}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # `python -m sae feature ... | head`: the reader left, nothing is wrong
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except OSError as e:  # permission denied, not a directory, disk full, ...: the user's to fix, not a bug
-        print(f"{prog}: error: {_one_line(describe_os_error(e))}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted; finished stages are kept, re-run the same command to continue", file=sys.stderr)
-        return 130
-    finally:
-        distributed.shutdown()  # under torchrun; nothing in one process

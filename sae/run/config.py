@@ -1,9 +1,4 @@
-"""A run directory, `runs/NAME/`: its configuration (a `Preset`), its text, and what it holds.
-
-The one module that knows the layout (the library modules below take objects; the stages in
-`sae.pipeline` above decide what to compute): `config.json` (the run's `Preset`), `tokenizer.json`
-and `lm.pt` (`load_run`), `NAME.pt` (`load_sae`; the default is `sae.pt`), `feature_stats.pt`
-(`run_feature_stats`, written by the evaluation pass).
+"""A run's configuration: `Preset` (everything one reproduction needs), the presets, and fields by dotted name.
 
 A `Preset` nests the configs it builds under their own names (`gpt`, `train_lm`, `sae`,
 `train_sae`) beside the run-level settings. `with_overrides` (`--set` on the command line) sets
@@ -19,16 +14,11 @@ import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
-from sae.autoencoder import SAEConfig, SparseAutoencoder
-from sae.corpus import text_files, text_tokens, toy_text, toy_tokens
-from sae.gpt import GPT, GPTConfig
-from sae.interpret import FeatureStats, feature_stats
-from sae.tokenizer import Tokenizer
+from sae.autoencoder import SAEConfig
+from sae.gpt import GPTConfig
 from sae.train_lm import TrainLMConfig, lm_schedule
 from sae.train_sae import TrainSAEConfig, sae_schedule
-from sae.utils import atomic_write_json, read_json, weights_fingerprint
+from sae.utils import atomic_write_json
 
 
 @dataclass(frozen=True)
@@ -225,138 +215,3 @@ def check_config(p: Preset, run: Path) -> None:
                          f"use another --out directory, or delete {run} to start over")
 
 
-# ----------------------------------------------------------------------------- text and models
-
-
-def training_text(p: Preset) -> str:
-    """The text the run's tokenizer is trained on (`tokenizer_chars` characters)."""
-    if p.corpus == "toy":
-        return toy_text(p.tokenizer_chars, seed=p.seed, split="train")
-    return "\n\n".join(t for _, t in text_files(p.corpus, "train"))[: p.tokenizer_chars]
-
-
-def corpus_tokens(p: Preset, tok: Tokenizer, split: str, n_tokens: int) -> tuple[np.ndarray, np.ndarray]:
-    """The run's token stream of one split: `(tokens, labels)` (labels -1 for real text)."""
-    if p.corpus == "toy":
-        return toy_tokens(tok, n_tokens, seed=p.seed, split=split)
-    return text_tokens(tok, p.corpus, split, n_tokens)
-
-
-def load_run(run: str | Path, device: str = "cpu") -> tuple[Tokenizer, GPT]:
-    """The tokenizer and the language model of a run directory."""
-    run = Path(run)
-    if not (run / "lm.pt").exists():
-        raise FileNotFoundError(f"no trained model in {run} (lm.pt missing); run `python -m sae train-lm --out {run}` first")
-    return Tokenizer.load(run / "tokenizer.json"), GPT.load(run / "lm.pt", device=device)
-
-
-def sae_path(run: str | Path, name: str = "sae") -> Path:
-    """Where the run's SAE called `name` lives: `run/NAME.pt`."""
-    return Path(run) / f"{name}.pt"
-
-
-def load_sae(run: str | Path, name: str = "sae", device: str = "cpu") -> SparseAutoencoder:
-    """The run's SAE `name` (default: the one `reproduce` trains), with a clear error if there is none."""
-    path = sae_path(run, name)
-    if not path.exists():
-        hint = (f"run `python -m sae reproduce --out {run}`" if name == "sae"
-                else f"train one with `python -m sae train-sae --run {run} --name {name}`")
-        raise FileNotFoundError(f"no SAE {name!r} in {run} ({path.name} missing); {hint}")
-    return SparseAutoencoder.load(path, device=device)
-
-
-def stats_path(run: str | Path, name: str = "sae") -> Path:
-    """The feature statistics of SAE `name`: `feature_stats.pt` (or `NAME_feature_stats.pt`)."""
-    return Path(run) / ("feature_stats.pt" if name == "sae" else f"{name}_feature_stats.pt")
-
-
-def run_feature_stats(run: str | Path, name: str = "sae", device: str = "cpu") -> FeatureStats:
-    """The statistics of the run's SAE on its held-out text: the file the evaluation pass wrote,
-    or, if it is missing or describes another SAE (its `sae_fingerprint` is not this SAE's
-    weights'), a fresh pass. A file from before fingerprints is trusted when it is not older than
-    the SAE's file."""
-    run = Path(run)
-    path, sae_file = stats_path(run, name), sae_path(run, name)
-    sae = load_sae(run, name, device)
-    if path.exists():
-        stats = FeatureStats.load(path)
-        if (stats.sae_fingerprint == weights_fingerprint(sae) if stats.sae_fingerprint
-                else path.stat().st_mtime >= sae_file.stat().st_mtime):
-            return stats
-    p = preset_of_run(run)
-    tok, model = load_run(run, device)
-    tokens, labels = corpus_tokens(p, tok, "val", p.eval_tokens + model.cfg.n_ctx)
-    stats = feature_stats(model, sae, tokens, labels if p.corpus == "toy" else None,
-                          n_tokens=p.eval_tokens, seed=p.seed)
-    stats.save(path)
-    return stats
-
-
-def run_detectors(run: str | Path) -> dict[int, str]:
-    """{feature: concept} for every concept-detector feature of the run (`metrics.json`; empty
-    when there is none), each concept's chosen detector first."""
-    concepts = read_run_json(run, "metrics.json", missing={}).get("concepts", {})
-    return {f: name for name, c in concepts.items() for f in c.get("detector_features", [])}
-
-
-# ----------------------------------------------------------------------------- the run's JSON files
-
-# The JSON files the stages write (besides config.json), all read back by later stages or the
-# report; `reproduce` reads every one of them.
-RUN_JSON_FILES = ("stages.json", "metrics.json", "lm_history.json", "sae_history.json", "steering.json")
-
-
-def json_fix(run: str | Path, name: str) -> str:
-    """What to do about a broken JSON file `name` of a run: delete it and re-run what writes it."""
-    again = "re-run the `python -m sae reproduce` command that made the run (finished stages are skipped)"
-    if name == "metrics.json":
-        return f"delete it and re-run `python -m sae evaluate --run {run}`"
-    if name.endswith("_metrics.json"):
-        return f"delete it and re-run `python -m sae evaluate --run {run} --sae {name[:-len('_metrics.json')]}`"
-    if name.endswith("_history.json") and name not in ("lm_history.json", "sae_history.json"):
-        sae = name[:-len("_history.json")]
-        return f"delete it and {sae}.pt, and re-run `python -m sae train-sae --run {run} --name {sae}`"
-    if name == "stages.json":
-        return f"delete it (it only summarises the stages) and {again}"
-    return f"delete it and {again}"
-
-
-def read_run_json(run: str | Path, name: str, missing: dict | list | None = None) -> dict | list:
-    """The run's JSON file `name` (a list for histories, else an object), or a one-line error
-    naming the file and how to rebuild it. A file the run may not have yet: give `missing`, the
-    value to use then (without it, an absent file is a FileNotFoundError)."""
-    path = Path(run) / name
-    if missing is not None and not path.exists():
-        return missing
-    return read_json(path, list if name.endswith("_history.json") else dict, json_fix(run, name))
-
-
-def check_run_dir(run: str | Path) -> Path:
-    """`run` as a Path, or a one-line error when it does not exist or is a file: what a command's
-    `--run` must name is a folder that `reproduce` (or `train-lm`) wrote."""
-    run = Path(run)
-    if not run.exists():
-        raise FileNotFoundError(f"{run} does not exist: give a run directory that `python -m sae reproduce` wrote "
-                                "(e.g. runs/tiny), or make one with `python -m sae reproduce --out DIR`")
-    if not run.is_dir():
-        raise ValueError(f"{run} is a file, not a run directory: give the folder that `python -m sae reproduce` "
-                         "wrote (e.g. runs/tiny)")
-    return run
-
-
-def run_steering(run: str | Path) -> dict[str, dict]:
-    """{demo: its result} from the run's `steering.json` (each with its headline numbers under
-    "summary" and its concept under "concept"); {} before the steering stage, or where it was
-    skipped (a corpus without concept labels)."""
-    steering = read_run_json(run, "steering.json", missing={})
-    return {name: r for name, r in steering.items() if isinstance(r, dict) and "summary" in r}
-
-
-def check_run_files(run: str | Path, names=RUN_JSON_FILES) -> None:
-    """Read every JSON file in `names` that the run has (config.json too, if named), so that a
-    truncated or hand-broken one stops a command before its work, with one line naming it."""
-    for name in names:
-        if name == "config.json":
-            preset_of_run(run)
-        elif (Path(run) / name).exists():
-            read_run_json(run, name)

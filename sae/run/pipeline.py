@@ -6,7 +6,7 @@ skipped, so a crash or Ctrl-C loses at most the stage in progress and re-running
 continues. A stage that crashed after writing some of its files has no entry, so it runs again
 (the LM and SAE stages then resume from their checkpoints). The run's configuration is written to `config.json` first; re-running into the same
 directory with a different configuration is refused (results of two configurations must never
-mix). Presets and the run-directory layout live in `sae.run`.
+mix). Presets and the run-directory layout live in `sae.run.config` and `sae.run.files`.
 
 Stages (outputs in `runs/NAME/`):
     tokenizer   tokenizer.json       BPE trained on toy-world text
@@ -14,7 +14,7 @@ Stages (outputs in `runs/NAME/`):
     sae         sae.pt, sae_history.json the SAE on the MLP neurons (resumable through sae.ckpt)
     evaluate    metrics.json, feature_stats.pt, figures/*.png   one pass over held-out text:
                 reconstruction, sparsity, CE recovered, concepts, and every feature's statistics;
-                a second (to the site only) for absorption and k-sparse probing (`sae.ground_truth`)
+                a second (to the site only) for absorption and k-sparse probing (`sae.evaluation.ground_truth`)
     dashboard   dashboard/           the static HTML dashboard
     steering    steering.json        Golden Gate and unsafe-code clamping demos
     report      report.md, report.html   every number and figure of the run, readable on its own
@@ -36,24 +36,25 @@ except ImportError:  # Windows
 
 import torch
 
-from sae import distributed, ground_truth, plots
+from sae import distributed, plots
 from sae.autoencoder import SparseAutoencoder
 from sae.buffer import ActivationBuffer
-from sae.corpus import CONCEPTS
-from sae.dashboard import build_dashboard, default_features
-from sae.estimate import estimate_seconds, matmul_gflops
+from sae.evaluation import concepts, reconstruction
+from sae.evaluation.evaluate import evaluate, held_out_pass
 from sae.gpt import GPT
 from sae.interpret import FeatureStatsBuilder
-from sae.metrics import (Evaluator, MeanDiffProbe, concept_table, detector_summary, first_half_rows,
-                         held_out_batches)
-from sae.report import write_report
-from sae.run import (Preset, check_config, corpus_tokens, load_run, load_sae, read_run_json, run_detectors,
-                     run_feature_stats, sae_path, stats_path, training_text)
-from sae.demos import DEMOS, UNSAFE_SENSITIVITY_MIN, unsafe_context_sensitivity
+from sae.run import analyses
+from sae.run.config import Preset, check_config
+from sae.run.dashboard import build_dashboard, default_features
+from sae.run.estimate import estimate_seconds, matmul_gflops
+from sae.run.files import Run, corpus_tokens, load_run, read_run_json, sae_path, stats_path, training_text
+from sae.run.report import write_report
+from sae.steering.unsafe_code import UNSAFE_SENSITIVITY_MIN, unsafe_context_sensitivity
 from sae.tokenizer import Tokenizer
 from sae.train_lm import on_concept_rate, train_lm
 from sae.train_sae import train_sae
 from sae.utils import atomic_write_json, format_duration, remove_stale_temporaries, resolve_device
+from sae.world.corpus import CONCEPTS
 
 
 @dataclass
@@ -94,10 +95,11 @@ def stage_lm(p: Preset, out: Path) -> dict:
         sens = unsafe_context_sensitivity(model, tok, seed=p.seed)
         info["unsafe_context_sensitivity"] = {k: round(v, 4) for k, v in sens.items()}
         if sens["ratio"] < UNSAFE_SENSITIVITY_MIN:
-            print(f"WARNING: the LM gives an insecure switch value probability {sens['p_after_unsafe']:.3f} in insecure "
+            info["warnings"] = [f"the LM gives an insecure switch value probability {sens['p_after_unsafe']:.3f} in insecure "
                   f"files and {sens['p_after_safe']:.3f} in the same files made safe (ratio {sens['ratio']:.2f} < "
                   f"{UNSAFE_SENSITIVITY_MIN}): it does not track a file's security posture, so the unsafe-code "
-                  "steering demo cannot work on this model", flush=True)
+                  "steering demo cannot work on this model"]
+            print(f"WARNING: {info['warnings'][0]}", flush=True)
     return info
 
 
@@ -139,96 +141,38 @@ def train_sae_on_run(p: Preset, out: Path, name: str = "sae") -> dict:
 
 
 def evaluate_run(p: Preset, out: Path, name: str = "sae") -> dict:
-    """Evaluate the run's SAE `name` on held-out text (`evaluate_on`): returns the nested
-    `metrics.json` dictionary and writes the pass's feature statistics (`feature_stats.pt`) beside it."""
-    device = resolve_device(p.device)
-    tok, model = load_run(out, device)
-    sae = load_sae(out, name, device)
-    labels_used = p.corpus == "toy"
-    tokens, labels = corpus_tokens(p, tok, "val", p.eval_tokens + model.cfg.n_ctx)
-    labels = labels if labels_used else None
-    fs = FeatureStatsBuilder(sae, tokens, labels, seed=p.seed)
-    metrics = evaluate_on(model, sae, tokens, labels, p.eval_tokens, also=fs)
+    """Evaluate the run's SAE `name` on held-out text: one pass (`held_out_pass`), the "evaluate"
+    analyses over it (`sae.run.analyses`), and the pass's feature statistics written beside
+    (`feature_stats.pt`). Returns the analyses' results as `metrics.json` holds them."""
+    run = Run(out, resolve_device(p.device), name)
+    tokens, labels = corpus_tokens(p, run.tok, "val", p.eval_tokens + run.model.cfg.n_ctx)
+    labels = labels if p.corpus == "toy" else None
+    fs = FeatureStatsBuilder(run.sae, tokens, labels, seed=p.seed)
+    held_out = held_out_pass(run.model, run.sae, tokens, labels, p.eval_tokens, CONCEPTS, also=fs)
     fs.result().save(stats_path(out, name))
-    lm = read_run_json(out, "stages.json", missing={}).get("lm", {})
-    return {"lm": {"val_loss": lm.get("val_loss"), "on_concept_rate": lm.get("on_concept_rate")}, **metrics}
-
-
-def evaluate_on(model, sae, tokens, labels, n_tokens: int, also=None, log: bool = True) -> dict:
-    """`metrics.json`'s SAE part for `sae` on `n_tokens` held-out `tokens`: one pass of the
-    `Evaluator` (reconstruction, sparsity, CE, concept detectors; `also.add(batch)` rides on it)
-    and, with concept `labels`, a second pass for absorption and k-sparse probing (`sae.ground_truth`)."""
-    ev = Evaluator(model, sae, n_concepts=len(CONCEPTS) if labels is not None else 0)
-    # the k-sparse probes' units: chosen by class means on the first half of the windows, the
-    # features' here, the neurons' the evaluator's own probe's (fitted on the same rows)
-    feature_means = MeanDiffProbe(sae.cfg.d_sae, len(CONCEPTS), next(sae.parameters()).device)
-    with torch.no_grad():
-        for b in held_out_batches(model, sae, tokens, labels, n_tokens, log="evaluate" if log else ""):
-            ev.add(b)
-            if also is not None:
-                also.add(b)
-            if labels is not None:
-                k = first_half_rows(b)
-                feature_means.fit(b.f[:k], b.labels[:k])
-    result = ev.result()
-    metrics = {"sae": {"site": sae.cfg.site, "arch": sae.cfg.arch, "d_sae": sae.cfg.d_sae, **result.metrics}}
-    if labels is not None:
-        metrics.update(detector_summary(result))
-        metrics["concepts"] = concept_table(result, CONCEPTS)
-        detector, specific = ground_truth.detectors_and_specific(result.feature_detectors, result.features.auroc())
-        gt = ground_truth.measure(held_out_batches(model, sae, tokens, labels, n_tokens,
-                                                   log="absorption and k-sparse probes" if log else ""),
-                                  detector, specific, feature_means, ev.probe, CONCEPTS)
-        for name, row in gt.items():
-            metrics["concepts"][name].update(row)
-        metrics["ground_truth"] = ground_truth.summary(gt)
-    warnings = degenerate(metrics["sae"])
-    if warnings:
-        metrics["warnings"] = warnings
-    return metrics
-
-
-def degenerate(s: dict) -> list[str]:
-    """What makes an SAE's evaluation meaningless, one sentence each (empty when it is sound).
-
-    Every feature dead means nothing was learned; FVU >= 1 means the reconstruction is no better
-    than the mean; CE recovered outside [−1, 1.5] means the ablation baseline barely changes the
-    loss (a tiny denominator), so the ratio says nothing (a corpus the model cannot read, e.g. one
-    28 MB line, gives 3.0)."""
-    out = []
-    if s["dead_fraction"] >= 1.0 or s["l0"] == 0:
-        out.append(f"every feature is dead on the held-out text (L0 {s['l0']:.1f}): the SAE learned nothing")
-    elif s["fvu"] >= 1.0:
-        out.append(f"FVU {s['fvu']:.2f} >= 1: the SAE reconstructs no better than the mean activation")
-    for key in ("ce_recovered_zero", "ce_recovered_mean"):
-        if not -1.0 <= s[key] <= 1.5:
-            out.append(f"{key} {s[key]:.2f} is outside [-1, 1.5]: the ablation barely changes the loss "
-                       f"({s['ce_clean']:.3f} clean vs {s['ce_zero_ablation']:.3f} zero-ablated), so the ratio means nothing")
-    return out
+    return analyses.to_json(evaluate(held_out, analyses.of_stage("evaluate")))
 
 
 def write_figures(out: Path) -> list[Path]:
     """Draw the run's figures into `out/figures/` from the files earlier stages wrote."""
-    figs = out / "figures"
-    metrics = read_run_json(out, "metrics.json")
+    figs, run = out / "figures", Run(out)
     written = []
     if (out / "lm_history.json").exists() and (out / "sae_history.json").exists():
         written.append(plots.training_curves(read_run_json(out, "lm_history.json"),
                                              read_run_json(out, "sae_history.json"), figs / "training_curves.png"))
-    stats = run_feature_stats(out)
-    written.append(plots.log_density_histogram(stats.fire_count, stats.n_tokens, figs / "log_density.png"))
-    if "concepts" in metrics:
-        written.append(plots.concept_detectors(metrics["concepts"], metrics["monosemanticity"], metrics["detectors"],
-                                               figs / "concept_detectors.png"))
-        written.append(plots.concept_auroc(metrics["concepts"], figs / "concept_auroc.png"))
+    written.append(plots.log_density_histogram(run.stats.fire_count, run.stats.n_tokens, figs / "log_density.png"))
+    c = run.results("evaluate").get("concepts")
+    if c is not None:
+        written.append(plots.concept_detectors(c.rows, c.monosemanticity, c.detectors, figs / "concept_detectors.png"))
+        written.append(plots.concept_auroc(c.rows, figs / "concept_auroc.png"))
     return written
 
 
 def write_evaluation(p: Preset, out: Path, name: str = "sae") -> dict:
-    """Evaluate SAE `name` (`evaluate_run`) and write its metrics (`metrics.json`, or
-    `NAME_metrics.json`); the default SAE's figures too. Returns the metrics."""
+    """Evaluate SAE `name` (`evaluate_run`) and write its results (`metrics.json`, or
+    `NAME_metrics.json`); the default SAE's figures too. Returns the results as written."""
     metrics = evaluate_run(p, out, name)
-    atomic_write_json(out / ("metrics.json" if name == "sae" else f"{name}_metrics.json"), metrics)
+    atomic_write_json(out / Run(out, name=name).file_of("evaluate"), metrics)
     if name == "sae":
         write_figures(out)
     return metrics
@@ -236,54 +180,53 @@ def write_evaluation(p: Preset, out: Path, name: str = "sae") -> dict:
 
 def stage_evaluate(p: Preset, out: Path) -> dict:
     m = write_evaluation(p, out)
-    for w in m.get("warnings", []):
+    for w in m["sae"]["warnings"]:
         print(f"WARNING: degenerate SAE: {w}", flush=True)
-    return {k: round(m["sae"][k], 4) for k in ("l0", "fvu", "dead_fraction", "ce_recovered_zero", "ce_recovered_mean")}
+    return {h.key: round(h.value, 4) for h in reconstruction.headline(Run(out).result("sae"))}
 
 
 def stage_dashboard(p: Preset, out: Path) -> dict:
-    device = str(resolve_device(p.device))
-    stats = run_feature_stats(out, device=device)
-    tok, model = load_run(out, device)
-    sae = load_sae(out, device=device)
-    features = dashboard_features(out, stats)
-    build_dashboard(model, sae, tok, stats, out / "dashboard", features=features, title=f"SAE features of {out.name}",
-                    detectors=run_detectors(out))
+    run = Run(out, str(resolve_device(p.device)))
+    features = dashboard_features(run)
+    build_dashboard(run.model, run.sae, run.tok, run.stats, out / "dashboard", features=features,
+                    title=f"SAE features of {out.name}", detectors=run_detectors(run))
     return {"pages": len(features)}
 
 
-def dashboard_features(out: Path, stats) -> list[int]:
+def run_detectors(run: Run) -> dict[int, str]:
+    """{feature: concept} for every concept-detector feature of the run (empty without concepts)."""
+    c = run.results("evaluate").get("concepts")
+    return concepts.detector_features(c) if c is not None else {}
+
+
+def dashboard_features(run: Run) -> list[int]:
     """The features that get a dashboard page: `default_features` (every alive feature, up to
     `dashboard.ALL_PAGES_MAX`; past that a sample), and every feature the report links to (each
     concept's detector or closest feature, and its best feature by token AUROC)."""
-    concepts = read_run_json(out, "metrics.json", missing={}).get("concepts", {})
-    linked = [e["feature"] for c in concepts.values() for e in (c.get("detector"), c.get("closest_feature")) if e]
-    return list(dict.fromkeys(default_features(stats) + linked + [c["feature"] for c in concepts.values()]))
+    c = run.results("evaluate").get("concepts")
+    rows = c.rows.values() if c is not None else []
+    linked = [e["feature"] for r in rows for e in (r.get("detector"), r.get("closest_feature")) if e]
+    return list(dict.fromkeys(default_features(run.stats) + linked + [r["feature"] for r in rows]))
 
 
 def stage_steering(p: Preset, out: Path) -> dict:
-    """The steering demonstrations (`sae.demos.DEMOS`: Golden Gate, unsafe code) into
-    `steering.json`, each with its headline numbers under "summary". The stage writes no other
-    file: `metrics.json` is the evaluation's alone (`sae.run.run_steering` reads the summaries)."""
+    """The "steering" analyses (`sae.run.analyses`: Golden Gate, unsafe code) into `steering.json`.
+    The stage writes no other file: `metrics.json` is the evaluation's alone."""
     if p.corpus != "toy":
-        atomic_write_json(out / "steering.json", {"skipped": "steering demos need the labelled toy world"})
+        atomic_write_json(out / "steering.json", {"version": analyses.VERSION,
+                                                  "skipped": "steering demos need the labelled toy world"})
         return {"skipped": True}
-    device = str(resolve_device(p.device))
-    tok, model = load_run(out, device)
-    sae = load_sae(out, device=device)
-    metrics = read_run_json(out, "metrics.json")
-    max_acts = run_feature_stats(out, device=device).max_act.tolist()
-    res = {}
-    for i, (name, demo) in enumerate(DEMOS.items(), 1):
+    run = Run(out, str(resolve_device(p.device)), log=lambda s: print(s, flush=True))
+    todo, results, heads = analyses.of_stage("steering"), {}, {}
+    for i, a in enumerate(todo, 1):
         t0 = time.perf_counter()
-        print(f"  steering {i}/{len(DEMOS)}: {name} ...", flush=True)
-        res[name] = demo(model, sae, tok, metrics, max_acts, seed=p.seed, log=lambda s: print(s, flush=True))
-        s = res[name]["summary"]
-        print(f"  steering {i}/{len(DEMOS)}: {name} done in {format_duration(time.perf_counter() - t0)}: feature "
-              f"{s['feature']} at {s['multiple']}x", flush=True)
-    atomic_write_json(out / "steering.json", res)
-    return {f"{name}_{k}": round(v, 4) if isinstance(v, float) else v for name, r in res.items()
-            for k, v in r["summary"].items() if isinstance(v, (int, float)) and k != "feature"}
+        print(f"  steering {i}/{len(todo)}: {a.NAME} ...", flush=True)
+        results[a.NAME] = a.run(run)
+        heads.update({h.key: round(h.value, 4) if isinstance(h.value, float) else h.value
+                      for h in a.headline(results[a.NAME])})
+        print(f"  steering {i}/{len(todo)}: {a.NAME} done in {format_duration(time.perf_counter() - t0)}", flush=True)
+    atomic_write_json(out / "steering.json", analyses.to_json(results))
+    return heads
 
 
 def stage_report(p: Preset, out: Path) -> dict:
@@ -295,12 +238,10 @@ STAGES: list[Stage] = [
     Stage("tokenizer", ["tokenizer.json"], stage_tokenizer, ("vocab_size", "chars_per_token")),
     Stage("lm", ["lm.pt", "lm_history.json"], stage_lm, ("val_loss", "on_concept_rate")),
     Stage("sae", ["sae.pt", "sae_history.json"], train_sae_on_run, ("l0", "fvu", "dead_frac")),
-    Stage("evaluate", ["metrics.json", "feature_stats.pt"], stage_evaluate,
-          ("l0", "fvu", "dead_fraction", "ce_recovered_zero")),
+    Stage("evaluate", ["metrics.json", "feature_stats.pt"], stage_evaluate, ("l0", "fvu", "dead_fraction", "ce_recovered")),
     Stage("dashboard", ["dashboard/index.html"], stage_dashboard, ("pages",)),
     Stage("steering", ["steering.json"], stage_steering,
-          ("golden_gate_fluent_baseline", "golden_gate_fluent_rate", "unsafe_code_rate_baseline",
-           "unsafe_code_fluent_clamped_prompt", "skipped")),
+          ("gg_baseline", "gg_fluent", "unsafe_baseline", "unsafe_fluent", "skipped")),
     Stage("report", ["report.md", "report.html"], stage_report, ("report",)),
 ]
 STAGE_BY_NAME = {st.name: st for st in STAGES}
@@ -364,7 +305,8 @@ def _run_stages(preset: Preset, out: Path, until: str | None, log, main: bool) -
             + f" | total {sum(v.get('seconds', 0) for v in done.values()):.0f}s")
         if (out / "report.md").exists():
             log(f"report: {out / 'report.md'} (and report.html); dashboard: {out / 'dashboard' / 'index.html'}")
-    for w in read_run_json(out, "metrics.json", missing={}).get("warnings", []):
+    sae_result = Run(out).results("evaluate").get("sae") if (out / "metrics.json").exists() else None
+    for w in sae_result.warnings if sae_result else []:
         log(f"WARNING: the run finished, but its SAE is degenerate: {w}")
     return summary
 
@@ -375,7 +317,7 @@ def _finished(summary: dict, out: Path, name: str) -> bool:
 
 
 def _announce_estimate(preset: Preset, todo: list[str], log) -> dict[str, float]:
-    """Print how long the stages in `todo` should take here (`sae.estimate`); returns the seconds
+    """Print how long the stages in `todo` should take here (`sae.run.estimate`); returns the seconds
     per stage, which each finished stage then rescales ("about ... left")."""
     device = resolve_device(preset.device)
     rate = matmul_gflops(device)

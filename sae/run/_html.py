@@ -1,5 +1,5 @@
-"""The HTML of the run's pages, shared by the report (`sae.report`) and the feature dashboard
-(`sae.dashboard`): one page shell and stylesheet, tables, and the small Markdown subset that the
+"""The HTML of the run's pages, shared by the report (`sae.run.report`) and the feature dashboard
+(`sae.run.dashboard`): one page shell and stylesheet, tables, and the small Markdown subset that the
 report is written in.
 
 Text from files and from the model (run names, warnings, sampled text, tokens) is data, never

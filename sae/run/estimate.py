@@ -27,7 +27,7 @@ import time
 
 import torch
 
-from sae.run import get_preset
+from sae.run.config import get_preset
 
 # The default (`tiny`) run, stage by stage, on the machine that calibrated this: seconds, and the
 # probe's rate there (see docs/results.md's wall-time table).

@@ -18,8 +18,7 @@ Values are absolute activations or multiples of a feature's maximum activation o
 feature direction without reading or clamping the feature.
 
 The demonstrations built on the clamp (Golden Gate, unsafe code), with the rules that choose
-the feature and the multiple, live in `sae.demos`. `choose_feature` here is the quick choice for
-the command line: a concept's detector feature from held-out detection alone.
+the feature and the multiple, live beside it (`sae.steering.golden_gate`, `sae.steering.unsafe_code`).
 """
 
 from __future__ import annotations
@@ -145,18 +144,6 @@ def add_direction(model, sae, add: dict[int, float]) -> Iterator[None]:
 
     with torch.no_grad(), model.hooks({sae.cfg.site: lambda act: act + direction.to(act.dtype)}):
         yield
-
-
-def choose_feature(metrics: dict, concept: str) -> int:
-    """The feature to steer `concept` with, from held-out detection alone (metrics.json): the
-    concept's detector feature (`sae.metrics.Detectors`: specific, lights up across the concept's
-    segments, and of those the one with the highest token AUROC), else, for a concept without
-    a detector, the feature with the highest token AUROC."""
-    concepts = metrics.get("concepts", {})
-    if concept not in concepts:
-        raise ValueError(f"no concept {concept!r} in the run's metrics; known: {', '.join(concepts) or 'none (not a toy-world run)'}")
-    c = concepts[concept]
-    return int(c["detector"]["feature"] if c.get("detector") else c["feature"])
 
 
 def steer_samples(model, sae, tok, prompt: str, feature: int, value: float, n: int = 3,

@@ -1,0 +1,1 @@
+"""Steering: the clamp, what fluent means, and the two demonstrations (Golden Gate, unsafe code)."""
