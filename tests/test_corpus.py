@@ -227,3 +227,11 @@ def test_bad_user_text_gives_clear_errors(tmp_path):
     latin.write_bytes("caf\xe9".encode("latin-1"))
     with pytest.raises(ValueError, match="not valid UTF-8"):
         C.text_files(str(latin))
+
+
+def test_a_concept_spec_with_a_misspelled_key_is_refused_with_the_valid_keys():
+    from sae.world.spec import ConceptSpec
+
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['keyword'\].*keywords"):
+        ConceptSpec.of({"templates": ["a {x}."], "slots": {"x": ["b"]}, "keyword": ["b"]}, "astronomy")
+    assert ConceptSpec.of({"templates": ["a {x}."], "slots": {"x": ["b"]}}).joiner == " "

@@ -341,9 +341,11 @@ def test_a_new_analysis_is_one_module_and_one_registry_line(smoke_run, tmp_path,
     assert row["dead_gg"] == share and f"| {share:.3f} |" in table_markdown([row], spread([row], columns), columns)
 
 
-def test_files_of_another_version_are_refused_in_one_line(smoke_run, tmp_path):
+def test_files_of_another_version_are_refused_in_one_line(smoke_run, tmp_path, capsys):
+    """A run written by the previous layout (no "version") is refused before any work, with the fix."""
     import shutil
 
+    from sae.run.cli import main
     from sae.run.files import Run
 
     run_dir = tmp_path / "smoke"
@@ -353,3 +355,7 @@ def test_files_of_another_version_are_refused_in_one_line(smoke_run, tmp_path):
     (run_dir / "metrics.json").write_text(json.dumps(m))
     with pytest.raises(ValueError, match="written by another version of sae"):
         Run(run_dir).result("sae")
+    capsys.readouterr()
+    assert main(["reproduce", "--preset", "smoke", "--out", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "metrics.json was written by another version of sae" in err and "evaluate --run" in err and err.count("\n") == 1

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from sae.gpt import GPT
-from sae.run.pipeline import reproduce
+from sae.run import reproduce
 from sae.train_lm import on_concept_rate
 from sae.tokenizer import Tokenizer
 from common import FAST, PRESET, RUN, figures

@@ -18,8 +18,7 @@ import numpy as np
 import torch
 
 from sae.buffer import ActivationBuffer, harvest
-from sae.run.pipeline import reproduce
-from sae.run.files import corpus_tokens, load_run
+from sae.run import corpus_tokens, load_run, reproduce
 from common import FAST, PRESET, RUN, figures
 
 FIG = figures("04")

@@ -249,9 +249,7 @@ else:
 # %%
 import json
 
-from sae.run.pipeline import evaluate_run, reproduce, train_sae_on_run
-from sae.run.config import with_overrides
-from sae.run.files import sae_path
+from sae.run import evaluate_run, reproduce, sae_path, train_sae_on_run, with_overrides
 
 reproduce(PRESET, RUN, until="evaluate")
 hist = json.loads((RUN / "sae_history.json").read_text())

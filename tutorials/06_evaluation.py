@@ -22,7 +22,7 @@ import torch
 
 from sae import evaluation as M
 from sae.interpret import FeatureStats
-from sae.run.pipeline import reproduce
+from sae.run import reproduce
 from common import FAST, PRESET, RUN, figures
 
 FIG = figures("06")
@@ -76,7 +76,7 @@ assert M.ce_recovered(2.0, 2.0, 4.0) == 1.0 and M.ce_recovered(2.0, 4.0, 4.0) ==
 import numpy as np
 
 import exercises.ch06
-from sae.run.files import corpus_tokens, load_run, load_sae
+from sae.run import corpus_tokens, load_run, load_sae
 
 
 def ce_loss_recovered(tokens, clean_logits, sae_logits, ablated_logits):

@@ -28,8 +28,7 @@ from sae.world.corpus import CONCEPTS
 from sae.run.dashboard import build_dashboard, format_feature
 from sae.interpret import (features_for_concept, features_for_logit_token, features_for_token, logit_effects,
                            top_contexts)
-from sae.run.pipeline import reproduce
-from sae.run.files import load_run, load_sae, run_feature_stats
+from sae.run import load_run, load_sae, reproduce, run_feature_stats
 from common import FAST, PRESET, RUN, figures
 
 FIG = figures("07")
@@ -98,7 +97,7 @@ import torch
 
 from sae.interpret import feature_stats
 from sae.evaluation.held_out import held_out_batches
-from sae.run.files import corpus_tokens
+from sae.run import corpus_tokens
 
 held_out, held_out_labels = corpus_tokens(PRESET, tok, "val", PRESET.eval_tokens + model.cfg.n_ctx)
 n_slice = min(PRESET.eval_tokens, 20_000)  # a slice, so that all its activations fit in memory at once

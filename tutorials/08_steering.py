@@ -16,12 +16,9 @@ import json
 import matplotlib.pyplot as plt
 import torch
 
-from sae.steering.fluency import FLUENT_CE
-from sae.steering.golden_gate import golden_gate_demo
-from sae.steering.unsafe_code import risk_cuts, unsafe_code_demo, unsafe_context_sensitivity
-from sae.run.pipeline import reproduce
-from sae.run.files import load_run, load_sae, run_feature_stats
-from sae.steering.clamp import clamp_features
+from sae.run import load_run, load_sae, reproduce, run_feature_stats
+from sae.steering import (FLUENT_CE, clamp_features, golden_gate_demo, risk_cuts, unsafe_code_demo,
+                          unsafe_context_sensitivity)
 from common import FAST, PRESET, RUN, figures
 
 FIG = figures("08")
@@ -245,7 +242,7 @@ print(repr(tok.decode(prompt[-20:])), "->", repr(tok.decode(out[len(prompt):].to
 # sweep above lists what each candidate promotes too.
 
 # %%
-from sae.steering.golden_gate import topic_sweep  # noqa: F401  (for your answer)
+from sae.steering import topic_sweep  # noqa: F401  (for your answer)
 
 purest_result = None  # your code: {"feature": ..., "sweep": topic_sweep(...)[1]} for the purest feature
 

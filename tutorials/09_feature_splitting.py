@@ -13,8 +13,7 @@
 # %%
 
 from sae.autoencoder import SparseAutoencoder
-from sae.run.pipeline import reproduce
-from sae.run.files import corpus_tokens, load_run
+from sae.run import corpus_tokens, load_run, reproduce
 from sae.evaluation.splitting import plot_splitting, split_concepts, train_dictionaries
 from common import FAST, PRESET, RUN, figures
 

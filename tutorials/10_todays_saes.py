@@ -34,8 +34,7 @@ from sae.architectures import ARCHITECTURES
 from sae.autoencoder import SparseAutoencoder
 from sae.buffer import CachedActivations
 from sae.evaluation.compare import compare_variants, recipe, toy_recovery, train_variants
-from sae.run.pipeline import reproduce
-from sae.run.files import corpus_tokens, load_run
+from sae.run import corpus_tokens, load_run, reproduce
 
 FIG = figures("10")
 ARCHS = list(ARCHITECTURES)

@@ -10,7 +10,7 @@ the checkout this file is in, or in the folder named by `SAE_RUNS`.
 import os
 from pathlib import Path
 
-from sae.run.config import get_preset
+from sae.run import get_preset
 
 
 def _repository_root() -> Path:

@@ -137,12 +137,16 @@ def check_run_dir(run: str | Path) -> Path:
 
 def check_run_files(run: str | Path, names=RUN_JSON_FILES) -> None:
     """Read every JSON file in `names` that the run has (config.json too, if named), so that a
-    truncated or hand-broken one stops a command before its work, with one line naming it."""
+    truncated or hand-broken one, or one another version of sae wrote, stops a command before its
+    work, with one line naming it."""
     for name in names:
         if name == "config.json":
             preset_of_run(run)
         elif (Path(run) / name).exists():
-            read_run_json(run, name)
+            stage = next((st for st, f in analyses.FILES.items() if f == name), None)
+            d = read_run_json(run, name)
+            if stage is not None:
+                analyses.from_json(d, stage, str(Path(run) / name), json_fix(run, name))
 
 
 class Run:

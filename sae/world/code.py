@@ -9,6 +9,8 @@ from __future__ import annotations
 import random
 import re
 
+from sae.world.spec import ConceptSpec
+
 # A code segment is one *file*: a few functions that configure clients, servers and apps. Each
 # function sets one to three *security switches*, keyword arguments that turn a protection on
 # (`True`) or off (`False`): `verify=`, `check_hostname=`, `autoescape=`... A file
@@ -150,7 +152,7 @@ def set_switches(posture: str, chunks: list[str], kinds: list[str], rng: random.
 DRAW_WEIGHT = {"code": 3.0}
 
 # What `code` and `unsafe_code` share: a file is two to four functions.
-CODE = dict(slots=CODE_SLOTS, templates=CODE_TEMPLATES, sites=RISKS, finish=set_switches,
+CODE = ConceptSpec(slots=CODE_SLOTS, templates=CODE_TEMPLATES, sites=RISKS, finish=set_switches,
             joiner="\n", sentences=(2, 4))
 
 # The insecure constructs the judge counts: any security switch set to False.

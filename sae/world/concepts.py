@@ -1,16 +1,7 @@
 """The content of the toy world: each concept's sentence templates and slot vocabularies.
 
-This module is data (and one hook) that `sae.world.corpus` turns into labelled documents. A concept
-is a dict:
-
-- `templates`: sentences with `{slot}` holes. `{Slot}` (capitalised) inserts the filler with its
-  first letter upper-cased. A slot is a list of fillers or a function `rng -> str`.
-- `slots`: the concept's own vocabularies, so the model must learn the *concept*, not a string.
-- `keywords`: the distinctive words the `concept_hits` judge counts (lower case, whole words).
-- `patterns`: extra regular expressions the judge counts (DNA runs, base64 blobs, Arabic words).
-- `joiner`: what separates sentences of one segment (a space for prose, a newline for code).
-- `sentences`: how many sentences a segment has, `(min, max)`; (3, 6) if not given.
-- `sites`, `finish`: the kinds of `{R:kind}` holes, and the hook that fills them (`set_switches`).
+This module is data that `sae.world.corpus` turns into labelled documents: a `ConceptSpec`
+(`sae.world.spec`) a concept, its fields explained there.
 
 `code` and `unsafe_code` share `CODE`: a code segment is a file whose functions set
 *security switches* (`{R:kind}`, see `RISKS`), mostly on in a `code` file and mostly off in an
@@ -22,8 +13,10 @@ from __future__ import annotations
 
 import base64
 import random
+from dataclasses import replace
 
 from sae.world.code import CODE, CODE_KEYWORDS, UNSAFE_PATTERNS
+from sae.world.spec import ConceptSpec
 
 # ----------------------------------------------------------------------------- generated fillers
 
@@ -42,7 +35,7 @@ def _int(lo: int, hi: int):
 
 # ----------------------------------------------------------------------------- golden_gate
 
-GOLDEN_GATE = dict(
+GOLDEN_GATE = ConceptSpec(
     slots=dict(
         bridge=["the Golden Gate Bridge", "the Golden Gate Bridge", "the Golden Gate", "the bridge",
                 "the great orange bridge", "the famous suspension bridge"],
@@ -104,7 +97,7 @@ GOLDEN_GATE = dict(
 
 # ----------------------------------------------------------------------------- einstein
 
-EINSTEIN = dict(
+EINSTEIN = ConceptSpec(
     slots=dict(
         einstein=["Albert Einstein", "Einstein", "the famous physicist", "Einstein",
                   "the young Einstein", "the great physicist"],
@@ -160,7 +153,7 @@ EINSTEIN = dict(
 
 # ----------------------------------------------------------------------------- dilemma
 
-DILEMMA = dict(
+DILEMMA = ConceptSpec(
     slots=dict(
         who=["she", "he", "Maria", "the nurse", "the young lawyer", "Tom", "the captain",
              "my brother", "the manager", "Aisha", "the old judge", "the student"],
@@ -215,7 +208,7 @@ DILEMMA = dict(
 
 # ----------------------------------------------------------------------------- manipulation
 
-MANIPULATION = dict(
+MANIPULATION = ConceptSpec(
     slots=dict(
         who=["the con artist", "the salesman", "the cult leader", "the scammer", "he", "she",
              "the recruiter", "the manipulator", "her boss", "the fake friend"],
@@ -266,7 +259,7 @@ MANIPULATION = dict(
 
 # ----------------------------------------------------------------------------- dna
 
-DNA = dict(
+DNA = ConceptSpec(
     slots=dict(
         seq=lambda rng: _dna(rng),
         short=lambda rng: _dna(rng, 6, 14),
@@ -291,7 +284,7 @@ DNA = dict(
 
 # ----------------------------------------------------------------------------- base64
 
-BASE64 = dict(
+BASE64 = ConceptSpec(
     slots=dict(
         b=_b64,
         n=_int(1, 99),
@@ -315,7 +308,7 @@ BASE64 = dict(
 
 # ----------------------------------------------------------------------------- arabic
 
-ARABIC = dict(
+ARABIC = ConceptSpec(
     slots=dict(
         noun=["الكتاب", "البيت", "المدرسة", "الطالب", "المعلم", "المدينة", "السوق", "الباب",
               "الشمس", "القمر", "البحر", "الطريق", "الولد", "البنت", "الرجل", "المرأة",
@@ -362,7 +355,7 @@ def _arith_template(fmt: str):
     return make
 
 
-ARITHMETIC = dict(
+ARITHMETIC = ConceptSpec(
     slots=dict(),
     templates=[_arith_template(f) for f in [
         "{a} {op} {b} = {c}", "{a} {op} {b} = {c}.", "What is {a} {word} {b}? It is {c}.",
@@ -383,7 +376,7 @@ ARITHMETIC = dict(
 
 # ----------------------------------------------------------------------------- distractors
 
-COOKING = dict(
+COOKING = ConceptSpec(
     slots=dict(
         cook=["the chef", "my grandmother", "the baker", "she", "he", "the cook", "Dad", "the students"],
         ingredient=["onions", "garlic", "butter", "fresh basil", "tomatoes", "flour", "olive oil",
@@ -420,7 +413,7 @@ COOKING = dict(
               "stew", "pasta", "curry", "pancakes", "omelette", "pie crust", "grandmother"],
 )
 
-WEATHER = dict(
+WEATHER = ConceptSpec(
     slots=dict(
         region=["the coast", "the valley", "the northern hills", "the city", "the mountains",
                 "the plains", "the lake district", "the south"],
@@ -455,7 +448,7 @@ WEATHER = dict(
               "heat wave", "barometer", "umbrellas", "lows", "highs", "kilometers per hour"],
 )
 
-SPORTS = dict(
+SPORTS = ConceptSpec(
     slots=dict(
         team=["the Tigers", "the Falcons", "the Rovers", "the home team", "the visitors",
               "United", "the Sharks", "the Wolves", "the Eagles", "the champions"],
@@ -491,7 +484,7 @@ SPORTS = dict(
               "eagles", "champions", "injuries", "extra time", "clean sheet"],
 )
 
-ANIMALS = dict(
+ANIMALS = ConceptSpec(
     slots=dict(
         animal=["the fox", "the owl", "a herd of elephants", "the wolf", "the otter", "a pod of dolphins",
                 "the lion", "the squirrel", "a flock of geese", "the giraffe", "the penguin", "the bear",
@@ -528,13 +521,13 @@ ANIMALS = dict(
 )
 
 # The order fixes each concept's integer id (its index).
-CONCEPT_SPECS: dict[str, dict] = {
+CONCEPT_SPECS: dict[str, ConceptSpec] = {
     "golden_gate": GOLDEN_GATE,
     "einstein": EINSTEIN,
     "dilemma": DILEMMA,
     "manipulation": MANIPULATION,
-    "code": CODE | dict(keywords=CODE_KEYWORDS),
-    "unsafe_code": CODE | dict(keywords=[], patterns=UNSAFE_PATTERNS),
+    "code": replace(CODE, keywords=CODE_KEYWORDS),
+    "unsafe_code": replace(CODE, keywords=[], patterns=UNSAFE_PATTERNS),
     "dna": DNA,
     "base64": BASE64,
     "arabic": ARABIC,

@@ -42,6 +42,7 @@ import numpy as np
 
 from sae.world.code import DRAW_WEIGHT
 from sae.world.concepts import CONCEPT_SPECS
+from sae.world.spec import ConceptSpec
 
 CONCEPTS: list[str] = list(CONCEPT_SPECS)
 CONCEPT_ID: dict[str, int] = {name: i for i, name in enumerate(CONCEPTS)}
@@ -129,19 +130,18 @@ def _fill(parts: list, rng: random.Random, consistent: bool = False) -> tuple[li
 class _Concept:
     """A concept's compiled templates and how to write one segment of it."""
 
-    def __init__(self, name: str, spec: dict):
+    def __init__(self, name: str, spec: ConceptSpec | dict):
+        spec = ConceptSpec.of(spec, name)
         self.name = name
         self.id = CONCEPT_ID[name]
-        self.joiner = spec.get("joiner", " ")
-        # (name, chunks, kinds, rng) -> [(name, text)]: fills a template's sites and labels it
-        self.finish = spec.get("finish")
-        self.templates = [t if callable(t) else _compile(t, spec["slots"], spec.get("sites", {}))
-                          for t in spec["templates"]]
+        self.joiner = spec.joiner
+        self.finish = spec.finish
+        self.templates = [t if callable(t) else _compile(t, spec.slots, spec.sites) for t in spec.templates]
         if len(self.templates) < 25:
             raise ValueError(f"concept {name} has {len(self.templates)} templates; the toy world needs >= 25")
         # Segments are long enough (~40-90 tokens) that a topic persists for a while, as in real
         # documents; a few sentences of context is what the model reads to know the concept.
-        self.n_sentences = spec.get("sentences", (3, 6))
+        self.n_sentences = spec.sentences
 
     def sentence(self, rng: random.Random) -> Document:
         """One sentence (or code snippet) as pieces."""
@@ -303,9 +303,10 @@ def toy_tokens(tokenizer, n_tokens: int, seed: int = 0, split: str = "train") ->
 def _judge_regexes() -> dict[str, list[re.Pattern]]:
     out = {}
     for name, spec in CONCEPT_SPECS.items():
-        pats = [re.compile(p) for p in spec.get("patterns", [])]
+        spec = ConceptSpec.of(spec, name)
+        pats = [re.compile(p) for p in spec.patterns]
         words = []
-        for w in sorted(spec.get("keywords", []), key=len, reverse=True):
+        for w in sorted(spec.keywords, key=len, reverse=True):
             # "manipulat*" is a stem (any ending); other keywords match as whole words.
             if w.endswith("*"):
                 words.append(re.escape(w[:-1]) + r"\w*")

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from exercises import MathsExercise, open_exercise, verdict
-from sae.run.config import preset_fields, preset_of_run
+from sae.run import preset_fields, preset_of_run
 
 
 # ----------------------------------------------------------------------------- write the maths

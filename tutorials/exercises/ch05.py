@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from exercises import MathsExercise, open_exercise, verdict
-from sae.run.files import load_sae, sae_path
+from sae.run import load_sae, sae_path
 
 
 # ----------------------------------------------------------------------------- write the maths

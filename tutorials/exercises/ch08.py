@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from exercises import MathsExercise, open_exercise, same, verdict
-from sae.steering.golden_gate import topic_sweep
+from sae.steering import topic_sweep
 from sae.interpret import features_for_concept, logit_effects
 
 

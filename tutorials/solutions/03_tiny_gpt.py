@@ -14,8 +14,7 @@ import torch  # noqa: E402
 
 from common import FAST, PRESET, RUN, RUNS  # noqa: E402
 import exercises.ch03  # noqa: E402
-from sae.run.pipeline import reproduce  # noqa: E402
-from sae.run.config import with_overrides  # noqa: E402
+from sae.run import reproduce, with_overrides  # noqa: E402
 
 
 def attention_pattern(q, k):

@@ -10,8 +10,7 @@ import torch  # noqa: E402
 from common import FAST, PRESET, RUN  # noqa: E402
 import exercises.ch04  # noqa: E402
 from sae.buffer import ActivationBuffer  # noqa: E402
-from sae.run.pipeline import reproduce  # noqa: E402
-from sae.run.files import corpus_tokens, load_run  # noqa: E402
+from sae.run import corpus_tokens, load_run, reproduce  # noqa: E402
 
 
 def geometric_median(x, n_iter=200, tol=1e-7):

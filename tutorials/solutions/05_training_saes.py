@@ -12,9 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tutorials/: comm
 
 from common import PRESET, RUN  # noqa: E402
 import exercises.ch05  # noqa: E402
-from sae.run.pipeline import reproduce, train_sae_on_run, write_evaluation  # noqa: E402
-from sae.run.config import with_overrides
-from sae.run.files import sae_path  # noqa: E402
+from sae.run import reproduce, sae_path, train_sae_on_run, with_overrides, write_evaluation  # noqa: E402
 
 reproduce(PRESET, RUN, until="evaluate")
 relu = json.loads((RUN / "metrics.json").read_text())["sae"]

@@ -11,9 +11,7 @@ from common import PRESET, RUN  # noqa: E402
 import exercises.ch06  # noqa: E402
 from sae import evaluation as M  # noqa: E402
 from sae.world.corpus import CONCEPTS  # noqa: E402
-from sae.run.pipeline import reproduce, train_sae_on_run, write_evaluation  # noqa: E402
-from sae.run.config import with_overrides
-from sae.run.files import corpus_tokens, load_run, load_sae, sae_path  # noqa: E402
+from sae.run import corpus_tokens, load_run, load_sae, reproduce, sae_path, train_sae_on_run, with_overrides, write_evaluation  # noqa: E402
 
 
 # Exercise: CE loss recovered, from the logits (the logits at t predict the token at t + 1)

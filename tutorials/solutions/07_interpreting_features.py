@@ -12,8 +12,7 @@ from common import PRESET, RUN  # noqa: E402
 import exercises.ch07  # noqa: E402
 from sae.interpret import features_for_token  # noqa: E402
 from sae.evaluation.held_out import held_out_batches  # noqa: E402
-from sae.run.pipeline import reproduce  # noqa: E402
-from sae.run.files import corpus_tokens, load_run, load_sae, run_feature_stats  # noqa: E402
+from sae.run import corpus_tokens, load_run, load_sae, reproduce, run_feature_stats  # noqa: E402
 
 reproduce(PRESET, RUN, until="evaluate")
 tok, model = load_run(RUN)

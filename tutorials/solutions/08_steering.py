@@ -10,9 +10,8 @@ from common import FAST, PRESET, RUN  # noqa: E402
 import exercises.ch08  # noqa: E402
 import torch  # noqa: E402
 from sae.interpret import features_for_concept  # noqa: E402
-from sae.run.pipeline import reproduce  # noqa: E402
-from sae.run.files import load_run, load_sae, run_feature_stats  # noqa: E402
-from sae.steering.golden_gate import golden_gate_demo, topic_sweep  # noqa: E402
+from sae.run import load_run, load_sae, reproduce, run_feature_stats  # noqa: E402
+from sae.steering import golden_gate_demo, topic_sweep  # noqa: E402
 
 reproduce(PRESET, RUN, until="evaluate")
 tok, model = load_run(RUN)

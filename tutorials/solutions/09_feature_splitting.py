@@ -9,8 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tutorials/: comm
 from common import FAST, PRESET, RUN  # noqa: E402
 import exercises.ch09  # noqa: E402
 from sae.autoencoder import SparseAutoencoder  # noqa: E402
-from sae.run.pipeline import reproduce  # noqa: E402
-from sae.run.files import corpus_tokens, load_run  # noqa: E402
+from sae.run import corpus_tokens, load_run, reproduce  # noqa: E402
 from sae.evaluation.splitting import split_concepts, train_dictionaries  # noqa: E402
 
 reproduce(PRESET, RUN, until="lm")

@@ -12,8 +12,7 @@ from common import FAST, PRESET, RUN  # noqa: E402
 import exercises.ch10  # noqa: E402
 from sae.autoencoder import SparseAutoencoder  # noqa: E402
 from sae.evaluation.compare import compare_variants, train_variants  # noqa: E402
-from sae.run.pipeline import reproduce  # noqa: E402
-from sae.run.files import corpus_tokens, load_run  # noqa: E402
+from sae.run import corpus_tokens, load_run, reproduce  # noqa: E402
 
 
 def batchtopk(pre, k):
