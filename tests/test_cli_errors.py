@@ -49,7 +49,8 @@ def run(tmp_path_factory) -> Path:
     sae.save(out / "sae.pt", preset=p.name)
     tokens, labels = corpus_tokens(p, tok, "val", 2048 + model.cfg.n_ctx)
     feature_stats(model, sae, tokens, labels, n_tokens=2048, seed=0).save(out / "feature_stats.pt")  # after sae.pt
-    atomic_write_json(out / "metrics.json", {"sae": {"site": p.sae.site}, "concepts": {"golden_gate": {"feature": FEATURE}}})
+    atomic_write_json(out / "metrics.json", {"version": 2, "concepts": {"detectors": {}, "monosemanticity": {},
+                                                                        "rows": {"golden_gate": {"feature": FEATURE}}}})
     atomic_write_json(out / "stages.json", {"tokenizer": {"vocab_size": tok.vocab_size}})
     for name in ("lm_history.json", "sae_history.json"):
         atomic_write_json(out / name, [{"step": 0}, {"step": 1}])
