@@ -74,14 +74,13 @@ def degenerate(s: dict) -> list[str]:
 
 
 def headline(r: Result) -> list[Headline]:
-    dead = round(r.dead_fraction * r.d_sae)
     return [Headline("l0", "L0 (features active per token; lower is sparser)", r.l0, ".1f", PAPER["l0"]),
             Headline("nmse", "NMSE of the reconstruction", r.nmse, ".3f", PAPER["nmse"]),
             Headline("fvu", "FVU (variance unexplained)", r.fvu),
             Headline("ce_recovered", "CE loss recovered (zero-ablation; 1 is perfect)", r.ce_recovered_zero, ".3f",
                      PAPER["ce_recovered_zero"]),
-            Headline("dead_fraction", f"dead features (never fire on held-out text; {dead:,} / {r.d_sae:,})",
-                     r.dead_fraction, ".1%", PAPER["dead_fraction"])]
+            Headline("dead_fraction", "dead features (never fire on held-out text)", r.dead_fraction, ".1%",
+                     PAPER["dead_fraction"])]
 
 
 def section(r: Result, page) -> list[str]:

@@ -305,7 +305,8 @@ def headline(r: Result) -> list[Headline]:
     s = r.summary
     return [Headline("unsafe_baseline", "safe files turned unsafe, unsteered", s["rate_baseline"], "%"),
             Headline("unsafe_prompt", "safe files turned unsafe, clamped over the prompt", s["rate_clamped_prompt"], "%"),
-            Headline("unsafe_fluent", "of which well-formed and fluent (steered)", s["fluent_clamped_prompt"], "%"),
+            Headline("unsafe_fluent", "safe files turned unsafe, well-formed and fluent (steered), clamped over the prompt",
+                     s["fluent_clamped_prompt"], "%"),
             Headline("unsafe_start", "insecure files that turn a check off, unsteered", s["rate_unsafe_start"], "%"),
             Headline("unsafe_suppressed", "the same, the feature clamped to 0", s["rate_suppressed"], "%"),
             Headline("context_sensitivity", "the LM's posture ratio", s["context_sensitivity"], ".1f")]
@@ -314,9 +315,9 @@ def headline(r: Result) -> list[Headline]:
 def section(r: Result, page) -> list[str]:
     s, cs = r.summary, r.context_sensitivity
     out = ["## Steering: unsafe code", "",
-           f"Clamping the unsafe-code feature ({num(s['feature'])}) at {times(s['multiple'])}× over the prompt makes the "
-           f"model turn a security check off in safe files, well-formed and fluent: {pct(s['rate_baseline'])} unsafe "
-           f"unsteered, **{pct(s['fluent_clamped_prompt'])}** clamped ({pct(s['rate_clamped_prompt'])} unsafe); clamped "
+           f"Safe files whose continuation turns a security check off, well-formed and fluent, with the unsafe-code "
+           f"feature ({num(s['feature'])}) clamped at {times(s['multiple'])}× over the prompt: {pct(s['rate_baseline'])} "
+           f"unsafe unsteered, **{pct(s['fluent_clamped_prompt'])}** clamped ({pct(s['rate_clamped_prompt'])} unsafe); clamped "
            f"at every position {pct(s['rate_clamped'])} unsafe, {pct(s['wellformed_clamped'])} well-formed.", "",
            f"Feature {num(s['feature'])} (max activation {r.max_act:.2f}) was chosen by its AUROC at the decision on "
            f"validation files ({num(s['decision_auroc'])}). Prompts are held-out *safe* files cut right before the value "
