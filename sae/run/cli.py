@@ -20,7 +20,7 @@ import torch
 from sae import distributed
 from sae.evaluation import concepts
 from sae.run.command import Parser, positive_int, run_command, seed_int, temperature, vocab_size
-from sae.run.config import Preset, check_config, get_preset, preset_of_run, with_overrides
+from sae.run.config import check_config, get_preset, preset_of_run, with_overrides
 from sae.run.dashboard import build_dashboard, format_feature
 from sae.run.estimate import matmul_gflops
 from sae.run.files import RUN_JSON_FILES, Run, check_run_dir, check_run_files, load_run, load_sae, run_feature_stats, sae_path
@@ -38,8 +38,6 @@ def _check_sae_name(name: str, flag: str) -> None:
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
         raise ValueError(f"{flag} must be a plain name like sae or l1_5 (letters, digits, _ . -), got {name!r}")
 
-
-# ----------------------------------------------------------------------------- corpus
 
 # ANSI background colours, one per concept (cycled), for `corpus` samples on a terminal.
 _COLOURS = [41, 42, 43, 44, 45, 46, 100, 101, 102, 103, 104, 105, 106, 47]
@@ -65,8 +63,7 @@ def _show_pieces(doc: C.Document, colour: bool) -> str:
 def cmd_corpus(args) -> int:
     colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     if args.corpus != "toy":
-        files = C.text_files(args.corpus, args.split)
-        for name, text in files[: args.n]:
+        for name, text in C.text_files(args.corpus, args.split)[: args.n]:
             print(f"=== {name} ({len(text):,} chars)")
             print(text[:600])
         return 0
@@ -118,7 +115,7 @@ def cmd_tokenizer(args) -> int:
     return 0
 
 
-def _preset_from_args(args) -> tuple[Preset, Path]:
+def cmd_reproduce(args) -> int:
     preset = get_preset(args.preset)
     for name in ("seed", "device", "corpus"):
         value = getattr(args, name, None)
@@ -133,11 +130,6 @@ def _preset_from_args(args) -> tuple[Preset, Path]:
         check_config(preset, out)
     if out.is_dir():  # and every file a later stage or the report reads must be readable
         check_run_files(out, RUN_JSON_FILES)
-    return preset, out
-
-
-def cmd_reproduce(args) -> int:
-    preset, out = _preset_from_args(args)
     reproduce(preset, out, until=args.until)
     return 0
 
@@ -293,13 +285,9 @@ def cmd_generate(args) -> int:
     for i in range(args.n):
         out = model.generate(prompt, args.max_new_tokens, temperature=args.temperature,
                              top_k=args.top_k, seed=args.seed + i)
-        text = tok.decode(out[len(prompt):].tolist())
         print(f"--- sample {i} (seed {args.seed + i})")
-        print(args.prompt + text)
+        print(args.prompt + tok.decode(out[len(prompt):].tolist()))
     return 0
-
-
-# ----------------------------------------------------------------------------- main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -409,12 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "fn", None):
         parser.print_help()
         return 0
-    return run_command(lambda: _run_checked(args), parser.prog)
 
+    def checked() -> int:  # a `--run` that is no folder: one message, before any file is read
+        if getattr(args, "run", None) is not None:
+            check_run_dir(args.run)
+        return args.fn(args)
 
-def _run_checked(args) -> int:
-    """`args.fn(args)`, after checking that a `--run` names an existing folder (one message for
-    every command, before any file of the run is looked for)."""
-    if getattr(args, "run", None) is not None:
-        check_run_dir(args.run)
-    return args.fn(args)
+    return run_command(checked, parser.prog)

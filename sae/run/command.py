@@ -18,9 +18,7 @@ from sae.utils import describe_os_error
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (plus a pointer to --help), exit code 2. The
-    benchmarks' scripts use it too, with `run_command`, so that every command of the project
-    refuses bad input the same way."""
+    """argparse, but a usage error is one line (plus a pointer to --help), exit code 2."""
 
     def error(self, message: str):
         if "expected one argument" in message:  # `--value -3x`: argparse takes -3x for an option
@@ -33,12 +31,17 @@ class Parser(argparse.ArgumentParser):
 # bad values with the same one-line message, before any work (argparse adds the argument's name).
 
 
+def _number(text: str, kind: type, wanted: str):
+    """`text` as a `kind` (int or float), or the error "must be WANTED, got TEXT"."""
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}") from None
+
+
 def positive_int(text: str) -> int:
     """An integer >= 1 (a count: samples, tokens, top-k)."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    n = _number(text, int, "a whole number >= 1")
     if n < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
     return n
@@ -46,10 +49,7 @@ def positive_int(text: str) -> int:
 
 def positive_float(text: str) -> float:
     """A finite number > 0 (a time budget, a coefficient)."""
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
+    x = _number(text, float, "a number > 0")
     if not math.isfinite(x) or x <= 0:
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
     return x
@@ -58,10 +58,7 @@ def positive_float(text: str) -> float:
 def seed_int(text: str) -> int:
     """A seed: any integer of magnitude below 2**62 (torch seeds are 64-bit, and the code adds
     small offsets to the seed for each sample or stage)."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number like 0 or 42, got {text!r}") from None
+    n = _number(text, int, "a whole number like 0 or 42")
     if abs(n) >= 2**62:
         raise argparse.ArgumentTypeError(f"must be below 2**62 in magnitude, got {n}")
     return n
@@ -69,11 +66,7 @@ def seed_int(text: str) -> int:
 
 def temperature(text: str) -> float:
     """A sampling temperature: finite and >= 0 (0 takes the most likely token every time)."""
-    try:
-        t = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number like 1.0 (0 = always the most likely token), "
-                                         f"got {text!r}") from None
+    t = _number(text, float, "a number like 1.0 (0 = always the most likely token)")
     if not math.isfinite(t) or t < 0:
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0 (e.g. 1.0; 0 = always the most likely token), "
                                          f"got {text!r}")

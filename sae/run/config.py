@@ -147,18 +147,6 @@ def with_overrides(p: Preset, settings: list[str]) -> Preset:
     return p
 
 
-def preset_from_dict(d: dict, where: str) -> Preset:
-    """The inverse of `asdict(preset)` (JSON turns tuples into lists), with one-line errors that
-    name `where` and the offending key."""
-    if not isinstance(d, dict):
-        raise ValueError(f"{where} is not a configuration of this version of sae (a JSON object with the keys "
-                         f"{', '.join(typing.get_type_hints(Preset))}); delete the run directory to start over")
-    try:
-        return _from_dict(Preset, d, where)
-    except ValueError as e:
-        raise ValueError(f"{e}; fix it, or delete the run directory to start over") from None
-
-
 def _from_dict(cls, d, where: str, key: str = ""):
     """A `cls` from its JSON object `d`: the Preset (`key` empty) or, recursively, the config nested
     at the dotted name `key`, its own checks (`__post_init__`) included."""
@@ -186,7 +174,8 @@ def _from_dict(cls, d, where: str, key: str = ""):
 
 
 def preset_of_run(run: str | Path) -> Preset:
-    """The preset a run directory was made with (its `config.json`)."""
+    """The preset a run directory was made with: its `config.json`, read as the inverse of
+    `asdict(preset)` (JSON turns tuples into lists), with one-line errors naming the key."""
     path = Path(run) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{run} is not a run directory (no config.json); make one with "
@@ -195,15 +184,20 @@ def preset_of_run(run: str | Path) -> Preset:
         d = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path} is not valid JSON ({e}); fix it, or delete the run directory to start over") from None
-    return preset_from_dict(d, str(path))
+    if not isinstance(d, dict):
+        raise ValueError(f"{path} is not a configuration of this version of sae (a JSON object with the keys "
+                         f"{', '.join(typing.get_type_hints(Preset))}); delete the run directory to start over")
+    try:
+        return _from_dict(Preset, d, str(path))
+    except ValueError as e:
+        raise ValueError(f"{e}; fix it, or delete the run directory to start over") from None
 
 
 def check_config(p: Preset, run: Path) -> None:
     """Write `run/config.json`, or refuse if the directory holds a run of another configuration."""
     path = run / "config.json"
-    new = json.loads(json.dumps(asdict(p)))  # as it reads back from JSON (tuples become lists)
     if not path.exists():
-        atomic_write_json(path, new)
+        atomic_write_json(path, asdict(p))
         return
     old = preset_of_run(run)
     if old != p:

@@ -1,4 +1,4 @@
-"""How long `reproduce` will take on this machine, from a half-second probe.
+"""How long `reproduce` will take on this machine, from a half-second probe of its matmul rate.
 
 Each stage's *work* is counted from the preset's sizes, in floating-point operations of its
 matmuls (a forward pass costs 2 FLOPs per weight per token, training 3 times that):
@@ -15,9 +15,8 @@ machine whose rate the same probe measured (`CALIBRATION`). On another machine:
 
     seconds(stage) = work(stage) / (units per second at calibration) × (calibration rate / this rate)
 
-The probe is the rate of a 1024 × 1024 float32 matmul, on the run's device with torch's threads.
-The Python-bound stages (tokenizer, dashboard) do not scale with it exactly, and a GPU runs at a
-different fraction of its rate, so read the figure as the order of magnitude it is; `reproduce`
+The Python-bound stages (tokenizer, dashboard) do not scale with the probe exactly, and a GPU runs
+at a different fraction of its rate, so read the figure as the order of magnitude it is; `reproduce`
 prints it again after each stage, rescaled by how the finished stages compared with it.
 """
 

@@ -23,9 +23,6 @@ from sae.utils import read_json, weights_fingerprint
 from sae.world.corpus import text_files, text_tokens, toy_text, toy_tokens
 
 
-# ----------------------------------------------------------------------------- text and models
-
-
 def training_text(p: Preset) -> str:
     """The text the run's tokenizer is trained on (`tokenizer_chars` characters)."""
     if p.corpus == "toy":
@@ -114,8 +111,7 @@ def json_fix(run: str | Path, name: str) -> str:
 
 def read_run_json(run: str | Path, name: str, missing: dict | list | None = None) -> dict | list:
     """The run's JSON file `name` (a list for histories, else an object), or a one-line error
-    naming the file and how to rebuild it. A file the run may not have yet: give `missing`, the
-    value to use then (without it, an absent file is a FileNotFoundError)."""
+    naming the file and how to rebuild it; `missing`, if given, stands for an absent file."""
     path = Path(run) / name
     if missing is not None and not path.exists():
         return missing

@@ -1,12 +1,12 @@
 """The end-to-end run: stages that each write their files into one run directory.
 
 `reproduce(preset, out)` runs the stages in order. A stage is done when its entry in `stages.json`
-(written last, after every file of the stage) and its output files exist; a done stage is
-skipped, so a crash or Ctrl-C loses at most the stage in progress and re-running the same command
-continues. A stage that crashed after writing some of its files has no entry, so it runs again
-(the LM and SAE stages then resume from their checkpoints). The run's configuration is written to `config.json` first; re-running into the same
-directory with a different configuration is refused (results of two configurations must never
-mix). Presets and the run-directory layout live in `sae.run.config` and `sae.run.files`.
+(written last, after every file of the stage) and its output files exist; a done stage is skipped,
+so a crash or Ctrl-C loses at most the stage in progress and re-running the same command continues.
+A stage that crashed after writing some of its files has no entry, so it runs again (the LM and SAE
+stages then resume from their checkpoints). The configuration is written to `config.json` first;
+re-running into the same directory with another one is refused (results of two configurations must
+never mix). Presets live in `sae.run.config`, the run directory's layout in `sae.run.files`.
 
 Stages (outputs in `runs/NAME/`):
     tokenizer   tokenizer.json       BPE trained on toy-world text
@@ -252,8 +252,8 @@ def reproduce(preset: Preset, out: str | Path, until: str | None = None, log=pri
 
     Returns {stage: summary} for all stages run so far in this directory (`stages.json`).
     """
-    if until is not None and until not in [st.name for st in STAGES]:
-        raise ValueError(f"unknown stage {until!r}; stages: {', '.join(st.name for st in STAGES)}")
+    if until is not None and until not in STAGE_BY_NAME:
+        raise ValueError(f"unknown stage {until!r}; stages: {', '.join(STAGE_BY_NAME)}")
     out = Path(out)
     # under torchrun (several processes) rank 0 runs every stage but `sae`, which all ranks run
     # together (`sae.distributed`); the others wait at a barrier after each stage
@@ -273,12 +273,18 @@ def reproduce(preset: Preset, out: str | Path, until: str | None = None, log=pri
 
 
 def _run_stages(preset: Preset, out: Path, until: str | None, log, main: bool) -> dict:
-    summary_path = out / "stages.json"
     summary = read_run_json(out, "stages.json", missing={})
     log(f"reproduce: preset {preset.name!r} ({preset.description}) -> {out}")
-    names = [st.name for st in STAGES]
+    names = list(STAGE_BY_NAME)
     todo = [n for n in names[: names.index(until) + 1 if until else None] if not _finished(summary, out, n)]
-    guess = _announce_estimate(preset, todo, log) if main and todo else {}
+    guess = {}  # seconds per stage here (`sae.run.estimate`), rescaled as stages finish
+    if main and todo:
+        device = resolve_device(preset.device)
+        rate = matmul_gflops(device)
+        guess = estimate_seconds(preset, rate, todo)
+        log(f"estimate: about {format_duration(sum(guess.values()))} on this machine ({device}, "
+            f"{torch.get_num_threads()} threads, fp32 matmul {rate:.0f} GFLOP/s): "
+            + ", ".join(f"{n} {format_duration(s)}" for n, s in guess.items()))
     spent = guessed = 0.0  # this call's finished stages: seconds taken, seconds estimated
     for i, st in enumerate(STAGES, 1):
         tag = f"[{i}/{len(STAGES)}] {st.name:<10}"
@@ -291,10 +297,11 @@ def _run_stages(preset: Preset, out: Path, until: str | None, log, main: bool) -
             info["seconds"] = round(time.time() - t0, 2)
             summary[st.name] = info
             if main:
-                atomic_write_json(summary_path, summary)
+                atomic_write_json(out / "stages.json", summary)
             spent, guessed = spent + info["seconds"], guessed + guess.get(st.name, 0.0)
             left = sum(guess.get(n, 0.0) for n in todo[todo.index(st.name) + 1:]) * spent / max(guessed, 1e-9)
-            log(f"{tag} finished in {info['seconds']:.1f}s {_fmt(info, st.headline)}"
+            shown = ", ".join(f"{k}={info[k]}" for k in st.headline if k in info)
+            log(f"{tag} finished in {info['seconds']:.1f}s {f'({shown})' if shown else ''}"
                 + (f" | about {format_duration(left)} left" if guess and left > 0 else ""))
         distributed.barrier()
         if st.name == until:
@@ -316,25 +323,11 @@ def _finished(summary: dict, out: Path, name: str) -> bool:
     return name in summary and all((out / o).exists() for o in STAGE_BY_NAME[name].outputs)
 
 
-def _announce_estimate(preset: Preset, todo: list[str], log) -> dict[str, float]:
-    """Print how long the stages in `todo` should take here (`sae.run.estimate`); returns the seconds
-    per stage, which each finished stage then rescales ("about ... left")."""
-    device = resolve_device(preset.device)
-    rate = matmul_gflops(device)
-    guess = estimate_seconds(preset, rate, todo)
-    log(f"estimate: about {format_duration(sum(guess.values()))} on this machine ({device}, "
-        f"{torch.get_num_threads()} threads, fp32 matmul {rate:.0f} GFLOP/s): "
-        + ", ".join(f"{n} {format_duration(s)}" for n, s in guess.items()))
-    return guess
-
-
 @contextmanager
 def run_lock(out: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the run directory (`out/.lock`) for the block, so a second
-    `reproduce` into the same directory stops with one line instead of racing the first (both
-    would run every stage and overwrite each other's files). The operating system releases the
-    lock when the process ends, however it ends, so a crash leaves no stale lock. Where `fcntl`
-    does not exist (Windows), no lock is taken."""
+    """Hold an exclusive lock on `out/.lock` for the block, so a second `reproduce` into the same
+    directory stops with one line instead of racing the first. The operating system releases the
+    lock however the process ends (no stale lock); without `fcntl` (Windows), no lock is taken."""
     out.mkdir(parents=True, exist_ok=True)
     with open(out / ".lock", "a+") as f:
         if fcntl is not None:
@@ -350,8 +343,3 @@ def run_lock(out: Path) -> Iterator[None]:
         f.write(str(os.getpid()))
         f.flush()
         yield
-
-
-def _fmt(info: dict, keys: tuple[str, ...]) -> str:
-    items = [f"{k}={info[k]}" for k in keys if k in info]
-    return f"({', '.join(items)})" if items else ""

@@ -1,11 +1,10 @@
 """The seed study: the default reproduction for several seeds, and one table of its headline numbers.
 
-A result is a property of the method only if it holds across seeds, and across machines: the
-same seed trains a slightly different model on another CPU, because float addition is not
-associative and math kernels sum in an order that depends on the processor (and on the number
-of threads), and the small differences grow during training. So the headlines are reported over
-seeds 0-4, each a whole `reproduce` (text, tokenizer, LM, SAE, evaluation, steering) with
-`seed=N` in `OUT/seedN/`, and nothing else changed.
+A result is a property of the method only if it holds across seeds and machines: the same seed
+trains a slightly different model on another CPU (float addition is not associative, math kernels
+sum in an order that depends on the processor and its threads, and the differences grow during
+training). So the headlines are reported over seeds 0-4, each a whole `reproduce` (text, tokenizer,
+LM, SAE, evaluation, steering) with `seed=N` in `OUT/seedN/`, and nothing else changed.
 
 `seed_study` is resumable as `reproduce` is (finished stages are skipped), prints progress with
 an ETA, and writes `OUT/seeds.json` (one row a seed, with the spread) and `OUT/seeds.md`.
