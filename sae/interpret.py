@@ -5,22 +5,20 @@ sides, and so do we:
 
 - **Activations** (what makes it fire). `feature_stats` streams held-out text through the model
   and the SAE once and keeps, per feature i, with a memory independent of the number of tokens:
-    top-k        the k largest activations a_i(t) and their global token indices t, kept by merging
-                 each batch's top-k with the running top-k (the top-k of a union is the top-k of
-                 the union of the top-ks, so the merge is exact);
-    sample       a uniform random sample (without replacement) of up to n_samples tokens on which
-                 the feature fired: every firing token gets a random key u ~ U(0, 1) and we keep
-                 the n_samples largest keys, merged like the top-k (a "bottom-k sketch"; same law
-                 as reservoir sampling, and vectorised). Sorted by activation, the sample gives
-                 examples from each activation quantile and an unbiased activation histogram;
+    top-k        the k largest activations a_i(t) and their token indices t: each batch's top-k
+                 merged with the running top-k (exact: the top-k of a union is the top-k of the
+                 union of the top-ks);
+    sample       a uniform sample (without replacement) of up to n_samples firing tokens: each
+                 firing gets a key u ~ U(0, 1) and the n_samples largest keys are kept, merged like
+                 the top-k (a "bottom-k sketch": reservoir sampling's law, vectorised). Sorted by
+                 activation, it gives examples per quantile and an unbiased histogram;
     fire count   #{t : a_i(t) > 0}; density = fire count / n_tokens;
     act sum      Σ_t a_i(t); mean activation when firing = act sum / fire count;
     max act      max_t a_i(t) (steering clamps features to multiples of it);
     concept mass Σ_{t in concept c} a_i(t) per concept (toy world only); the share of feature i's
                  mass on its top concept measures how monosemantic it is (as in `sae.evaluation.detectors`).
-  The token stream itself is kept (a few MB), so any token's context can be rebuilt: `contexts`
-  re-runs the model on the n_ctx window the token was read in, which reproduces its activation
-  exactly (the model only ever saw that window).
+  The token stream is kept (a few MB), so `contexts` can rebuild any token's context: it re-runs
+  the model on the n_ctx window the token was read in, which reproduces its activation exactly.
 
 - **Logit effects** (what it does). `logit_weights` pushes each decoder direction through the
   rest of the model to the unembedding along the direct path ("direct logit attribution"):
@@ -157,17 +155,14 @@ def _take(values: Tensor, pick: Tensor, empty: float = -1) -> Tensor:
 class FeatureStatsBuilder:
     """Accumulates `FeatureStats` from `HeldOutBatch`es (`add`), for `result()` at the end.
 
-    Fed by the same pass as the evaluator (`sae.evaluation.held_out.held_out_batches`), so a run's metrics and
-    its feature statistics come from one read of the held-out text. Reads only the non-zero
-    entries of each batch (an L0 of 17 of 1,024 features is 1.7% of them). Accumulates on the
-    SAE's device (the sample's random keys come from a generator there, seeded with `seed`, so a
-    GPU draws another, equally uniform, sample than a CPU) and moves to the host in `result()`.
-    """
+    Fed by the evaluator's pass (`sae.evaluation.held_out.held_out_batches`), so a run's metrics
+    and feature statistics come from one read of the held-out text. Accumulates on the SAE's
+    device; the sample's keys come from a generator there, seeded with `seed` (a GPU draws
+    another, equally uniform, sample than a CPU)."""
 
     def __init__(self, sae, tokens: np.ndarray, labels: np.ndarray | None, top_k: int = 20, n_samples: int = 200,
                  seed: int = 0):
-        d_sae = sae.cfg.d_sae
-        dev = next(sae.parameters()).device
+        d_sae, dev = sae.cfg.d_sae, next(sae.parameters()).device
         self.site, self.all_tokens, self.all_labels = sae.cfg.site, tokens, labels
         self.sae_fingerprint = weights_fingerprint(sae)
         self.gen = torch.Generator(device=dev).manual_seed(seed)
@@ -209,11 +204,9 @@ class FeatureStatsBuilder:
         self.fire_count += torch.bincount(cols, minlength=d_sae)
         if not len(acts):
             return
-
         pick = _top_per_feature(cols, acts, self.top_acts.shape[1], d_sae)  # (d_sae, k) entry indices, −1: fewer than k
         self.top_acts, self.top_idx = _merge_top(self.top_acts, _take(acts, pick, 0.0),
                                                  (self.top_idx, _take(where, pick)))
-
         keys = torch.rand(len(acts), generator=self.gen, device=dev)  # the sample: the firings with the largest keys
         pick = _top_per_feature(cols, keys, self.keys.shape[1], d_sae)
         self.keys, self.sample_acts, self.sample_idx = _merge_top(
@@ -237,8 +230,7 @@ def feature_stats(model, sae, tokens: np.ndarray, labels: np.ndarray | None = No
                   seed: int = 0, log: bool = True) -> FeatureStats:
     """Stream consecutive n_ctx windows of `tokens` (at most `n_tokens`) through the model and the
     SAE (at `sae.cfg.site`) and collect the statistics of `FeatureStats`. Memory: one batch of
-    activations plus (d_sae × (top_k + n_samples)) kept values.
-    """
+    activations plus (d_sae × (top_k + n_samples)) kept values."""
     builder = FeatureStatsBuilder(sae, tokens, labels, top_k, n_samples, seed)
     for b in held_out_batches(model, sae, tokens, labels, n_tokens, batch_contexts, drop_first,
                               log="feature statistics" if log else ""):
@@ -263,15 +255,11 @@ def contexts_many(stats: FeatureStats, model, sae, requests: dict[int, list[int]
                   after: int = 4, batch_contexts: int = 64) -> dict[int, list[Context]]:
     """Rebuild the text around token indices with a feature's activation on every token, for
     several features at once: `requests` maps feature -> token indices (−1 entries are skipped).
-
-    The context is clipped to the n_ctx window the token was read in, and the activations are
-    recomputed by re-running the model on that whole window: exactly what `feature_stats` saw.
-    Each window is run once, however many requests need it.
-    Memory: (windows needed × n_ctx × features requested) floats.
-    """
+    A context is clipped to the n_ctx window its token was read in, re-run whole (once, however
+    many requests need it): exactly what `feature_stats` saw.
+    Memory: (windows needed × n_ctx × features requested) floats."""
     device = next(model.parameters()).device
     feats = list(requests)
-    col = {f: j for j, f in enumerate(feats)}
     reqs = {f: [int(i) for i in idx if int(i) >= 0] for f, idx in requests.items()}
     n_ctx = stats.n_ctx
     wins = sorted({i // n_ctx for idx in reqs.values() for i in idx})
@@ -287,13 +275,13 @@ def contexts_many(stats: FeatureStats, model, sae, requests: dict[int, list[int]
         acts[s:s + len(ws)] = f.reshape(len(ws), n_ctx, len(feats)).cpu()
     acts[:, : stats.drop_first] = 0  # never encoded by feature_stats (the SAE never saw them)
     out: dict[int, list[Context]] = {}
-    for feat, idx in reqs.items():
+    for j, (feat, idx) in enumerate(reqs.items()):  # feature `feat` is column j of `acts`
         out[feat] = []
         for i in idx:
             w, p = divmod(i, n_ctx)
             lo, hi = max(p - before, 0), min(p + after + 1, n_ctx)
             out[feat].append(Context(i, stats.tokens[w * n_ctx + lo: w * n_ctx + hi].tolist(),
-                                     acts[row[w], lo:hi, col[feat]].tolist(), p - lo))
+                                     acts[row[w], lo:hi, j].tolist(), p - lo))
     return out
 
 
@@ -306,8 +294,7 @@ def contexts(stats: FeatureStats, model, sae, feature: int, indices: list[int] |
 def top_contexts(stats: FeatureStats, model, sae, feature: int, k: int | None = None, **kw) -> list[Context]:
     """Contexts of the feature's k largest activations, largest first."""
     idx = stats.top_idx[feature]
-    idx = idx[idx >= 0][:k]
-    return contexts(stats, model, sae, feature, idx, **kw)
+    return contexts(stats, model, sae, feature, idx[idx >= 0][:k], **kw)
 
 
 def quantile_indices(stats: FeatureStats, feature: int, n_bins: int = 4, per_bin: int = 5,
@@ -315,17 +302,15 @@ def quantile_indices(stats: FeatureStats, feature: int, n_bins: int = 4, per_bin
     """Split the feature's sampled activations into `n_bins` equal-count bins (highest first) and
     draw up to `per_bin` token indices from each: [(lo, hi, indices), ...]."""
     acts, idx = stats.sample_acts[feature], stats.sample_idx[feature]
-    keep = idx >= 0
-    acts, idx = acts[keep], idx[keep]  # sorted by activation, descending
+    acts, idx = acts[idx >= 0], idx[idx >= 0]  # sorted by activation, descending
     if len(acts) == 0:
         return []
     gen = torch.Generator().manual_seed(seed + feature)
     out = []
     for chunk_a, chunk_i in zip(acts.tensor_split(n_bins), idx.tensor_split(n_bins)):
-        if len(chunk_a) == 0:
-            continue
-        pick = torch.randperm(len(chunk_a), generator=gen)[:per_bin].sort().values
-        out.append((float(chunk_a[-1]), float(chunk_a[0]), chunk_i[pick].tolist()))
+        if len(chunk_a):
+            pick = torch.randperm(len(chunk_a), generator=gen)[:per_bin].sort().values
+            out.append((float(chunk_a[-1]), float(chunk_a[0]), chunk_i[pick].tolist()))
     return out
 
 
@@ -337,22 +322,16 @@ class LogitEffects(NamedTuple):
     suppressed: list[tuple[int, float]]  # most negative first
 
 
-def _site_to_residual(model, site: str) -> Tensor | None:
-    """The matrix that writes an activation at `site` into the residual stream (None: identity)."""
+@torch.no_grad()
+def _direct_logits(model, d: Tensor, site: str) -> Tensor:
+    """(n, d_in) raw-unit directions at `site` -> (n, vocab) direct logit effects."""
     m = re.fullmatch(r"blocks\.(\d+)\.(mlp\.hook_post|hook_resid_pre|hook_resid_post|attn\.hook_out)", site)
     if m is None:
         raise ValueError(f"no direct path from {site!r} to the logits: logit effects are defined for "
                          "blocks.i.mlp.hook_post and residual-stream sites (hook_resid_pre/post, attn.hook_out)")
+    r = d  # (n, d_model) what the directions write into the residual stream
     if m.group(2) == "mlp.hook_post":
-        return model.blocks[int(m.group(1))].mlp.c_proj.weight  # (d_model, d_mlp)
-    return None
-
-
-@torch.no_grad()
-def _direct_logits(model, d: Tensor, site: str) -> Tensor:
-    """(n, d_in) raw-unit directions at `site` -> (n, vocab) direct logit effects."""
-    proj = _site_to_residual(model, site)
-    r = d @ proj.T if proj is not None else d  # (n, d_model) write into the residual stream
+        r = d @ model.blocks[int(m.group(1))].mlp.c_proj.weight.T  # c_proj: (d_model, d_mlp)
     u = (r - r.mean(1, keepdim=True)) * model.ln_f.weight  # final LayerNorm without the positive 1/σ
     return (u @ model.lm_head.weight.T).float().cpu()  # (n, vocab)
 

@@ -51,7 +51,13 @@ def training_curves(lm_history: list[dict], sae_history: list[dict], path: str |
                 ax.axvline(s, color="red", ls=":", lw=1, label="resampling" if i == 0 else None)
             ax.set(title=title, xlabel="SAE step", ylabel=ylabel)
         _plain_log_axis(axes[1, 0])
-        _dead_panel(axes[1, 1], [h["dead_frac"] for h in sae_history], bool(resamples))
+        ax, top = axes[1, 1], max((h["dead_frac"] for h in sae_history), default=0.0)
+        ax.set_ylim(-0.002, max(0.05, 1.1 * top))
+        if top == 0:
+            ax.text(0.5, 0.55, "no dead features at any step", transform=ax.transAxes, ha="center",
+                    va="center", color="0.35", fontsize=14)
+        if resamples:
+            ax.legend(loc="upper right")
         return save_figure(fig, path)
 
 
@@ -63,17 +69,6 @@ def _plain_log_axis(ax) -> None:
     ax.yaxis.set_minor_formatter(NullFormatter())
 
 
-def _dead_panel(ax, dead: list[float], resampled: bool) -> None:
-    """Make the dead-fraction panel readable when the fraction is (near) zero throughout."""
-    top = max(dead, default=0.0)
-    ax.set_ylim(-0.002, max(0.05, 1.1 * top))
-    if top == 0:
-        ax.text(0.5, 0.55, "no dead features at any step", transform=ax.transAxes, ha="center", va="center",
-                color="0.35", fontsize=14)
-    if resampled:
-        ax.legend(loc="upper right")
-
-
 def log_density_histogram(fire_counts, n_tokens: int, path: str | Path) -> Path:
     """Histogram of log10(feature density); dead features are counted in the title."""
     counts = np.asarray(fire_counts, dtype=np.float64)
@@ -81,10 +76,9 @@ def log_density_histogram(fire_counts, n_tokens: int, path: str | Path) -> Path:
     d = np.log10(counts[counts > 0] / n_tokens)
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     ax.hist(d, bins=40, range=(np.log10(1 / n_tokens), 0), color="tab:blue")
-    ax.axvline(-5, color="gray", ls=":", lw=1)
-    ax.axvline(-1, color="gray", ls=":", lw=1)
-    ax.text(-5, ax.get_ylim()[1] * 0.9, " ultralow", fontsize=10)
-    ax.text(-1, ax.get_ylim()[1] * 0.9, " dense", fontsize=10)
+    for x, name in [(-5, " ultralow"), (-1, " dense")]:
+        ax.axvline(x, color="gray", ls=":", lw=1)
+        ax.text(x, ax.get_ylim()[1] * 0.9, name, fontsize=10)
     ax.set(title=f"Feature density on {n_tokens:,} held-out tokens ({dead} dead)",
            xlabel="log10(fraction of tokens a feature fires on)", ylabel="features")
     return save_figure(fig, path)
@@ -117,6 +111,7 @@ def concept_detectors(concepts: dict[str, dict], monosemanticity: dict, threshol
     y = np.arange(len(names))
     fig, (ax, hx) = plt.subplots(1, 2, figsize=(13, 0.38 * len(names) + 2.2), gridspec_kw={"width_ratios": [1.1, 1]})
     ax.axvline(thresholds["share_threshold"], color="gray", ls=":", lw=1)
+    shares = {}
     for key, unit, marker, color, label in [("detector", "feature", "o", "tab:blue", "SAE feature"),
                                             ("neuron_detector", "neuron", "s", "tab:orange", "MLP neuron")]:
         entries = [concepts[n].get(key) or concepts[n].get(f"closest_{unit}") for n in names]
@@ -125,11 +120,9 @@ def concept_detectors(concepts: dict[str, dict], monosemanticity: dict, threshol
         ax.scatter(share, y, marker=marker, s=55, zorder=3, edgecolors=color, linewidths=1.5,
                    facecolors=[color if f else "white" for f in found],
                    label=f"{label}: a detector for {sum(found)} of {len(names)}")
-        if unit == "feature":
-            feature_share = share
-        else:
-            for yi, a, b in zip(y, feature_share, share):
-                ax.plot([a, b], [yi, yi], color="0.8", lw=1, zorder=1)
+        shares[unit] = share
+    for yi, a, b in zip(y, shares["feature"], shares["neuron"]):
+        ax.plot([a, b], [yi, yi], color="0.8", lw=1, zorder=1)
     ax.set_yticks(y, names)
     ax.invert_yaxis()
     ax.set(xlim=(0, 1.02), title="Features vs neurons, per concept (filled: a detector)",

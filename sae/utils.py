@@ -57,8 +57,7 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
 
 
 def _naming(e: OSError, path: Path) -> OSError:
-    """`e` naming the file being written (not its temporary file, or no file at all, as a failed
-    write to a full disk does), so the error tells the user which file could not be written."""
+    """`e` naming the file being written, not its temporary file (or no file, as on a full disk)."""
     return type(e)(e.errno, e.strerror, str(path))
 
 
@@ -98,8 +97,7 @@ def load_checkpoint(path: str | os.PathLike, what: str, device: str | torch.devi
 def read_json(path: str | os.PathLike, kind: type, fix: str) -> Any:
     """The JSON value in `path`, which must be a `kind` (dict or list), or a one-line ValueError
     naming the file and `fix` (what to do about it) when it is truncated, corrupt or of the wrong
-    shape. A file cut off by a full disk or edited by hand must not end in a traceback deep inside
-    whichever stage happens to read it first."""
+    shape (cut off by a full disk, edited by hand), not a traceback deep inside some stage."""
     path = Path(path)
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
@@ -211,13 +209,11 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 def mixed_precision(precision: str, device: torch.device) -> Iterator[None]:
     """The forward pass of a training step, in `precision` (`resolve_precision`).
 
-    "bf16": matrix products in bfloat16 under `torch.autocast` (the loss and reductions stay
-    float32, as autocast does), and the float32 products that remain in TF32, so tensor cores do
-    the work; the parameters and the optimizer's state stay float32, and the backward pass
-    (outside this block) follows the dtypes the forward recorded. bfloat16 keeps float32's range
-    with an 8-bit mantissa: about 3 significant digits per product, summed in float32.
-    "fp32": nothing changes. TF32 is switched back off on exit.
-    """
+    "bf16": matrix products in bfloat16 under `torch.autocast` (loss and reductions stay float32)
+    and the remaining float32 ones in TF32, so tensor cores do the work; parameters and optimizer
+    state stay float32, and the backward pass follows the dtypes the forward recorded. bfloat16
+    keeps float32's range with an 8-bit mantissa: about 3 significant digits per product, summed
+    in float32. "fp32": nothing changes. TF32 is switched back off on exit."""
     device = torch.device(device)
     if resolve_precision(precision, device) == "fp32":
         yield

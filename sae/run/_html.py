@@ -1,10 +1,8 @@
 """The HTML of the run's pages, shared by the report (`sae.run.report`) and the feature dashboard
 (`sae.run.dashboard`): one page shell and stylesheet, tables, and the small Markdown subset that the
-report is written in.
-
-Text from files and from the model (run names, warnings, sampled text, tokens) is data, never
-markup: whatever is not a tag written here goes through `html.escape`, and a link or an image is
-made only to a relative path or an http(s) address (`safe_link_target`), so never `javascript:`.
+report is written in. Text from files and from the model (run names, warnings, sampled text,
+tokens) is data, never markup: whatever is not a tag written here goes through `html.escape`, and
+a link or an image goes only where `safe_link_target` allows (never `javascript:`).
 """
 
 from __future__ import annotations

@@ -1,25 +1,18 @@
 """A static HTML feature browser (after Towards Monosemanticity's), and the same view as text.
 
-`build_dashboard` writes a folder that opens from disk, with no server, no network and no
-JavaScript required:
+`build_dashboard` writes a folder that opens from disk, with no server and no network:
 
-    index.html           every alive feature: id, density, max and mean activation, best concept
-                         and its share of the feature's activation mass (toy world only), its most
-                         common top tokens, with a legend of the columns. Clicking a column header
-                         sorts the table (a few lines of inline JS; without JS the table stays in id
-                         order and every link still works). Every page in `features/` is linked,
-                         pages of earlier builds included.
-    features/f{id}.html  one feature (by default every alive feature has one, up to `ALL_PAGES_MAX`
-                         features): its statistics, an activation histogram (inline SVG), the
-                         top-k contexts and examples from each activation quantile with every token
-                         coloured by the activation (hover a token for its value), the tokens its
-                         decoder direction promotes and suppresses (`sae.interpret.logit_effects`),
-                         and its activation mass per concept.
+    index.html           every alive feature: density, max and mean activation, best concept and
+                         its share of the activation mass (toy world only), its most common top
+                         tokens. A click on a column header sorts (a few lines of inline JS; the
+                         page works without them). Every page in `features/` is linked.
+    features/f{id}.html  one feature: its statistics, an activation histogram (inline SVG), top and
+                         quantile contexts with every token coloured by its activation, the tokens
+                         its decoder direction promotes and suppresses, its mass per concept.
 
 Every token string goes through `html.escape`: the text is data, never markup. Each token is an
 isolated bidirectional run (`<bdi>`), so right-to-left text (Arabic) keeps the model's reading
-order next to left-to-right text instead of being reordered by the browser. `format_feature`
-prints one feature for a terminal, marking active tokens as «token 1.23».
+order. `format_feature` prints one feature for a terminal, marking active tokens as «token 1.23».
 """
 
 from __future__ import annotations
@@ -58,11 +51,10 @@ document.querySelectorAll("th[data-col]").forEach(function (th) {
 """
 
 
-def _tok_html(tok, i: int, text: str | None = None) -> str:
-    """A token (or `text`, its share of a context's text) as visible, escaped text (newlines shown
-    as ↵ so that contexts stay on one line). Callers put it in a `<bdi>`, so a right-to-left token
-    cannot reorder its neighbours."""
-    return html.escape((tok.token_str(i) if text is None else text).replace("\n", "↵"), quote=True)
+def _tok_html(s: str) -> str:
+    """A token's text, escaped, with newlines shown as ↵ so that contexts stay on one line. Callers
+    put it in a `<bdi>`, so a right-to-left token cannot reorder its neighbours."""
+    return html.escape(s.replace("\n", "↵"), quote=True)
 
 
 def _concept_name(c: int) -> str:
@@ -75,11 +67,11 @@ def _concept_name(c: int) -> str:
 def context_html(tok, ctx: Context, scale: float) -> str:
     """One context, every token's background opacity proportional to its activation / `scale`."""
     spans, texts = [], tok.token_texts(ctx.token_ids)  # a character split over tokens shows whole
-    for j, (t, a) in enumerate(zip(ctx.token_ids, ctx.acts)):
+    for j, (s, a) in enumerate(zip(texts, ctx.acts)):
         alpha = min(max(a / scale, 0.0), 1.0) if scale > 0 else 0.0
         cls = "t focus" if j == ctx.focus else "t"
         style = f' style="background: rgba(255, 120, 0, {alpha:.2f})"' if alpha > 0 else ""
-        spans.append(f'<bdi class="{cls}" title="{a:.3f}"{style}>{_tok_html(tok, t, texts[j])}</bdi>')
+        spans.append(f'<bdi class="{cls}" title="{a:.3f}"{style}>{_tok_html(s)}</bdi>')
     return f'<div class="ctx"><span class="act">{ctx.acts[ctx.focus]:.2f}</span>{"".join(spans)}</div>'
 
 
@@ -136,7 +128,8 @@ def _top_tokens_html(stats: FeatureStats, tok, feature: int, n: int = 4) -> str:
 
 
 def _logit_table(tok, rows: list[tuple[int, float]], title: str) -> str:
-    cells = [[f'<bdi class="tok">{_tok_html(tok, t)}</bdi>', f"{v:+.4f}"] for t, v in rows]
+    cells = [[f'<bdi class="tok">{_tok_html(tok.token_str(t))}</bdi>', f"{v:+.4f}"]
+             for t, v in rows]
     return f"<div><h3>{title}</h3>{table(cells, head=['token', 'logit effect'], num=(1,))}</div>"
 
 
@@ -158,20 +151,9 @@ def _section_contexts(stats, model, sae, sections: dict[int, list[tuple[str, lis
     got = contexts_many(stats, model, sae, flat)
     out = {}
     for f, secs in sections.items():
-        ctxs, out[f] = iter(got[f]), []
-        for head, idx in secs:
-            out[f].append((head, [next(ctxs) for _ in idx]))
+        ctxs = iter(got[f])
+        out[f] = [(head, [next(ctxs) for _ in idx]) for head, idx in secs]
     return out
-
-
-def _feature_share(stats: FeatureStats, feature: int) -> torch.Tensor | None:
-    """(n_concepts,) the share of one feature's activation mass on each concept (None off the toy
-    world). One column of `FeatureStats.concept_share`, without computing all d_sae columns for
-    each of a thousand pages."""
-    if stats.concept_mass is None:
-        return None
-    col = stats.concept_mass[:, feature]
-    return (col[:-1] / col.sum().clamp_min(1e-12)).float()
 
 
 def feature_page(stats: FeatureStats, tok, model, sae, feature: int, top_k: int = 20, per_quantile: int = 5,
@@ -182,7 +164,10 @@ def feature_page(stats: FeatureStats, tok, model, sae, feature: int, top_k: int 
     if examples is None:
         examples = _section_contexts(stats, model, sae, {f: _examples(stats, f, top_k, per_quantile)})[f]
     scale = float(stats.max_act[f])
-    share = _feature_share(stats, f)
+    share = None  # (n_concepts,) its column of `FeatureStats.concept_share`, not all d_sae of them
+    if stats.concept_mass is not None:
+        col = stats.concept_mass[:, f]
+        share = (col[:-1] / col.sum().clamp_min(1e-12)).float()
     head = [f'<p><a href="../index.html">← all features</a></p><h1>Feature {f}</h1>',
             f"<p>site <code>{html.escape(stats.site)}</code> · density {float(stats.density[f]):.4%} "
             f"({int(stats.fire_count[f]):,} of {stats.n_tokens:,} tokens) · max activation {scale:.3f} · "
@@ -191,7 +176,6 @@ def feature_page(stats: FeatureStats, tok, model, sae, feature: int, top_k: int 
         head.append(f" · best concept <b>{html.escape(_concept_name(int(share.argmax())))}</b> "
                     f"({float(share.max()):.0%} of its activation mass)")
     head.append("</p>")
-
     hist = f'<div style="max-width: 430px"><h2>Activation histogram</h2>' \
            f"{histogram_svg(stats.sample_acts[f], max_act=scale)}" \
            f'<p class="muted">{int((stats.sample_idx[f] >= 0).sum())} sampled non-zero activations; the axis ' \
@@ -202,13 +186,11 @@ def feature_page(stats: FeatureStats, tok, model, sae, feature: int, top_k: int 
         rows = [[html.escape(CONCEPTS[c]), f"{float(share[c]):.1%}"] for c in order.tolist() if share[c] > 0]
         concept_rows = f"<div><h2>Activation mass by concept</h2>{table(rows, num=(1,))}</div>"
     parts = ["\n".join(head), f'<div class="cols">{hist}{concept_rows}</div>']
-
     eff = logit_effects(model, sae, f, k=10, site=stats.site)
     parts.append('<h2>Logit effects</h2><p class="muted">W_dec[i] through the MLP output, the final '
                  'LayerNorm (as linear) and the unembedding: direct effect on the next-token logits.</p>'
                  f'<div class="cols">{_logit_table(tok, eff.promoted, "promoted")}'
                  f'{_logit_table(tok, eff.suppressed, "suppressed")}</div>')
-
     parts.append('<p class="muted">Hover a token for its activation; the framed token is the example. Tokens '
                  'run left to right in the order the model read them, right-to-left scripts included.</p>')
     for j, (head, ctxs) in enumerate(examples):
@@ -217,9 +199,8 @@ def feature_page(stats: FeatureStats, tok, model, sae, feature: int, top_k: int 
     return page(f"Feature {f}", "\n".join(parts))
 
 
-# Every alive feature gets a page up to this many (runs/tiny: 1,024 pages, about 40 s on a 2-core
-# CPU and 42 MB); a larger dictionary (the `base` preset's 16,384 features: ~0.7 GB of pages)
-# gets `default_features`' selection, and the index says so.
+# Every alive feature gets a page up to this many; a larger dictionary (the `base` preset's 16,384
+# features: ~0.7 GB of pages) gets `default_features`' selection, and the index says so.
 ALL_PAGES_MAX = 2048
 DEFAULT_PER_CONCEPT, DEFAULT_RANDOM = 3, 20
 RUN_HINT = "python -m sae dashboard --run RUN --features ID,ID,..."  # how the index says to add pages
@@ -305,8 +286,8 @@ def index_page(stats: FeatureStats, tok, pages: set[int], title: str = "SAE feat
 # ----------------------------------------------------------------------------- the folder
 
 # Memory for the batched contexts of one chunk of pages (`contexts_many` keeps windows × n_ctx ×
-# features floats). Large chunks share each window among many features: on runs/tiny (335 features
-# a chunk) the model runs over the held-out windows 4 times instead of 32 (about twice as fast).
+# features floats). Large chunks share each window among many features, so the model reads the
+# held-out windows fewer times.
 CONTEXT_MEMORY_BYTES = 256 * 2**20
 
 
@@ -318,10 +299,8 @@ def default_features(stats: FeatureStats, per_concept: int = DEFAULT_PER_CONCEPT
     alive = stats.alive.nonzero()[:, 0].tolist()
     if len(alive) <= all_max:
         return alive
-    chosen: list[int] = []
-    if stats.concept_mass is not None:
-        for c in CONCEPTS:
-            chosen += [f for f, _ in features_for_concept(stats, c, k=per_concept)]
+    concepts = CONCEPTS if stats.concept_mass is not None else []  # none on real text
+    chosen = [f for c in concepts for f, _ in features_for_concept(stats, c, k=per_concept)]
     rest = sorted(set(alive) - set(chosen))
     chosen += random.Random(seed).sample(rest, min(n_random, len(rest)))
     return list(dict.fromkeys(chosen))
@@ -334,11 +313,6 @@ def existing_pages(out_dir: str | os.PathLike, d_sae: int) -> set[int]:
     return {int(m.group(1)) for m in found if m and int(m.group(1)) < d_sae}
 
 
-def _chunk_size(stats: FeatureStats) -> int:
-    """Features per batch of contexts: as many as `CONTEXT_MEMORY_BYTES` allows (at least 16)."""
-    return max(16, CONTEXT_MEMORY_BYTES // (4 * max(len(stats.tokens), 1)))
-
-
 def build_dashboard(model, sae, tok, stats: FeatureStats, out_dir: str | os.PathLike,
                     features: list[int] | None = None, title: str = "SAE features", chunk: int | None = None,
                     detectors: dict[int, str] | None = None, run_hint: str | None = None) -> Path:
@@ -346,10 +320,10 @@ def build_dashboard(model, sae, tok, stats: FeatureStats, out_dir: str | os.Path
     `default_features(stats)`); return the index's path. The index links every page in the
     folder, earlier builds' included. `detectors` {feature: concept} are marked in the index;
     `run_hint` is the command the index suggests for adding pages. `chunk` features share one
-    batched pass over their contexts (default: `_chunk_size`)."""
+    batched pass over their contexts (default: as many as `CONTEXT_MEMORY_BYTES` allows, >= 16)."""
     out = Path(out_dir)
     features = default_features(stats) if features is None else [int(f) for f in features]
-    chunk = chunk or _chunk_size(stats)
+    chunk = chunk or max(16, CONTEXT_MEMORY_BYTES // (4 * max(len(stats.tokens), 1)))
     for start in range(0, len(features), chunk):  # chunks bound the memory of the batched contexts
         group = features[start:start + chunk]
         examples = _section_contexts(stats, model, sae, {f: _examples(stats, f, 20, 5) for f in group})
@@ -364,11 +338,10 @@ def build_dashboard(model, sae, tok, stats: FeatureStats, out_dir: str | os.Path
 
 
 def _context_text(tok, ctx: Context, threshold: float) -> str:
-    out, texts = [], tok.token_texts(ctx.token_ids)
-    for j, (t, a) in enumerate(zip(ctx.token_ids, ctx.acts)):
-        s = texts[j].replace("\n", "↵")
-        out.append(f"«{s} {a:.2f}»" if a > threshold or j == ctx.focus else s)
-    return f"{ctx.acts[ctx.focus]:6.2f} | " + "".join(out)
+    texts = (s.replace("\n", "↵") for s in tok.token_texts(ctx.token_ids))
+    marked = (f"«{s} {a:.2f}»" if a > threshold or j == ctx.focus else s
+              for j, (s, a) in enumerate(zip(texts, ctx.acts)))
+    return f"{ctx.acts[ctx.focus]:6.2f} | " + "".join(marked)
 
 
 def format_feature(stats: FeatureStats, tok, model, sae, feature: int, n_top: int = 8, per_quantile: int = 2) -> str:

@@ -1,13 +1,11 @@
 """The run's report: every number and figure of `runs/NAME/`, readable on its own.
 
-`write_report(run)` reads what the stages wrote and writes `report.md` (Markdown, figures linked
-relatively) and `report.html` (the same content, figures inlined as base64 PNG, so the file can be
-mailed). This module is the layout only: the title; the warnings first, since every number below
-is to be read in their light; a summary table of every analysis's headline numbers beside the
-papers'; the language model; then each analysis's own section (`sae.run.analyses`), the figures,
-and the configuration and wall time last. On real text (`--corpus pystdlib`, a file or a folder)
-there are no concept labels, and the analyses that need them have no results, hence no section.
-Text from files is data, never markup (`sae.markdown`).
+`write_report(run)` writes `report.md` (figures linked) and `report.html` (the same, figures
+inlined as base64 PNG, so the file can be mailed). This module is the layout only: the warnings
+first, since every number below is read in their light; a summary of every analysis's headline
+numbers beside the papers'; the language model; each analysis's own section (`sae.run.analyses`);
+the figures; the configuration and wall time. On real text there are no concept labels, so the
+analyses that need them have no section. Text from files is data, never markup (`sae.markdown`).
 """
 
 from __future__ import annotations
@@ -46,7 +44,6 @@ CAPTIONS = {
 
 _TITLES = {"training_curves.png": "training curves", "log_density.png": "feature density",
            "concept_detectors.png": "concept detectors", "concept_auroc.png": "concept AUROC"}
-
 
 
 class Page:
