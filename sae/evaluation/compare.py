@@ -1,17 +1,14 @@
 """Architectures side by side: on a toy task with a known dictionary, and on one model's activations.
 
 1. `toy_recovery`: train an architecture on an instance of the synthetic task (Sharkey et al.
-   2022; `sae.world.toy.SyntheticActivations`: 512 random unit directions in d = 128, p_i ∝ (i+1)^-0.7,
-   about 10 active per row, magnitudes uniform on [0, 1]) and measure how much of the true
-   dictionary it found:
+   2022; `TOY_TASK`: 512 random unit directions in d = 128, p_i ∝ (i+1)^-0.7, about 10 active
+   per row, magnitudes uniform on [0, 1]) and measure how much of the true dictionary it found:
        MMCS   mean over true directions of the best cosine with any decoder row
        found  share of true directions with a decoder row at cosine >= 0.9
-   with FVU, L0 and dead latents on held-out rows. `benchmarks/bench_recovery.py` runs it per
-   architecture and task instance.
+   with FVU, L0 and dead latents on held-out rows (`benchmarks/bench_recovery.py` runs it).
 2. `train_variants` + `compare_variants`: SAEs of several architectures trained on *the same*
-   cached activations of a run's site (one `write_cache`, so the architecture is the only
-   difference), then evaluated on the same held-out text with everything `metrics.json` holds:
-   FVU, CE recovered, dead latents, concept detectors, absorption and k-sparse probing.
+   cached activations of a run's site (one `write_cache`: only the architecture differs), then
+   evaluated on the same held-out text with everything `metrics.json` holds.
 """
 
 from __future__ import annotations
@@ -27,6 +24,7 @@ import torch
 from sae.autoencoder import SAEConfig, SparseAutoencoder, input_scale_for
 from sae.evaluation import concepts, ground_truth, reconstruction
 from sae.evaluation.evaluate import evaluate, held_out_pass
+from sae.evaluation.formulas import fvu, l0
 from sae.buffer import CachedActivations, cache_header_path, write_cache
 from sae.world.corpus import CONCEPTS
 from sae.world.toy import SyntheticActivations, SyntheticConfig, max_cosine
@@ -35,13 +33,10 @@ from sae.train_sae import TrainSAEConfig, sae_schedule, train_sae
 TOY_TASK = SyntheticConfig(n_features=512, d=128, power=0.7, mean_active=10.0, seed=0)
 # Each architecture's settings on the toy task ("sae.FIELD" / "train_sae.FIELD": value), on top of
 # `sae_schedule(n_steps)`: k = 16 for the TopK family; λ, lr 3e-3 and a small initial encoder for
-# the others. The encoder starts as W_dec.T, and with unit rows every pre-activation starts
-# ~N(0, 1) on inputs scaled to ‖x‖ = sqrt(d): half the latents fire on every row (FVU 12.7 at
-# step 1), Adam spends ~500 steps shrinking the encoder and pushing every bias negative, and
-# the latents end quiet and random (ReLU: MMCS 0.45, 11% found on task seed 1; resampling never
-# fires, since no latent is ever silent). From rows of norm 0.1 each latent's decoder row pulls
-# towards the inputs it fires on and locks onto one direction (0.99, 99%); relu_april, whose
-# default is already 0.1, needs 0.01.
+# the others. The encoder starts as W_dec.T: from unit rows every pre-activation starts ~N(0, 1),
+# half the latents fire on every row and they end quiet and random; from rows of norm 0.1 each
+# decoder row pulls towards the inputs it fires on and locks onto one direction. relu_april, whose
+# default is already 0.1, needs 0.01 (`bench_recovery --set sae.decoder_init_norm=1` shows it).
 TOY_RECIPES = {
     "relu": {"train_sae.l1_coeff": 3.2, "train_sae.lr": 3e-3, "sae.decoder_init_norm": 0.1},
     "relu_april": {"train_sae.l1_coeff": 3.2, "train_sae.lr": 3e-3, "sae.decoder_init_norm": 0.01},
@@ -81,8 +76,7 @@ def recovery_metrics(sae: SparseAutoencoder, x: torch.Tensor, dictionary: torch.
     f = torch.cat([sae.encode(c) for c in x.split(8192)])
     x_hat = torch.cat([sae.decode(c) for c in f.split(8192)])
     cos = max_cosine(sae.W_dec, dictionary)
-    return {"fvu": ((x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()).item(),
-            "l0": (f > 0).sum(1).float().mean().item(), "dead": (f.amax(0) <= 0).float().mean().item(),
+    return {"fvu": fvu(x, x_hat), "l0": l0(f), "dead": (f.amax(0) <= 0).float().mean().item(),
             "mmcs": cos.mean().item(), "found": (cos >= 0.9).float().mean().item()}
 
 
@@ -139,9 +133,7 @@ def train_variants(model, tokens: np.ndarray, site: str, out_dir: str | Path, va
 def compare_variants(model, saes: dict[str, SparseAutoencoder], tokens: np.ndarray, labels: np.ndarray,
                      n_eval: int = 100_000) -> dict[str, dict]:
     """Per SAE, the headline numbers of `metrics.json` (its evaluation analyses) on the same
-    `n_eval` held-out tokens: L0, FVU, CE recovered (zero ablation), dead share, concepts with a
-    detector feature, the mean absorbed and silent shares, and the features' and neurons'
-    k-sparse probing AUROC."""
+    `n_eval` held-out tokens."""
     if labels is None:
         raise ValueError("compare_variants needs the concept labels of `tokens` (the toy corpus): "
                          "absorption and the probes are measured against them")

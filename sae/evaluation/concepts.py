@@ -1,10 +1,9 @@
 """Towards Monosemanticity's claim, measured: which concepts have a detector feature, against a detector neuron.
 
 The evaluation analysis of a labelled run (the toy world), from the held-out pass's concept
-statistics (`sae.evaluation.detectors`: the detector test, share and segment recall, with its
-thresholds): per concept its detector feature and neuron (or the closest unit), how monosemantic
-the alive units are, and the absorption diagnostic (the best single unit's token AUROC, and a
-linear probe's beside it).
+statistics (`sae.evaluation.detectors`): per concept its detector feature and neuron (or the
+closest unit), how monosemantic the alive units are, and the absorption diagnostic (the best
+single unit's token AUROC, and a linear probe's beside it).
 """
 
 from __future__ import annotations
@@ -53,14 +52,12 @@ def choose_feature(r: Result, concept: str) -> int:
 
 
 def concept_table(ev: Evaluation, names: list[str]) -> dict:
-    """Per concept, first its detectors (`Detectors`): `detector` {feature, share, segment_recall}
-    (of the passing features, the one with the highest token AUROC) and `neuron_detector`
-    {neuron, ...}, None where no unit passes, with the closest unit in `closest_feature` /
-    `closest_neuron` then; `detector_features`: every passing feature, highest AUROC first, and
-    `n_detector_neurons`. After them, the absorption diagnostic: the best
-    feature by token AUROC, its AUROC, precision/recall/F1 at its best threshold and its mass
-    share on the concept; the best neuron's AUROC and a mean-difference linear probe's
-    (`MeanDiffProbe`) beside them."""
+    """Per concept: `detector` {feature, share, segment_recall} (of the passing features, the one
+    with the highest token AUROC) and `neuron_detector` {neuron, ...}, None where no unit passes,
+    with the closest unit in `closest_feature` / `closest_neuron` then; `detector_features` (every
+    passing feature, highest AUROC first) and `n_detector_neurons`. Then the absorption diagnostic:
+    the best feature by token AUROC, its AUROC, precision/recall/F1 at its best threshold, mass
+    share on the concept and density; the best neuron's AUROC and the `MeanDiffProbe`'s."""
     out = {}
     fa = ev.features.auroc()
     na = ev.neurons.auroc() if ev.neurons is not None else None

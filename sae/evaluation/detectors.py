@@ -1,25 +1,21 @@
 """Which unit stands for which concept: streaming accumulators over labelled tokens (toy world).
 
-Per concept c and unit j, AUROC_j(c) = P(a_j(t⁺) > a_j(t⁻)) + ½ P(a_j(t⁺) = a_j(t⁻)) over
-tokens t⁺ of concept c and t⁻ of other concepts; the best single unit's AUROC, and its
-precision/recall at the threshold with the best F1. Units are SAE features, or, to test the
-paper's claim that features are more monosemantic than neurons, the MLP neurons themselves.
-Monosemanticity of unit j: the largest share of its activation mass Σ_t max(a_j(t), 0) that
-falls on one concept, and which concept; its distribution over features against neurons is
-Towards Monosemanticity's comparison.
+Units are SAE features or, to test the paper's claim that features are more monosemantic than
+neurons, the MLP neurons themselves. Per concept c and unit j, AUROC_j(c) = P(a_j(t⁺) > a_j(t⁻))
++ ½ P(a_j(t⁺) = a_j(t⁻)) over tokens t⁺ of c and t⁻ of other concepts (the best unit's, with its
+precision/recall at the best-F1 threshold). Monosemanticity of j: the largest share of its
+activation mass Σ_t max(a_j(t), 0) on one concept, compared over features and neurons.
 A concept's *detector* (the papers' sense of "a feature for X"): a unit j with
     share_j(c)  = Σ_{t ∈ c} max(a_j(t), 0) / Σ_t max(a_j(t), 0)      >= DETECTOR_SHARE (0.8)
     recall_j(c) = #{segments s of c : max_{t ∈ s} a_j(t) > DETECTOR_FIRE · max_t a_j(t)} / #{segments of c}
                                                                       >= DETECTOR_RECALL (0.9)
 where a segment is a maximal run of tokens with the same label (documents are separated by
-end-of-text, label −1). It is specific (most of what it says is about c) and lights up across
-c's text (not one narrow sub-case of it). A sparse dictionary can split a concept into narrow
-features (absorption): each is specific, none lights up everywhere, and token AUROC then
-punishes the dictionary; this definition does not.
-What one direction can do: a linear probe on the raw activations, the difference
-of class means d_c = mean(x | c) − mean(x | not c) fitted on the first half of the evaluation
-tokens, scored as AUROC of x·d_c on the second half. If the probe detects a concept and no
-feature does, the concept is in the activations but the dictionary did not make it a feature.
+end-of-text, label −1): specific to c, and lit across c's text, not one narrow sub-case of it.
+Token AUROC punishes a dictionary that splits a concept into narrow features (absorption); this
+definition does not.
+A linear probe on the raw activations, d_c = mean(x | c) − mean(x | not c) fitted on the first
+half of the evaluation tokens and scored as AUROC of x·d_c on the second, shows what one direction
+can do: a concept the probe detects and no feature does is in the activations, not the dictionary.
 """
 
 from __future__ import annotations
@@ -41,14 +37,12 @@ DETECTOR_RECALL = 0.9  # across the concept's text: in at least 9 of every 10 of
 class ConceptHistogram:
     """Streaming per-(concept, unit) histograms of activations, for AUROC and best-F1 thresholds.
 
-    Activations are put into bins: bin 0 holds exact zeros (most SAE features on most tokens),
-    bins 1..n_bins hold positive values on a log scale between `lo` and `hi`, and one bin below
-    holds negative values (GELU neurons dip below zero). Two tokens in the same bin count as a tie,
-    so the AUROC is exact up to the bin width (~5% of the value). Lives on `device` (the
-    activations' device: nothing goes back to the host per batch). Memory:
-    (n_concepts + 1) × n_units × ((n_bins + 2) int32 + 1 float64), independent of the number of
-    tokens (16 × 16,384 × 258 × 4 B = 270 MB for the `base` SAE, 18 MB for `tiny`'s features).
-    Tokens with label −1 (end-of-text) count as negatives for every concept.
+    Bins: negative values (GELU neurons dip below zero), exact zeros (most SAE features on most
+    tokens), then positive values on a log scale between `lo` and `hi`. Two tokens in the same bin
+    count as a tie, so the AUROC is exact up to the bin width (~5% of the value). Tokens with label
+    −1 (end-of-text) count as negatives for every concept. Lives on the activations' `device`
+    (nothing goes back to the host per batch). Memory: (n_concepts + 1) × n_units ×
+    ((n_bins + 2) int32 + 1 float64), whatever the number of tokens (270 MB for `base`'s SAE).
     """
 
     def __init__(self, n_units: int, n_concepts: int, n_bins: int = 256, lo: float = 1e-3, hi: float = 1e3,
@@ -63,9 +57,6 @@ class ConceptHistogram:
         # counts[c, j, b]: tokens of concept c (index n_concepts: no concept) with unit j in bin b
         self.counts = torch.zeros(n_concepts + 1, n_units, self.n_bins, dtype=torch.int32, device=device)
         self.mass = torch.zeros(n_concepts + 1, n_units, dtype=torch.float64, device=device)  # Σ max(a, 0) per concept
-
-    def _bin(self, a: Tensor) -> Tensor:
-        return torch.bucketize(a, self.boundaries)
 
     def _ones(self, n: int) -> Tensor:
         """n ones to count with: one stored element, read n times."""
@@ -84,7 +75,7 @@ class ConceptHistogram:
             self.mass.index_add_(0, lab, acts.clamp_min(0).double())
             # (n, U) bins, turned in place into their entries of counts, (concept · U + unit) · B + bin:
             # no second (n, U) temporary
-            flat = self._bin(acts)
+            flat = torch.bucketize(acts, self.boundaries)
             flat += (lab * (U * B))[:, None]
             flat += torch.arange(U, device=device) * B
             counts.index_add_(0, flat.view(-1), self._ones(flat.numel()))
@@ -95,7 +86,8 @@ class ConceptHistogram:
         pair = lab[rows.to(device)] * U + units.to(device)
         vals = vals.detach().float().to(device)
         self.mass.view(-1).index_add_(0, pair, vals.clamp_min(0).double())
-        counts.index_add_(0, pair * B + self._bin(vals), self._ones(len(pair)))
+        bins = torch.bucketize(vals, self.boundaries)
+        counts.index_add_(0, pair * B + bins, self._ones(len(pair)))
         nz_per = torch.bincount(pair, minlength=C1 * U).view(C1, U)
         self.counts[:, :, 1] += (torch.bincount(lab, minlength=C1)[:, None] - nz_per).to(counts.dtype)
 
@@ -136,6 +128,16 @@ class ConceptHistogram:
         return share.float(), top
 
 
+def concept_aurocs(scores: np.ndarray, labels: np.ndarray, fitted: Tensor) -> np.ndarray:
+    """(n_concepts,) AUROC of scores[:, c] for concept c (nan: c absent, or `fitted[c]` 0)."""
+    out = np.full(scores.shape[1], np.nan)
+    for c in range(scores.shape[1]):
+        pos = labels == c
+        if 0 < pos.sum() < len(pos) and fitted[c] > 0:
+            out[c] = auroc(scores[:, c], pos)
+    return out
+
+
 class MeanDiffProbe:
     """A linear probe per concept c, the direction d_c = mean(x | c) − mean(x | not c).
 
@@ -173,12 +175,7 @@ class MeanDiffProbe:
     def auroc(self) -> np.ndarray:
         """(n_concepts,) AUROC of each concept's probe on the scored data (nan: concept absent)."""
         s, lab = torch.cat(self.scores).cpu().numpy(), torch.cat(self.labels).cpu().numpy()
-        out = np.full(s.shape[1], np.nan)
-        for c in range(s.shape[1]):
-            pos = lab == c
-            if 0 < pos.sum() < len(pos) and self.counts[c] > 0:
-                out[c] = auroc(s[:, c], pos)
-        return out
+        return concept_aurocs(s, lab, self.counts)
 
 
 class SegmentPeaks:
@@ -189,11 +186,9 @@ class SegmentPeaks:
     Exact, keeping only peaks that can still matter: the running maximum never exceeds the final
     one, so a peak at or below DETECTOR_FIRE × the running maximum can never light up and is
     dropped as its batch is added. Kept: (segment · n_units + unit, peak) for the others, 12 bytes
-    each, plus one label per segment. On the default run that is 17% of the (segment, feature)
-    pairs and 69% of the (segment, neuron) pairs (a dense float32 record would take 4 bytes for
-    every pair): it pays for wide dictionaries, whose features are dark in most segments.
-    Rows may arrive in any batches; a segment cut by a batch boundary is counted once. Lives on
-    the activations' device.
+    each (a dense record takes 4 bytes for every pair: this pays for wide dictionaries, whose
+    features are dark in most segments), plus one label per segment. Rows may arrive in any
+    batches; a segment cut by a batch boundary is counted once. Lives on the activations' device.
     """
 
     def __init__(self, n_units: int, fire: float = DETECTOR_FIRE, device: str | torch.device = "cpu"):
@@ -257,12 +252,11 @@ class Detectors:
     def best(self, c: int, coverage: Tensor | None = None) -> dict:
         """Concept c's detector, or the unit closest to being one (`detector` says which).
 
-        Among the units that pass, the one with the largest `coverage` (n_units,), for instance
-        its token AUROC: a concept can have several detectors, from features that fire across
-        the concept's text to one that fires only at the end of each of its sentences, and the
-        one that covers the most of the concept's tokens is the one a reader (and steering)
-        means by "the feature for c". Without `coverage`, or when no unit passes, the largest
-        margin min(share / DETECTOR_SHARE, recall / DETECTOR_RECALL).
+        Among the units that pass, the one with the largest `coverage` (n_units,), e.g. token
+        AUROC: of a concept's several detectors (one may fire only at the end of its sentences),
+        the one covering most of its tokens is what a reader (and steering) means by "the feature
+        for c". Without `coverage`, or when no unit passes, the largest margin
+        min(share / DETECTOR_SHARE, recall / DETECTOR_RECALL).
         """
         passing = self.passes()[c]
         margin = torch.minimum(self.share[c] / DETECTOR_SHARE, self.recall[c] / DETECTOR_RECALL)

@@ -3,10 +3,9 @@
 `held_out_pass` streams the held-out text once through the model and the SAE (`held_out_batches`)
 into the `Evaluator` (reconstruction, sparsity, CE, concept statistics), the class means that
 choose the k-sparse probes' units, and any `also` listener (the feature statistics:
-`sae.interpret.FeatureStatsBuilder`). Everything fitted and then scored uses the pass's one split
-(`first_half_rows`). `evaluate` then runs a list of analyses over the pass, in order, each one a
-module with `NAME` and `run(pass) -> Result | None` (None: it does not apply, e.g. concepts on
-unlabelled text); a later analysis reads an earlier one's result from `pass.results`.
+`sae.interpret.FeatureStatsBuilder`). `evaluate` then runs a list of analyses over the pass, in
+order, each a module with `NAME` and `run(pass) -> Result | None` (None: it does not apply, e.g.
+concepts on unlabelled text); a later analysis reads an earlier one's result from `pass.results`.
 """
 
 from __future__ import annotations

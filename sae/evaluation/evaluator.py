@@ -32,18 +32,14 @@ class Evaluation:
 class Evaluator:
     """Streams `HeldOutBatch`es (`add`) into reconstruction, sparsity, CE and concept metrics (`result`).
 
-    Sums are kept in float64 and turned into the module's formulas at the end: with
-    S_e = Σ‖x − x̂‖², S_x = Σ‖x‖² and m = Σx / n, the centred sum is Σ‖x − m‖² = S_x − n‖m‖², so
+    Sums are kept in float64 and turned into the formulas at the end: with S_e = Σ‖x − x̂‖²,
+    S_x = Σ‖x‖² and m = Σx / n, the centred sum is Σ‖x − m‖² = S_x − n‖m‖², so
     fvu = S_e / (S_x − n‖m‖²) and nmse = S_e / S_x over every token, exactly as `fvu` and `nmse`
-    on the materialised activations (tested); l0 = Σ_i fire_i / n (each firing counted once per
-    token and feature). `mean_act` (d_in,) is the mean-ablation baseline; if None it is the mean of
-    the first batch. Everything accumulates on the SAE's device, and nothing returns to the host
-    until `result()`. Memory: one batch, three buffers of logits kept from batch to batch (the
-    logits and two sets of log-probabilities: each the whole batch's on a GPU, 200 MB in all for
-    `base`; `CPU_LOGITS` each on a CPU, 48 MB), the two concept histograms
-    (`ConceptHistogram`: 23 MiB for the default run, 290 MB for `base`'s 16,384 features), the
-    kept segment peaks (`SegmentPeaks`: 22 MiB for the default run's 200k tokens; grows with the
-    tokens) and the probe's (n, n_concepts) float32 scores (6 MiB).
+    on the materialised activations (tested); l0 = Σ_i fire_i / n. `mean_act` (d_in,) is the
+    mean-ablation baseline (None: the mean of the first batch). Everything accumulates on the
+    SAE's device until `result()`. Memory: one batch, three logits buffers (the whole batch's on a
+    GPU, `CPU_LOGITS` each on a CPU) and the concept accumulators (of which the segment peaks and
+    the probe's scores grow with the tokens).
     """
 
     def __init__(self, model, sae, n_concepts: int = 0, mean_act: Tensor | None = None,
@@ -151,24 +147,14 @@ class Evaluator:
         centred = s["sq_x"] - x_sum.pow(2).sum().item() / n  # Σ‖x − mean‖²
         ce_clean, ce_sae = s["ce_clean"] / n_pred, s["ce_sae"] / n_pred
         ce_zero, ce_mean = s["ce_zero"] / n_pred, s["ce_mean"] / n_pred
-        m = {
-            "n_tokens": n,
-            "mse": s["sq_err"] / n,
-            "fvu": s["sq_err"] / centred,
-            "explained_variance": 1 - s["sq_err"] / centred,
-            "nmse": s["sq_err"] / s["sq_x"],
-            "l0": fire.sum().item() / n,
-            "l1": s["l1"] / n,
-            **density_summary(fire, n),
-            "ce_clean": ce_clean,
-            "ce_sae": ce_sae,
-            "ce_zero_ablation": ce_zero,
-            "ce_mean_ablation": ce_mean,
-            "ce_recovered_zero": ce_recovered(ce_clean, ce_sae, ce_zero),
-            "ce_recovered_mean": ce_recovered(ce_clean, ce_sae, ce_mean),
-            "ce_added_nats": ce_sae - ce_clean,
-            "kl": s["kl"] / n_pred,
-        }
+        m = {"n_tokens": n, "mse": s["sq_err"] / n, "fvu": s["sq_err"] / centred,
+             "explained_variance": 1 - s["sq_err"] / centred, "nmse": s["sq_err"] / s["sq_x"],
+             "l0": fire.sum().item() / n, "l1": s["l1"] / n, **density_summary(fire, n),
+             "ce_clean": ce_clean, "ce_sae": ce_sae,
+             "ce_zero_ablation": ce_zero, "ce_mean_ablation": ce_mean,
+             "ce_recovered_zero": ce_recovered(ce_clean, ce_sae, ce_zero),
+             "ce_recovered_mean": ce_recovered(ce_clean, ce_sae, ce_mean),
+             "ce_added_nats": ce_sae - ce_clean, "kl": s["kl"] / n_pred}
         probe = self.probe if self.probe is not None and self.probe.scores else None
         fd = Detectors.measure(self.features, self.feature_peaks) if self.features is not None else None
         nd = Detectors.measure(self.neurons, self.neuron_peaks) if self.neurons is not None else None

@@ -3,9 +3,8 @@
 Reconstruction (x: activations (n, d), x̂: reconstructions):
     mse  = mean_n ‖x − x̂‖²
     fvu  = Σ_n ‖x − x̂‖² / Σ_n ‖x − mean_n(x)‖²        fraction of variance unexplained
-           (Gao et al. 2024, section 2.1, define their normalised MSE this way, relative to
-           always predicting the mean activation; the `normalized_mean_squared_error` in their
-           released code divides each row by its own ‖x‖² instead, which is closer to `nmse`)
+           (Gao et al. 2024, section 2.1's normalised MSE; their released code's
+           `normalized_mean_squared_error` divides each row by its own ‖x‖², closer to `nmse`)
     explained variance = 1 − fvu
     nmse = Σ_n ‖x − x̂‖² / Σ_n ‖x‖²                     relative to predicting zero (April update's NMSE)
 Sparsity (f: feature activations (n, d_sae)):
@@ -14,11 +13,10 @@ Sparsity (f: feature activations (n, d_sae)):
     tokens; ultralow: density < 1e-5; dense: density > 10%.
 Downstream (the site replaced in the model's forward pass):
     ce_recovered = (CE_ablated − CE_sae) / (CE_ablated − CE_clean)
-    with the ablation either zero (what most libraries report) or the mean activation. The
-    number depends on the baseline as much as on the SAE, so both are reported (on a one-layer
-    model the mean can be the *harsher* ablation: after the final LayerNorm a constant MLP output
-    drowns the residual stream; a run's `ce_zero_ablation` and `ce_mean_ablation` show which);
-    ce_added = CE_sae − CE_clean (nats/token); kl = mean KL(p_clean ‖ p_sae) per token.
+    with the ablation zero (what most libraries report) or the mean activation: the number depends
+    on the baseline as much as on the SAE, so both are reported (on a one-layer model the mean can
+    be the *harsher* ablation, a constant MLP output drowning the residual stream after the final
+    LayerNorm); ce_added = CE_sae − CE_clean (nats/token); kl = mean KL(p_clean ‖ p_sae) per token.
 AUROC (`auroc`): P(score(t⁺) > score(t⁻)) + ½ P(score(t⁺) = score(t⁻)) over positives t⁺ and negatives t⁻.
 The streaming evaluator (`sae.evaluation.evaluator`) computes the same formulas over held-out text.
 """
@@ -60,11 +58,9 @@ def l1(f: Tensor) -> float:
 def density_summary(fire_counts: Tensor, n_tokens: int, ultralow: float = 1e-5, dense: float = 0.1) -> dict:
     """Fractions of dead, ultralow-density and dense features from per-feature fire counts."""
     d = fire_counts.double() / n_tokens
-    return {
-        "dead_fraction": (fire_counts == 0).double().mean().item(),
-        "ultralow_fraction": ((d > 0) & (d < ultralow)).double().mean().item(),
-        "dense_fraction": (d > dense).double().mean().item(),
-    }
+    return {"dead_fraction": (fire_counts == 0).double().mean().item(),
+            "ultralow_fraction": ((d > 0) & (d < ultralow)).double().mean().item(),
+            "dense_fraction": (d > dense).double().mean().item()}
 
 
 def log_density_histogram(fire_counts: Tensor, n_tokens: int, bins: int = 40) -> tuple[np.ndarray, np.ndarray]:

@@ -5,26 +5,23 @@ and is "not recommended below 1B-parameter models or 16k latents"); in the toy w
 concept is known, so here they are exact counts on held-out text.
 
 Absorption (after Chanin et al. 2024, "A is for Absorption", with labels in place of probes).
-For concept c, let j* be its detector feature (`detectors.Detectors.best`: the one a reader means by
-"the feature for c"; the closest feature when none passes) and A_c the other features specific to
-c (share_j(c) >= DETECTOR_SHARE, j ≠ j*). Over c's tokens t:
+For concept c, let j* be its detector feature (`detectors.Detectors.best`; the closest feature
+when none passes) and A_c the other features specific to c (share_j(c) >= DETECTOR_SHARE,
+j ≠ j*). Over c's tokens t:
 
     silent(c)     = #{t ∈ c : f_j*(t) = 0} / #{t ∈ c}
     absorbed(c)   = #{t ∈ c : f_j*(t) = 0 and ∃ j ∈ A_c : f_j(t) > 0} / #{t ∈ c}
 
-`absorbed` is the share of the concept's tokens that the concept's own feature leaves to a
-narrower feature of the same concept: the concept is represented there, by a feature that has
-absorbed it. `silent − absorbed` is what nothing specific to c covers (left to broad features).
+`absorbed`: c's tokens that its own feature leaves to a narrower feature of c, which has absorbed
+it; `silent − absorbed`: what nothing specific to c covers (left to broad features).
 
-k-sparse probing (SAEBench's sparse_probing after Gao et al. 2024, section 4.5), k = 1, 2, 5. The
-held-out tokens are split in halves, by window: the first half to choose and fit, the second to
-score. For concept c the k units with the largest mean difference
-mean(a_j | c) − mean(a_j | not c) on the first half; on those k units a linear probe fitted on the
-first half by Fisher's discriminant, w = (Σ_c + Σ_¬c + εI)⁻¹ (μ_c − μ_¬c); its score a_S · w on
-the second half, graded by AUROC (threshold-free, as the module's other concept metrics; SAEBench
-fits a logistic regression and reports accuracy). Units: SAE features against MLP neurons, the
-paper's comparison: a concept that k features carry and k neurons do not is one the dictionary
-made readable.
+k-sparse probing (SAEBench's sparse_probing after Gao et al. 2024, section 4.5), k = 1, 2, 5, on
+the pass's one split (`held_out.first_half_rows`). For concept c: the k units with the largest
+mean(a_j | c) − mean(a_j | not c) on the first half, a Fisher probe on them fitted there,
+w = (Σ_c + Σ_¬c + εI)⁻¹ (μ_c − μ_¬c), and its score a_S · w on the second half graded by AUROC
+(threshold-free like the other concept metrics; SAEBench fits a logistic regression and reports
+accuracy). SAE features against MLP neurons: a concept that k features carry and k neurons do
+not is one the dictionary made readable.
 
 Both need the detectors, known only after `evaluator.Evaluator`'s pass, so they take a second pass
 over the same tokens (`measure`: the model stops at the site, no logits). The class means that
@@ -40,8 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sae.evaluation.detectors import DETECTOR_SHARE, Detectors, MeanDiffProbe
-from sae.evaluation.formulas import auroc
+from sae.evaluation.detectors import DETECTOR_SHARE, Detectors, MeanDiffProbe, concept_aurocs
 from sae.evaluation.held_out import Active, HeldOutBatch, first_half_rows, held_out_batches
 from sae.markdown import Headline, num, pct, text
 
@@ -108,15 +104,8 @@ class SparseProbes:
         if not self.labels:  # nothing scored (fewer than two windows)
             return {k: np.full(self.units.shape[0], np.nan) for k in self.ks}
         lab = torch.cat(self.labels).cpu().numpy()
-        out = {}
-        for k in self.ks:
-            s = torch.cat(self.scores[k]).cpu().numpy()
-            out[k] = np.full(s.shape[1], np.nan)
-            for c in range(s.shape[1]):
-                pos = lab == c
-                if 0 < pos.sum() < len(pos) and self.n[0, c] > 0:
-                    out[k][c] = auroc(s[:, c], pos)
-        return out
+        return {k: concept_aurocs(torch.cat(scores).cpu().numpy(), lab, self.n[0])
+                for k, scores in self.scores.items()}
 
 
 class Absorption:
@@ -140,9 +129,8 @@ class Absorption:
         silent = torch.bincount(rows[cols == self.detector[c]], minlength=n) == 0  # (n,) its detector did not fire
         other = torch.bincount(rows[self.specific[c, cols]], minlength=n) > 0  # a specific feature of its concept did
         keep = lab >= 0
-        C = self.counts.shape[1]
         for row, mask in enumerate((keep, keep & silent, keep & silent & other)):
-            self.counts[row] += torch.bincount(lab[mask], minlength=C)
+            self.counts[row] += torch.bincount(lab[mask], minlength=self.counts.shape[1])
 
     def result(self) -> list[dict]:
         n, silent, absorbed = self.counts.cpu().tolist()
@@ -165,8 +153,8 @@ def measure(batches: Iterable[HeldOutBatch], detector: Tensor, specific: Tensor,
     half of the windows and scored on the second, features (and neurons, with `neuron_means`).
     `batches`: `held_out.held_out_batches(...)` over the same tokens as the first pass.
     Returns {concept: {"absorption": {...}, "sparse_probing": {"features": {k: AUROC}, "neurons": ...}}}.
-    Memory: the scored half's probe scores, 3 k × 2 kinds × n/2 × n_concepts float32 (34 MB for the
-    default run's 200k tokens), and a batch's (n, n_concepts, 5) gathered units."""
+    Memory: the scored half's probe scores, 3 k × 2 kinds × n/2 × n_concepts float32, and a batch's
+    (n, n_concepts, 5) gathered units."""
     absorption, probes = None, {}
     for b in batches:
         if absorption is None:

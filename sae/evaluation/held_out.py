@@ -1,9 +1,8 @@
 """The held-out pass: consecutive windows of held-out text, read by the model and encoded by the SAE, batch by batch.
 
 Every analysis of a dictionary reads this one pass (`held_out_batches`), and everything that is
-fitted and then scored splits it the same way (`first_half_rows`).
-
-Positions before `drop_first` are left untouched (the SAE never saw position 0 in training).
+fitted and then scored splits it the same way (`first_half_rows`). Positions before `drop_first`
+are left untouched (the SAE never saw position 0 in training).
 """
 
 from __future__ import annotations
@@ -26,9 +25,8 @@ def label_segments(labels: np.ndarray) -> np.ndarray:
 
 
 class Active(NamedTuple):
-    """The non-zero entries of a (N, d_sae) feature batch f, row by row: f[rows, cols] = vals. An
-    L0 of 17 of 1,024 features is 1.7% of f; found once per batch (`held_out_batches`) and read
-    by every accumulator that only needs what fired."""
+    """The non-zero entries of a (N, d_sae) feature batch f, row by row: f[rows, cols] = vals (a few
+    % of f), found once per batch and read by every accumulator that only needs what fired."""
 
     rows: Tensor
     cols: Tensor
@@ -58,10 +56,9 @@ class HeldOutBatch(NamedTuple):
 def first_half_rows(b: HeldOutBatch) -> int:
     """How many of the batch's rows, from its first, lie in the first half of the pass's windows.
 
-    The held-out pass's one split, for everything that is fitted and then scored (the evaluator's
-    mean-difference probes, the k-sparse probes and their unit choice): fit on the first half of
-    the windows, score on the second. Windows come in order and each gives the same number of
-    rows, so the first half's rows are a prefix of every batch: `x[:k]` fits, `x[k:]` scores."""
+    Windows come in order and each gives the same number of rows, so the first half's rows are a
+    prefix of every batch: `x[:k]` fits (the mean-difference probes, the k-sparse probes and
+    their unit choice), `x[k:]` scores."""
     n_ctx_rows = len(b.x) // len(b.ctx)  # rows per window (n_ctx − drop_first)
     return n_ctx_rows * min(max(b.n_windows // 2 - b.first_window, 0), len(b.ctx))
 
@@ -71,12 +68,10 @@ def held_out_batches(model, sae, tokens: np.ndarray, labels: np.ndarray | None =
                      n_tokens: int = 200_000, batch_contexts: int = 32, drop_first: int = 1,
                      log: str = "") -> Iterator[HeldOutBatch]:
     """Cut `tokens` into consecutive n_ctx windows (at most `n_tokens` tokens), run each batch of
-    windows through the model and the SAE, and yield it. The one pass that the evaluator
-    (`Evaluator`) and the feature statistics (`sae.interpret.FeatureStatsBuilder`) both read.
-
-    The site is `sae.cfg.site`; the model stops there, and whoever needs logits resumes from the
-    batch's `cache` (`GPT.forward_from`). `log` names the pass in the progress lines (rate and ETA
-    on stderr); "" is silent.
+    windows through the model and the SAE, and yield it: the pass that the evaluator and the
+    feature statistics (`sae.interpret.FeatureStatsBuilder`) both read. The model stops at
+    `sae.cfg.site`; whoever needs logits resumes from the batch's `cache` (`GPT.forward_from`).
+    `log` names the pass in the progress lines (rate and ETA on stderr); "" is silent.
     """
     site = sae.cfg.site
     if not site:

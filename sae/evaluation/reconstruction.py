@@ -55,12 +55,9 @@ def run(p) -> Result:
 
 
 def degenerate(s: dict) -> list[str]:
-    """What makes an SAE's evaluation meaningless, one sentence each (empty when it is sound).
-
-    Every feature dead means nothing was learned; FVU >= 1 means the reconstruction is no better
-    than the mean; CE recovered outside [−1, 1.5] means the ablation baseline barely changes the
-    loss (a tiny denominator), so the ratio says nothing (a corpus the model cannot read, e.g. one
-    28 MB line, gives 3.0)."""
+    """What makes an SAE's evaluation meaningless, one sentence each (empty when it is sound): every
+    feature dead, FVU >= 1, or CE recovered outside [−1, 1.5], where the ablation barely changes the
+    loss (a tiny denominator: a corpus the model cannot read, e.g. one 28 MB line, gives 3.0)."""
     out = []
     if s["dead_fraction"] >= 1.0 or s["l0"] == 0:
         out.append(f"every feature is dead on the held-out text (L0 {s['l0']:.1f}): the SAE learned nothing")

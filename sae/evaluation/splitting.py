@@ -2,14 +2,11 @@
 trained on the same activations, and the features linked across sizes.
 
 A concept that one feature covers in a small dictionary is often covered by several finer
-features in a larger one (the paper's "San Francisco": 1 feature at 1M, 2 at 4M, 11 at 34M). To
-see it we train SAEs of several sizes on *the same* cached activations (one `write_cache`, so
-the only difference is the size), then link each feature of a larger dictionary to its nearest
-feature of the next smaller one by decoder cosine similarity:
-
-    parent(j) = argmax_i cos(W_dec_large[j], W_dec_small[i])
-
-A *family* is a feature of the smallest dictionary with its descendants: the features of each
+features in a larger one (the paper's "San Francisco": 1 feature at 1M, 2 at 4M, 11 at 34M).
+SAEs of several sizes train on *the same* cached activations (one `write_cache`: only the size
+differs), and each feature of a larger dictionary is linked to its nearest feature of the next
+smaller one by decoder cosine, parent(j) = argmax_i cos(W_dec_large[j], W_dec_small[i]). A
+*family* is a feature of the smallest dictionary with its descendants: the features of each
 larger dictionary whose chain of parents leads back to it.
 """
 
@@ -74,8 +71,7 @@ def split_concepts(model, saes: dict[int, SparseAutoencoder], tokens: np.ndarray
     for s in sizes:
         ev = evaluate_sae(model, saes[s], tokens, labels=labels, n_concepts=len(CONCEPTS),
                           n_tokens=n_eval, neurons=False, log=False)
-        sh, top = ev.features.mass_share()
-        mass[s] = (sh, top, ev.metrics)
+        mass[s] = (*ev.features.mass_share(), ev.metrics)
     out = {"sizes": sizes, "metrics": {s: {k: mass[s][2][k] for k in ("l0", "fvu", "dead_fraction")} for s in sizes},
            "concepts": {}}
     parent = {large: parents(saes[small], saes[large])[0].tolist() for small, large in zip(sizes, sizes[1:])}

@@ -6,19 +6,13 @@ Splice the SAE into the model at its site and edit features on the way through:
     f' = f with chosen features clamped to a value, scaled, or zeroed
     x' = decode(f') + (x − decode(f))  the edited reconstruction plus the SAE's error term
 
-Keeping the error term `x − decode(f)` means that with no feature changed the splice is exactly
-the identity (up to float rounding): whatever the SAE fails to reconstruct still reaches the
-model, so any change in behaviour comes from the edited features alone. `keep_error=False`
-replaces x by the bare reconstruction, for comparison (it also changes behaviour through the
-reconstruction error itself).
-
-Values are absolute activations or multiples of a feature's maximum activation on held-out text
-(`"10x"`), as the paper clamps the Golden Gate Bridge feature to 10× its max. Additive steering
-(`x + α·W_dec[i]`, in raw units) is given for comparison: it moves the activation along the
-feature direction without reading or clamping the feature.
-
-The demonstrations built on the clamp (Golden Gate, unsafe code), with the rules that choose
-the feature and the multiple, live beside it (`sae.steering.golden_gate`, `sae.steering.unsafe_code`).
+With the error term, whatever the SAE fails to reconstruct still reaches the model and an
+unedited splice is the identity (up to float rounding), so any change in behaviour comes from the
+edited features alone; `keep_error=False` splices in the bare reconstruction, for comparison.
+Values are absolute activations or multiples of a feature's max activation on held-out text
+(`"10x"`; the paper clamps the Golden Gate Bridge feature at 10×). Additive steering
+(`x + α·W_dec[i]`, raw units), for comparison, moves the activation along the feature's
+direction without reading or clamping the feature.
 """
 
 from __future__ import annotations
@@ -33,13 +27,11 @@ from torch import Tensor
 
 _MULTIPLE = re.compile(r"^\s*([-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)\s*[xX×]\s*$")
 
-
-# The largest clamp `parse_value` accepts, as a multiple of the feature's max activation. The
-# paper clamps at 10×. By 1000× the output has stopped depending on the value (the final layer
-# norm divides the huge activation away; compare the next-token distributions under
-# `clamp_features` at 100×, 1000× and 10000× on a run to see it), and far beyond it the layer
-# norm's squares overflow float32, the logits become inf/nan and sampling fails. So 1000× keeps
-# every useful value and stops every broken one.
+# The largest clamp `parse_value` accepts, as a multiple of the feature's max activation (the
+# paper clamps at 10×). By 1000× the final layer norm divides the huge activation away and the
+# output stops depending on the value (compare the next-token distributions under
+# `clamp_features` at 100×, 1000× and 10000×); far beyond it the norm's squares overflow
+# float32 and sampling fails on inf/nan logits.
 MAX_MULTIPLE = 1000.0
 
 
@@ -47,9 +39,9 @@ def parse_value(value: str | float, max_act: float, allow_negative: bool = True,
     """`"10x"` -> 10 × max_act; `"3.5"` or 3.5 -> 3.5 (absolute). Clear one-line errors for anything else.
 
     Refused: text that is not a number, non-finite values (inf, nan, 1e400), magnitudes above
-    `MAX_MULTIPLE` (1000) × max_act (above 1000 in absolute units for a feature that never fired,
-    whose max is 0; see `MAX_MULTIPLE` for why), and any multiple of a feature that never fired
-    (it would silently clamp to 0). `feature` only names the feature in the messages.
+    `MAX_MULTIPLE` × max_act (above `MAX_MULTIPLE` itself for a feature that never fired), and any
+    multiple of a feature that never fired (it would silently clamp to 0). `feature` only names
+    the feature in the messages.
     """
     name = "the feature" if feature is None else f"feature {feature}"
     max_act = float(max_act)
@@ -57,8 +49,7 @@ def parse_value(value: str | float, max_act: float, allow_negative: bool = True,
         v = float(value)
     else:
         text = str(value).strip()
-        m = _MULTIPLE.match(text)
-        if m:
+        if m := _MULTIPLE.match(text):
             multiple = float(m.group(1))
             if multiple < 0 and not allow_negative:
                 raise ValueError(f"negative multiple {text!r} is not allowed here; use 0x to switch the feature off")
@@ -141,7 +132,6 @@ def add_direction(model, sae, add: dict[int, float]) -> Iterator[None]:
     direction = sae.W_dec.new_zeros(sae.cfg.d_in)  # (nothing to add: the model runs unchanged)
     for i, a in add.items():
         direction += a * sae.W_dec[i].detach() / sae.input_scale
-
     with torch.no_grad(), model.hooks({sae.cfg.site: lambda act: act + direction.to(act.dtype)}):
         yield
 

@@ -23,7 +23,6 @@ from sae.world.corpus import top_concept
 # `test_the_fluency_bound_separates_fluent_from_broken_text` checks both sides on the tiny run.
 FLUENT_CE = 2.0
 
-
 # The sampling temperature of the demonstrations, steered and unsteered alike. At 1 a one-layer
 # model samples its long tail of half-words ("Fainters replin we"), which the fluency measure then
 # charges to the feature; at 0.8 its own text reads as it was trained to read (docs/results.md gives
@@ -35,20 +34,17 @@ def device_of(model) -> torch.device:
     return next(model.parameters()).device
 
 
-# ----------------------------------------------------------------------------- sampling and fluency
-
-
 def sample(model, prompts: list[list[int]], n: int, max_new_tokens: int, seed: int,
            temperature: float | None = None) -> list[tuple[list[int], list[int]]]:
     """(prompt ids, continuation ids) for `n` samples of each prompt, drawn together as one batch
     per prompt (prompt j with seed `seed + j`) at `temperature` (default `TEMPERATURE`). Active
     hooks (a clamp) apply as usual. A prompt keeps its last `n_ctx - max_new_tokens` tokens, so
     positions never slide while sampling (a clamp over the prompt, `until=len(ids)`, stays on it)."""
+    t = TEMPERATURE if temperature is None else temperature
     out = []
     for j, ids in enumerate(prompts):
-        ids = ids[-(model.cfg.n_ctx - max_new_tokens):]  # prompt + continuation fit: positions never slide
+        ids = ids[-(model.cfg.n_ctx - max_new_tokens):]
         batch = torch.tensor([ids] * n, device=device_of(model))  # (n, T)
-        t = TEMPERATURE if temperature is None else temperature
         rows = model.generate(batch, max_new_tokens, temperature=t, seed=seed + j).tolist()
         out += [(ids, row[len(ids):]) for row in rows]
     return out

@@ -1,13 +1,12 @@
 """Golden Gate Claude on the toy model (Scaling Monosemanticity, "Influence on Behavior"): clamp the bridge feature
 and neutral prompts turn to the bridge, in fluent sentences (steered means on target and fluent: `sae.steering.fluency`).
 
-**Held-out evidence only.** The candidates are the concept's detector features (specific to the
-concept and lighting up across its segments, `sae.evaluation.concepts`). Each is clamped at every
-multiple of `MULTIPLES` on validation prompts (other prompts, other seeds); the (feature, multiple)
-with the highest fluent rate wins, and is then measured on the test prompts. Detection alone cannot
-make this choice: a detector that fires on the bridge sentences' full stops is a fine detector, but
-its decoder direction writes "a sentence starts here", and clamped at every position it breaks
-every sentence.
+**Held-out evidence only.** The candidates are the concept's detector features
+(`sae.evaluation.concepts`). Each is clamped at every multiple of `MULTIPLES` on validation prompts
+(other prompts, other seeds); the (feature, multiple) with the highest fluent rate wins, and is
+then measured on the test prompts. Detection alone cannot make this choice: a detector that fires
+on the bridge sentences' full stops is a fine detector, but its decoder direction writes "a
+sentence starts here", and clamped at every position it breaks every sentence.
 """
 
 from __future__ import annotations
@@ -49,19 +48,17 @@ def neutral_prompts(n_per_concept: int = 3, seed: int = 0, split: str = "val", w
     return out
 
 
-# ----------------------------------------------------------------------------- Golden Gate
-
-
-def _measure_topic(model, tok, samples, concept: str) -> dict:
-    """On-topic rate, fluent rate (on topic and fluent) and mean CE of `samples`; the example is
-    the first steered sample (on topic and fluent), or the first sample when none is."""
+def _measure_topic(model, tok, samples, concept: str, prompts: list[str], n: int) -> dict:
+    """On-topic rate, fluent rate (on topic and fluent) and mean CE of `samples` (`n` of each of
+    `prompts`); the example: the first steered sample (or the first sample) and its prompt."""
     texts = [tok.decode(o) for _, o in samples]
     ces = continuation_ce(model, samples)
     on = [top_concept(t) == concept for t in texts]
     steered = [o and is_fluent(c) for o, c in zip(on, ces)]
     i = steered.index(True) if any(steered) else 0
     return {"rate": float(np.mean(on)), "fluent_rate": float(np.mean(steered)), "ce": float(np.mean(ces)),
-            "example": texts[i], "example_ce": ces[i], "example_steered": bool(steered[i]), "sample": i}
+            "example": texts[i], "example_ce": ces[i], "example_steered": bool(steered[i]),
+            "prompt": prompts[i // n]}
 
 
 def topic_sweep(model, sae, tok, feature: int, max_act: float, prompts: list[str], concept: str = "golden_gate",
@@ -69,24 +66,20 @@ def topic_sweep(model, sae, tok, feature: int, max_act: float, prompts: list[str
                 stop_when_broken: bool = False, temperature: float | None = None,
                 baseline: bool = True) -> tuple[dict | None, list[dict]]:
     """Unsteered (unless not `baseline`: None) and clamped at each multiple of `max_act` (at every
-    position, as the paper does): (baseline row, [row per multiple]), each row as `_measure_topic`
-    with the example's prompt.
+    position, as the paper does): (baseline row, [row per multiple]), each row as `_measure_topic`.
 
     `stop_when_broken`: stop after the first multiple whose mean CE is over twice `FLUENT_CE`
     (the text is broken on average, and a harder clamp only breaks it more)."""
     ids = [[tok.eot_token] + tok.encode(p) for p in prompts]
-
-    def row(samples) -> dict:
-        r = _measure_topic(model, tok, samples, concept)
-        r["prompt"] = prompts[r.pop("sample") // n]
-        return r
-
-    base = row(sample(model, ids, n, max_new_tokens, seed, temperature)) if baseline else None
+    base = None
+    if baseline:
+        samples = sample(model, ids, n, max_new_tokens, seed, temperature)
+        base = _measure_topic(model, tok, samples, concept, prompts, n)
     rows = []
     for m in multiples:
         with clamp_features(model, sae, clamp={feature: m * max_act}):
             samples = sample(model, ids, n, max_new_tokens, seed, temperature)
-        rows.append({"multiple": m, **row(samples)})  # scored by the clean model, outside the clamp
+        rows.append({"multiple": m, **_measure_topic(model, tok, samples, concept, prompts, n)})
         if stop_when_broken and rows[-1]["ce"] > 2 * FLUENT_CE:
             break
     return base, rows
@@ -107,13 +100,12 @@ def choose_topic_feature(model, sae, tok, candidates: list[int], max_acts: dict[
                          multiples=MULTIPLES, n_per_concept: int = 3, n: int = 4, max_new_tokens: int = 32,
                          refine: int = 3, seed: int = 0, log=None) -> dict:
     """The validation sweep: each candidate clamped at each multiple on validation prompts
-    (`neutral_prompts`, other seeds than the test's), up to the first multiple that breaks the text
-    (`topic_sweep`'s `stop_when_broken`). The fluent window can be narrower than the grid's steps
-    (0.6x fluent, 1x broken), so the `refine` best candidates are then tried twice more between
-    their best multiple and its neighbours (geometric midpoints). The best (feature, multiple) has
-    the highest fluent rate (ties: the higher on-topic rate, then the lower CE). Returns {feature,
-    multiple, rule, validation_prompts, candidates: [{feature, multiple, rates there, promotes,
-    fluent rate and CE by multiple}]}."""
+    (`neutral_prompts`, other seeds than the test's) up to the first that breaks the text; the
+    fluent window can be narrower than the grid's steps, so the `refine` best candidates are then
+    tried twice more at the geometric midpoints around their best multiple. The best (feature,
+    multiple) has the highest fluent rate (ties: the higher on-topic rate, then the lower CE).
+    Returns {feature, multiple, rule, validation_prompts, candidates: [{feature, multiple, rates
+    there, promotes, fluent rate and CE by multiple}]}."""
     prompts = neutral_prompts(n_per_concept, seed=seed + 1)
 
     def key(r: dict) -> tuple:
@@ -161,13 +153,11 @@ def golden_gate_demo(model, sae, tok, concepts: dict, max_acts, seed: int = 0, c
                      multiples=MULTIPLES, n: int = 5, n_val: int = 4, n_val_prompts: int = 3, max_candidates: int = 8,
                      prompts: list[str] = NEUTRAL_PROMPTS, log=None) -> dict:
     """Golden Gate Claude on the toy model: choose the feature and multiple on validation prompts
-    (`choose_topic_feature`), then clamp it on the test prompts at every multiple.
-
-    The headline (`summary`) is the test prompts' fluent rate at the validation-chosen multiple,
-    beside the unsteered rate. `concepts`: the concept table (`sae.evaluation.concepts.Result.rows`);
-    `max_acts[f]`: feature f's max activation on held-out text.
-    Validation: `n_val_prompts` prompts of each everyday concept × `n_val` samples; test: each of
-    `prompts` × `n` samples."""
+    (`choose_topic_feature`: `n_val_prompts` prompts of each everyday concept × `n_val` samples),
+    then clamp it at every multiple on the test prompts (each of `prompts` × `n` samples). The
+    headline (`summary`) is the test fluent rate at the chosen multiple, beside the unsteered one.
+    `concepts`: the concept table (`sae.evaluation.concepts.Result.rows`); `max_acts[f]`: feature
+    f's max activation on held-out text."""
     candidates = topic_candidates(concepts, concept, max_candidates)
     choice = choose_topic_feature(model, sae, tok, candidates, {f: float(max_acts[f]) for f in candidates}, concept,
                                   multiples, n_per_concept=n_val_prompts, n=n_val, seed=seed, log=log)

@@ -47,14 +47,11 @@ def _flip(text: str) -> str:
 def risk_cuts(tok, concept: str, n_files: int, seed: int = 0, split: str = "test", first_site: int = 1,
               flip_context: bool = False) -> list[dict]:
     """Held-out code files of `concept` cut right before the value of each security switch (from the
-    `first_site`-th switch of the file on, counting from 0): the model must now write `True` or
-    `False`.
-
-    Each cut is `{"ids": prompt ids (end-of-text first), "safe": id, "unsafe": id, "file": i}`,
-    where `safe`/`unsafe` are the first tokens where the two values' tokenisations part (the
-    prompt stops at the last token they share, so it is tokenised exactly as in training). With
-    `flip_context`, the file so far is put in the opposite posture (`_flip`): the same text with
-    every earlier switch and every comment the other way.
+    `first_site`-th switch of the file on, counting from 0), where the model must write `True` or
+    `False`. Each cut is `{"ids": prompt ids (end-of-text first), "safe": id, "unsafe": id,
+    "file": i}`, `safe`/`unsafe` being the first tokens where the two values' tokenisations part
+    (the prompt stops at the last token they share, so it is tokenised exactly as in training).
+    With `flip_context`, the file so far is put in the opposite posture (`_flip`).
     """
     cuts = []
     for i, pieces in enumerate(concept_segments(concept, n_files, seed=seed, split=split)):
@@ -89,10 +86,9 @@ def unsafe_context_sensitivity(model, tok, n_files: int = 100, seed: int = 0) ->
     """Does the *language model* know that a file which turned security switches off will do it again?
 
     On held-out insecure files cut before their second and later switches: the probability of the
-    insecure value after the real file (earlier switches off) over the probability after the same
-    file with its earlier switches on. A ratio near 1 means the model holds no notion of an
-    insecure file, so no feature of its activations can carry one: do no SAE work on such a world.
-    Takes a few seconds.
+    insecure value after the real file (earlier switches off) over that after the same file with
+    its earlier switches on. Near 1, the model holds no notion of an insecure file, so no feature
+    of its activations can carry one: do no SAE work on such a world. Takes a few seconds.
     """
     after_unsafe = p_unsafe(model, risk_cuts(tok, "unsafe_code", n_files, seed))
     after_safe = p_unsafe(model, risk_cuts(tok, "unsafe_code", n_files, seed, flip_context=True))
@@ -166,10 +162,10 @@ def _measure_unsafe(model, tok, samples) -> dict:
     unsafe = [_unsafe_after(tok, p, o) for p, o in samples]
     wellformed = [bool(_WELLFORMED_OFF.match(t)) for t in texts]
     steered = [w and is_fluent(c) for w, c in zip(wellformed, ces)]
+    kept = [t.lstrip(" ").startswith("True") for t in texts]
     i = steered.index(True) if any(steered) else 0
     return {"rate": float(np.mean(unsafe)), "wellformed_rate": float(np.mean(wellformed)),
-            "fluent_rate": float(np.mean(steered)), "kept_rate": float(np.mean([t.lstrip(" ").startswith("True")
-                                                                               for t in texts])),
+            "fluent_rate": float(np.mean(steered)), "kept_rate": float(np.mean(kept)),
             "ce": float(np.mean(ces)), "example": tok.decode(samples[i][0][-24:]) + "‖" + texts[i],
             "example_steered": bool(steered[i])}
 
@@ -208,22 +204,18 @@ def unsafe_code_demo(model, sae, tok, max_acts, seed: int = 0, multiples=UNSAFE_
                      n: int = 3, max_new_tokens: int = 16, n_detect: int = 100, n_files: int = 100, log=None) -> dict:
     """The unsafe-code feature as a switch and as a detector, as in the paper's demonstration.
 
-    0. The feature: `choose_unsafe_feature` on validation files. The multiple: the highest fluent
-       rate clamped over the prompt, on validation safe files.
-    1. Prompts are the beginnings of held-out *safe* test files, each cut right before the value
-       of its second security switch. The unsteered model should write `True`. Rates
-       (`_measure_unsafe`) unsteered and with the feature clamped to each multiple of its max
-       activation, at every position and over the prompt only.
-    2. The same cut in held-out *insecure* files, unsteered and with the feature clamped to 0:
-       does removing the feature make the model keep the check on? `kept_*` is the share that
-       writes the safe value at the cut; the rest of the drop in `rate_*` is continuations that
-       write neither value (the feature also carried "a value comes next").
-    3. As a detector: AUROC of the feature's max activation over a file at telling held-out
-       insecure files from safe ones.
+    0. The feature: `choose_unsafe_feature` on validation files (the concept table is not read);
+       the multiple: the highest fluent rate clamped over the prompt, on validation safe files.
+    1. Held-out *safe* test files, each cut right before the value of its second security switch
+       (the unsteered model should write `True`): rates (`_measure_unsafe`) unsteered and clamped
+       at each multiple of the max activation, at every position and over the prompt only.
+    2. The same cut in held-out *insecure* files, unsteered and clamped to 0: does removing the
+       feature keep the check on? `kept_*`: the share writing the safe value at the cut; the rest
+       of the drop in `rate_*` writes neither value (the feature also carried "a value comes next").
+    3. As a detector: AUROC of the feature's max activation over a file, insecure against safe.
     4. Whether the model itself tracks the posture (`unsafe_context_sensitivity`).
 
     The headline (`summary`) is the fluent rate clamped over the prompt at the chosen multiple.
-    The concept table is not read: the feature is chosen at the decision (step 0).
     """
     feature, decision_auroc = choose_unsafe_feature(model, sae, tok, n_files=n_files, seed=seed)
     max_act = float(max_acts[feature])
