@@ -306,7 +306,6 @@ class MatryoshkaBatchTopK(BatchTopK):
         return (total + mse) / len(sizes)
 
 
-ARCHITECTURES: dict[str, type[ReLU]] = {
-    "relu": ReLU, "relu_april": ReLUApril, "topk": TopK, "batchtopk": BatchTopK, "jumprelu": JumpReLU,
-    "matryoshka": MatryoshkaBatchTopK,
-}
+ARCHITECTURES: dict[str, type[ReLU]] = {"relu": ReLU, "relu_april": ReLUApril, "topk": TopK,
+                                         "batchtopk": BatchTopK, "jumprelu": JumpReLU,
+                                         "matryoshka": MatryoshkaBatchTopK}

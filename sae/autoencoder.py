@@ -23,9 +23,8 @@ Two details that matter for speed (see benchmarks/bench_sae.py and `sae.kernels`
 - `(x_s - b_dec) @ W_enc` is computed as `x_s @ W_enc - b_dec @ W_enc`: the subtraction moves into
   a (d_sae,) bias, so no (batch, d_in) tensor that requires a gradient enters the encoder and
   autograd never computes the encoder's input gradient (a whole matmul per step we do not need).
-- With `sparse_topk`, TopK decodes with only the k active decoder rows per token
-  (`F.embedding_bag`), and the encoder's weight gradient touches only the k selected columns.
-  Same numbers as the dense path (tested), fewer FLOPs.
+- With `sparse_topk`, TopK decodes with only the k active decoder rows per token and the
+  encoder's weight gradient touches only the k selected columns: same numbers (tested), fewer FLOPs.
 """
 
 from __future__ import annotations
@@ -97,10 +96,9 @@ def geometric_median(x: Tensor, n_iter: int = 200, tol: float = 1e-7) -> Tensor:
     for _ in range(n_iter):
         w = 1.0 / (x - y).norm(dim=1).clamp_min(1e-12)  # (n,)
         y_new = (w[:, None] * x).sum(0) / w.sum()
-        done = (y_new - y).norm() <= tol * (1.0 + y.norm())
+        if (y_new - y).norm() <= tol * (1.0 + y.norm()):
+            return y_new
         y = y_new
-        if done:
-            break
     return y
 
 
@@ -134,17 +132,14 @@ class SparseAutoencoder(nn.Module):
     # ----------------------------------------------------------------------------------- encode
     def _check(self, x: Tensor) -> Tensor:
         if x.shape[-1] != self.cfg.d_in:
-            raise ValueError(
-                f"the SAE expects activations of width d_in={self.cfg.d_in}, got shape {tuple(x.shape)}: "
-                "is it the right hook site (MLP neurons vs residual stream)?"
-            )
+            raise ValueError(f"the SAE expects activations of width d_in={self.cfg.d_in}, got "
+                             f"shape {tuple(x.shape)}: is it the right hook site (MLP neurons vs "
+                             "residual stream)?")
         return x.reshape(-1, self.cfg.d_in)
 
     def encoder_bias(self) -> Tensor:
         """b_enc - b_dec @ W_enc: the pre-encoder bias folded into a (d_sae,) vector (see module docstring)."""
-        if self.arch.pre_encoder_bias:
-            return self.b_enc - self.b_dec @ self.W_enc
-        return self.b_enc
+        return self.b_enc - self.b_dec @ self.W_enc if self.arch.pre_encoder_bias else self.b_enc
 
     def pre_acts(self, x_s: Tensor) -> Tensor:
         """pre = (x_s - b_dec) @ W_enc + b_enc (batch, d_sae) for scaled inputs x_s (batch, d_in)."""

@@ -83,10 +83,8 @@ class ContextSource:
 
 @torch.no_grad()
 def harvest(model: GPT, contexts: torch.Tensor, site: str, drop_first: int = 1) -> torch.Tensor:
-    """Activations of `site` for a batch of contexts, without the first `drop_first` positions.
-
-    Returns (n_contexts × (n_ctx − drop_first), d) float32 rows, context-major.
-    """
+    """Activations of `site` for a batch of contexts, without the first `drop_first` positions:
+    (n_contexts × (n_ctx − drop_first), d) float32 rows, context-major."""
     with eval_mode(model):
         _, cache = model.run_with_cache(contexts.to(next(model.parameters()).device), [site], stop_at=site)
     act = cache[site][:, drop_first:, :]  # (B, T - drop_first, d)
@@ -94,23 +92,12 @@ def harvest(model: GPT, contexts: torch.Tensor, site: str, drop_first: int = 1) 
 
 
 class ActivationBuffer:
-    """Shuffled batches of raw activations of `site` (see the module docstring).
+    """Shuffled batches of raw activations of `site` (see the module docstring): iterate over it
+    (`for x in buffer`) or call `next_batch()`."""
 
-    Iterate over it (`for x in buffer`) or call `next_batch()`. `rows_served` counts rows served.
-    """
-
-    def __init__(
-        self,
-        model: GPT,
-        tokens: np.ndarray,
-        site: str,
-        buffer_tokens: int = 2**16,
-        batch_size: int = 4096,
-        model_batch: int | None = None,
-        drop_first: int = 1,
-        seed: int = 0,
-        device: str | torch.device | None = None,
-    ):
+    def __init__(self, model: GPT, tokens: np.ndarray, site: str, buffer_tokens: int = 2**16,
+                 batch_size: int = 4096, model_batch: int | None = None, drop_first: int = 1,
+                 seed: int = 0, device: str | torch.device | None = None):
         model._hook_point(site)  # fail now, with the list of valid sites
         n_ctx = model.cfg.n_ctx
         if not 0 <= drop_first < n_ctx:
@@ -131,9 +118,7 @@ class ActivationBuffer:
         self._pending = probe.to(self.device)  # harvested rows not yet written into the buffer
         self._fill(torch.arange(buffer_tokens))
         self.perm = torch.randperm(buffer_tokens, generator=self.gen)
-        self.pos = 0
-        self.rows_served = 0
-        self.refills = 0
+        self.pos = self.rows_served = self.refills = 0
 
     def _rows(self, n: int) -> torch.Tensor:
         """The next `n` fresh activation rows (running the model as needed)."""
@@ -151,8 +136,7 @@ class ActivationBuffer:
             self.buffer[chunk.to(self.device)] = self._rows(len(chunk))
 
     def next_batch(self) -> torch.Tensor:
-        if self.pos + self.batch_size > len(self.buffer) // 2:
-            # Half served: overwrite exactly the served rows, then reshuffle everything.
+        if self.pos + self.batch_size > len(self.buffer) // 2:  # half served: refill those rows
             self._fill(self.perm[: self.pos])
             self.perm = torch.randperm(len(self.buffer), generator=self.gen)
             self.pos = 0
@@ -172,18 +156,12 @@ class ActivationBuffer:
 
 
 # ----------------------------------------------------------------------------- on-disk cache
-
-_HEADER = ".json"
-
-
 def write_cache(path: str | Path, model: GPT, tokens: np.ndarray, site: str, n_tokens: int,
                 model_batch: int = 64, drop_first: int = 1, seed: int = 0, log=True) -> Path:
     """Write the activations of `n_tokens` tokens of `site` to `path` (float32 memmap) + header.
 
-    Rows are in context order (the reader shuffles). Written to a temporary file and renamed, so
-    an interrupted write leaves no half-cache behind; the header (`cache_header_path`) goes first
-    and comes back last, so it never describes data it was not written for.
-    """
+    Rows are in context order (the reader shuffles). Written to a temporary file and renamed; the
+    header (`cache_header_path`) is the seal the module docstring describes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     header_path = cache_header_path(path)
@@ -218,7 +196,7 @@ def write_cache(path: str | Path, model: GPT, tokens: np.ndarray, site: str, n_t
 def cache_header_path(path: str | Path) -> Path:
     """The header beside cache `path`: ACTS.npy's is ACTS.npy.json. A cache without one is incomplete."""
     path = Path(path)
-    return path.with_name(path.name + _HEADER)
+    return path.with_name(path.name + ".json")
 
 
 class CachedActivations:
@@ -239,10 +217,9 @@ class CachedActivations:
         hdr = json.loads(hdr_path.read_text())
         fp = model_fingerprint(model)
         if hdr["model"] != fp or hdr["site"] != site:
-            raise ValueError(
-                f"activation cache {path} was made from model {hdr['model']} at site {hdr['site']!r}, "
-                f"not model {fp} at {site!r}: delete it or write a new cache for this model and site"
-            )
+            raise ValueError(f"activation cache {path} was made from model {hdr['model']} at site "
+                             f"{hdr['site']!r}, not model {fp} at {site!r}: delete it or write a "
+                             "new cache for this model and site")
         self.data = np.load(path, mmap_mode="r")
         if self.data.shape != (hdr["n_tokens"], hdr["d_in"]):
             raise ValueError(f"activation cache {path} holds {self.data.shape[0]} x {self.data.shape[1]} rows, but its "

@@ -180,18 +180,13 @@ class Sync:
     def start(self, module: torch.nn.Module, config) -> None:
         if self.active:
             check_same("SAE and training configuration", config)
-            broadcast_module_(module)
+            for t in [*module.parameters(), *module.buffers()]:
+                dist.broadcast(t.data, 0)
 
 
 def barrier() -> None:
     if world()[1] > 1:
         dist.barrier()
-
-
-def broadcast_module_(module: torch.nn.Module) -> None:
-    """Copy rank 0's parameters and buffers (the input scale, ...) to every rank."""
-    for t in [*module.parameters(), *module.buffers()]:
-        dist.broadcast(t.data, 0)
 
 
 def shard(n_rows: int, what: str) -> int:

@@ -61,17 +61,12 @@ class GPTConfig:
                 raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
         if self.d_model % self.n_head != 0:
             divisors = [h for h in range(1, self.d_model + 1) if self.d_model % h == 0][:8]
-            raise ValueError(
-                f"GPTConfig: d_model={self.d_model} is not divisible by n_head={self.n_head}, so the "
-                f"heads cannot split the residual stream evenly; pick n_head from the divisors of "
-                f"d_model (e.g. {divisors}) or change d_model"
-            )
+            raise ValueError(f"GPTConfig: d_model={self.d_model} is not divisible by "
+                             f"n_head={self.n_head}, so the heads cannot split the residual stream "
+                             f"evenly; pick n_head from the divisors of d_model (e.g. {divisors}) "
+                             "or change d_model")
         if self.activation not in ("gelu", "relu"):
             raise ValueError(f"GPTConfig.activation must be 'gelu' or 'relu', got {self.activation!r}")
-
-    @property
-    def d_head(self) -> int:
-        return self.d_model // self.n_head
 
 
 class HookPoint(nn.Identity):
@@ -138,11 +133,10 @@ class Block(nn.Module):
         the same tokens (needed by the sites inside the block)."""
         if name == "hook_resid_post":
             return act
-        x = act if name == "hook_resid_pre" else resid_pre
         if name == "hook_resid_pre":
-            x = x + self.attn(self.ln_1(x))
+            x = act + self.attn(self.ln_1(act))
         else:
-            x = x + (act if name == "attn.hook_out" else attn_out)
+            x = resid_pre + (act if name == "attn.hook_out" else attn_out)
         if name == "mlp.hook_post":
             x = x + self.mlp.c_proj(act)
         elif name == "mlp.hook_pre":
@@ -181,10 +175,9 @@ class GPT(nn.Module):
         (`last_only`: (B, 1, vocab_size) at the last position, all that sampling needs)."""
         B, T = tokens.shape
         if T > self.cfg.n_ctx:
-            raise ValueError(
-                f"sequence of {T} tokens is longer than the context n_ctx={self.cfg.n_ctx}: "
-                f"crop it (tokens[:, -{self.cfg.n_ctx}:]) or train a model with a larger n_ctx"
-            )
+            raise ValueError(f"sequence of {T} tokens is longer than the context "
+                             f"n_ctx={self.cfg.n_ctx}: crop it (tokens[:, -{self.cfg.n_ctx}:]) or "
+                             "train a model with a larger n_ctx")
         pos = torch.arange(T, device=tokens.device)
         x = self.wte(tokens) + self.wpe(pos)  # (B, T, C)
         for block in self.blocks:
@@ -204,12 +197,12 @@ class GPT(nn.Module):
         activation itself) runs the model up to the site once. `out`: a tensor of the logits' shape
         to write them into (on a CPU a fresh 16 MB tensor is 4,000 page faults: a caller that
         resumes many times reuses one)."""
-        self._hook_point(site)
-        i, name = _block_site(site)
-        missing = [s for s in self.resume_sites(site) if s not in cache]
+        needed = self.resume_sites(site)  # (checks the site too)
+        missing = [s for s in needed if s not in cache]
         if missing:
             raise ValueError(f"forward_from({site!r}) needs the cached activations {missing}: "
-                             f"run_with_cache(tokens, {self.resume_sites(site)}) first")
+                             f"run_with_cache(tokens, {needed}) first")
+        i, name = _block_site(site)
         x = self.blocks[i].forward_from(name, act, cache.get(f"blocks.{i}.hook_resid_pre"),
                                         cache.get(f"blocks.{i}.attn.hook_out"))
         for block in self.blocks[i + 1:]:
@@ -288,14 +281,8 @@ class GPT(nn.Module):
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
-    def generate(
-        self,
-        prompt_tokens: torch.Tensor | list[int],
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        seed: int = 0,
-    ) -> torch.Tensor:
+    def generate(self, prompt_tokens: torch.Tensor | list[int], max_new_tokens: int,
+                 temperature: float = 1.0, top_k: int | None = None, seed: int = 0) -> torch.Tensor:
         """Sample `max_new_tokens` tokens after the prompt; returns prompt + continuation.
 
         `prompt_tokens` is a list of ids, a 1-D tensor (returns 1-D) or a (B, T) tensor (returns
@@ -360,12 +347,10 @@ def _as_forward_hook(site: str, fn: HookFn):
     def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
         new = fn(output)
         if new is not None and new.shape != output.shape:
-            raise ValueError(
-                f"hook at {site!r} returned shape {tuple(new.shape)} but the activation has shape "
-                f"{tuple(output.shape)}; a replacing hook must keep the shape (return None to only read)"
-            )
+            raise ValueError(f"hook at {site!r} returned shape {tuple(new.shape)} but the "
+                             f"activation has shape {tuple(output.shape)}; a replacing hook must "
+                             "keep the shape (return None to only read)")
         return new
-
     return hook
 
 

@@ -1,6 +1,5 @@
-"""Speed kernels for sparse codes: the same numbers as the dense maths (tested), fewer FLOPs.
-
-See benchmarks/bench_sae.py. Nothing here changes what an SAE computes, only how:
+"""Speed kernels for sparse codes: the same numbers as the dense maths (tested), fewer FLOPs
+(benchmarks/bench_sae.py). Nothing here changes what an SAE computes, only how:
 - `GatherSelected`: TopK's encoder gradient through the k chosen columns only;
 - `decode_topk`: x̂_s from the k (index, value) pairs of each row (`F.embedding_bag`);
 - `decode_active`: x̂_s from a mostly-zero dense f, adding up only its active decoder rows.

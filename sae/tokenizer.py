@@ -54,11 +54,8 @@ def train_bpe(texts: str | Iterable[str], vocab_size: int = 2048, verbose: bool 
     """
     if vocab_size < 257:
         raise ValueError(f"vocab_size={vocab_size} is too small: byte-level BPE needs 256 byte tokens + <|endoftext|> (use >= 257)")
-    if isinstance(texts, str):
-        texts = [texts]
-    chunk_counts: Counter[str] = Counter()
-    for t in texts:
-        chunk_counts.update(TRAIN_PAT.findall(t))
+    texts = [texts] if isinstance(texts, str) else texts
+    chunk_counts = Counter(chunk for t in texts for chunk in TRAIN_PAT.findall(t))
 
     words: list[list[int]] = [list(c.encode("utf-8")) for c in chunk_counts]
     freqs: list[int] = list(chunk_counts.values())
@@ -89,8 +86,6 @@ def train_bpe(texts: str | Iterable[str], vocab_size: int = 2048, verbose: bool 
         changed: set[tuple[int, int]] = set()
         for wi in where.pop(pair):
             w, f = words[wi], freqs[wi]
-            if len(w) < 2:
-                continue
             new_w: list[int] = []
             i = 0
             while i < len(w):
@@ -128,7 +123,6 @@ def _encoding(ranks: dict[bytes, int], pat_str: str, special_tokens: dict[str, i
                              special_tokens=special_tokens)
 
 
-
 def _hex_bytes(err: UnicodeDecodeError) -> tuple[str, int]:
     """A decoding error handler: the bytes that are no character, each as ‹XX›."""
     return "".join(f"‹{b:02X}›" for b in err.object[err.start:err.end]), err.end
@@ -136,6 +130,7 @@ def _hex_bytes(err: UnicodeDecodeError) -> tuple[str, int]:
 
 _HEX_BYTES = "sae_hex_bytes"
 codecs.register_error(_HEX_BYTES, _hex_bytes)
+
 
 class Tokenizer:
     """A `tiktoken.Encoding` plus save/load. `encode` treats `<|endoftext|>` in text as plain text."""
@@ -159,12 +154,11 @@ class Tokenizer:
         except ValueError as e:  # unknown name
             raise ValueError(f"tiktoken has no encoding {name!r}: {e}") from None
         except Exception as e:  # no network: requests' ConnectionError and friends
-            raise ValueError(
-                f"the tiktoken encoding {name!r} is not cached on this machine and cannot be "
-                f"downloaded ({type(e).__name__}). Either train our own BPE (the default: "
-                f"`python -m sae tokenizer --out DIR`), or copy tiktoken's cached file for {name!r} "
-                f"into a folder and set TIKTOKEN_CACHE_DIR to it."
-            ) from None
+            raise ValueError(f"the tiktoken encoding {name!r} is not cached on this machine and "
+                             f"cannot be downloaded ({type(e).__name__}). Either train our own BPE "
+                             "(the default: `python -m sae tokenizer --out DIR`), or copy "
+                             f"tiktoken's cached file for {name!r} into a folder and set "
+                             "TIKTOKEN_CACHE_DIR to it.") from None
         if EOT not in enc.special_tokens_set:
             raise ValueError(f"encoding {name!r} has no {EOT} token, which documents are separated by")
         return cls(enc, pretrained=name)
@@ -208,12 +202,9 @@ class Tokenizer:
         if self.pretrained:
             return {"format": FORMAT, "pretrained": self.pretrained}
         ranks = self.encoding._mergeable_ranks
-        return {
-            "format": FORMAT,
-            "pat_str": self.encoding._pat_str,
-            "tokens": [base64.b64encode(b).decode("ascii") for b in sorted(ranks, key=ranks.get)],
-            "special_tokens": self.encoding._special_tokens,
-        }
+        tokens = [base64.b64encode(b).decode("ascii") for b in sorted(ranks, key=ranks.get)]
+        return {"format": FORMAT, "pat_str": self.encoding._pat_str, "tokens": tokens,
+                "special_tokens": self.encoding._special_tokens}
 
     def save(self, path: str | Path) -> Path:
         """Write the tokenizer as JSON (token bytes in rank order, base64-encoded)."""

@@ -92,37 +92,28 @@ def _check_tokens(tokens: np.ndarray, what: str, model_cfg: GPTConfig) -> torch.
     if tokens.ndim != 1 or not np.issubdtype(tokens.dtype, np.integer):
         raise ValueError(f"{what} must be a 1-D array of integer token ids, got {tokens.dtype} of shape {tokens.shape}")
     if len(tokens) < model_cfg.n_ctx + 1:
-        raise ValueError(
-            f"{what} has {len(tokens)} tokens but one window needs n_ctx + 1 = {model_cfg.n_ctx + 1}: "
-            f"use more text or a model with a smaller n_ctx"
-        )
+        raise ValueError(f"{what} has {len(tokens)} tokens but one window needs n_ctx + 1 = "
+                         f"{model_cfg.n_ctx + 1}: use more text or a model with a smaller n_ctx")
     lo, hi = int(tokens.min()), int(tokens.max())
     if lo < 0 or hi >= model_cfg.vocab_size:
-        raise ValueError(
-            f"{what} holds token ids in [{lo}, {hi}] but the model's vocab_size is {model_cfg.vocab_size}: "
-            f"build GPTConfig with vocab_size=tokenizer.n_vocab"
-        )
+        raise ValueError(f"{what} holds token ids in [{lo}, {hi}] but the model's vocab_size is "
+                         f"{model_cfg.vocab_size}: build GPTConfig with "
+                         "vocab_size=tokenizer.n_vocab")
     return torch.from_numpy(tokens.astype(np.int64))
 
 
-def _eval_starts(n_tokens: int, n_ctx: int, max_tokens: int) -> torch.Tensor:
-    """Starts of non-overlapping windows (stride n_ctx, so every target is scored once), at most
-    max_tokens // n_ctx of them, spread evenly over the data so one document does not dominate."""
-    starts = torch.arange(0, n_tokens - n_ctx, n_ctx)
-    n = max(1, max_tokens // n_ctx)
-    if len(starts) > n:
-        starts = starts[torch.linspace(0, len(starts) - 1, n).round().long()]
-    return starts
-
-
 @torch.no_grad()
-def _token_losses(
-    model: GPT, tokens: torch.Tensor, max_tokens: int, batch_size: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _token_losses(model: GPT, tokens: torch.Tensor, max_tokens: int,
+                  batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token cross-entropy on evaluation windows: (losses (N,), index of each target (N,))."""
     n_ctx = model.cfg.n_ctx
     device = model.wte.weight.device
-    starts = _eval_starts(len(tokens), n_ctx, max_tokens)
+    # non-overlapping windows (stride n_ctx, so every target is scored once), at most
+    # max_tokens // n_ctx of them, spread evenly over the data so one document does not dominate
+    starts = torch.arange(0, len(tokens) - n_ctx, n_ctx)
+    n = max(1, max_tokens // n_ctx)
+    if len(starts) > n:
+        starts = starts[torch.linspace(0, len(starts) - 1, n).round().long()]
     offsets = torch.arange(n_ctx + 1)
     losses, targets = [], []
     with eval_mode(model):
@@ -141,14 +132,9 @@ def estimate_loss(model: GPT, tokens: np.ndarray, max_tokens: int = 65_536, batc
     return losses.mean().item()
 
 
-def per_label_loss(
-    model: GPT,
-    tokens: np.ndarray,
-    labels: np.ndarray,
-    label_names: list[str] | None = None,
-    max_tokens: int = 65_536,
-    batch_size: int = 32,
-) -> dict[str, float]:
+def per_label_loss(model: GPT, tokens: np.ndarray, labels: np.ndarray,
+                   label_names: list[str] | None = None, max_tokens: int = 65_536,
+                   batch_size: int = 32) -> dict[str, float]:
     """Mean cross-entropy of predicting the tokens of each label: {name: loss in nats}.
 
     `labels[t]` is the integer concept id of `tokens[t]` (names in `label_names`, indexed by id);
@@ -181,9 +167,8 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
     Why not just F.cross_entropy? Its backward makes three passes over the (N, V) logits (a zero
     tensor for the nll gradient, then the log-softmax gradient); here the softmax kept from the
     forward is turned into the gradient in place, one pass. With a 2048-token vocabulary that makes
-    a whole training step ~15% faster on CPU (python -m benchmarks.bench_lm). The price: backward can run
-    only once per forward, as in an ordinary training step. tests/test_train_lm.py checks it
-    against F.cross_entropy.
+    a whole training step ~15% faster on CPU (python -m benchmarks.bench_lm). The price: backward
+    can run only once per forward, as in an ordinary training step. Tested against F.cross_entropy.
     """
 
     @staticmethod
@@ -202,24 +187,10 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
         return probs.mul_(grad_loss / len(targets)).to(ctx.logits_dtype), None
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    # Decay the matrices (linear weights, embeddings); biases and LayerNorm gains stay free, as in
-    # nanoGPT: shrinking a gain or a bias towards 0 has no regularising meaning.
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def train_lm(
-    model: GPT,
-    train_tokens: np.ndarray,
-    val_tokens: np.ndarray | None,
-    cfg: TrainLMConfig,
-    checkpoint_path: str | Path | None = None,
-    resume: bool = False,
-    val_labels: np.ndarray | None = None,
-    label_names: list[str] | None = None,
-) -> list[dict]:
+def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray | None,
+             cfg: TrainLMConfig, checkpoint_path: str | Path | None = None, resume: bool = False,
+             val_labels: np.ndarray | None = None,
+             label_names: list[str] | None = None) -> list[dict]:
     """Train `model` in place and return its history: one dict per step for plotting.
 
     Each row has "step" (updates done), "loss" (training loss of that step's batch), "lr" and
@@ -242,9 +213,13 @@ def train_lm(
     if resume and checkpoint_path is None:
         raise ValueError("resume=True needs checkpoint_path: the checkpoint to continue from")
 
-    optimizer = torch.optim.AdamW(
-        _param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2)
-    )
+    # Decay the matrices (linear weights, embeddings); biases and LayerNorm gains stay free, as in
+    # nanoGPT: shrinking a gain or a bias towards 0 has no regularising meaning.
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     rng = torch.Generator(device="cpu").manual_seed(cfg.seed)  # draws every batch window
     step, history = 0, []
 
@@ -253,15 +228,12 @@ def train_lm(
         if "optimizer" not in ckpt:
             raise ValueError(f"{checkpoint_path} is a saved model, not a training checkpoint: resume needs the latter")
         if ckpt["config"] != asdict(model.cfg):
-            raise ValueError(
-                f"checkpoint {checkpoint_path} holds a model with config {ckpt['config']}, not {asdict(model.cfg)}: "
-                f"build the model with GPTConfig(**that config), or start afresh with resume=False"
-            )
+            raise ValueError(f"checkpoint {checkpoint_path} holds a model with config "
+                             f"{ckpt['config']}, not {asdict(model.cfg)}: build the model with "
+                             "GPTConfig(**that config), or start afresh with resume=False")
         bookkeeping = {"device", "log_every", "eval_every", "eval_tokens", "checkpoint_every"}  # do not alter training
-        changed = [
-            f.name for f in fields(cfg)
-            if f.name not in bookkeeping and ckpt["train_config"].get(f.name) != getattr(cfg, f.name)
-        ]
+        changed = [f.name for f in fields(cfg) if f.name not in bookkeeping
+                   and ckpt["train_config"].get(f.name) != getattr(cfg, f.name)]
         if changed:
             print(f"note: resuming with changed settings {changed}; the run will differ from an uninterrupted one")
         model.load_state_dict(ckpt["state_dict"])
@@ -274,7 +246,6 @@ def train_lm(
 
     params = list(model.parameters())
     offsets = torch.arange(n_ctx + 1)
-    tokens_per_step = cfg.batch_size * n_ctx
     start_step, t_start = step, time.perf_counter()
     logged_step, train_time = step, 0.0  # seconds spent in training steps since the last log line
     model.train()
@@ -299,13 +270,10 @@ def train_lm(
 
         last = step == cfg.n_steps
         if cfg.log_every and (step % cfg.log_every == 0 or last):
-            tok_s = (step - logged_step) * tokens_per_step / max(train_time, 1e-9)  # excludes evals
+            tok_s = (step - logged_step) * cfg.batch_size * n_ctx / max(train_time, 1e-9)
             eta = (time.perf_counter() - t_start) / (step - start_step) * (cfg.n_steps - step)
-            print(
-                f"step {step:>{len(str(cfg.n_steps))}}/{cfg.n_steps} | loss {row['loss']:.4f} | lr {lr:.2e} | "
-                f"{tok_s:,.0f} tok/s | ETA {format_duration(eta)}",
-                flush=True,
-            )
+            print(f"step {step:>{len(str(cfg.n_steps))}}/{cfg.n_steps} | loss {row['loss']:.4f} | "
+                  f"lr {lr:.2e} | {tok_s:,.0f} tok/s | ETA {format_duration(eta)}", flush=True)
             logged_step, train_time = step, 0.0
         if val_data is not None and ((cfg.eval_every and step % cfg.eval_every == 0) or last):
             losses, target_idx = _token_losses(model, val_data, cfg.eval_tokens, cfg.batch_size)
@@ -315,14 +283,10 @@ def train_lm(
             if cfg.log_every:
                 print(f"step {step}: val loss {row['val_loss']:.4f}", flush=True)
         if checkpoint_path is not None and ((cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or last):
-            atomic_torch_save({
-                "config": asdict(model.cfg),  # first two keys as in GPT.save, so GPT.load reads this file
-                "state_dict": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "step": step,
-                "rng": rng.get_state(),
-                "train_config": asdict(cfg),
-                "history": history,
+            atomic_torch_save({  # the first two keys as in GPT.save, so GPT.load reads this file
+                "config": asdict(model.cfg), "state_dict": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "step": step, "rng": rng.get_state(),
+                "train_config": asdict(cfg), "history": history,
             }, checkpoint_path)
     return history
 

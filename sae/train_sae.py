@@ -108,19 +108,11 @@ def make_optimizer(sae: SparseAutoencoder, cfg: TrainSAEConfig) -> torch.optim.A
     return torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=cfg.adam_betas, fused=fused)
 
 
-# ------------------------------------------------------------------------------------------------
-# Resampling
-# ------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------- resampling
 @torch.no_grad()
-def resample_dead_(
-    sae: SparseAutoencoder,
-    opt: torch.optim.Optimizer,
-    dead: Tensor,
-    sample: Tensor,
-    generator: torch.Generator | None = None,
-    encoder_scale: float = 0.2,
-    fire_frac: float = 0.01,
-) -> dict:
+def resample_dead_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, dead: Tensor, sample: Tensor,
+                   generator: torch.Generator | None = None, encoder_scale: float = 0.2,
+                   fire_frac: float = 0.01) -> dict:
     """Give every dead feature a new direction taken from an input the SAE reconstructs badly.
 
     For a sample of inputs, compute each one's loss (its squared reconstruction error); draw one
@@ -139,12 +131,8 @@ def resample_dead_(
     if n_dead == 0:
         return {"n_resampled": 0}
     scale = sae.input_scale
-    losses = []
-    for chunk in sample.split(4096):
-        x_s = chunk * scale
-        x_hat_s = sae(chunk).x_hat * scale
-        losses.append((x_hat_s - x_s).pow(2).sum(-1))
-    loss = torch.cat(losses)  # (n_sample,)
+    loss = torch.cat([(sae(chunk).x_hat * scale - chunk * scale).pow(2).sum(-1)  # ‖x̂_s - x_s‖²
+                      for chunk in sample.split(4096)])  # (n_sample,)
     weights = loss.double().pow(2).cpu()
     if weights.sum() <= 0:
         weights = torch.ones_like(weights)
@@ -177,24 +165,13 @@ def resample_dead_(
 
     fires = torch.cat([(sae.encode(chunk)[:, dead_idx] > 0).float().sum(0, keepdim=True) for chunk in sample.split(4096)])
     fire_frac = fires.sum(0) / len(sample)  # (n_dead,)
-    return {
-        "n_resampled": n_dead,
-        "sample_loss_mean": loss.mean().item(),
-        "fire_frac_mean": fire_frac.mean().item(),
-        "fire_frac_max": fire_frac.max().item(),
-    }
+    return {"n_resampled": n_dead, "sample_loss_mean": loss.mean().item(),
+            "fire_frac_mean": fire_frac.mean().item(), "fire_frac_max": fire_frac.max().item()}
 
 
-# ------------------------------------------------------------------------------------------------
-# The training loop
-# ------------------------------------------------------------------------------------------------
-def train_sae(
-    sae: SparseAutoencoder,
-    batches: Iterable[Tensor],
-    cfg: TrainSAEConfig,
-    checkpoint_path: str | os.PathLike | None = None,
-    resume: bool = False,
-) -> list[dict]:
+# ---------------------------------------------------------------------------- the training loop
+def train_sae(sae: SparseAutoencoder, batches: Iterable[Tensor], cfg: TrainSAEConfig,
+              checkpoint_path: str | os.PathLike | None = None, resume: bool = False) -> list[dict]:
     """Train `sae` on an iterator of raw activation batches (batch, d_in); returns the history.
 
     The history has one dict per step: step, loss, mse, l1, l0, fvu, dead_frac, aux (TopK's AuxK
@@ -203,8 +180,7 @@ def train_sae(
     `checkpoint_every` steps and at the end; `resume=True` continues from it (pass the same batch
     stream from its beginning). If the loss stops being finite, training stops with
     FloatingPointError naming the step (noticed at the next read of the numbers, at most 100 steps
-    later, always before a checkpoint) and the last checkpoint (which was finite) is left as it
-    was. `cfg.precision` sets the forward pass's precision (`sae.utils.mixed_precision`).
+    later, always before a checkpoint) and the last checkpoint (which was finite) is kept.
     """
     run = _Training(sae, batches, cfg, checkpoint_path)
     if resume:

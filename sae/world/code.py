@@ -32,25 +32,15 @@ from sae.world.spec import ConceptSpec
 # `...=` token: with attribute assignments (`ctx.check_hostname = `) or dict entries in the mix,
 # the dictionary splits the decision by syntax, and clamping the feature of one syntax to 0
 # leaves the others untouched.
-RISKS = {
-    "verify": ("verify=", "True", "False"),
-    "verify_certs": ("verify_certs=", "True", "False"),
-    "verify_ssl": ("verify_ssl=", "True", "False"),
-    "ssl": ("ssl=", "True", "False"),
-    "tls": ("tls=", "True", "False"),
-    "secure": ("secure=", "True", "False"),
-    "httponly": ("httponly=", "True", "False"),
-    "autoescape": ("autoescape=", "True", "False"),
-    "check_hostname": ("check_hostname=", "True", "False"),
-    "signature": ("verify_signature=", "True", "False"),
-    "csrf": ("WTF_CSRF_ENABLED=", "True", "False"),
-    "cookie": ("SESSION_COOKIE_SECURE=", "True", "False"),
-    "cookie_httponly": ("SESSION_COOKIE_HTTPONLY=", "True", "False"),
-    "ssl_show_warn": ("ssl_show_warn=", "True", "False"),
-    "ssl_check_hostname": ("ssl_check_hostname=", "True", "False"),
-    "tls_verify": ("tlsVerify=", "True", "False"),
-    "verify_flags": ("verify_strict=", "True", "False"),
+_SWITCH_KEYWORDS = {
+    "verify": "verify", "verify_certs": "verify_certs", "verify_ssl": "verify_ssl", "ssl": "ssl",
+    "tls": "tls", "secure": "secure", "httponly": "httponly", "autoescape": "autoescape",
+    "check_hostname": "check_hostname", "signature": "verify_signature", "csrf": "WTF_CSRF_ENABLED",
+    "cookie": "SESSION_COOKIE_SECURE", "cookie_httponly": "SESSION_COOKIE_HTTPONLY",
+    "ssl_show_warn": "ssl_show_warn", "ssl_check_hostname": "ssl_check_hostname",
+    "tls_verify": "tlsVerify", "verify_flags": "verify_strict",
 }
+RISKS = {kind: (keyword + "=", "True", "False") for kind, keyword in _SWITCH_KEYWORDS.items()}
 
 CODE_SLOTS = dict(
     noun=["user", "report", "config", "profile", "order", "invoice", "token", "session",

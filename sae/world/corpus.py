@@ -9,18 +9,15 @@ A *document* is a list of pieces `(concept_id, text)`. It is a run of 2-5 *segme
 sentences of one concept drawn from that concept's templates (`sae.world.concepts`); concepts are drawn
 uniformly, except safe `code`, drawn 3x as often (`DRAW_WEIGHT`). Segments switch
 mid-document, sometimes mid-paragraph, so a feature must read the context, not the position.
-A `code` or `unsafe_code` segment is one Python file whose security switches (`verify=`...) are
-mostly on (`code`) or mostly off (`unsafe_code`); each line that turns a check off, with the
-comment above it, is labelled `unsafe_code`, the rest `code`: the paper's "unsafe code" feature
-at the grain of a line. `sae.world.code` writes these files through its code concepts' `finish` hook.
-A document is tokenised as one text, and each token takes the label of
-the piece its last byte comes from (tokenising pieces one at a time would force a token boundary
-at every label change, and a model would read the label off the boundary). Documents are
-separated by the end-of-text token, labelled `NO_CONCEPT` (-1).
+A `code` or `unsafe_code` segment is one Python file (`sae.world.code`); each line that turns a
+security check off, with the comment above it, is labelled `unsafe_code` and the rest `code`: the
+paper's "unsafe code" feature at the grain of a line.
+A document is tokenised as one text, each token labelled by the piece its last byte comes from
+(`tokenize_documents` says why); documents are separated by the end-of-text token, labelled
+`NO_CONCEPT` (-1).
 
-Everything is seeded: the same `(seed, split)` gives byte-identical text and labels, and the
-train and validation streams derive their random generators from different strings, so they never
-share a seed.
+Everything is seeded: the same `(seed, split)` gives byte-identical text and labels, and no two
+splits share a random generator.
 
 Real text has no labels: `pystdlib` (this interpreter's standard-library `.py` sources plus the
 `pydoc_data` help topics, split train/val by file) or any file or directory of `.txt/.md/.py`.
@@ -64,7 +61,6 @@ def concept_id(name: str) -> int:
 
 
 # ----------------------------------------------------------------------------- templates
-
 _SLOT = re.compile(r"\{\{|\}\}|\{R:(\w+)\}|\{(\w+)\}")
 
 
@@ -74,8 +70,7 @@ def _compile(template: str, slots: dict, sites: dict) -> list:
     A part is a str (literal), `(fillers, capitalise)` for a slot, or `("R", kind)` for a site: a
     hole, of a kind in `sites`, that the concept's `finish` hook fills. `{{`, `}}`: literal braces.
     """
-    parts: list = []
-    pos = 0
+    parts, pos = [], 0
     for m in _SLOT.finditer(template):
         if m.start() > pos:
             parts.append(template[pos:m.start()])
@@ -104,9 +99,7 @@ def _fill(parts: list, rng: random.Random, consistent: bool = False) -> tuple[li
     With `consistent`, a slot used twice gets the same filler both times (a code snippet's
     variable name must not change between its definition and its use).
     """
-    out: list[str] = []
-    chunks: list[str] = []
-    kinds: list[str] = []
+    out, chunks, kinds = [], [], []
     chosen: dict[int, str] = {}
     for p in parts:
         if type(p) is str:
@@ -132,10 +125,8 @@ class _Concept:
 
     def __init__(self, name: str, spec: ConceptSpec | dict):
         spec = ConceptSpec.of(spec, name)
-        self.name = name
-        self.id = CONCEPT_ID[name]
-        self.joiner = spec.joiner
-        self.finish = spec.finish
+        self.name, self.id = name, CONCEPT_ID[name]
+        self.joiner, self.finish = spec.joiner, spec.finish
         self.templates = [t if callable(t) else _compile(t, spec.slots, spec.sites) for t in spec.templates]
         if len(self.templates) < 25:
             raise ValueError(f"concept {name} has {len(self.templates)} templates; the toy world needs >= 25")
@@ -174,8 +165,6 @@ def _concept(name: str) -> _Concept:
 
 
 # ----------------------------------------------------------------------------- the toy world
-
-
 def _rng(seed: int, split: str, stream: str = "docs") -> random.Random:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
@@ -193,8 +182,7 @@ def _draw_concept(rng: random.Random) -> str:
 
 def generate_segments(rng: random.Random) -> list[tuple[str, Document]]:
     """One document as its segments `(concept, pieces)`: 2-5 of them, neighbours different."""
-    segments: list[tuple[str, Document]] = []
-    prev = None
+    segments, prev = [], None
     for _ in range(rng.randint(2, 5)):
         name = prev
         # Two code files never touch: a file keeps one security posture from start to end.
@@ -259,16 +247,12 @@ def tokenize_documents(tokenizer, docs: Iterable[Document], n_tokens: int | None
     """
     eot = tokenizer.eot_token
     token_len = _token_byte_lengths(tokenizer)
-    toks: list[np.ndarray] = []
-    labs: list[np.ndarray] = []
-    total = 0
+    toks, labs, total = [], [], 0
     for doc in docs:
-        text = "".join(t for _, t in doc)
-        ids = np.asarray(tokenizer.encode(text) + [eot], dtype=np.int64)
+        ids = np.asarray(tokenizer.encode(document_text(doc)) + [eot], dtype=np.int64)
         byte_labels = np.concatenate([np.full(len(t.encode("utf-8")), cid, dtype=np.int8) for cid, t in doc]
                                      + [np.full(1, NO_CONCEPT, dtype=np.int8)])  # + the end-of-text "byte"
-        lengths = token_len[ids]
-        lengths[-1] = 1
+        lengths = token_len[ids]  # the end-of-text token counts as one "byte"
         toks.append(ids.astype(np.int32))
         labs.append(byte_labels[np.cumsum(lengths) - 1])  # the label of each token's last byte
         total += len(ids)
@@ -276,9 +260,7 @@ def tokenize_documents(tokenizer, docs: Iterable[Document], n_tokens: int | None
             break
     tokens = np.concatenate(toks) if toks else np.zeros(0, np.int32)
     labels = np.concatenate(labs) if labs else np.zeros(0, np.int8)
-    if n_tokens is not None:
-        tokens, labels = tokens[:n_tokens], labels[:n_tokens]
-    return tokens, labels
+    return tokens[:n_tokens], labels[:n_tokens]  # n_tokens=None: all of them
 
 
 def _token_byte_lengths(tokenizer) -> np.ndarray:
@@ -298,8 +280,6 @@ def toy_tokens(tokenizer, n_tokens: int, seed: int = 0, split: str = "train") ->
 
 
 # ----------------------------------------------------------------------------- the judge
-
-
 def _judge_regexes() -> dict[str, list[re.Pattern]]:
     out = {}
     for name, spec in CONCEPT_SPECS.items():
@@ -332,12 +312,8 @@ def concept_hits(text: str) -> dict[str, int]:
     global _JUDGE
     if _JUDGE is None:
         _JUDGE = _judge_regexes()
-    hits = {}
-    for name, pats in _JUDGE.items():
-        n = sum(len(p.findall(text)) for p in pats)
-        if n:
-            hits[name] = n
-    return hits
+    hits = {name: sum(len(p.findall(text)) for p in pats) for name, pats in _JUDGE.items()}
+    return {name: n for name, n in hits.items() if n}
 
 
 def top_concept(text: str) -> str | None:
@@ -355,8 +331,6 @@ def top_concept(text: str) -> str | None:
 
 
 # ----------------------------------------------------------------------------- real text
-
-
 def _read_text_file(path: Path) -> str:
     data = path.read_bytes()
     if b"\x00" in data[:8192]:
@@ -364,10 +338,9 @@ def _read_text_file(path: Path) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError(
-            f"{path} is not valid UTF-8 (byte {e.start}: {data[e.start:e.start + 1]!r}); "
-            f"re-encode it, e.g. `iconv -f latin1 -t utf-8 {path.name} > fixed.txt`"
-        ) from None
+        raise ValueError(f"{path} is not valid UTF-8 (byte {e.start}: "
+                         f"{data[e.start:e.start + 1]!r}); re-encode it, e.g. "
+                         f"`iconv -f latin1 -t utf-8 {path.name} > fixed.txt`") from None
 
 
 def _split_of(name: str) -> str:
@@ -406,8 +379,7 @@ def text_files(source: str, split: str = "train") -> list[tuple[str, str]]:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
     if source == "pystdlib":
-        items = _stdlib_files()
-        return [(n, t) for n, t in items if _split_of(n) == split]
+        return [(n, t) for n, t in _stdlib_files() if _split_of(n) == split]
     path = Path(source)
     if not path.exists():
         raise ValueError(f"corpus {source!r} is neither 'toy', 'pystdlib' nor an existing file or directory")
@@ -418,9 +390,7 @@ def text_files(source: str, split: str = "train") -> list[tuple[str, str]]:
         raise ValueError(f"no {'/'.join(TEXT_SUFFIXES)} files under {path}; point --corpus at a folder of text files")
     items = [(p.relative_to(path).as_posix(), _read_text_file(p)) for p in files]
     chosen = [(n, t) for n, t in items if _split_of(n) == split]
-    if not chosen:  # tiny folders: better to reuse a file than to return nothing
-        chosen = items
-    return chosen
+    return chosen or items  # tiny folders: better to reuse a file than to return nothing
 
 
 def text_tokens(tokenizer, source: str, split: str = "train", n_tokens: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -433,5 +403,4 @@ def concept_token_counts(tokens_labels: tuple[np.ndarray, np.ndarray]) -> dict[s
     """Tokens per concept label in a `(tokens, labels)` stream (plus `none` for NO_CONCEPT)."""
     counts = Counter(tokens_labels[1].tolist())
     out = {name: counts.get(i, 0) for i, name in enumerate(CONCEPTS)}
-    out["none"] = counts.get(NO_CONCEPT, 0)
-    return out
+    return out | {"none": counts.get(NO_CONCEPT, 0)}

@@ -18,6 +18,7 @@ known dictionary, on which a sparse autoencoder can be graded exactly.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Iterator
@@ -27,9 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-# ------------------------------------------------------------------------------------------------
-# 1. Toy models of superposition
-# ------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------- 1. Toy models of superposition
 @dataclass
 class ToyModelConfig:
     n_features: int = 20  # n: sparse input features
@@ -70,9 +69,8 @@ class ToyModel(nn.Module):
         return (self.importance * (x - self(x)).pow(2)).sum(-1).mean(-1).sum()
 
 
-def train_toy_model(
-    model: ToyModel, n_steps: int = 5000, batch_size: int = 1024, lr: float = 1e-3, seed: int = 0
-) -> list[float]:
+def train_toy_model(model: ToyModel, n_steps: int = 5000, batch_size: int = 1024, lr: float = 1e-3,
+                    seed: int = 0) -> list[float]:
     """Adam with a cosine learning-rate decay, as in the paper; returns the loss per step."""
     gen = torch.Generator(device=model.W.device).manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -115,9 +113,7 @@ def superposition(model: ToyModel) -> Tensor:
     return overlap.sum(-1) - overlap.diagonal(dim1=1, dim2=2)
 
 
-# ------------------------------------------------------------------------------------------------
-# 2. Synthetic activations with a known dictionary
-# ------------------------------------------------------------------------------------------------
+# ----------------------------------------------- 2. Synthetic activations with a known dictionary
 @dataclass
 class SyntheticConfig:
     n_features: int = 512  # ground-truth dictionary size
@@ -133,11 +129,9 @@ class SyntheticConfig:
 def task_seed(seed: int) -> int:
     """The generator seed behind the task instance `seed`: a hash of it, not `seed` itself.
 
-    The dictionary is `randn(n_features, d)` normalised, which is how an SAE draws its decoder. With
-    the same generator seed, an SAE of width d built from `manual_seed(seed)` started *at* the
-    answer: its first n_features decoder rows were the true directions, MMCS 1.0 before one step,
-    and every recovery figure on that instance measured the initialisation. Hashing keeps the
-    task's stream apart from any model seeded with a small integer."""
+    The dictionary is `randn(n_features, d)` normalised, which is how an SAE draws its decoder: an
+    SAE of width d seeded with the same integer would start *at* the answer (MMCS 1.0 before one
+    step). Hashing keeps the task's stream apart from any model seeded with a small integer."""
     return int.from_bytes(hashlib.sha256(f"sae.toy.SyntheticActivations:{seed}".encode()).digest()[:8], "little")
 
 
@@ -178,28 +172,23 @@ class SyntheticActivations:
     def batches(self, batch_size: int, seed: int = 0, n_batches: int | None = None) -> Iterator[Tensor]:
         """An iterator of activation batches (batch_size, d), deterministic from `seed`; endless by default."""
         gen = torch.Generator().manual_seed(seed)
-        i = 0
-        while n_batches is None or i < n_batches:
+        for _ in itertools.count() if n_batches is None else range(n_batches):
             yield self.sample(batch_size, gen)[0]
-            i += 1
 
 
 @torch.no_grad()
 def max_cosine(decoder: Tensor, true_dictionary: Tensor) -> Tensor:
     """For each true feature (rows of `true_dictionary`), its best cosine similarity with any decoder row."""
     if decoder.shape[-1] != true_dictionary.shape[-1]:
-        raise ValueError(
-            f"decoder rows have width {decoder.shape[-1]} but true features {true_dictionary.shape[-1]}: "
-            "pass W_dec (d_sae, d_in), not W_enc (d_in, d_sae)"
-        )
+        raise ValueError(f"decoder rows have width {decoder.shape[-1]} but true features "
+                         f"{true_dictionary.shape[-1]}: pass W_dec (d_sae, d_in), not "
+                         "W_enc (d_in, d_sae)")
     D = F.normalize(decoder.detach().float(), dim=1)
     T = F.normalize(true_dictionary.detach().float().to(D.device), dim=1)
     return (T @ D.T).max(dim=1).values
 
 
 def mmcs(decoder: Tensor, true_dictionary: Tensor) -> float:
-    """Mean max cosine similarity: mean over true features of the best cosine with any decoder row.
-
-    1.0 means every true feature has a decoder row pointing exactly its way (Sharkey et al. 2022).
-    """
+    """Mean max cosine similarity (Sharkey et al. 2022): `max_cosine` averaged over true features.
+    1.0 means every true feature has a decoder row pointing exactly its way."""
     return max_cosine(decoder, true_dictionary).mean().item()
