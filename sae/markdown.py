@@ -68,6 +68,14 @@ def clip(s: str, n: int = 110) -> str:
     return (cut if len(cut) > n // 2 else s[:n]).rstrip(" .,;:") + "…"
 
 
+def clip_around(s: str, mark: str, before: int = 30, n: int = 60) -> str:
+    """`clip(s, n)`, but keeping at most `before` characters before `mark` (cut with an ellipsis), so
+    that what follows the mark shows however long the text before it."""
+    s = " ".join(str(s).replace("\n", " ↵ ").split())
+    i = s.find(mark)
+    return clip(s, n) if i <= before else "…" + clip(s[i - before:], n)
+
+
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
     """A Markdown table (cells already formatted), and the blank line after it."""
     return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -24,6 +24,7 @@ QUICK = {
     "bench_chapters": (["--runs", "{out}"], "| 02_toy_world.py | "),
     "bench_corpus": ([], "BPE training"),
     "bench_ddp": ([], "processes threads each"),
+    "bench_estimate": ([], "| total |"),
     "bench_evaluate": (["--out", "{out}/bench_evaluate.json"], "tok/s"),
     "bench_lm": ([], "train tok/s"),
     "bench_peers": (["--out", "{out}/bench_peers.json"], "| sae_topk |"),

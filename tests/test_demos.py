@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sae.steering.fluency import FLUENT_CE, continuation_ce, sample
-from sae.steering.golden_gate import NEUTRAL_PROMPTS, neutral_prompts
+from sae.steering.golden_gate import NEUTRAL_PROMPTS, example_index, neutral_prompts, topic_candidates
 from sae.steering.unsafe_code import risk_cuts, unsafe_context_sensitivity
 from sae.gpt import GPT, GPTConfig
 
@@ -55,6 +55,26 @@ def test_validation_prompts_are_neutral_distinct_and_not_the_test_prompts():
     assert not set(val) & set(NEUTRAL_PROMPTS)
     assert all(len(p.split()) == 3 for p in val)
     assert neutral_prompts(2, seed=1) == val and neutral_prompts(2, seed=2) != val
+
+
+def test_the_example_shown_is_the_most_on_topic_steered_sample():
+    """Of the steered samples, the one with the most of the concept's text; the first sample when none is."""
+    texts = ["Add onions to the wok. The Golden Gate Bridge", "the bridge",
+             "The Golden Gate Bridge spans the strait; fog rolls over the Golden Gate", "Golden Gate Golden Gate Golden Gate"]
+    assert example_index(texts, [True, True, True, False], "golden_gate") == 2
+    assert example_index(texts, [True, False, False, False], "golden_gate") == 0
+    assert example_index(texts, [False] * 4, "golden_gate") == 0
+
+
+def test_the_golden_gate_candidates_say_whether_they_are_detectors():
+    rows = {"golden_gate": {"detector_features": [7, 3], "detector": {"feature": 7}, "closest_feature": {"feature": 7},
+                            "feature": 9},
+            "cooking": {"detector_features": [], "detector": None, "closest_feature": {"feature": 4}, "feature": 5}}
+    assert topic_candidates(rows, "golden_gate") == ([7, 3], "detector features")
+    features, label = topic_candidates(rows, "cooking")
+    assert features == [4] and "no detector" in label and label != "detector features", label
+    with pytest.raises(ValueError, match="no concept 'bridge'"):
+        topic_candidates(rows, "bridge")
 
 
 def test_risk_cuts_stop_right_before_the_switch_value(toy_tokenizer):

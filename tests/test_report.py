@@ -223,10 +223,11 @@ def test_text_is_escaped_in_every_block_and_only_safe_links_are_made(tmp_path):
     assert page.count("<a href") == 1 and page.count("<img") == 1 and "<script>" not in page
 
 
-def test_the_unsafe_code_demo_is_summarised_and_tabulated_with_its_code_escaped(tmp_path):
+def unsafe_result(example: str = "verify=\u2016False | `x`)\n", ratio: float = 27.1) -> dict:
+    """An unsafe-code demo's record (`sae.steering.unsafe_code.Result`) with made-up numbers."""
     def measure(rate, wellformed, fluent):
         return {"rate": rate, "wellformed_rate": wellformed, "fluent_rate": fluent, "kept_rate": 1 - rate, "ce": 0.5,
-                "example": "verify=\u2016False | `x`)\n", "example_steered": fluent > 0}
+                "example": example, "example_steered": fluent > 0}
 
     sweep = [{"multiple": m, **measure(r, w, w), "prompt_only": measure(r, r, f)}
              for m, r, w, f in [(1, 0.3, 0.2, 0.2), (10, 0.9, 0.1, 0.8)]]
@@ -234,11 +235,16 @@ def test_the_unsafe_code_demo_is_summarised_and_tabulated_with_its_code_escaped(
                "rate_clamped_prompt": 0.88, "wellformed_clamped_prompt": 0.85, "ce_clamped_prompt": 0.6,
                "rate_clamped": 0.9, "wellformed_clamped": 0.1, "rate_baseline": 0.01, "rate_unsafe_start": 0.82,
                "rate_suppressed": 0.58, "kept_unsafe_start": 0.18, "kept_suppressed": 0.3, "detector_auroc": 0.979,
-               "context_sensitivity": 27.1, "fluent_ce": 2.0}
-    unsafe = {"feature": 853, "max_act": 25.9, "baseline": measure(0.01, 0.0, 0.0), "sweep": sweep,
-              "validation": [{"multiple": 1, "fluent_rate": 0.1}, {"multiple": 10, "fluent_rate": 0.7}],
-              "context_sensitivity": {"p_after_unsafe": 0.77, "p_after_safe": 0.028, "ratio": 27.1, "n_cuts": 295},
-              "summary": summary}
+               "context_sensitivity": ratio, "fluent_ce": 2.0}
+    return {"feature": 853, "max_act": 25.9, "baseline": measure(0.01, 0.0, 0.0), "sweep": sweep,
+            "validation": [{"multiple": 1, "fluent_rate": 0.1}, {"multiple": 10, "fluent_rate": 0.7}],
+            "context_sensitivity": {"p_after_unsafe": 0.023 * ratio, "p_after_safe": 0.023, "ratio": ratio,
+                                    "n_cuts": 295},
+            "summary": summary}
+
+
+def test_the_unsafe_code_demo_is_summarised_and_tabulated_with_its_code_escaped(tmp_path):
+    unsafe = unsafe_result()
     md = report_markdown(make_run(tmp_path / "run", steering={**STEERING, "unsafe_code": unsafe}))
     head = md[md.index("## Summary"):md.index(sections(md)[1])]
     assert "| the LM's posture ratio | 27.1 |" in head
@@ -249,6 +255,32 @@ def test_the_unsafe_code_demo_is_summarised_and_tabulated_with_its_code_escaped(
     assert "(1×: 10%, 10×: 70%)" in steering, "the validation rates that chose the multiple"
     row = next(line for line in steering.splitlines() if line.startswith("| 10 |"))
     assert "\\|" in row, "the example's | is escaped inside the table"
+    assert "The LM tracks a file's posture" in steering
+
+
+def test_an_unsafe_code_example_shows_its_continuation_however_long_its_prompt(tmp_path):
+    """The example is the prompt's end, the mark where the model takes over, and what it wrote: a long
+    prompt must not push the continuation out of the clipped cell."""
+    prompt = "def _order_index(host, content):\n    # production settings\n    es = Elasticsearch([host], verify_certs="
+    unsafe = unsafe_result(example=prompt + "\u2016False, timeout=32)\n    return es\n")
+    md = report_markdown(make_run(tmp_path / "run", steering={**STEERING, "unsafe_code": unsafe}))
+    row = next(line for line in md.splitlines() if line.startswith("| 10 |"))
+    assert "verify_certs=\u2016False, timeout=32)" in row, row
+
+
+def test_a_smoke_like_run_states_its_numbers_without_claiming_what_they_contradict(tmp_path):
+    """An LM below the posture bar is said not to track posture; a clamp that steers 0% shows no
+    example and claims nothing."""
+    gg = json.loads(json.dumps(STEERING["golden_gate"]))
+    gg["summary"].update(fluent_rate=0.0, multiple=2)
+    md = report_markdown(make_run(tmp_path / "run", steering={"golden_gate": gg, "unsafe_code": unsafe_result(ratio=1.0)}))
+    steering = md[md.index("## Steering: unsafe code"):]
+    assert "The LM does not track a file's posture" in steering and "The LM tracks" not in steering
+    assert "(ratio 1.0, 295 held-out cuts" in steering
+    head = md[md.index("## Steering: Golden Gate"):md.index("The feature and the multiple")]
+    assert "**0%** clamped" in head and "none is shown" in head
+    for claim in ["makes", "turns neutral prompts", "steers"]:
+        assert claim not in head, f"a 0% clamp is said to {claim!r} something"
 
 
 def test_a_smoke_report_opens_with_its_banner_and_every_warning_the_run_printed(tmp_path):

@@ -9,15 +9,19 @@ matmuls (a forward pass costs 2 FLOPs per weight per token, training 3 times tha
     steering  F                                       fixed prompts and samples: scales with F only
     tokenizer, dashboard: the BPE's training characters, the dictionary's features
 
-A stage runs at its own fraction of the machine's matmul rate (small matmuls, Python between
-them), so each stage's seconds per unit of work is calibrated once, on the default run of a
-machine whose rate the same probe measured (`CALIBRATION`). On another machine:
+A stage also has costs that do not grow with its work (Python between small matmuls, sampling
+token by token, writing files): on the `smoke` preset they are nearly all of it. So each stage is a
+line through two runs timed on one machine (`CALIBRATION`: `smoke` and the default `tiny`), in
+seconds at the rate the probe measured during the `tiny` run, r₁:
 
-    seconds(stage) = work(stage) / (units per second at calibration) × (calibration rate / this rate)
+    seconds(stage) = max(0, t₀ + (t₁ − t₀) · (work − w₀) / (w₁ − w₀)) × (r₁ / this machine's rate)
 
-The Python-bound stages (tokenizer, dashboard) do not scale with the probe exactly, and a GPU runs
-at a different fraction of its rate, so read the figure as the order of magnitude it is; `reproduce`
-prints it again after each stage, rescaled by how the finished stages compared with it.
+with w₀, w₁ the two runs' work and t₀, t₁ their seconds (the `smoke` run's rescaled to r₁).
+
+The probe is the rate of a 1024 × 1024 float32 matmul, on the run's device with torch's threads.
+A busy machine and a GPU run at other fractions of their rate, so read the figure as the order of
+magnitude it is; `reproduce` prints it again after each stage, rescaled by how the finished stages
+compared with it. `benchmarks/bench_estimate.py` sets the estimate beside a run's actual seconds.
 """
 
 from __future__ import annotations
@@ -28,10 +32,14 @@ import torch
 
 from sae.run.config import get_preset
 
-# The default (`tiny`) run, stage by stage, on the machine that calibrated this: seconds, and the
-# probe's rate there (see docs/results.md's wall-time table).
-CALIBRATION = {"gflops": 33.0, "preset": "tiny",
-               "seconds": {"tokenizer": 9.1, "lm": 1196, "sae": 629, "evaluate": 86, "dashboard": 41, "steering": 188}}
+# Two runs on the machine that calibrated this, stage by stage: seconds, and the probe's rate
+# during each (`python -m benchmarks.bench_estimate --preset smoke`, then `--preset tiny`).
+CALIBRATION = {
+    "smoke": {"gflops": 259.0, "seconds": {"tokenizer": 0.21, "lm": 2.92, "sae": 1.2, "evaluate": 1.13,
+                                           "dashboard": 0.81, "steering": 17.65}},
+    "tiny": {"gflops": 337.0, "seconds": {"tokenizer": 1.7, "lm": 178.0, "sae": 78.7, "evaluate": 11.5,
+                                          "dashboard": 7.7, "steering": 51.3}},
+}
 
 
 def matmul_gflops(device: str | torch.device = "cpu", seconds: float = 0.5) -> float:
@@ -60,7 +68,9 @@ def stage_work(p) -> dict[str, float]:
 
 def estimate_seconds(p, gflops: float, stages) -> dict[str, float]:
     """Seconds per stage (of `stages`) for preset `p` on a machine whose probe gives `gflops`."""
-    ref = stage_work(get_preset(CALIBRATION["preset"]))
+    rate = CALIBRATION["tiny"]["gflops"]
+    (w0, t0), (w1, t1) = [(stage_work(get_preset(name)), {s: v * c["gflops"] / rate for s, v in c["seconds"].items()})
+                          for name, c in CALIBRATION.items()]
     work = stage_work(p)
-    slower = CALIBRATION["gflops"] / max(gflops, 1e-9)
-    return {s: work[s] / ref[s] * CALIBRATION["seconds"][s] * slower for s in stages if s in work}
+    return {s: max(0.0, t0[s] + (t1[s] - t0[s]) * (work[s] - w0[s]) / (w1[s] - w0[s])) * rate / max(gflops, 1e-9)
+            for s in stages if s in work}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from sae.gpt import cross_entropy
-from sae.markdown import clip, code, text
+from sae.markdown import clip, clip_around, code, text
 from sae.world.corpus import top_concept
 
 # A continuation is fluent when the clean model's cross-entropy of it is at most this (nats per
@@ -84,16 +84,17 @@ def verdict(model, tok, ids: list[int], continuation: list[int], concept: str | 
     return f"{topic}, CE {ce:.2f} nats/token, {'fluent' if is_fluent(ce) else 'not fluent'}"
 
 
-def shown_example(r: dict) -> str:
-    """A sweep row's example continuation after its prompt (in bold) where it has one. It is the row's
-    first *steered* sample (on target and fluent); a row without one shows its first sample marked as
-    broken, with its CE, never as a success."""
+def shown_example(r: dict, n: int = 110) -> str:
+    """A sweep row's example continuation after its prompt (in bold) where it has one, clipped to about
+    `n` characters. A steered sample where the row has one; otherwise the sample is marked as broken,
+    with its CE, never as a success. Without a prompt, the text marks the prompt's end with ‖, and
+    the cut keeps what follows the mark in view."""
     shown = str(r.get("example", ""))
     if r.get("prompt"):
         space = " " if shown[:1].isspace() else ""  # the continuation may go on mid-word ("soup" + "ail ...")
-        shown = f"**{text(r['prompt'])}**{space}{text(clip(shown))}"
+        shown = f"**{text(r['prompt'])}**{space}{text(clip(shown, n))}"
     else:
-        shown = code(clip(shown, 60), cell=True)
+        shown = code(clip_around(shown, "‖"), cell=True)
     if r.get("example_steered", True):
         return shown
     ce = f", CE {r['example_ce']:.1f}" if isinstance(r.get("example_ce"), (int, float)) else ""

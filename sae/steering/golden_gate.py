@@ -19,7 +19,7 @@ from sae.interpret import logit_effects
 from sae.markdown import Headline, code, num, pct, text, times
 from sae.steering.clamp import clamp_features
 from sae.steering.fluency import FLUENT_CE, TEMPERATURE, continuation_ce, is_fluent, sample, shown_example
-from sae.world.corpus import concept_segments, document_text, top_concept
+from sae.world.corpus import concept_hits, concept_segments, document_text, top_concept
 
 # The clamps tried, in multiples of the feature's maximum activation on held-out text. The fluent
 # window of a one-layer model is narrow and lies anywhere from 0.5x to 4x, depending on the
@@ -48,14 +48,21 @@ def neutral_prompts(n_per_concept: int = 3, seed: int = 0, split: str = "val", w
     return out
 
 
+def example_index(texts: list[str], steered: list[bool], concept: str) -> int:
+    """The sample to show: the steered one with the most of `concept`'s text (the judge's hits; ties:
+    the first), or the first sample when none is steered."""
+    hits = [concept_hits(t).get(concept, 0) if s else -1 for t, s in zip(texts, steered)]
+    return hits.index(max(hits)) if any(steered) else 0
+
+
 def _measure_topic(model, tok, samples, concept: str, prompts: list[str], n: int) -> dict:
     """On-topic rate, fluent rate (on topic and fluent) and mean CE of `samples` (`n` of each of
-    `prompts`); the example: the first steered sample (or the first sample) and its prompt."""
+    `prompts`); the example (`example_index`) and its prompt."""
     texts = [tok.decode(o) for _, o in samples]
     ces = continuation_ce(model, samples)
     on = [top_concept(t) == concept for t in texts]
     steered = [o and is_fluent(c) for o, c in zip(on, ces)]
-    i = steered.index(True) if any(steered) else 0
+    i = example_index(texts, steered, concept)
     return {"rate": float(np.mean(on)), "fluent_rate": float(np.mean(steered)), "ce": float(np.mean(ces)),
             "example": texts[i], "example_ce": ces[i], "example_steered": bool(steered[i]),
             "prompt": prompts[i // n]}
@@ -85,20 +92,23 @@ def topic_sweep(model, sae, tok, feature: int, max_act: float, prompts: list[str
     return base, rows
 
 
-def topic_candidates(concepts: dict, concept: str, k: int = 8) -> list[int]:
+def topic_candidates(concepts: dict, concept: str, k: int = 8) -> tuple[list[int], str]:
     """The features that may steer `concept`, from held-out detection (`concepts`: the concept table,
-    `sae.evaluation.concepts.Result.rows`): its detector features, highest token AUROC first (at most
-    k); without a detector, the closest feature and the highest-AUROC one."""
+    `sae.evaluation.concepts.Result.rows`), and what they are: its detector features, highest token
+    AUROC first (at most k); without a detector, its closest feature (else its highest-AUROC one)."""
     if concept not in concepts:
         raise ValueError(f"no concept {concept!r} in the run's concept table; known: {', '.join(concepts) or 'none'}")
     c = concepts[concept]
     found = c.get("detector_features") or [e["feature"] for e in (c.get("detector"), c.get("closest_feature")) if e]
-    return list(dict.fromkeys([int(f) for f in found] + ([] if found else [int(c["feature"])])))[:k]
+    features = list(dict.fromkeys([int(f) for f in found] + ([] if found else [int(c["feature"])])))[:k]
+    if c.get("detector_features") or c.get("detector"):
+        return features, "detector features"
+    return features, "candidate features (no detector feature: its closest one)"
 
 
 def choose_topic_feature(model, sae, tok, candidates: list[int], max_acts: dict[int, float], concept: str = "golden_gate",
                          multiples=MULTIPLES, n_per_concept: int = 3, n: int = 4, max_new_tokens: int = 32,
-                         refine: int = 3, seed: int = 0, log=None) -> dict:
+                         refine: int = 3, seed: int = 0, log=None, kind: str = "detector features") -> dict:
     """The validation sweep: each candidate clamped at each multiple on validation prompts
     (`neutral_prompts`, other seeds than the test's) up to the first that breaks the text; the
     fluent window can be narrower than the grid's steps, so the `refine` best candidates are then
@@ -143,7 +153,7 @@ def choose_topic_feature(model, sae, tok, candidates: list[int], max_acts: dict[
                       "fluent_by_multiple": {str(r["multiple"]): r["fluent_rate"] for r in rows},
                       "ce_by_multiple": {str(r["multiple"]): round(r["ce"], 3) for r in rows}})
     win = max(table, key=key)
-    rule = (f"of the {len(candidates)} detector features, the one and multiple with the highest fluent on-topic "
+    rule = (f"of the {len(candidates)} {kind}, the one and multiple with the highest fluent on-topic "
             f"rate on {len(prompts) * n} validation continuations ({len(prompts)} held-out neutral prompts)")
     return {"feature": win["feature"], "multiple": win["multiple"], "rule": rule, "validation_prompts": prompts,
             "candidates": table}
@@ -158,9 +168,9 @@ def golden_gate_demo(model, sae, tok, concepts: dict, max_acts, seed: int = 0, c
     headline (`summary`) is the test fluent rate at the chosen multiple, beside the unsteered one.
     `concepts`: the concept table (`sae.evaluation.concepts.Result.rows`); `max_acts[f]`: feature
     f's max activation on held-out text."""
-    candidates = topic_candidates(concepts, concept, max_candidates)
+    candidates, kind = topic_candidates(concepts, concept, max_candidates)
     choice = choose_topic_feature(model, sae, tok, candidates, {f: float(max_acts[f]) for f in candidates}, concept,
-                                  multiples, n_per_concept=n_val_prompts, n=n_val, seed=seed, log=log)
+                                  multiples, n_per_concept=n_val_prompts, n=n_val, seed=seed, log=log, kind=kind)
     f, max_act = choice["feature"], float(max_acts[choice["feature"]])
     multiples = sorted(set(multiples) | {choice["multiple"]})  # the chosen one may lie between the grid's
     base, rows = topic_sweep(model, sae, tok, f, max_act, prompts, concept, multiples, n, seed=seed)
@@ -226,19 +236,19 @@ def section(r: Result, page) -> list[str]:
            f"{num(s['ce_baseline'], '.2f')} unsteered). A continuation is *steered* when the judge finds it on topic and "
            f"it is fluent (the clean model's CE of it at most {num(s['fluent_ce'], '.1f')} nats/token). Scaling "
            "Monosemanticity clamped theirs at 10×.", "",
-           (f"A steered continuation at {times(s['multiple'])}×: {shown_example(at)}" if at and at.get("example_steered")
+           (f"A steered continuation at {times(s['multiple'])}× (the most on topic): {shown_example(at, 400)}" if at and at.get("example_steered")
             else f"No continuation at {times(s['multiple'])}× was both on topic and fluent, so none is shown."), "",
            f"The feature and the multiple are chosen on validation prompts "
-           f"({text(', '.join(choice['validation_prompts']))}): {text(s['rule'])}. Each detector feature, at its best "
-           "multiple there:", "",
+           f"({text(', '.join(choice['validation_prompts']))}): {text(s['rule'])}. Each candidate, at its best multiple "
+           "there:", "",
            "| feature | best multiple | steered (validation) | on topic | CE | promotes |", "|---|---|---|---|---|---|"]
     for c in choice["candidates"]:
         name = f"**{num(c['feature'])}** (chosen)" if c["feature"] == s["feature"] else num(c["feature"])
         out.append(f"| {name} | {times(c['multiple'])} | {pct(c['fluent_rate'])} | {pct(c['rate'])} | "
                    f"{num(c['ce'], '.2f')} | {code(' '.join(repr(t) for t in c['promotes']), cell=True)} |")
     out += ["", f"Feature {num(s['feature'])} (max activation {r.max_act:.2f}) on the test prompts, unsteered and "
-            "clamped at every position. The example is the first steered continuation (after the prompt in bold), "
-            "or the first one marked *not steered*.", "",
+            "clamped at every position. The example is the most on-topic steered continuation (after the prompt in "
+            "bold), or the first one marked *not steered*.", "",
             "| clamp (× max) | steered (on topic, fluent) | on topic | CE (nats/token) | example |",
             "|---|---|---|---|---|"]
     for row in [{**r.baseline, "multiple": "none"}] + r.sweep:

@@ -332,7 +332,8 @@ def section(r: Result, page) -> list[str]:
             f"{pct(s['rate_suppressed'])} with the feature clamped to 0; writing the safe value at the cut: "
             f"{pct(s['kept_unsafe_start'])} → {pct(s['kept_suppressed'])} (the rest writes neither). As a detector of "
             f"insecure files (its max activation over a file), AUROC {s['detector_auroc']:.3f}.", "",
-            f"The LM itself tracks a file's posture: it gives the insecure value probability {cs['p_after_unsafe']:.3f} "
+            f"The LM {'tracks' if cs['ratio'] >= UNSAFE_SENSITIVITY_MIN else 'does not track'} a file's posture: "
+            f"it gives the insecure value probability {cs['p_after_unsafe']:.3f} "
             f"in insecure files and {cs['p_after_safe']:.3f} in the same files made safe (ratio {cs['ratio']:.1f}, "
             f"{num(cs['n_cuts'])} held-out cuts; below {UNSAFE_SENSITIVITY_MIN:.0f} no feature can carry the posture).", ""]
     return out
