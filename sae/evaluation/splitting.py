@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from sae.autoencoder import SAEConfig, SparseAutoencoder
-from sae.buffer import CachedActivations, write_cache
+from sae.buffer import CachedActivations, cache_header_path, write_cache
 from sae.world.corpus import CONCEPTS
 from sae.evaluation.evaluator import evaluate_sae
 from sae.plots import save_figure
@@ -35,7 +35,7 @@ def train_dictionaries(model, tokens: np.ndarray, site: str, out_dir: str | Path
     (and the cache) already in `out_dir` are kept."""
     out_dir = Path(out_dir)
     cache = out_dir / "acts.npy"
-    if not cache.exists():
+    if not cache_header_path(cache).exists():  # no cache, or one cut short before its header
         write_cache(cache, model, tokens, site, n_tokens, seed=seed)
     paths = {}
     for size in sizes:
