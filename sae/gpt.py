@@ -85,12 +85,18 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(cfg.d_model, cfg.d_model)
         self.hook_out = HookPoint()  # this block's write into the residual stream
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kv: dict | None = None) -> torch.Tensor:
+        """`kv`: this layer's key/value cache when sampling (`GPT.generate(use_cache=True)`): the keys and
+        values of the positions before `x` are read from it, and `x`'s are appended."""
         B, T, C = x.shape
         # each of q, k, v: (B, T, C) -> (B, nh, T, hs)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in self.c_attn(x).split(C, dim=2))
+        if kv is not None and "k" in kv:  # one new position (T == 1) attends to every cached one
+            k, v = torch.cat([kv["k"], k], dim=2), torch.cat([kv["v"], v], dim=2)
+        if kv is not None:
+            kv["k"], kv["v"] = k, v
         # softmax(q k^T / sqrt(hs) + causal mask) v, in one fused kernel
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=k.shape[2] == T)  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads side by side
         return self.hook_out(self.c_proj(y))
 
@@ -119,9 +125,9 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
         self.hook_resid_post = HookPoint()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kv: dict | None = None) -> torch.Tensor:
         x = self.hook_resid_pre(x)
-        x = x + self.attn(self.ln_1(x))
+        x = x + self.attn(self.ln_1(x), kv)
         x = x + self.mlp(self.ln_2(x))
         return self.hook_resid_post(x)
 
@@ -170,18 +176,20 @@ class GPT(nn.Module):
                 nn.init.normal_(p, mean=0.0, std=0.02)
         # (LayerNorm weights keep their init of 1: they are 1-D and not named "bias".)
 
-    def forward(self, tokens: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, last_only: bool = False, kv: list[dict] | None = None) -> torch.Tensor:
         """tokens (B, T) long -> logits (B, T, vocab_size) for the next token at every position
-        (`last_only`: (B, 1, vocab_size) at the last position, all that sampling needs)."""
+        (`last_only`: (B, 1, vocab_size) at the last position, all that sampling needs). `kv`: a
+        key/value cache per block (`generate`): `tokens` then continue the cached positions."""
         B, T = tokens.shape
-        if T > self.cfg.n_ctx:
-            raise ValueError(f"sequence of {T} tokens is longer than the context "
+        start = kv[0]["k"].shape[2] if kv and "k" in kv[0] else 0  # positions already in the cache
+        if start + T > self.cfg.n_ctx:
+            raise ValueError(f"sequence of {start + T} tokens is longer than the context "
                              f"n_ctx={self.cfg.n_ctx}: crop it (tokens[:, -{self.cfg.n_ctx}:]) or "
                              "train a model with a larger n_ctx")
-        pos = torch.arange(T, device=tokens.device)
+        pos = torch.arange(start, start + T, device=tokens.device)
         x = self.wte(tokens) + self.wpe(pos)  # (B, T, C)
-        for block in self.blocks:
-            x = block(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x, kv[i] if kv else None)
         if last_only:  # the unembedding is the largest matmul: skip it where no one reads it
             x = x[:, -1:, :]
         return self.lm_head(self.ln_f(x))  # (B, T, V)
@@ -282,13 +290,21 @@ class GPT(nn.Module):
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
     def generate(self, prompt_tokens: torch.Tensor | list[int], max_new_tokens: int,
-                 temperature: float = 1.0, top_k: int | None = None, seed: int = 0) -> torch.Tensor:
+                 temperature: float = 1.0, top_k: int | None = None, seed: int = 0,
+                 use_cache: bool = False) -> torch.Tensor:
         """Sample `max_new_tokens` tokens after the prompt; returns prompt + continuation.
 
         `prompt_tokens` is a list of ids, a 1-D tensor (returns 1-D) or a (B, T) tensor (returns
         (B, T + max_new_tokens)). Sampling draws from a private generator seeded with `seed`, so
         the same seed gives the same text, and global RNG state is untouched. `temperature=0`
         takes the most likely token. Active `hooks(...)` apply at every step (used for steering).
+
+        `use_cache`: keep each block's keys and values, so a step computes only its new position
+        (`benchmarks/bench_generate.py` measures the speed-up). The same distribution, but not the
+        same floats, so not always the same text; and a hook then sees the prompt once, then one
+        position per step, so it must treat every position alike (a clamp over the prompt only,
+        `clamp_features(until=...)`, does not). Without room for the whole continuation in the
+        context (`n_ctx`), the window slides and the cache is not used.
         """
         idx = torch.as_tensor(prompt_tokens, dtype=torch.long, device=self.wte.weight.device)
         squeeze = idx.dim() == 1
@@ -300,10 +316,11 @@ class GPT(nn.Module):
         if top_k is not None and top_k < 1:  # no token left to sample from
             raise ValueError(f"top_k must be >= 1 (or None for all tokens), got {top_k}")
         gen = torch.Generator(device="cpu").manual_seed(seed)  # sample on CPU: same result on any device
+        kv = [{} for _ in self.blocks] if use_cache and idx.shape[1] + max_new_tokens <= self.cfg.n_ctx else None
         with eval_mode(self):
-            for _ in range(max_new_tokens):
-                context = idx[:, -self.cfg.n_ctx :]  # crop: the model sees at most n_ctx tokens
-                logits = self(context, last_only=True)[:, -1, :].float().cpu()  # (B, V) at the last position
+            for step in range(max_new_tokens):
+                context = idx[:, -1:] if kv and step else idx[:, -self.cfg.n_ctx :]  # the model sees at most n_ctx tokens
+                logits = self(context, last_only=True, kv=kv)[:, -1, :].float().cpu()  # (B, V) at the last position
                 if temperature == 0:
                     next_id = logits.argmax(dim=-1, keepdim=True)
                 else:

@@ -142,3 +142,26 @@ def concept_detectors(concepts: dict[str, dict], monosemanticity: dict, threshol
            ylabel="fraction of alive units")
     hx.legend(fontsize=10)
     return save_figure(fig, path)
+
+
+def steering_pareto(curves: dict[str, dict[str, list[dict]]], methods: dict[str, str], fluent_ce: float,
+                    path: str | Path) -> Path:
+    """Per concept, each method's validation curve across its strengths: the concept score against
+    the clean model's CE of the continuations (up and to the left is better; dotted: the fluency
+    bound `fluent_ce`), one panel per concept."""
+    names = list(curves)
+    cols = min(4, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows + 0.6), squeeze=False)
+    colors = dict(zip(methods, plt.cm.tab10(np.linspace(0, 1, 10))))
+    for ax, c in zip(axes.flat, names):
+        for m, pts in curves[c].items():
+            ax.plot([p["ce"] for p in pts], [p["concept"] for p in pts], "o-", ms=3, lw=1, color=colors[m], label=m)
+        ax.axvline(fluent_ce, color="gray", ls=":", lw=1)
+        ax.set(title=c, xlabel="CE of the continuation (nats/token)", ylabel="concept score", ylim=(-0.05, 1.05))
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.legend(*axes.flat[0].get_legend_handles_labels(), loc="lower center", ncol=len(methods), fontsize=8)
+    fig.suptitle("Steering: concept score against fluency across strengths (validation prompts)")
+    fig.subplots_adjust(bottom=0.12)
+    return save_figure(fig, path)

@@ -26,6 +26,7 @@ QUICK = {
     "bench_ddp": ([], "processes threads each"),
     "bench_estimate": ([], "| total |"),
     "bench_evaluate": (["--out", "{out}/bench_evaluate.json"], "tok/s"),
+    "bench_generate": ([], "greedy tokens equal with and without the cache: True"),
     "bench_lm": ([], "train tok/s"),
     "bench_peers": (["--out", "{out}/bench_peers.json"], "| sae_topk |"),
     "bench_recovery": (["--out", "{out}/bench_recovery.json"], "| topk |"),

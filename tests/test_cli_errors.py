@@ -292,7 +292,8 @@ READERS = [("lm.pt", ["generate", "--prompt", "The"]), ("tokenizer.json", ["gene
            ("config.json", ["evaluate"]), ("stages.json", ["evaluate"]), ("lm_history.json", ["evaluate"]),
            ("sae_history.json", ["evaluate"]), ("config.json", ["train-sae", "--name", "other"]),
            ("config.json", ["reproduce"]), ("stages.json", ["reproduce"]), ("metrics.json", ["reproduce"]),
-           ("lm_history.json", ["reproduce"]), ("sae_history.json", ["reproduce"]), ("steering.json", ["reproduce"])]
+           ("lm_history.json", ["reproduce"]), ("sae_history.json", ["reproduce"]), ("steering.json", ["reproduce"]),
+           ("steer_eval.json", ["reproduce"])]
 
 
 def _argv(command: list[str], run: Path) -> list[str]:
@@ -305,7 +306,7 @@ def _argv(command: list[str], run: Path) -> list[str]:
 @pytest.mark.parametrize("name, command", READERS, ids=[f"{n}-{c[0]}" for n, c in READERS])
 def test_a_truncated_or_invalid_run_file_is_one_line_naming_it_and_the_fix(run_copy, capsys, name, command, damage):
     path = run_copy / name
-    if name == "steering.json" and not path.exists():  # the shared run stops before the steering stage
+    if name in ("steering.json", "steer_eval.json") and not path.exists():  # the shared run stops before them
         path.write_text(json.dumps({c: {"feature": 1, "rate_clamped": 0.5, "rate_baseline": 0.1}
                                     for c in ("golden_gate", "unsafe_code")}, indent=2))
     if damage == "truncated":

@@ -1,7 +1,7 @@
 """Faults as users meet them: `reproduce` killed with SIGKILL (not a Python exception: nothing gets
-to clean up) at ten points of the smoke run, then the same command again. Each rerun finishes,
+to clean up) at eleven points of the smoke run, then the same command again. Each rerun finishes,
 leaves no temporary file behind, and ends with the uninterrupted run's numbers, bit for bit:
-`metrics.json`, `steering.json` and the LM's and SAE's weights. (docs/usage.md promises that the LM
+`metrics.json`, `steering.json`, `steer_eval.json` and the LM's and SAE's weights. (docs/usage.md promises that the LM
 and the SAE resume bit-identically; everything after them is a deterministic function of them.)
 
 Each run is its own `python tests/kill_at.py POINT -- reproduce ...` process. They run two at a
@@ -32,9 +32,10 @@ POINTS = [
     ("evaluate-files-written-stages-json-not", "write:stages.json:4", "evaluate", False),
     ("steering-mid-demo", "call:sae.steering.unsafe_code:sample:10", "steering", False),
     ("steering-json-half-written", "midwrite:steering.json:1", "steering", False),
+    ("steer-eval-json-half-written", "midwrite:steer_eval.json:1", "steer_eval", False),
     ("report-md-written-html-not", "write:report.html:1", "report", False),
 ]
-STAGES = ["tokenizer", "lm", "sae", "evaluate", "dashboard", "steering", "report"]
+STAGES = ["tokenizer", "lm", "sae", "evaluate", "dashboard", "steering", "steer_eval", "report"]
 
 
 def _reproduce(out: Path, point: str | None = None) -> subprocess.CompletedProcess:
@@ -82,7 +83,7 @@ def test_a_killed_reproduce_reruns_to_the_uninterrupted_numbers(faults, name, po
         assert "resum" in rerun.stdout, f"the rerun of {stage} must resume its checkpoint:\n{rerun.stdout[-2000:]}"
     left = [str(p.relative_to(out)) for p in out.rglob("*.tmp")]
     assert not left, f"temporary files left behind: {left}"
-    for f in ("metrics.json", "steering.json"):
+    for f in ("metrics.json", "steering.json", "steer_eval.json"):
         want, got = json.loads((reference / f).read_text()), json.loads((out / f).read_text())
         assert got == want, f"{f} differs from the uninterrupted run's"
     for f in ("lm.pt", "sae.pt"):

@@ -20,8 +20,14 @@ def make_seed_run(smoke, path, fluent: float, detectors: int = 12):
     st["golden_gate"]["summary"].update(feature=848, multiple=3, rate=0.7, fluent_rate=fluent, fluent_baseline=0.0)
     st["unsafe_code"]["summary"].update(rate_baseline=0.01, rate_clamped_prompt=0.83, fluent_clamped_prompt=0.8,
                                         rate_unsafe_start=0.84, rate_suppressed=0.46, context_sensitivity=33.3)
+    se = json.loads((path / "steer_eval.json").read_text())
+    for c, row in se["steer_eval"]["concepts"].items():
+        row["methods"]["random"]["on_target"] = 0.0
+        if c == "golden_gate":
+            row["methods"][row["sae_best"]]["steered"] = fluent
     (path / "metrics.json").write_text(json.dumps(m))
     (path / "steering.json").write_text(json.dumps(st))
+    (path / "steer_eval.json").write_text(json.dumps(se))
     return path
 
 
@@ -31,7 +37,8 @@ def test_a_row_a_seed_with_its_targets_and_the_spread(smoke_run, tmp_path):
     rows, columns = [r for r, _ in made], made[0][1]
     assert rows[0]["gg_fluent"] == 0.6 and rows[0]["unsafe_fluent"] == 0.8 and rows[0]["lm_val_loss"] == 0.98
     assert rows[0]["targets_met"] == targets(), "seed 0 meets every target"
-    assert len(rows[1]["targets_met"]) == 1, "seed 1 misses Golden Gate (50% < 60%) and the detectors (9 < 12)"
+    assert len(rows[1]["targets_met"]) == 2, ("seed 1 misses Golden Gate, clamped and in the benchmark (50% < 60%), "
+                                              "and the detectors (9 < 12)")
     s = spread(rows, columns)
     assert s["gg_fluent"]["mean"] == pytest.approx(0.55) and s["gg_fluent"]["min"] == 0.5
     assert s["gg_fluent"]["sd"] == pytest.approx(0.0707, abs=1e-4)

@@ -5,8 +5,8 @@ An analysis is one module with
     NAME                       its key in its run file
     Result                     a dataclass: what it measured (saved with `asdict`)
     run(x) -> Result | None    x: the held-out pass (`sae.evaluation.evaluate.Pass`) for an
-                               "evaluate" analysis, the run (`sae.run.files.Run`) for a "steering"
-                               one; None where it does not apply (concepts on unlabelled text)
+                               "evaluate" analysis, the run (`sae.run.files.Run`) for the others;
+                               None where it does not apply (concepts on unlabelled text)
     section(result, page)      its part of the report (Markdown lines; `page.feature(f)` links a
                                feature, `page.figure(name)` shows a figure of the run)
     headline(result)           its headline numbers (`sae.markdown.Headline`): the report's summary
@@ -21,12 +21,12 @@ from dataclasses import asdict
 from typing import NamedTuple
 
 from sae.evaluation import concepts, ground_truth, reconstruction
-from sae.steering import golden_gate, unsafe_code
+from sae.steering import benchmark, golden_gate, unsafe_code
 
 
 class Analysis(NamedTuple):
     module: object
-    stage: str  # "evaluate": computed from the held-out pass into metrics.json; "steering": into steering.json
+    stage: str  # "evaluate": computed from the held-out pass into metrics.json; "steering", "steer_eval": from the run
 
 
 ANALYSES = [
@@ -35,9 +35,10 @@ ANALYSES = [
     Analysis(ground_truth, "evaluate"),
     Analysis(golden_gate, "steering"),
     Analysis(unsafe_code, "steering"),
+    Analysis(benchmark, "steer_eval"),
 ]
 
-FILES = {"evaluate": "metrics.json", "steering": "steering.json"}
+FILES = {"evaluate": "metrics.json", "steering": "steering.json", "steer_eval": "steer_eval.json"}
 VERSION = 2  # of the files' layout: one key an analysis (a file without it is another version's)
 
 

@@ -24,7 +24,7 @@ from sae.run.config import check_config, get_preset, preset_of_run, with_overrid
 from sae.run.dashboard import build_dashboard, format_feature
 from sae.run.estimate import matmul_gflops
 from sae.run.files import RUN_JSON_FILES, Run, check_run_dir, check_run_files, load_run, load_sae, run_feature_stats, sae_path
-from sae.run.pipeline import dashboard_features, reproduce, run_detectors, train_sae_on_run, write_evaluation
+from sae.run.pipeline import dashboard_features, reproduce, rerun_stage, run_detectors, train_sae_on_run, write_evaluation
 from sae.run.seeds import seed_study
 from sae.steering.clamp import check_features, parse_value, steer_samples
 from sae.steering.fluency import TEMPERATURE, verdict
@@ -216,6 +216,26 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_steer_eval(args) -> int:
+    run = check_run_dir(args.run)
+    check_run_files(run, ["config.json", "stages.json", "metrics.json"])  # (steer_eval.json: rewritten)
+    p = preset_of_run(run)
+    if p.corpus != "toy":
+        raise ValueError(f"{run} was trained on {p.corpus!r}: the steering benchmark needs the labelled toy world")
+    Run(run).result("concepts")  # the evaluation's concept table: refused, naming the command, if missing
+    check_output_dir(run)
+    info = rerun_stage(p, run, "steer_eval")
+    r = Run(run).result("steer_eval")
+    print(f"wrote {run / 'steer_eval.json'} in {info['seconds']:.0f}s; steered share on the test prompts:")
+    print(f"  {'concept':<13} {'unsteered':>9} " + " ".join(f"{m:>10}" for m in next(iter(r.concepts.values()))["methods"]))
+    for c, row in r.concepts.items():
+        print(f"  {c:<13} {row['unsteered']['steered']:>9.0%} "
+              + " ".join(f"{v['steered']:>10.0%}" for v in row["methods"].values()) + f"   winner: {row['winner']}")
+    if (run / "report.md").exists():
+        print(f"report: {run / 'report.md'} (its steering benchmark section)")
+    return 0
+
+
 def cmd_dashboard(args) -> int:
     run = Path(args.run)
     out = check_output_dir(Path(args.out) if args.out else run / "dashboard")  # before the pages are built
@@ -327,6 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--run", required=True)
     ev.add_argument("--sae", default="sae", help="which SAE of the run: NAME.pt (default sae)")
     ev.set_defaults(fn=cmd_evaluate)
+
+    se = sub.add_parser("steer-eval", help="the steering benchmark on a finished run: every concept and method, "
+                                           "chosen on validation prompts, measured on test prompts (writes steer_eval.json)")
+    se.add_argument("--run", required=True, help="run directory with a finished evaluation (metrics.json)")
+    se.set_defaults(fn=cmd_steer_eval)
 
     db = sub.add_parser("dashboard", help="write the static HTML feature dashboard of a run")
     db.add_argument("--run", required=True)

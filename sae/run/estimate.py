@@ -6,7 +6,7 @@ matmuls (a forward pass costs 2 FLOPs per weight per token, training 3 times tha
     lm        3 · F · (LM training tokens)           F: the LM's forward FLOPs per token
     sae       (F + 6 · 2 · d_in · d_sae) · (SAE training tokens)     the buffer's forward + SAE step
     evaluate  (4 · F + 4 · d_in · d_sae) · (evaluation tokens)       four LM passes + the SAE
-    steering  F                                       fixed prompts and samples: scales with F only
+    steering, steer_eval  F                           fixed prompts and samples: scale with F only
     tokenizer, dashboard: the BPE's training characters, the dictionary's features
 
 A stage also has costs that do not grow with its work (Python between small matmuls, sampling
@@ -36,9 +36,10 @@ from sae.run.config import get_preset
 # during each (`python -m benchmarks.bench_estimate --preset smoke`, then `--preset tiny`).
 CALIBRATION = {
     "smoke": {"gflops": 259.0, "seconds": {"tokenizer": 0.21, "lm": 2.92, "sae": 1.2, "evaluate": 1.13,
-                                           "dashboard": 0.81, "steering": 17.65}},
+                                           "dashboard": 0.81, "steering": 17.65,
+                                           "steer_eval": 10.0}},
     "tiny": {"gflops": 337.0, "seconds": {"tokenizer": 1.7, "lm": 178.0, "sae": 78.7, "evaluate": 11.5,
-                                          "dashboard": 7.7, "steering": 51.3}},
+                                          "dashboard": 7.7, "steering": 51.3, "steer_eval": 180.0}},
 }
 
 
@@ -63,7 +64,8 @@ def stage_work(p) -> dict[str, float]:
     sae = 2 * d_in * p.sae.d_sae
     return {"tokenizer": p.tokenizer_chars, "lm": 3 * forward * p.train_lm.n_steps * p.train_lm.batch_size * g.n_ctx,
             "sae": (forward + 6 * sae) * p.train_sae.n_steps * p.sae_batch_size,
-            "evaluate": (4 * forward + 2 * sae) * p.eval_tokens, "dashboard": p.sae.d_sae, "steering": forward}
+            "evaluate": (4 * forward + 2 * sae) * p.eval_tokens, "dashboard": p.sae.d_sae, "steering": forward,
+            "steer_eval": forward}
 
 
 def estimate_seconds(p, gflops: float, stages) -> dict[str, float]:

@@ -17,6 +17,7 @@ Stages (outputs in `runs/NAME/`):
                 a second (to the site only) for absorption and k-sparse probing (`sae.evaluation.ground_truth`)
     dashboard   dashboard/           the static HTML dashboard
     steering    steering.json        Golden Gate and unsafe-code clamping demos
+    steer_eval  steer_eval.json, figures/steer_eval.png   the steering benchmark: every concept and method
     report      report.md, report.html   every number and figure of the run, readable on its own
 """
 
@@ -26,6 +27,7 @@ import os
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -209,24 +211,39 @@ def dashboard_features(run: Run) -> list[int]:
     return list(dict.fromkeys(default_features(run.stats) + linked + [r["feature"] for r in rows]))
 
 
-def stage_steering(p: Preset, out: Path) -> dict:
-    """The "steering" analyses (`sae.run.analyses`: Golden Gate, unsafe code) into `steering.json`.
-    The stage writes no other file: `metrics.json` is the evaluation's alone."""
+def stage_analyses(p: Preset, out: Path, stage: str) -> dict:
+    """The analyses of a stage that reads the finished run (`sae.run.analyses`: "steering" for the
+    Golden Gate and unsafe-code demos, "steer_eval" for the steering benchmark) into its file. The
+    stage writes no other file (but its figures): `metrics.json` is the evaluation's alone."""
+    name = analyses.FILES[stage]
     if p.corpus != "toy":
-        atomic_write_json(out / "steering.json", {"version": analyses.VERSION,
-                                                  "skipped": "steering demos need the labelled toy world"})
+        atomic_write_json(out / name, {"version": analyses.VERSION, "skipped": f"{stage} needs the labelled toy world"})
         return {"skipped": True}
     run = Run(out, str(resolve_device(p.device)), log=lambda s: print(s, flush=True))
-    todo, results, heads = analyses.of_stage("steering"), {}, {}
+    todo, results, heads = analyses.of_stage(stage), {}, {}
     for i, a in enumerate(todo, 1):
         t0 = time.perf_counter()
-        print(f"  steering {i}/{len(todo)}: {a.NAME} ...", flush=True)
+        print(f"  {stage} {i}/{len(todo)}: {a.NAME} ...", flush=True)
         results[a.NAME] = a.run(run)
         heads.update({h.key: round(h.value, 4) if isinstance(h.value, float) else h.value
                       for h in a.headline(results[a.NAME])})
-        print(f"  steering {i}/{len(todo)}: {a.NAME} done in {format_duration(time.perf_counter() - t0)}", flush=True)
-    atomic_write_json(out / "steering.json", analyses.to_json(results))
+        print(f"  {stage} {i}/{len(todo)}: {a.NAME} done in {format_duration(time.perf_counter() - t0)}", flush=True)
+    atomic_write_json(out / name, analyses.to_json(results))
     return heads
+
+
+def rerun_stage(p: Preset, out: Path, name: str) -> dict:
+    """Run stage `name` on a run directory again (its inputs must be there), record it in
+    `stages.json` as `reproduce` does, and rewrite the report if the run has one, so it shows the
+    new results. Under the run's lock."""
+    with run_lock(out):
+        t0 = time.time()
+        info = STAGE_BY_NAME[name].run(p, out) or {}
+        info["seconds"] = round(time.time() - t0, 2)
+        atomic_write_json(out / "stages.json", {**read_run_json(out, "stages.json", missing={}), name: info})
+        if (out / "report.md").exists():
+            write_report(out)
+    return info
 
 
 def stage_report(p: Preset, out: Path) -> dict:
@@ -240,8 +257,10 @@ STAGES: list[Stage] = [
     Stage("sae", ["sae.pt", "sae_history.json"], train_sae_on_run, ("l0", "fvu", "dead_frac")),
     Stage("evaluate", ["metrics.json", "feature_stats.pt"], stage_evaluate, ("l0", "fvu", "dead_fraction", "ce_recovered")),
     Stage("dashboard", ["dashboard/index.html"], stage_dashboard, ("pages",)),
-    Stage("steering", ["steering.json"], stage_steering,
+    Stage("steering", ["steering.json"], partial(stage_analyses, stage="steering"),
           ("gg_baseline", "gg_fluent", "unsafe_baseline", "unsafe_fluent", "skipped")),
+    Stage("steer_eval", ["steer_eval.json"], partial(stage_analyses, stage="steer_eval"),
+          ("steer_gg_sae", "steer_gg_diffmean", "steer_sae_wins", "steer_random_max", "skipped")),
     Stage("report", ["report.md", "report.html"], stage_report, ("report",)),
 ]
 STAGE_BY_NAME = {st.name: st for st in STAGES}

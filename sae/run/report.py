@@ -22,6 +22,10 @@ from sae.utils import atomic_write_text
 # The figures of `sae.run.pipeline.write_figures`, in reading order, each with its caption: what it
 # shows and how to read it. A figure not listed here is shown last, captioned by its name.
 CAPTIONS = {
+    "steer_eval.png":
+        "The steering benchmark's validation curves: for each concept, each method across its strengths, the share "
+        "of the continuations' sentences on the concept against the clean model's CE of them; a good handle climbs "
+        "high left of the dotted fluency bound, a broken model drifts right.",
     "concept_detectors.png":
         "Left: for each concept, the share of its activation mass that its detector (or closest) SAE feature "
         "(circle) and MLP neuron (square) put on that concept; a filled marker passes the detector test, and "

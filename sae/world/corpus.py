@@ -330,6 +330,15 @@ def top_concept(text: str) -> str | None:
     return max(hits, key=lambda k: (hits[k], -CONCEPT_ID[k]))
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def sentence_concepts(text: str) -> list[str | None]:
+    """The judge's answer (`top_concept`) for each sentence (or line) of `text`: how much of a text
+    is on a concept, where `top_concept` gives one answer for all of it."""
+    return [top_concept(s) for s in _SENTENCE_END.split(text) if s.strip()]
+
+
 # ----------------------------------------------------------------------------- real text
 def _read_text_file(path: Path) -> str:
     data = path.read_bytes()

@@ -1,0 +1,479 @@
+"""The steering benchmark: is a dictionary feature a good handle? Every concept, every method, the
+strength chosen on validation prompts and measured on test prompts, scored exactly by the world's labels.
+
+The field asks it with an LLM judge (AxBench, Wu et al. 2025: prompting 0.894, DiffMean 0.239, SAE
+features 0.165 on Gemma-2); the toy world labels every sentence, so here each score is exact:
+
+    concept   c = share of a continuation's sentences the judge (`corpus.sentence_concepts`)
+                  assigns to the target; *on target* ⇔ c ≥ 1/2
+    fluency   φ = 1 for CE ≤ F, falling linearly to 0 at CE = 2F (CE: the clean model's cross-entropy of the
+                  continuation, F = `FLUENT_CE`); *fluent* ⇔ CE ≤ F
+    score     2cφ / (c + φ), their harmonic mean (AxBench's form), averaged over continuations
+    steered   the share of continuations on target *and* fluent: the headline, as in the demos
+
+Off-target effects: over the sentences that are not on the target, the distribution of the judge's
+answers (other concepts, or none) against the unsteered one's: total variation ½ Σ |p − p₀|, and the
+concept that moved most. Capability under the steer (the strength grid, at the chosen unit): the
+loss on held-out text of the other concepts (Δ against clean) and accuracy on held-out `a + b =`
+prompts; the *sweet spot* is the strengths where Δloss ≤ `LOSS_MARGIN` and accuracy drops ≤
+`ARITHMETIC_MARGIN`.
+
+Methods (`sae.steering.methods`): the SAE clamp on detector features (the demos' rule) and on the
+features with the highest output score (Arad et al. 2025), the SAE feature's decoder direction
+added, DiffMean, a logistic probe's direction, the best MLP neuron clamped, a random direction (the
+control), and prompting with a held-out sentence of the concept. Each method's unit and strength are
+chosen on validation prompts (the most steered; ties: the higher score), which never include a test
+prompt; the tables report the test prompts. The control is not tuned: it is added at the norm
+DiffMean chose, so it asks whether *any* edit that large steers. (Tuned, it would find one: a random
+direction an activation's norm long pushes a one-layer model's text onto some concept, a different
+one for each direction; the report's curves show it.) The code concepts are left out: their judge works on
+whole snippets (a safe line of unsafe code is plain code), not sentences.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from sae.gpt import cross_entropy
+from sae.markdown import Headline, num, pct, text
+from sae.steering.fluency import FLUENT_CE, TEMPERATURE, continuation_ce, device_of
+from sae.steering.golden_gate import DISTRACTORS, topic_candidates
+from sae.steering.methods import Handle, concept_tokens, fit_directions, output_scores, row_edit
+from sae.world.corpus import CODE_FAMILY, CONCEPTS, concept_segments, document_text, sentence_concepts, toy_tokens
+
+NAME = "steer_eval"
+STEERED = [c for c in CONCEPTS if c not in CODE_FAMILY]  # the concepts steered towards
+METHODS = {  # name: what it is
+    "sae_clamp": "SAE feature clamped (detector features)",
+    "sae_output": "SAE feature clamped (highest output score)",
+    "sae_add": "SAE decoder direction added",
+    "diffmean": "DiffMean direction added",
+    "probe": "logistic probe's direction added",
+    "neuron": "MLP neuron clamped",
+    "random": "random direction added (control)",
+    "prompt": "prompting with a sentence of the concept",
+}
+SAE_METHODS = ("sae_clamp", "sae_output", "sae_add")
+# The strengths tried: the fluent window is narrow (between "no effect" and "broken text", often
+# within a factor of 2), so the grids are fine where it usually lies (the report's curves show it).
+CLAMP_GRID = (0.5, 0.75, 1, 1.5, 2, 3, 4, 10)  # × the unit's max activation on held-out text (the paper: 10×)
+ADD_GRID = (0.25, 0.375, 0.5, 0.75, 1, 1.5, 2)  # × ρ, the mean norm of the site's activation on held-out text
+LOSS_MARGIN = 0.1  # nats/token: the sweet spot's bound on the other concepts' loss increase
+ARITHMETIC_MARGIN = 0.1  # the sweet spot's bound on the drop in arithmetic accuracy
+
+
+@dataclass
+class Sizes:
+    val_prompts: int = 3  # per distractor concept (other than the target)
+    val_samples: int = 2  # continuations per prompt and setting
+    test_prompts: int = 3
+    test_samples: int = 5
+    candidates: int = 3  # SAE features tried per SAE method
+    val_tokens: int = 32  # new tokens per validation continuation
+    test_tokens: int = 48
+    heldout_tokens: int = 60_000  # labelled activations the directions are fitted on
+    capability_windows: int = 16  # held-out windows of 64 tokens for the loss under the steer
+    arithmetic: int = 32  # held-out `a + b =` prompts
+
+
+SIZES = {"smoke": Sizes(1, 1, 1, 2, 1, 12, 16, 4_000, 4, 8)}  # the default for any other preset: Sizes()
+
+
+@dataclass
+class Result:
+    concepts: dict  # {concept: {methods: {method: row}, unsteered: row, winner, sae_best}}
+    sizes: dict
+    capability_clean: dict  # {concept: {loss, arithmetic}}
+    judge: dict  # {concept: {precision, recall}} on held-out labelled sentences
+    rho: float
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- scores
+
+def fluency(ce: float) -> float:
+    """φ: 1 at CE ≤ FLUENT_CE, 0 at CE ≥ 2·FLUENT_CE, linear between."""
+    return float(min(1.0, max(0.0, (2 * FLUENT_CE - ce) / FLUENT_CE)))
+
+
+def concept_share(labels: list[str | None], concept: str) -> float:
+    return sum(x == concept for x in labels) / len(labels) if labels else 0.0
+
+
+def score_texts(texts: list[str], ces: list[float], concept: str) -> dict:
+    """The scores of one setting's continuations (module docstring), and its off-target counts."""
+    labels = [sentence_concepts(t) for t in texts]
+    c = np.array([concept_share(lab, concept) for lab in labels])
+    phi = np.array([fluency(x) for x in ces])
+    fluent = np.array(ces) <= FLUENT_CE
+    score = np.where(c + phi > 0, 2 * c * phi / np.maximum(c + phi, 1e-12), 0.0)
+    other = Counter(x or "none" for lab in labels for x in lab if x != concept)
+    return {"steered": float(np.mean((c >= 0.5) & fluent)), "on_target": float(np.mean(c >= 0.5)),
+            "concept": float(c.mean()), "fluent": float(fluent.mean()), "ce": float(np.mean(ces)),
+            "score": float(score.mean()), "other": dict(other)}
+
+
+def off_target(other: dict, base: dict) -> tuple[float | None, str | None, float | None]:
+    """Total variation between two off-target distributions (counts of the judge's answers on the
+    sentences off the target), the concept that moved most and its change; None without sentences."""
+    n, n0 = sum(other.values()), sum(base.values())
+    if not n or not n0:
+        return None, None, None
+    keys = sorted(set(other) | set(base))
+    diff = {k: other.get(k, 0) / n - base.get(k, 0) / n0 for k in keys}
+    top = max(keys, key=lambda k: abs(diff[k]))
+    return 0.5 * sum(abs(v) for v in diff.values()), top, diff[top]
+
+
+def judge_quality(n: int = 30, seed: int = 7) -> dict:
+    """{concept: {precision, recall}} of the sentence judge on held-out labelled sentences (`n`
+    test-split segments of each concept), as `score_texts` uses it."""
+    tp, fp, count = Counter(), Counter(), Counter()
+    for c in CONCEPTS:
+        for seg in concept_segments(c, n, seed=seed, split="test"):
+            for got in sentence_concepts(document_text(seg)):
+                count[c] += 1
+                tp[c] += got == c
+                fp[got] += got is not None and got != c
+    return {c: {"precision": tp[c] / max(1, tp[c] + fp[c]), "recall": tp[c] / max(1, count[c])} for c in STEERED}
+
+
+# ----------------------------------------------------------------------------- prompts
+
+def prompt_sets(n: int, seed: int) -> tuple[dict, dict]:
+    """({distractor: validation prompts}, {distractor: test prompts}): the first three words of
+    held-out segments of each everyday concept, validation from the "val" split, test from the "test"
+    split with another seed, a test prompt never one of the validation prompts."""
+    def draw(split: str, s: int, avoid: set) -> dict:
+        out = {}
+        for c in DISTRACTORS:
+            mine = []
+            for seg in concept_segments(c, 20 * n, seed=s, split=split):
+                p = " ".join(document_text(seg).split()[:3])
+                if p not in mine and p not in avoid:
+                    mine.append(p)
+            out[c] = mine[:n]
+        return out
+    val = draw("val", seed + 1, set())
+    return val, draw("test", seed + 2, {p for ps in val.values() for p in ps})
+
+
+def concept_sentence(concept: str, split: str, seed: int, i: int) -> str:
+    """A held-out sentence of the concept (the prompting method's prefix): the first sentence of segment i."""
+    segs = concept_segments(concept, i + 1, seed=seed, split=split)
+    first = document_text(segs[i]).split(". ")[0].strip()
+    return first if first.endswith((".", "!", "?")) else first + "."
+
+
+# ----------------------------------------------------------------------------- sampling and measuring
+
+def _measure(model, sae, tok, prompt: str, settings: list, n: int, max_new: int, seed: int, concept: str,
+             prefix: str = "") -> list[dict]:
+    """`n` continuations of `prompt` under each setting (handle, strength) or None, one batch, and
+    their texts, CEs (given the prompt as the steered model read it) and scores."""
+    ids = [tok.eot_token] + tok.encode((prefix + " " if prefix else "") + prompt)
+    ids = ids[-(model.cfg.n_ctx - max_new):]
+    rows = [s for s in settings for _ in range(n)]
+    batch = torch.tensor([ids] * len(rows), device=device_of(model))
+    with torch.no_grad(), model.hooks({sae.cfg.site: row_edit(sae, rows)}):
+        out = model.generate(batch, max_new, temperature=TEMPERATURE, seed=seed, use_cache=True)
+    conts = out[:, len(ids):].tolist()
+    ces = continuation_ce(model, [(ids, c) for c in conts])
+    texts = [tok.decode(c) for c in conts]
+    return [{"texts": texts[k * n:(k + 1) * n], "ces": ces[k * n:(k + 1) * n]} for k in range(len(settings))]
+
+
+def _pool(parts: list[list[dict]], concept: str) -> list[dict]:
+    """Per setting, the scores over every prompt's continuations (parts: per prompt, per setting)."""
+    return [score_texts([t for p in parts for t in p[k]["texts"]], [x for p in parts for x in p[k]["ces"]], concept)
+            | {"example": parts[0][k]["texts"][0]} for k in range(len(parts[0]))]
+
+
+def _heldout(model, sae, tok, n_tokens: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
+    """Site activations (n, d_in) and labels (n,) of held-out "val" text, and its tokens and labels."""
+    tokens, labels = toy_tokens(tok, n_tokens, seed=seed + 101, split="val")
+    T = model.cfg.n_ctx
+    n = len(tokens) // T * T
+    x = torch.as_tensor(tokens[:n].astype(np.int64), device=device_of(model)).view(-1, T)
+    acts = []
+    with torch.no_grad():
+        for i in range(0, len(x), 64):
+            _, cache = model.run_with_cache(x[i:i + 64], [sae.cfg.site], stop_at=sae.cfg.site)
+            acts.append(cache[sae.cfg.site].reshape(-1, sae.cfg.d_in).float().cpu())
+    return torch.cat(acts), torch.as_tensor(labels[:n].astype(np.int64)), tokens[:n], labels[:n]
+
+
+def _capability(model, sae, settings: list, windows: torch.Tensor, wlabels: torch.Tensor, concept: int,
+                sums: dict[int, tuple[torch.Tensor, list[int]]], tok) -> list[dict]:
+    """Per setting (or None): the mean loss on the windows' tokens not labelled `concept`, and the
+    accuracy of greedy answers to the held-out sums ({prompt length: (prompts (n, L), answers)})."""
+    k, n = len(settings), len(windows)
+    rows = [s for s in settings for _ in range(n)]
+    with torch.no_grad(), model.hooks({sae.cfg.site: row_edit(sae, rows)}):
+        logits = model(windows.repeat(k, 1))[:, :-1]
+    loss = cross_entropy(logits, windows[:, 1:].repeat(k, 1), reduction="none").view(k, n, -1)
+    keep = wlabels[:, 1:] != concept
+    right, total = np.zeros(k), 0
+    for prompts, answers in sums.values():
+        rows = [s for s in settings for _ in range(len(prompts))]
+        with torch.no_grad(), model.hooks({sae.cfg.site: row_edit(sae, rows)}):
+            out = model.generate(prompts.repeat(k, 1), 4, temperature=0, use_cache=True)[:, prompts.shape[1]:]
+        for r, cont in enumerate(out.tolist()):
+            words = tok.decode(cont).split()
+            right[r // len(prompts)] += bool(words) and words[0].rstrip(".") == str(answers[r % len(prompts)])
+        total += len(prompts)
+    return [{"loss": float(loss[j][keep].mean()), "arithmetic": float(right[j] / max(1, total))} for j in range(k)]
+
+
+def held_out_sums(tok, n: int, seed: int, device) -> dict[int, tuple[torch.Tensor, list[int]]]:
+    """`n` prompts "a + b =" (a, b from 2 to 99, as the world's arithmetic) grouped by token length."""
+    rng = random.Random(seed + 202)
+    groups: dict[int, tuple[list, list]] = {}
+    for _ in range(n):
+        a, b = rng.randint(2, 99), rng.randint(2, 99)
+        ids = [tok.eot_token] + tok.encode(f"{a} + {b} =")
+        groups.setdefault(len(ids), ([], []))
+        groups[len(ids)][0].append(ids)
+        groups[len(ids)][1].append(a + b)
+    return {L: (torch.tensor(p, device=device), a) for L, (p, a) in groups.items()}
+
+
+# ----------------------------------------------------------------------------- the benchmark
+
+def handles(model, sae, concept: str, rows: dict, max_acts, acts: torch.Tensor, directions: dict, tokens: list[int],
+            k: int, rho: float) -> dict[str, list[Handle]]:
+    """{method: the handles it may use for `concept`} (`rows`: the run's concept table)."""
+    c = CONCEPTS.index(concept)
+    detect, _ = topic_candidates(rows, concept, k)
+    alive = torch.as_tensor(max_acts) > 0
+    scores = output_scores(model, sae, tokens).masked_fill(~alive, -float("inf"))
+    by_output = [int(f) for f in scores.topk(k).indices]
+    row = rows[concept]
+    neuron = int((row.get("neuron_detector") or {}).get("neuron", row.get("neuron", 0)))
+
+    def feature(method: str, f: int) -> Handle:
+        return Handle(method, "feature", f"feature {f}", f, float(max_acts[f]))
+
+    def add(method: str, label: str, d: torch.Tensor) -> Handle:
+        return Handle(method, "add", label, direction=d / d.norm().clamp_min(1e-12), scale=rho)
+    return {
+        "sae_clamp": [feature("sae_clamp", f) for f in detect],
+        "sae_output": [feature("sae_output", f) for f in by_output],
+        "sae_add": [add("sae_add", f"feature {f}", sae.W_dec[f].detach().float().cpu()) for f in detect],
+        "diffmean": [add("diffmean", "DiffMean", directions["diffmean"][c])],
+        "probe": [add("probe", "logistic probe", directions["probe"][c])],
+        "neuron": [Handle("neuron", "neuron", f"neuron {neuron}", neuron, float(acts[:, neuron].max()))],
+        "random": [add("random", "random direction", directions["random"][c])],
+        "prompt": [Handle("prompt", "prompt", "a sentence of the concept")],
+    }
+
+
+def grid(h: Handle) -> tuple:
+    return {"feature": CLAMP_GRID, "neuron": CLAMP_GRID, "add": ADD_GRID, "prompt": (1,)}[h.kind]
+
+
+def _best(rows: list[dict]) -> dict:
+    return max(rows, key=lambda r: (r["steered"], r["score"]))
+
+
+def steer_concept(model, sae, tok, concept: str, hs: dict, val: dict, test: dict, sz: Sizes, seed: int,
+                  capability: tuple, log=None) -> dict:
+    """One concept: each method's (unit, strength) chosen on the validation prompts, then every
+    method at its choice and the unsteered model on the test prompts, and the capability under each
+    method's unit across its strengths."""
+    val_prompts = [p for d, ps in val.items() if d != concept for p in ps]
+    test_prompts = [p for d, ps in test.items() if d != concept for p in ps]
+    settings = [(h, s) for m in METHODS if m != "prompt" for h in hs[m] for s in grid(h)]
+    parts = [_measure(model, sae, tok, p, settings, sz.val_samples, sz.val_tokens, seed + 1000 + i, concept)
+             for i, p in enumerate(val_prompts)]
+    pooled = _pool(parts, concept)
+    prompted = _pool([_measure(model, sae, tok, p, [None], sz.val_samples, sz.val_tokens, seed + 2000 + i, concept,
+                               prefix=concept_sentence(concept, "val", seed + 3, i)) for i, p in enumerate(val_prompts)],
+                     concept)[0]
+    chosen, curves = {}, {}
+    for m in METHODS:
+        if m == "prompt":
+            chosen[m], curves[m] = (hs[m][0], 1), [{"strength": 1, **_short(prompted)}]
+            continue
+        mine = [(st, r) for st, r in zip(settings, pooled) if st[0].method == m]
+        (h, s), best = max(mine, key=lambda x: (x[1]["steered"], x[1]["score"]))
+        # the control is not tuned: it adds a random direction at the norm DiffMean chose
+        chosen[m] = (h, chosen["diffmean"][1]) if m == "random" else (h, s)
+        curves[m] = [{"strength": st[1], "unit": st[0].label, **_short(r)} for st, r in mine if st[0] is h]
+    order = [m for m in METHODS if m != "prompt"]
+    test_settings = [None] + [chosen[m] for m in order]
+    parts = [_measure(model, sae, tok, p, test_settings, sz.test_samples, sz.test_tokens, seed + 5000 + i, concept)
+             for i, p in enumerate(test_prompts)]
+    measured = dict(zip(["unsteered"] + order, _pool(parts, concept)))
+    measured["prompt"] = _pool([_measure(model, sae, tok, p, [None], sz.test_samples, sz.test_tokens,
+                                         seed + 6000 + i, concept, prefix=concept_sentence(concept, "test", seed + 4, i))
+                                for i, p in enumerate(test_prompts)], concept)[0]
+    windows, wlabels, sums = capability
+    cid = CONCEPTS.index(concept)
+    cap_settings = [(chosen[m][0], s) for m in order for s in grid(chosen[m][0])]
+    caps = _capability(model, sae, cap_settings, windows, wlabels, cid, sums, tok)
+    clean = _capability(model, sae, [None], windows, wlabels, cid, sums, tok)[0]
+    base = measured["unsteered"]
+    methods = {}
+    for m in METHODS:
+        h, s = chosen[m]
+        r = measured[m]
+        tv, top, change = off_target(r["other"], base["other"])
+        cap = [{"strength": st[1], **c} for st, c in zip(cap_settings, caps) if st[0] is h] if m != "prompt" else []
+        ok = [c["strength"] for c in cap if c["loss"] - clean["loss"] <= LOSS_MARGIN
+              and c["arithmetic"] >= clean["arithmetic"] - ARITHMETIC_MARGIN]
+        at = next((c for c in cap if c["strength"] == s), None)
+        methods[m] = {"unit": h.label, "strength": s, **_short(r), "example": r["example"],
+                      "off_target_tv": tv, "off_target_top": top, "off_target_change": change,
+                      "d_loss": at["loss"] - clean["loss"] if at else None,
+                      "arithmetic": at["arithmetic"] if at else None,
+                      "sweet_spot": [min(ok), max(ok)] if ok else None, "in_sweet_spot": s in ok if cap else None,
+                      "capability": cap, "validation": curves[m]}
+    winner = max(METHODS, key=lambda m: (methods[m]["steered"], methods[m]["score"]))
+    winner = winner if methods[winner]["steered"] > 0 else "none"  # (nothing steered: no winner)
+    sae_best = max(SAE_METHODS, key=lambda m: next((c["steered"], c["score"]) for c in curves[m]
+                                                   if c["strength"] == chosen[m][1]))
+    return {"methods": methods, "unsteered": {**_short(base), "example": base["example"]}, "winner": winner,
+            "sae_best": sae_best, "clean": clean}
+
+
+def _short(r: dict) -> dict:
+    return {k: r[k] for k in ("steered", "on_target", "concept", "fluent", "ce", "score")}
+
+
+def steer_eval(model, sae, tok, rows: dict, max_acts, seed: int = 0, sizes: Sizes | None = None,
+               concepts: list[str] | None = None, log=None) -> Result:
+    """The benchmark on a model and SAE (`rows`: the run's concept table, `max_acts`: each feature's
+    max activation on held-out text), for `concepts` (default: `STEERED`)."""
+    sz, t0 = sizes or Sizes(), time.perf_counter()
+    concepts = concepts or [c for c in STEERED if c in rows]
+    acts, labels, tokens, tlabels = _heldout(model, sae, tok, sz.heldout_tokens, seed)
+    rho = float(acts.norm(dim=1).mean())
+    directions = fit_directions(acts, labels, len(CONCEPTS), seed=seed)
+    wt, wl = toy_tokens(tok, sz.capability_windows * 64, seed=seed + 303, split="test")
+    dev = device_of(model)
+    windows = torch.as_tensor(wt.astype(np.int64), device=dev).view(-1, 64)
+    wlabels = torch.as_tensor(wl.astype(np.int64), device=dev).view(-1, 64)
+    capability = (windows, wlabels, held_out_sums(tok, sz.arithmetic, seed, dev))
+    val, test = prompt_sets(sz.val_prompts, seed)
+    out, clean = {}, {}
+    for i, c in enumerate(concepts, 1):
+        t1 = time.perf_counter()
+        hs = handles(model, sae, c, rows, max_acts, acts, directions,
+                     concept_tokens(tokens, tlabels, CONCEPTS.index(c)), sz.candidates, rho)
+        r = steer_concept(model, sae, tok, c, hs, val, test, sz, seed, capability, log)
+        clean[c] = r.pop("clean")
+        out[c] = r
+        if log:
+            spent = time.perf_counter() - t0
+            log(f"    {i}/{len(concepts)} {c}: steered " + ", ".join(f"{m} {v['steered']:.0%}" for m, v in r["methods"].items())
+                + f"; winner {r['winner']} ({time.perf_counter() - t1:.0f}s, about {spent / i * (len(concepts) - i):.0f}s left)")
+    return Result(out, vars(sz), clean, judge_quality(), rho, round(time.perf_counter() - t0, 1))
+
+
+# ----------------------------------------------------------------------------- the analysis
+
+TARGETS = {"steering control: a random direction on target <= 5% for every concept": lambda h: h["steer_random_max"] <= 0.05,
+           "Golden Gate steered >= 60% by the SAE method chosen on validation": lambda h: h["steer_gg_sae"] >= 0.6}
+
+
+def run(run) -> Result | None:
+    """The benchmark on a run (`sae.run.files.Run`) of the toy world, with its preset's `SIZES`."""
+    if run.preset.corpus != "toy":
+        return None
+    r = steer_eval(run.model, run.sae, run.tok, run.result("concepts").rows, run.stats.max_act.tolist(),
+                   seed=run.preset.seed, sizes=SIZES.get(run.preset.name), log=run.log)
+    from sae.plots import steering_pareto  # (plots import matplotlib: only when a figure is drawn)
+    steering_pareto({c: {m: v["validation"] for m, v in row["methods"].items()} for c, row in r.concepts.items()},
+                    METHODS, FLUENT_CE, run.path / "figures" / "steer_eval.png")
+    return r
+
+
+def _wins(r: Result, methods) -> int:
+    return sum(row["winner"] in methods for row in r.concepts.values())
+
+
+def headline(r: Result) -> list[Headline]:
+    rows = r.concepts
+    gg = rows.get("golden_gate")
+    mean = {m: float(np.mean([row["methods"][m]["steered"] for row in rows.values()])) for m in METHODS}
+    best_sae = float(np.mean([row["methods"][row["sae_best"]]["steered"] for row in rows.values()]))
+    return [Headline("steer_gg_sae", "steering benchmark: Golden Gate steered, the SAE method chosen on validation",
+                     gg["methods"][gg["sae_best"]]["steered"] if gg else None, "%"),
+            Headline("steer_gg_diffmean", "steering benchmark: Golden Gate steered, DiffMean",
+                     gg["methods"]["diffmean"]["steered"] if gg else None, "%"),
+            Headline("steer_sae_mean", "steering benchmark: mean steered over concepts, the SAE method chosen on validation",
+                     best_sae, "%", "AxBench: SAE 0.165"),
+            Headline("steer_diffmean_mean", "steering benchmark: mean steered over concepts, DiffMean",
+                     mean["diffmean"], "%", "AxBench: DiffMean 0.239"),
+            Headline("steer_prompt_mean", "steering benchmark: mean steered over concepts, prompting",
+                     mean["prompt"], "%", "AxBench: prompting 0.894"),
+            Headline("steer_sae_wins", f"steering benchmark: concepts an SAE method wins, of {len(rows)}",
+                     _wins(r, SAE_METHODS), "d"),
+            Headline("steer_random_max", "steering benchmark: the random control on target, worst concept",
+                     max(row["methods"]["random"]["on_target"] for row in rows.values()), "%")]
+
+
+def _strength(m: str, s) -> str:
+    return "" if m == "prompt" else f"{s:g}× max" if m in ("sae_clamp", "sae_output", "neuron") else f"{s:g}ρ"
+
+
+def section(r: Result, page) -> list[str]:
+    rows, names = r.concepts, list(METHODS)
+    wins = Counter(row["winner"] for row in rows.values())
+    sz = r.sizes
+    out = ["## Steering benchmark: is a feature a good handle?", "",
+           f"Every concept of prose and pattern ({len(rows)}), every method, each method's unit and strength chosen on "
+           f"validation prompts ({sz['val_prompts']} of each everyday concept but the target × {sz['val_samples']} "
+           f"samples) and measured on other test prompts ({sz['test_prompts']} of each × {sz['test_samples']} samples, "
+           f"{sz['test_tokens']} new tokens). A continuation is *steered* when at least half of its sentences are on the "
+           f"target (the world's judge, sentence by sentence) and it is fluent (clean-model CE ≤ {num(FLUENT_CE, '.1f')}). "
+           f"The benchmark took {r.seconds:.0f} s.", "",
+           "Steered share on the test prompts (the winner of each concept in bold; `sae.steering.benchmark` defines "
+           "every score):", "",
+           "| concept | unsteered | " + " | ".join(names) + " |", "|---|" + "---|" * (len(names) + 1)]
+    for c, row in rows.items():
+        cells = [f"**{pct(row['methods'][m]['steered'])}**" if m == row["winner"] else pct(row["methods"][m]["steered"])
+                 for m in names]
+        out.append(f"| {c} | {pct(row['unsteered']['steered'])} | " + " | ".join(cells) + " |")
+    sae_wins = sum(wins[m] for m in SAE_METHODS)
+    worst = max(rows, key=lambda c: rows[c]["methods"]["random"]["on_target"])
+    others = len(rows) - sae_wins - wins["diffmean"] - wins["prompt"] - wins["none"]
+    out += ["", f"An SAE method wins on {sae_wins} of {len(rows)} concepts, DiffMean on {wins['diffmean']}, prompting "
+            f"on {wins['prompt']}, another method on {others}; no method steers any test continuation on "
+            f"{wins['none']}. The random "
+            f"direction's highest on-target share is {pct(rows[worst]['methods']['random']['on_target'])} ({text(worst)}): "
+            + ("the harness does not find steering where there is none." if rows[worst]["methods"]["random"]["on_target"]
+               <= 0.05 else "**above the 5% a control should stay under: read the table with care.**"),
+            "", *page.figure("steer_eval.png"),
+            "Each method at its choice: the unit and strength, the scores, the off-target shift (total variation of the "
+            "other sentences' concepts against unsteered, and the concept that moved most), and the capability under "
+            f"the steer (Δ loss on the other concepts' held-out text, arithmetic accuracy; the sweet spot: strengths with "
+            f"Δ loss ≤ {LOSS_MARGIN} and accuracy down ≤ {ARITHMETIC_MARGIN:.0%}):", "",
+            "| concept | method | unit × strength | steered | on target | fluent | CE | score | off-target | Δ loss | "
+            "arithmetic | sweet spot |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c, row in rows.items():
+        clean = r.capability_clean[c]
+        for m in names:
+            v = row["methods"][m]
+            tv = (f"{v['off_target_tv']:.2f} ({text(v['off_target_top'])} {v['off_target_change']:+.0%})"
+                  if v["off_target_tv"] is not None else "—")
+            spot = (f"{_strength(m, v['sweet_spot'][0])}–{_strength(m, v['sweet_spot'][1])}"
+                    + ("" if v["in_sweet_spot"] else " (choice outside)") if v["sweet_spot"] else "none" if m != "prompt" else "—")
+            out.append(f"| {c} | {m} | {text(v['unit'])} {_strength(m, v['strength'])} | {pct(v['steered'])} | "
+                       f"{pct(v['on_target'])} | {pct(v['fluent'])} | {num(v['ce'], '.2f')} | {num(v['score'], '.2f')} | {tv} | "
+                       f"{num(v['d_loss'], '+.2f')} | {pct(v['arithmetic'])} | {spot} |")
+        out.append(f"| {c} | unsteered | — | {pct(row['unsteered']['steered'])} | {pct(row['unsteered']['on_target'])} | "
+                   f"{pct(row['unsteered']['fluent'])} | {num(row['unsteered']['ce'], '.2f')} | "
+                   f"{num(row['unsteered']['score'], '.2f')} | — | loss {num(clean['loss'], '.2f')} | "
+                   f"{pct(clean['arithmetic'])} | — |")
+    judge = ", ".join(f"{text(c)} {q['precision']:.2f}/{q['recall']:.2f}" for c, q in r.judge.items())
+    out += ["", f"The sentence judge on held-out labelled sentences (precision/recall): {judge}.", ""]
+    return out
