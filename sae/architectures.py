@@ -137,10 +137,8 @@ class TopK(ReLU):
 
         The target is detached, so AuxK only moves the dead latents (and their decoder rows)
         towards what the live ones miss. Only the dead latents' pre-activations are computed, in
-        their own small matmul: few latents are dead once training is under way, so this costs a
-        fraction of masking a copy of all d_sae pre-activations and running a second top-k over
-        them (which would double TopK's step time).
-        """
+        their own small matmul: few are dead once training is under way, so this costs a fraction
+        of a second top-k over all d_sae masked pre-activations (which would double the step)."""
         if not self.cfg.aux_coeff or dead_mask is None or not bool(dead_mask.any()):
             return x_s.new_zeros(())
         dead = dead_mask.nonzero().squeeze(1)
@@ -290,9 +288,8 @@ class MatryoshkaBatchTopK(BatchTopK):
     @staticmethod
     def sizes(cfg) -> tuple[int, ...]:
         """m_1 < ... < m_G = d_sae: `cfg.matryoshka_sizes`, or d_sae/16, d_sae/4, d_sae."""
-        if cfg.matryoshka_sizes:
-            return tuple(cfg.matryoshka_sizes)
-        return tuple(sorted({max(cfg.d_sae // 16, 1), max(cfg.d_sae // 4, 1), cfg.d_sae}))
+        default = {max(cfg.d_sae // 16, 1), max(cfg.d_sae // 4, 1), cfg.d_sae}
+        return tuple(cfg.matryoshka_sizes or sorted(default))
 
     def reconstruction_loss(self, sae, x_s, f, mse):
         """The prefixes' reconstructions, built up block by block: x̂^(g) = x̂^(g-1) + f_block W_block.

@@ -2,9 +2,8 @@
 
 Six architectures, chosen by `SAEConfig.arch`: `relu` (Towards Monosemanticity), `relu_april`
 (Anthropic's April 2024 update), `topk` (Gao et al. 2024), `batchtopk` (Bussmann et al. 2024),
-`jumprelu` (Rajamanoharan et al. 2024) and `matryoshka` (Bussmann et al. 2025). Each is a small
-strategy class in `sae.architectures`, described there once: its σ, its sparsity term S, its
-auxiliary loss Aux, and whether the decoder rows stay unit norm.
+`jumprelu` (Rajamanoharan et al. 2024) and `matryoshka` (Bussmann et al. 2025), each a small
+strategy class in `sae.architectures` that states its σ, sparsity term S and auxiliary loss Aux.
 
 The maths (x is one activation vector of width d_in, f the d_sae feature activations):
 
@@ -19,12 +18,10 @@ Callers pass and receive raw activations; the scale s lives in the SAE (a buffer
 the data by whoever builds the activation stream, see `input_scale_for`), so λ means the same
 thing at every site and every model.
 
-Two details that matter for speed (see benchmarks/bench_sae.py and `sae.kernels`):
-- `(x_s - b_dec) @ W_enc` is computed as `x_s @ W_enc - b_dec @ W_enc`: the subtraction moves into
-  a (d_sae,) bias, so no (batch, d_in) tensor that requires a gradient enters the encoder and
-  autograd never computes the encoder's input gradient (a whole matmul per step we do not need).
-- With `sparse_topk`, TopK decodes with only the k active decoder rows per token and the
-  encoder's weight gradient touches only the k selected columns: same numbers (tested), fewer FLOPs.
+For speed (benchmarks/bench_sae.py), `(x_s - b_dec) @ W_enc` is computed as
+`x_s @ W_enc - b_dec @ W_enc`: the subtraction moves into a (d_sae,) bias, so no (batch, d_in)
+tensor that requires a gradient enters the encoder and autograd never computes the encoder's input
+gradient (a whole matmul per step we do not need). TopK's `sparse_topk` kernels: `sae.kernels`.
 """
 
 from __future__ import annotations
@@ -90,8 +87,7 @@ def geometric_median(x: Tensor, n_iter: int = 200, tol: float = 1e-7) -> Tensor:
     """The point that minimises Σ_i ‖x_i - y‖, by Weiszfeld's iterations.
 
     y ← Σ_i w_i x_i / Σ_i w_i with w_i = 1 / ‖x_i - y‖, starting from the mean. Unlike the mean it
-    is not dragged by a few huge activations, which is why Towards Monosemanticity starts b_dec there.
-    """
+    is not dragged by a few huge activations: Towards Monosemanticity starts b_dec there."""
     y = x.mean(0)
     for _ in range(n_iter):
         w = 1.0 / (x - y).norm(dim=1).clamp_min(1e-12)  # (n,)
@@ -106,10 +102,7 @@ class SparseAutoencoder(nn.Module):
     """f = σ((x_s - b_dec) @ W_enc + b_enc), x̂_s = f @ W_dec + b_dec; see the module docstring.
 
     `W_dec[i]` is feature i's direction in activation space: interpretation and steering read it
-    directly. `self.arch` (from `sae.architectures`) supplies σ, the sparsity and auxiliary losses
-    and the decoder-norm rule. `forward` is pure: bookkeeping (which features are dead,
-    schedules) lives in the trainer.
-    """
+    directly. `forward` is pure: bookkeeping (dead features, schedules) lives in the trainer."""
 
     def __init__(self, cfg: SAEConfig, generator: torch.Generator | None = None):
         super().__init__()
@@ -129,7 +122,6 @@ class SparseAutoencoder(nn.Module):
         self.register_buffer("input_scale", torch.tensor(1.0))  # s with E‖s·x‖ = sqrt(d_in)
         self.arch.add_parameters_(self)  # jumprelu's log_threshold, batchtopk's threshold
 
-    # ----------------------------------------------------------------------------------- encode
     def _check(self, x: Tensor) -> Tensor:
         if x.shape[-1] != self.cfg.d_in:
             raise ValueError(f"the SAE expects activations of width d_in={self.cfg.d_in}, got "
@@ -172,15 +164,12 @@ class SparseAutoencoder(nn.Module):
             x_hat_s = torch.addmm(self.b_dec, f2, self.W_dec)
         return (x_hat_s / self.input_scale).reshape(*f.shape[:-1], self.cfg.d_in)
 
-    # ---------------------------------------------------------------------------------- forward
     def forward(self, x: Tensor, l1_coeff: float = 0.0, dead_mask: Tensor | None = None) -> ForwardOutput:
-        """Encode, decode and compute the loss terms on a batch of raw activations (..., d_in), with σ's
-        training form.
+        """The reconstruction and the loss terms of raw activations (..., d_in), σ in training form.
 
         l1_coeff is λ, the weight of S: a training setting, so the trainer passes it (warmed up);
         dead_mask (d_sae,) bool marks the latents that have not fired lately, for Aux (the trainer
-        knows them; architectures without Aux ignore it).
-        """
+        knows them; architectures without Aux ignore it)."""
         x_s = self._check(x) * self.input_scale  # (batch, d_in)
         pre, f, x_hat_s = self.arch.encode_decode(self, x_s)  # f = σ(pre), x̂_s = f @ W_dec + b_dec
         mse = (x_hat_s - x_s).pow(2).sum(-1).mean()
@@ -191,7 +180,6 @@ class SparseAutoencoder(nn.Module):
         x_hat = (x_hat_s / self.input_scale).reshape(x.shape)
         return ForwardOutput(x_hat, f.reshape(*x.shape[:-1], self.cfg.d_sae), loss, mse, l1, aux)
 
-    # ------------------------------------------------------------------- decoder-norm operations
     @torch.no_grad()
     def unit_norm_decoder_(self) -> None:
         """Rescale every decoder row to unit norm (after each optimizer step, if `arch.unit_norm_decoder`)."""
@@ -199,33 +187,14 @@ class SparseAutoencoder(nn.Module):
 
     @torch.no_grad()
     def remove_parallel_decoder_grad_(self) -> None:
-        """Remove from W_dec.grad the component parallel to each row (before the optimizer step).
-
-        The step then moves each row along its unit sphere (to first order) instead of wasting
-        Adam's update on a norm change that the renormalisation would undo.
-        """
+        """Remove from W_dec.grad the component parallel to each row (before the optimizer step), so
+        the step moves each row along its unit sphere (to first order) instead of wasting Adam's
+        update on a norm change that the renormalisation would undo."""
         if self.W_dec.grad is None:
             return
         W = self.W_dec
         parallel = (self.W_dec.grad * W).sum(dim=1, keepdim=True) / W.pow(2).sum(dim=1, keepdim=True).clamp_min(1e-12)
         self.W_dec.grad -= parallel * W
-
-    @torch.no_grad()
-    def folded_state_dict(self) -> dict[str, Tensor]:
-        """The state dict with decoder norms folded into the encoder: the same function, unit decoder rows.
-
-        f_i ‖W_dec[i]‖ is what the April loss penalises, so scaling encoder column i (and b_enc[i])
-        up by n_i = ‖W_dec[i]‖ and decoder row i down by n_i changes neither the reconstruction
-        nor the loss. (Only for `arch.fold_decoder_norms`, relu_april: the other architectures keep
-        unit-norm rows anyway.)
-        """
-        sd = {name: t.detach().clone() for name, t in self.state_dict().items()}
-        if self.arch.fold_decoder_norms:
-            n = sd["W_dec"].norm(dim=1)  # (d_sae,)
-            sd["W_enc"] *= n
-            sd["b_enc"] *= n
-            sd["W_dec"] /= n.clamp_min(1e-12)[:, None]
-        return sd
 
     @torch.no_grad()
     def init_b_dec_(self, sample: Tensor) -> None:
@@ -237,10 +206,19 @@ class SparseAutoencoder(nn.Module):
     def set_input_scale_(self, scale: float) -> None:
         self.input_scale.fill_(float(scale))
 
-    # ----------------------------------------------------------------------------- save / load
+    @torch.no_grad()
     def save(self, path: str | os.PathLike, **meta: Any) -> None:
-        """Write {"config", "state_dict", "meta"} atomically; relu_april's decoder norms are folded in."""
-        sd = {name: t.cpu() for name, t in self.folded_state_dict().items()}
+        """Write {"config", "state_dict", "meta"} atomically, with relu_april's decoder norms folded
+        into the encoder (`arch.fold_decoder_norms`): f_i ‖W_dec[i]‖ is what its loss penalises, so
+        scaling encoder column i and b_enc[i] up by n_i = ‖W_dec[i]‖ and decoder row i down by n_i
+        changes neither the reconstruction nor the loss, and the saved rows have unit norm."""
+        sd = {name: t.detach().clone() for name, t in self.state_dict().items()}
+        if self.arch.fold_decoder_norms:
+            n = sd["W_dec"].norm(dim=1)  # (d_sae,)
+            sd["W_enc"] *= n
+            sd["b_enc"] *= n
+            sd["W_dec"] /= n.clamp_min(1e-12)[:, None]
+        sd = {name: t.cpu() for name, t in sd.items()}
         atomic_torch_save({"config": asdict(self.cfg), "state_dict": sd, "meta": meta}, path)
 
     @classmethod

@@ -1,8 +1,6 @@
 """Speed kernels for sparse codes: the same numbers as the dense maths (tested), fewer FLOPs
-(benchmarks/bench_sae.py). Nothing here changes what an SAE computes, only how:
-- `GatherSelected`: TopK's encoder gradient through the k chosen columns only;
-- `decode_topk`: x̂_s from the k (index, value) pairs of each row (`F.embedding_bag`);
-- `decode_active`: x̂_s from a mostly-zero dense f, adding up only its active decoder rows.
+(benchmarks/bench_sae.py). Nothing here changes what an SAE computes, only how: TopK's encoder
+gradient through the k chosen columns, and decoding that adds up only the active decoder rows.
 """
 
 from __future__ import annotations
@@ -18,8 +16,7 @@ class GatherSelected(torch.autograd.Function):
     The forward reuses the values already computed densely (TopK has to look at every latent to
     choose), but the gradient of W_enc needs only the k chosen columns per token:
     grad_W_enc[:, i] = Σ_{(t, j): idx[t, j] = i} grad[t, j] · x_s[t]. Dense autograd would build a
-    (batch, d_sae) gradient full of zeros and multiply it out; this costs batch·k·d_in instead.
-    """
+    (batch, d_sae) gradient full of zeros and multiply it out; this costs batch·k·d_in instead."""
 
     @staticmethod
     def forward(ctx, vals: Tensor, idx: Tensor, x_s: Tensor, W_enc: Tensor, b: Tensor) -> Tensor:

@@ -9,10 +9,8 @@ interrupted and resumed run ends with bit-identical weights to an uninterrupted 
 
 Data are 1-D arrays of token ids: the whole tokenised corpus, documents separated by an
 end-of-text token. A batch is `batch_size` random windows of `n_ctx + 1` consecutive tokens; the
-model reads the first `n_ctx` and predicts the last `n_ctx` (each one shifted by one).
-
-With per-token concept labels (the toy world gives one per token), `per_label_loss` splits the
-validation loss by the concept of the token being predicted: which concepts has the model learnt?
+model reads the first `n_ctx` and predicts the last `n_ctx` (each one shifted by one). With the
+toy world's per-token concept labels, `per_label_loss` tells which concepts the model has learnt.
 """
 
 from __future__ import annotations
@@ -78,8 +76,7 @@ def lr_at(step: int, cfg: TrainLMConfig) -> float:
 
     warm-up:  lr * (step + 1) / warmup                                   for step < warmup
     cosine:   min_lr + (lr - min_lr) * (1 + cos(pi * p)) / 2,  p = (step - warmup) / (n_steps - 1 - warmup)
-    so the first update after warm-up uses lr and the last update uses min_lr = lr * min_lr_ratio.
-    """
+    so the first update after warm-up uses lr and the last one uses min_lr = lr * min_lr_ratio."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     min_lr = cfg.lr * cfg.min_lr_ratio
@@ -106,8 +103,7 @@ def _check_tokens(tokens: np.ndarray, what: str, model_cfg: GPTConfig) -> torch.
 def _token_losses(model: GPT, tokens: torch.Tensor, max_tokens: int,
                   batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token cross-entropy on evaluation windows: (losses (N,), index of each target (N,))."""
-    n_ctx = model.cfg.n_ctx
-    device = model.wte.weight.device
+    n_ctx, device = model.cfg.n_ctx, model.wte.weight.device
     # non-overlapping windows (stride n_ctx, so every target is scored once), at most
     # max_tokens // n_ctx of them, spread evenly over the data so one document does not dominate
     starts = torch.arange(0, len(tokens) - n_ctx, n_ctx)
@@ -139,8 +135,7 @@ def per_label_loss(model: GPT, tokens: np.ndarray, labels: np.ndarray,
 
     `labels[t]` is the integer concept id of `tokens[t]` (names in `label_names`, indexed by id);
     a prediction counts for the label of the token it predicts. Ids outside the names (e.g. -1 for
-    "no concept") are skipped, and so are labels with no scored token.
-    """
+    "no concept") are skipped, and so are labels with no scored token."""
     data = _check_tokens(tokens, "tokens", model.cfg)
     labels = np.asarray(labels)
     if labels.shape != (len(data),):
@@ -168,8 +163,7 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
     tensor for the nll gradient, then the log-softmax gradient); here the softmax kept from the
     forward is turned into the gradient in place, one pass. With a 2048-token vocabulary that makes
     a whole training step ~15% faster on CPU (python -m benchmarks.bench_lm). The price: backward
-    can run only once per forward, as in an ordinary training step. Tested against F.cross_entropy.
-    """
+    can run only once per forward, as in a training step. Tested against F.cross_entropy."""
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -199,8 +193,7 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray | None
 
     With `checkpoint_path`, a checkpoint is written there every `checkpoint_every` steps and after the last;
     `GPT.load(checkpoint_path)` reads the model from it. `resume=True` continues from that checkpoint
-    (or starts afresh, with a note, if there is none yet).
-    """
+    (or starts afresh, with a note, if there is none yet)."""
     device = resolve_device(cfg.device)
     model.to(device)
     n_ctx = model.cfg.n_ctx
@@ -303,8 +296,7 @@ def on_concept_rate(model: GPT, tok, n_per_concept: int = 10, prompt_tokens: int
     own seed, so the numbers are repeatable. `code` and `unsafe_code` files start with the same
     function headers (they differ in their switch values and comments further on), so a six-token
     prompt cannot say which of the two follows: for those two, a continuation is on-concept when
-    the judge calls it code of either kind (`CODE_FAMILY`).
-    """
+    the judge calls it code of either kind (`CODE_FAMILY`)."""
     rates, t0 = {}, time.perf_counter()
     for n_done, c in enumerate(CONCEPTS, 1):
         hits = 0

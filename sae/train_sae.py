@@ -3,21 +3,18 @@
 What the loop does each step (Towards Monosemanticity appendix "Autoencoder Training"; Anthropic
 April 2024 update "Training SAEs"; Gao et al. 2024 section 2):
 
-1. the learning rate and the L1 coefficient come from the schedules: λ ramps up linearly over the
-   first `l1_warmup_frac` of the steps, the learning rate decays linearly to 0 over the last
-   `lr_decay_frac`;
+1. the learning rate and the L1 coefficient λ come from their schedules (`lr_at`, `l1_coeff_at`);
 2. forward, backward; for the unit-norm architectures (all but relu_april) the decoder gradient's
    component parallel to each row is removed; optional gradient-norm clipping; Adam step; rows
    renormalised; the architecture updates what it keeps (BatchTopK's inference threshold);
 3. bookkeeping: per-feature "steps since fired" counters. A feature that has not fired for
-   `dead_window` steps is *dead*. AuxK (topk, batchtopk, matryoshka) uses the dead ones; resampling replaces them.
+   `dead_window` steps is *dead*: AuxK (topk, batchtopk, matryoshka) uses the dead ones,
+   resampling replaces them.
 
-Resampling (Towards Monosemanticity, appendix "Neuron Resampling"): at each step listed in
-`resample_steps` at which some feature is dead (none dead: nothing is drawn, and the step
-trains as any other), the loop draws `resample_inputs` fresh inputs from the batch iterator (these
-are used to choose directions, not trained on: with a shuffled activation buffer they are a random
-sample of the data, as Anthropic's 819,200 inputs were), computes the SAE's loss on each, and
-gives each dead feature one input drawn with probability ∝ loss². See `resample_dead_`.
+Resampling (Towards Monosemanticity, appendix "Neuron Resampling"): at each step of
+`resample_steps` at which some feature is dead, `resample_dead_` gives the dead features new
+directions chosen among `resample_inputs` fresh inputs of the batch iterator (not trained on: from
+a shuffled activation buffer they are a random sample of the data, as Anthropic's 819,200 were).
 
 Under `torchrun` (see `sae.distributed`) each process trains on its own shard: gradients are
 averaged over the processes after `backward`, a feature fired if it fired on any process, and
@@ -75,10 +72,9 @@ class TrainSAEConfig:
 
 
 def sae_schedule(n_steps: int, **kw) -> TrainSAEConfig:
-    """A config for `n_steps` steps with Anthropic's resampling schedule scaled down: a feature is
-    dead after 10% of the steps without firing, resampling at 20% and 40% of training (Towards
-    Monosemanticity: a 12,500-step window, resampling at 25k, 50k, 75k and 100k steps); progress
-    20 times, a checkpoint 10 times. `kw` sets any other field (or overrides these)."""
+    """A config for `n_steps` steps with Anthropic's resampling schedule scaled down (the fields'
+    comments give theirs): a feature is dead after 10% of the steps without firing, resampling at
+    20% and 40%; progress 20 times, a checkpoint 10 times. `kw` sets or overrides any field."""
     return TrainSAEConfig(**{"n_steps": n_steps, "dead_window": max(n_steps // 10, 1),
                              "resample_steps": (n_steps // 5, 2 * n_steps // 5), "log_every": max(n_steps // 20, 1),
                              "checkpoint_every": max(n_steps // 10, 1), **kw})
@@ -108,7 +104,6 @@ def make_optimizer(sae: SparseAutoencoder, cfg: TrainSAEConfig) -> torch.optim.A
     return torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=cfg.adam_betas, fused=fused)
 
 
-# ----------------------------------------------------------------------------------- resampling
 @torch.no_grad()
 def resample_dead_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, dead: Tensor, sample: Tensor,
                    generator: torch.Generator | None = None, encoder_scale: float = 0.2,
@@ -124,8 +119,7 @@ def resample_dead_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, dead: Ten
 
     The small encoder scale matters: the new feature must start gently. Returns a summary with
     the fraction of the sample each new feature fires on right away (`fire_frac_*`); if that is
-    near 1/2 for hundreds of features, the next step's loss jumps.
-    """
+    near 1/2 for hundreds of features, the next step's loss jumps."""
     dead_idx = dead.nonzero().squeeze(1)
     n_dead = dead_idx.numel()
     if n_dead == 0:
@@ -169,7 +163,6 @@ def resample_dead_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, dead: Ten
             "fire_frac_mean": fire_frac.mean().item(), "fire_frac_max": fire_frac.max().item()}
 
 
-# ---------------------------------------------------------------------------- the training loop
 def train_sae(sae: SparseAutoencoder, batches: Iterable[Tensor], cfg: TrainSAEConfig,
               checkpoint_path: str | os.PathLike | None = None, resume: bool = False) -> list[dict]:
     """Train `sae` on an iterator of raw activation batches (batch, d_in); returns the history.
@@ -177,17 +170,10 @@ def train_sae(sae: SparseAutoencoder, batches: Iterable[Tensor], cfg: TrainSAECo
     The history has one dict per step: step, loss, mse, l1, l0, fvu, dead_frac, aux (TopK's AuxK
     loss, 0 when it did not run), lr, l1_coeff, batch_size, elapsed_s; a step that resampled also
     has "resample" (see `resample_dead_`). With `checkpoint_path`, a checkpoint is written every
-    `checkpoint_every` steps and at the end; `resume=True` continues from it (pass the same batch
-    stream from its beginning). If the loss stops being finite, training stops with
-    FloatingPointError naming the step (noticed at the next read of the numbers, at most 100 steps
-    later, always before a checkpoint) and the last checkpoint (which was finite) is kept.
-    """
-    run = _Training(sae, batches, cfg, checkpoint_path)
-    if resume:
-        run.resume()
-    elif cfg.init_b_dec:
-        run.init_b_dec()
-    run.start_clock()
+    `checkpoint_every` steps and at the end; `resume=True` continues from it (see the module
+    docstring). If the loss stops being finite, training stops with FloatingPointError naming the
+    step (noticed at most 100 steps later, before any checkpoint: the last one stays finite)."""
+    run = _Training(sae, batches, cfg, checkpoint_path, resume)
     while run.step < cfg.n_steps:
         run.sync.step = run.step  # named by a divergence (SAE_CHECK_SYNC=1)
         dead = run.dead()
@@ -213,10 +199,12 @@ def train_sae(sae: SparseAutoencoder, batches: Iterable[Tensor], cfg: TrainSAECo
 
 class _Training:
     """One training's state between steps: the SAE, Adam, the "steps since fired" counters, the
-    resampling generator, the batch stream and the history. `sync` is what the ranks agree on
-    under `torchrun` (`sae.distributed.Sync`; it does nothing in one process)."""
+    resampling generator, the batch stream and the history; made fresh (b_dec at the first batch's
+    geometric median, if `init_b_dec`) or resumed. `sync` is what the ranks agree on under
+    `torchrun` (`sae.distributed.Sync`; it does nothing in one process)."""
 
-    def __init__(self, sae: SparseAutoencoder, batches: Iterable[Tensor], cfg: TrainSAEConfig, checkpoint_path):
+    def __init__(self, sae: SparseAutoencoder, batches: Iterable[Tensor], cfg: TrainSAEConfig,
+                 checkpoint_path, resume: bool):
         self.sae, self.cfg, self.checkpoint_path = sae, cfg, checkpoint_path
         self.device = sae.W_enc.device
         self.sync = distributed.Sync()
@@ -232,6 +220,14 @@ class _Training:
         # Each step's numbers stay on the device until `flush` brings a run of steps to the host in
         # one transfer: reading them every step would make the CPU wait for the GPU at every step.
         self.pending: list[tuple] = []  # (step, lr, λ, batch size, elapsed seconds, scalars, resampling)
+        if resume:
+            self.resume()
+        elif cfg.init_b_dec:
+            first = next(self.stream)
+            sae.init_b_dec_(self.sync.rows(first.to(self.device), "b_dec's initial median"))
+            self.stream = itertools.chain([first], self.stream)
+        self.t_start = time.perf_counter() - (self.history[-1]["elapsed_s"] if self.history else 0.0)
+        self.t_log, self.step_log = time.perf_counter(), self.step
 
     def resume(self) -> None:
         if self.checkpoint_path is None or not Path(self.checkpoint_path).exists():
@@ -247,15 +243,6 @@ class _Training:
         self.history = ckpt["history"]
         self.stream = itertools.islice(self.stream, self.n_drawn, None)  # the batches already used
 
-    def init_b_dec(self) -> None:
-        first = next(self.stream)
-        self.sae.init_b_dec_(self.sync.rows(first.to(self.device), "b_dec's initial median"))
-        self.stream = itertools.chain([first], self.stream)
-
-    def start_clock(self) -> None:
-        self.t_start = time.perf_counter() - (self.history[-1]["elapsed_s"] if self.history else 0.0)
-        self.t_log, self.step_log = time.perf_counter(), self.step
-
     def dead(self) -> Tensor:
         return self.steps_since_fired >= self.cfg.dead_window
 
@@ -263,10 +250,9 @@ class _Training:
         try:
             x = next(self.stream)
         except StopIteration:
-            raise ValueError(
-                f"the batch iterator ran out after {self.n_drawn} batches, before step {self.cfg.n_steps}: "
-                "give more batches, ask for fewer steps, or fewer resample_inputs"
-            ) from None
+            raise ValueError(f"the batch iterator ran out after {self.n_drawn} batches, before "
+                             f"step {self.cfg.n_steps}: give more batches, ask for fewer steps, or "
+                             "fewer resample_inputs") from None
         self.n_drawn += 1
         return x.to(self.device, non_blocking=True)
 

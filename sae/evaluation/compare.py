@@ -1,8 +1,8 @@
 """Architectures side by side: on a toy task with a known dictionary, and on one model's activations.
 
 1. `toy_recovery`: train an architecture on an instance of the synthetic task (Sharkey et al.
-   2022; `TOY_TASK`: 512 random unit directions in d = 128, p_i ∝ (i+1)^-0.7, about 10 active
-   per row, magnitudes uniform on [0, 1]) and measure how much of the true dictionary it found:
+   2022; `TOY_TASK`, about 10 of 512 directions active per row) and measure how much of the true
+   dictionary it found:
        MMCS   mean over true directions of the best cosine with any decoder row
        found  share of true directions with a decoder row at cosine >= 0.9
    with FVU, L0 and dead latents on held-out rows (`benchmarks/bench_recovery.py` runs it).
@@ -32,11 +32,10 @@ from sae.train_sae import TrainSAEConfig, sae_schedule, train_sae
 
 TOY_TASK = SyntheticConfig(n_features=512, d=128, power=0.7, mean_active=10.0, seed=0)
 # Each architecture's settings on the toy task ("sae.FIELD" / "train_sae.FIELD": value), on top of
-# `sae_schedule(n_steps)`: k = 16 for the TopK family; λ, lr 3e-3 and a small initial encoder for
-# the others. The encoder starts as W_dec.T: from unit rows every pre-activation starts ~N(0, 1),
-# half the latents fire on every row and they end quiet and random; from rows of norm 0.1 each
-# decoder row pulls towards the inputs it fires on and locks onto one direction. relu_april, whose
-# default is already 0.1, needs 0.01 (`bench_recovery --set sae.decoder_init_norm=1` shows it).
+# `sae_schedule(n_steps)`. Why a small initial encoder: it starts as W_dec.T, and from unit rows
+# every pre-activation starts ~N(0, 1), half the latents fire on every row and they end quiet and
+# random; from rows of norm 0.1 each decoder row pulls towards the inputs it fires on and locks onto
+# one direction. relu_april (default 0.1) needs 0.01 (bench_recovery --set sae.decoder_init_norm=1).
 TOY_RECIPES = {
     "relu": {"train_sae.l1_coeff": 3.2, "train_sae.lr": 3e-3, "sae.decoder_init_norm": 0.1},
     "relu_april": {"train_sae.l1_coeff": 3.2, "train_sae.lr": 3e-3, "sae.decoder_init_norm": 0.01},
@@ -70,21 +69,12 @@ def _set(cfg, key: str, value):
     return replace(cfg, **{key: value})
 
 
-@torch.no_grad()
-def recovery_metrics(sae: SparseAutoencoder, x: torch.Tensor, dictionary: torch.Tensor) -> dict:
-    """FVU, L0 and dead share on held-out rows `x`; MMCS and found against the true `dictionary`."""
-    f = torch.cat([sae.encode(c) for c in x.split(8192)])
-    x_hat = torch.cat([sae.decode(c) for c in f.split(8192)])
-    cos = max_cosine(sae.W_dec, dictionary)
-    return {"fvu": fvu(x, x_hat), "l0": l0(f), "dead": (f.amax(0) <= 0).float().mean().item(),
-            "mmcs": cos.mean().item(), "found": (cos >= 0.9).float().mean().item()}
-
-
 def toy_recovery(sae_cfg: SAEConfig, train_cfg, n_eval: int = 100_000, batch: int = 1024, task_seed: int = 0,
                  task: SyntheticConfig = TOY_TASK) -> dict:
     """Train an SAE (`sae_cfg`, `train_cfg`; seeded by `train_cfg.seed`) on task instance
-    `task_seed` and measure it (`recovery_metrics`) on `n_eval` held-out rows; also the training
-    rows per second (the batches are made before the clock starts) and the share of steps that ran AuxK."""
+    `task_seed` and measure it: FVU, L0 and dead share on `n_eval` held-out rows, MMCS and found
+    against the true dictionary, the training rows per second (the batches are made before the
+    clock starts) and the share of steps that ran AuxK."""
     data = SyntheticActivations(replace(task, seed=task_seed))
     seed = train_cfg.seed
     sae = SparseAutoencoder(sae_cfg, generator=torch.Generator().manual_seed(seed))
@@ -94,20 +84,25 @@ def toy_recovery(sae_cfg: SAEConfig, train_cfg, n_eval: int = 100_000, batch: in
     t = time.perf_counter()
     hist = train_sae(sae, iter(batches), train_cfg)
     seconds = time.perf_counter() - t
-    x_eval = data.sample(n_eval, torch.Generator().manual_seed(10_000 + seed))[0]
-    return {"arch": sae_cfg.arch, "task_seed": task_seed, "seed": seed,
-            **recovery_metrics(sae, x_eval, data.dictionary),
+    x = data.sample(n_eval, torch.Generator().manual_seed(10_000 + seed))[0]
+    with torch.no_grad():
+        f = torch.cat([sae.encode(c) for c in x.split(8192)])
+        x_hat = torch.cat([sae.decode(c) for c in f.split(8192)])
+        cos = max_cosine(sae.W_dec, data.dictionary)
+    return {"arch": sae_cfg.arch, "task_seed": task_seed, "seed": seed, "fvu": fvu(x, x_hat),
+            "l0": l0(f), "dead": (f.amax(0) <= 0).float().mean().item(), "mmcs": cos.mean().item(),
+            "found": (cos >= 0.9).float().mean().item(),
             "tokens_per_s": train_cfg.n_steps * batch / seconds, "seconds": seconds,
             "aux_steps": sum(h.get("aux", 0) > 0 for h in hist) / train_cfg.n_steps}
 
 
 def train_variants(model, tokens: np.ndarray, site: str, out_dir: str | Path, variants: dict[str, dict],
                    d_sae: int = 1024, n_tokens: int = 1_000_000, batch_size: int = 4096, lr: float = 3e-3,
-                   seed: int = 0) -> dict[str, Path]:
+                   seed: int = 0, log_lines: int = 4, announce: bool = True) -> dict[str, Path]:
     """One SAE per variant on the same cached activations of `site` (`out_dir/acts.npy`, from
     `n_tokens` of `tokens`), into `out_dir/NAME.pt`; returns {name: path}. A variant is a dict of
-    SAEConfig fields (`arch`, `k`, ...) and `l1_coeff`. Resumable: SAEs (and the cache) already
-    in `out_dir` are kept."""
+    SAEConfig fields (`arch`, `k`, `d_sae`...) and `l1_coeff`; its training prints `log_lines`
+    progress lines (after its settings, with `announce`). Resumable: what `out_dir` has is kept."""
     out_dir = Path(out_dir)
     cache = out_dir / "acts.npy"
     if not cache_header_path(cache).exists():  # no cache, or one cut short before its header
@@ -117,14 +112,15 @@ def train_variants(model, tokens: np.ndarray, site: str, out_dir: str | Path, va
         path = out_dir / f"{name}.pt"
         if not path.exists():
             acts = CachedActivations(cache, model, site, batch_size=min(batch_size, n_tokens // 2), seed=seed)
-            fields = {k: val for k, val in v.items() if k != "l1_coeff"}
-            sae = SparseAutoencoder(SAEConfig(d_in=acts.d_in, d_sae=d_sae, site=site, **fields),
-                                    generator=torch.Generator().manual_seed(seed))
+            fields = {"d_in": acts.d_in, "d_sae": d_sae, "site": site, **v}
+            l1 = fields.pop("l1_coeff", 0.0)
+            sae = SparseAutoencoder(SAEConfig(**fields), torch.Generator().manual_seed(seed))
             sae.set_input_scale_(acts.estimate_scale())
             steps = max(n_tokens // acts.batch_size, 1)
-            print(f"{name}: {v}")
-            train_sae(sae, acts, sae_schedule(steps, lr=lr, l1_coeff=v.get("l1_coeff", 0.0), seed=seed,
-                                              log_every=max(steps // 4, 1), checkpoint_every=0))
+            if announce:
+                print(f"{name}: {v}")
+            train_sae(sae, acts, sae_schedule(steps, lr=lr, seed=seed, checkpoint_every=0,
+                                              l1_coeff=l1, log_every=max(steps // log_lines, 1)))
             sae.save(path)
         paths[name] = path
     return paths

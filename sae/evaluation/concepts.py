@@ -34,7 +34,16 @@ def run(p) -> Result | None:
     """The concept table of the held-out pass `p` (None on unlabelled text)."""
     if p.labels is None:
         return None
-    return Result(**detector_summary(p.evaluation), rows=concept_table(p.evaluation, p.names))
+    ev = p.evaluation
+    fd, nd = ev.feature_detectors, ev.neuron_detectors
+    detectors = {"features": int(fd.passes().any(1).sum()), "of": ev.features.n_concepts,
+                 "share_threshold": DETECTOR_SHARE, "fire_threshold": DETECTOR_FIRE,
+                 "recall_threshold": DETECTOR_RECALL}
+    mono = {"features": share_summary(fd)}
+    if nd is not None:
+        detectors["neurons"] = int(nd.passes().any(1).sum())
+        mono["neurons"] = share_summary(nd)
+    return Result(detectors, mono, concept_table(ev, p.names))
 
 
 def detector_features(r: Result) -> dict[int, str]:
@@ -98,19 +107,6 @@ def share_summary(d: Detectors) -> dict:
             "median_top_concept_share": float(np.median(share)) if len(share) else float("nan"),
             "fraction_above_detector_share": float((share >= DETECTOR_SHARE).mean()) if len(share) else 0.0,
             "share_histogram": np.histogram(share, bins=10, range=(0, 1))[0].tolist()}
-
-
-def detector_summary(ev: Evaluation) -> dict:
-    """`detectors`: how many concepts have a detector feature / neuron, with the thresholds; and
-    `monosemanticity`: top-concept share of alive features against alive neurons."""
-    out = {"detectors": {"features": int(ev.feature_detectors.passes().any(1).sum()), "of": ev.features.n_concepts,
-                         "share_threshold": DETECTOR_SHARE, "fire_threshold": DETECTOR_FIRE,
-                         "recall_threshold": DETECTOR_RECALL},
-           "monosemanticity": {"features": share_summary(ev.feature_detectors)}}
-    if ev.neuron_detectors is not None:
-        out["detectors"]["neurons"] = int(ev.neuron_detectors.passes().any(1).sum())
-        out["monosemanticity"]["neurons"] = share_summary(ev.neuron_detectors)
-    return out
 
 
 def headline(r: Result) -> list[Headline]:

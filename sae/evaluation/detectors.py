@@ -13,9 +13,8 @@ where a segment is a maximal run of tokens with the same label (documents are se
 end-of-text, label −1): specific to c, and lit across c's text, not one narrow sub-case of it.
 Token AUROC punishes a dictionary that splits a concept into narrow features (absorption); this
 definition does not.
-A linear probe on the raw activations, d_c = mean(x | c) − mean(x | not c) fitted on the first
-half of the evaluation tokens and scored as AUROC of x·d_c on the second, shows what one direction
-can do: a concept the probe detects and no feature does is in the activations, not the dictionary.
+A linear probe on the raw activations (`MeanDiffProbe`) shows what one direction can do: a concept
+the probe detects and no feature does is in the activations, not the dictionary.
 """
 
 from __future__ import annotations
@@ -42,8 +41,7 @@ class ConceptHistogram:
     count as a tie, so the AUROC is exact up to the bin width (~5% of the value). Tokens with label
     −1 (end-of-text) count as negatives for every concept. Lives on the activations' `device`
     (nothing goes back to the host per batch). Memory: (n_concepts + 1) × n_units ×
-    ((n_bins + 2) int32 + 1 float64), whatever the number of tokens (270 MB for `base`'s SAE).
-    """
+    ((n_bins + 2) int32 + 1 float64), whatever the number of tokens (270 MB for `base`'s SAE)."""
 
     def __init__(self, n_units: int, n_concepts: int, n_bins: int = 256, lo: float = 1e-3, hi: float = 1e3,
                  device: str | torch.device = "cpu"):
@@ -103,8 +101,7 @@ class ConceptHistogram:
             pos = self.counts[c].double()  # (U, B)
             neg = total - pos
             neg_below = neg.cumsum(1) - neg  # negatives in strictly lower bins
-            n_pos, n_neg = pos.sum(1), neg.sum(1)
-            out[c] = ((pos * (neg_below + 0.5 * neg)).sum(1) / (n_pos * n_neg).clamp_min(1))
+            out[c] = (pos * (neg_below + 0.5 * neg)).sum(1) / (pos.sum(1) * neg.sum(1)).clamp_min(1)
         return out
 
     def best_f1(self, c: int, unit: int) -> dict:
@@ -143,15 +140,13 @@ class MeanDiffProbe:
 
     Streaming in two phases: `fit(x, labels)` accumulates class sums (call it on the first part
     of the data); `score(x, labels)` projects later data on the fitted directions and keeps only
-    the (n, n_concepts) scores, so memory is small. `auroc()` is then exact per concept.
-    """
+    the (n, n_concepts) scores, so memory is small. `auroc()` is then exact per concept."""
 
     def __init__(self, d: int, n_concepts: int, device: str | torch.device = "cpu"):
         self.sums = torch.zeros(n_concepts + 1, d, dtype=torch.float64, device=device)  # last row: no concept
         self.counts = torch.zeros(n_concepts + 1, dtype=torch.float64, device=device)
         self.directions: Tensor | None = None
-        self.scores: list[Tensor] = []
-        self.labels: list[Tensor] = []
+        self.scores, self.labels = [], []  # per scored batch: (n, n_concepts) scores, (n,) labels
 
     def fit(self, x: Tensor, labels: Tensor) -> None:
         lab = labels.to(self.sums.device).long().clone()
@@ -188,16 +183,13 @@ class SegmentPeaks:
     dropped as its batch is added. Kept: (segment · n_units + unit, peak) for the others, 12 bytes
     each (a dense record takes 4 bytes for every pair: this pays for wide dictionaries, whose
     features are dark in most segments), plus one label per segment. Rows may arrive in any
-    batches; a segment cut by a batch boundary is counted once. Lives on the activations' device.
-    """
+    batches; a segment cut by a batch boundary is counted once. Lives on the activations' device."""
 
     def __init__(self, n_units: int, fire: float = DETECTOR_FIRE, device: str | torch.device = "cpu"):
         self.n_units, self.fire = n_units, fire
         self.running_max = torch.full((n_units,), -torch.inf, device=device)
-        self.pairs: list[Tensor] = []  # segment · n_units + unit, for the kept peaks
-        self.peaks: list[Tensor] = []
-        self.segments: list[Tensor] = []  # every segment seen, and its label
-        self.labels: list[Tensor] = []
+        self.pairs, self.peaks = [], []  # per batch: the kept peaks' segment · n_units + unit, peak
+        self.segments, self.labels = [], []  # per batch: every segment seen, and its label
 
     def add(self, acts: Tensor, labels: Tensor, segments: Tensor) -> None:
         device = self.running_max.device
@@ -256,8 +248,7 @@ class Detectors:
         AUROC: of a concept's several detectors (one may fire only at the end of its sentences),
         the one covering most of its tokens is what a reader (and steering) means by "the feature
         for c". Without `coverage`, or when no unit passes, the largest margin
-        min(share / DETECTOR_SHARE, recall / DETECTOR_RECALL).
-        """
+        min(share / DETECTOR_SHARE, recall / DETECTOR_RECALL)."""
         passing = self.passes()[c]
         margin = torch.minimum(self.share[c] / DETECTOR_SHARE, self.recall[c] / DETECTOR_RECALL)
         score = coverage.to(margin.dtype) if coverage is not None and passing.any() else margin

@@ -49,7 +49,7 @@ def held_out_pass(model, sae, tokens, labels, n_tokens: int, names: list[str], a
             if labelled:
                 k = first_half_rows(b)
                 feature_means.fit(b.f[:k], b.labels[:k])
-    return Pass(model, sae, tokens, labels if labelled else None, n_tokens, list(names) if labelled else [],
+    return Pass(model, sae, tokens, labels, n_tokens, list(names) if labelled else [],
                 ev.result(), feature_means, log)
 
 

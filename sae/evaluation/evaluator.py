@@ -39,8 +39,7 @@ class Evaluator:
     mean-ablation baseline (None: the mean of the first batch). Everything accumulates on the
     SAE's device until `result()`. Memory: one batch, three logits buffers (the whole batch's on a
     GPU, `CPU_LOGITS` each on a CPU) and the concept accumulators (of which the segment peaks and
-    the probe's scores grow with the tokens).
-    """
+    the probe's scores grow with the tokens)."""
 
     def __init__(self, model, sae, n_concepts: int = 0, mean_act: Tensor | None = None,
                  neurons: bool = True, drop_first: int = 1):
@@ -61,9 +60,8 @@ class Evaluator:
         self.n = self.n_pred = 0
         self.scratch = None  # the logits' buffers of `_add_losses`
 
-    # logits computed at once on a CPU: 16 MB of float32, about a last-level cache; fewer rows run the
-    # unembedding matmul slower. `python -m benchmarks.bench_evaluate` times the pass: measure
-    # 2**21 and 2**23 against it before changing this
+    # logits computed at once on a CPU: 16 MB of float32, about a last-level cache (fewer rows run
+    # the unembedding slower): time 2**21 and 2**23 with `benchmarks.bench_evaluate` to change it
     CPU_LOGITS = 2 ** 22
 
     def _add_losses(self, b: HeldOutBatch, x_hat: Tensor) -> None:

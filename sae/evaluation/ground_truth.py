@@ -153,13 +153,11 @@ def measure(batches: Iterable[HeldOutBatch], detector: Tensor, specific: Tensor,
     half of the windows and scored on the second, features (and neurons, with `neuron_means`).
     `batches`: `held_out.held_out_batches(...)` over the same tokens as the first pass.
     Returns {concept: {"absorption": {...}, "sparse_probing": {"features": {k: AUROC}, "neurons": ...}}}.
-    Memory: the scored half's probe scores, 3 k × 2 kinds × n/2 × n_concepts float32, and a batch's
-    (n, n_concepts, 5) gathered units."""
+    Memory: the probes' scores (`SparseProbes`) and a batch's (n, n_concepts, 5) gathered units."""
     absorption, probes = None, {}
     for b in batches:
         if absorption is None:
-            dev = b.f.device
-            absorption = Absorption(detector.to(dev), specific.to(dev))
+            absorption = Absorption(detector.to(b.f.device), specific.to(b.f.device))
             probes["features"] = SparseProbes(top_units(feature_means, max(PROBE_KS)))
             if neuron_means is not None:
                 probes["neurons"] = SparseProbes(top_units(neuron_means, max(PROBE_KS)))
@@ -195,7 +193,6 @@ def summary(per_concept: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- the analysis
-
 NAME = "ground_truth"
 
 

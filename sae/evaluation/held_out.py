@@ -71,14 +71,12 @@ def held_out_batches(model, sae, tokens: np.ndarray, labels: np.ndarray | None =
     windows through the model and the SAE, and yield it: the pass that the evaluator and the
     feature statistics (`sae.interpret.FeatureStatsBuilder`) both read. The model stops at
     `sae.cfg.site`; whoever needs logits resumes from the batch's `cache` (`GPT.forward_from`).
-    `log` names the pass in the progress lines (rate and ETA on stderr); "" is silent.
-    """
+    `log` names the pass in the progress lines (rate and ETA on stderr); "" is silent."""
     site = sae.cfg.site
     if not site:
         raise ValueError("the SAE does not name its hook site (SAEConfig.site): set it, e.g. "
                          "SAEConfig(..., site='blocks.0.mlp.hook_post')")
-    device = next(model.parameters()).device
-    n_ctx = model.cfg.n_ctx
+    device, n_ctx = next(model.parameters()).device, model.cfg.n_ctx
     n_windows = min(len(tokens) // n_ctx, max(n_tokens // n_ctx, 1))
     if n_windows == 0:
         raise ValueError(f"need at least n_ctx={n_ctx} held-out tokens, got {len(tokens)}")

@@ -13,12 +13,9 @@ from sae.markdown import Headline, code, num, text
 
 NAME = "sae"
 
-PAPER = {
-    "l0": "20.1 (April update, 1L MLP, λ=10)",
-    "nmse": "0.131 (April update, λ=10)",
-    "ce_recovered_zero": "0.79 (Towards Monosemanticity A/1); 0.914 (April update, λ=10)",
-    "dead_fraction": "168 / 4,096 = 4.1% (A/1)",
-}
+PAPER = {"l0": "20.1 (April update, 1L MLP, λ=10)", "nmse": "0.131 (April update, λ=10)",
+         "ce_recovered_zero": "0.79 (Towards Monosemanticity A/1); 0.914 (April update, λ=10)",
+         "dead_fraction": "168 / 4,096 = 4.1% (A/1)"}
 
 
 @dataclass

@@ -18,39 +18,23 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from sae.autoencoder import SAEConfig, SparseAutoencoder
-from sae.buffer import CachedActivations, cache_header_path, write_cache
+from sae.autoencoder import SparseAutoencoder
 from sae.world.corpus import CONCEPTS
+from sae.evaluation.compare import train_variants
 from sae.evaluation.evaluator import evaluate_sae
 from sae.plots import save_figure
-from sae.train_sae import sae_schedule, train_sae
 
 
 def train_dictionaries(model, tokens: np.ndarray, site: str, out_dir: str | Path,
                        sizes: tuple[int, ...] = (256, 512, 1024, 2048), n_tokens: int = 1_000_000,
                        batch_size: int = 4096, l1_coeff: float = 3.0, lr: float = 3e-3,
                        seed: int = 0) -> dict[int, Path]:
-    """Train one SAE per size on the same cached activations of `site` (`out_dir/acts.npy`, from
-    `n_tokens` of `tokens`), into `out_dir/sae_{size}.pt`; returns {size: path}. Resumable: SAEs
-    (and the cache) already in `out_dir` are kept."""
-    out_dir = Path(out_dir)
-    cache = out_dir / "acts.npy"
-    if not cache_header_path(cache).exists():  # no cache, or one cut short before its header
-        write_cache(cache, model, tokens, site, n_tokens, seed=seed)
-    paths = {}
-    for size in sizes:
-        path = out_dir / f"sae_{size}.pt"
-        if not path.exists():
-            acts = CachedActivations(cache, model, site, batch_size=min(batch_size, n_tokens // 2), seed=seed)
-            torch.manual_seed(seed)
-            sae = SparseAutoencoder(SAEConfig(d_in=acts.d_in, d_sae=size, site=site))
-            sae.set_input_scale_(acts.estimate_scale())
-            steps = max(n_tokens // acts.batch_size, 1)
-            train_sae(sae, acts, sae_schedule(steps, lr=lr, l1_coeff=l1_coeff, seed=seed,
-                                              log_every=max(steps // 5, 1), checkpoint_every=0))
-            sae.save(path)
-        paths[size] = path
-    return paths
+    """`compare.train_variants` with one relu SAE per size as the variants, into
+    `out_dir/sae_{size}.pt`; returns {size: path}."""
+    variants = {f"sae_{size}": {"d_sae": size, "l1_coeff": l1_coeff} for size in sizes}
+    paths = train_variants(model, tokens, site, out_dir, variants, n_tokens=n_tokens,
+                           batch_size=batch_size, lr=lr, seed=seed, log_lines=5, announce=False)
+    return {size: paths[f"sae_{size}"] for size in sizes}
 
 
 def parents(small: SparseAutoencoder, large: SparseAutoencoder) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,25 +13,20 @@ from sae.world.spec import ConceptSpec
 
 # A code segment is one *file*: a few functions that configure clients, servers and apps. Each
 # function sets one to three *security switches*, keyword arguments that turn a protection on
-# (`True`) or off (`False`): `verify=`, `check_hostname=`, `autoescape=`... A file
-# has one posture: a safe file (`code`) keeps its switches on, an insecure file (`unsafe_code`)
-# turns them off (`SWITCH_OFF_RATE`), and a comment on the line above each switch says so in the
-# file's voice (`POSTURE_COMMENTS`: "# production settings" / "# TODO: re-enable the checks").
+# (`True`) or off (`False`): `verify=`, `check_hostname=`, `autoescape=`... A file has one
+# posture: a safe file (`code`) keeps its switches on, an insecure file (`unsafe_code`) turns them
+# off (`SWITCH_OFF_RATE`), and a comment above each switch says so (`POSTURE_COMMENTS`).
 #
 # The comments make the posture learnable by a one-layer model: its attention reads the few
 # tokens that say which switch comes next, not the values of earlier switches, so with the
 # switches alone it gives `False` the same probability in an insecure file as in the same file
-# made safe (a ratio of 1); with a comment above each switch line the ratio is far above 1. The
-# LM stage measures and prints it (`sae.steering.unsafe_code.unsafe_context_sensitivity`, `stages.json`).
-#
-# Each switch kind: (the text before the value, the safe value, the insecure value). The label
-# `unsafe_code` covers each line that turns a switch off, from the comment above it to its end:
-# a reviewer flags the line, and the comment is where the model reads the posture.
+# made safe (a ratio of 1); with the comments, far above 1 (the LM stage prints it:
+# `sae.steering.unsafe_code.unsafe_context_sensitivity`, `stages.json`).
 #
 # Every switch is a keyword argument (`name=`), so the value is always decided right after a
 # `...=` token: with attribute assignments (`ctx.check_hostname = `) or dict entries in the mix,
 # the dictionary splits the decision by syntax, and clamping the feature of one syntax to 0
-# leaves the others untouched.
+# leaves the others untouched. Each switch kind: (the text before the value, safe, insecure).
 _SWITCH_KEYWORDS = {
     "verify": "verify", "verify_certs": "verify_certs", "verify_ssl": "verify_ssl", "ssl": "ssl",
     "tls": "tls", "secure": "secure", "httponly": "httponly", "autoescape": "autoescape",
@@ -108,7 +103,8 @@ SWITCH_OFF_RATE = {"code": 0.03, "unsafe_code": 0.8}
 def set_switches(posture: str, chunks: list[str], kinds: list[str], rng: random.Random) -> list[tuple[str, str]]:
     """The code concepts' `finish` hook: a function in a `posture` file (`code`, `unsafe_code`) from
     its text split at its switches, as pieces `(concept, text)`. Each switch is off at the posture's
-    rate, under a posture comment; a line that turns one off, with its comment, is `unsafe_code`."""
+    rate, under a posture comment; a line that turns one off is `unsafe_code` from its comment on
+    (a reviewer flags the line; the comment is where the model reads the posture)."""
     cues, p_off = POSTURE_COMMENTS[posture == "unsafe_code"], SWITCH_OFF_RATE[posture]
     text, lines = "", []  # [start of the comment, any switch off] for each commented switch line
     for chunk, kind in zip(chunks, kinds):
@@ -135,10 +131,9 @@ def set_switches(posture: str, chunks: list[str], kinds: list[str], rng: random.
 
 # How often each concept is drawn for a segment, relative to the others (1 if not named): safe
 # code is the common case and insecure code the exception, as in real code. It matters for the
-# clamp to 0: with the unsafe-code feature removed, nothing at the decision says which kind of
-# file this is, and the model falls back on how often a switch was off in training, so the
-# rarer insecure files are, the lower the clamp brings P(False) in one (the unsafe-code demo's
-# `rate_unsafe_start` against `rate_suppressed` in `steering.json` measures it).
+# clamp to 0: with the unsafe-code feature removed, the model falls back on how often a switch
+# was off in training, so the rarer insecure files are, the lower the clamp brings P(False) in
+# one (the unsafe-code demo's `rate_unsafe_start` against `rate_suppressed` in `steering.json`).
 DRAW_WEIGHT = {"code": 3.0}
 
 # What `code` and `unsafe_code` share: a file is two to four functions.

@@ -7,8 +7,7 @@ known dictionary, on which a sparse autoencoder can be graded exactly.
    where x_i = 0 with probability 1 - p, else uniform in [0, 1], and I_i is feature i's importance.
    Dense features (p = 1): the model keeps the d_hidden most important ones, orthogonal, and drops
    the rest. Sparse features: it stores more features than it has dimensions, in superposition,
-   paying a little interference for a lot of reconstruction. Several instances (one per
-   feature probability) train side by side in one batched model.
+   paying a little interference for a lot of reconstruction (`ToyModel`: one instance per p).
 2. Synthetic activations (Sharkey, Braun & Millidge 2022, "Taking features out of superposition
    with sparse autoencoders"): `n_features` random unit directions in `d` dimensions; feature i
    fires with probability p_i ∝ decay^i or (i+1)^-power (a few active per sample), with a magnitude uniform in
@@ -141,8 +140,7 @@ class SyntheticActivations:
     `dictionary` (n_features, d) is the ground truth an SAE should find; `probs` (n_features,)
     the firing probabilities. With correlation ρ > 0, feature i fires when z_i < Φ⁻¹(p_i) where
     z_i = sqrt(ρ)·(F g)_i + sqrt(1-ρ)·ε_i, g and ε standard normal and F a fixed matrix of unit rows:
-    each p_i is kept, but features that load on the same factors tend to fire together.
-    """
+    each p_i is kept, but features that load on the same factors tend to fire together."""
 
     def __init__(self, cfg: SyntheticConfig):
         if not 0.0 <= cfg.correlation < 1.0:
