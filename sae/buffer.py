@@ -21,12 +21,11 @@ The scale: `estimate_scale()` computes once, from a sample, the constant s with
 `E‖s·x‖ = sqrt(d_in)` (Anthropic's April 2024 update). The SAE stores s and applies it inside
 `encode`/`decode`, so the buffer serves raw activations and users never see scaled ones.
 
-Optional on-disk cache (`write_cache` / `CachedActivations`): the activations of `n_tokens`
-tokens in a `numpy.memmap`, written atomically, with a header recording the model's fingerprint
-and the site. A sweep of several SAEs then reads them without re-running the model; a cache
-made by another model or site is refused with a clear error. The header is the cache's seal: it
-is removed before the data file changes and written after it is complete, so a crash at any
-point leaves either a header that describes the data beside it or no header (refused).
+Optional on-disk cache (`write_cache` / `CachedActivations`), so that a sweep of several SAEs
+reads the activations without re-running the model: a `numpy.memmap` and a header naming the
+model's fingerprint and the site (another model's or site's cache is refused). The header is the
+cache's seal: it is removed before the data file changes and written after it is complete, so a
+crash at any point leaves either a header that describes the data beside it or no header (refused).
 """
 
 from __future__ import annotations
@@ -55,8 +54,7 @@ class ContextSource:
     """Endless contexts of `n_ctx` tokens from a 1-D token stream, in a seeded shuffled order.
 
     The stream is cut into non-overlapping windows; each epoch visits all of them once in a new
-    random order. `contexts(n)` returns the next `n` as a (n, n_ctx) long tensor.
-    """
+    random order. `contexts(n)` returns the next `n` as a (n, n_ctx) long tensor."""
 
     def __init__(self, tokens: np.ndarray, n_ctx: int, seed: int = 0):
         tokens = np.asarray(tokens)
@@ -118,7 +116,7 @@ class ActivationBuffer:
         self._pending = probe.to(self.device)  # harvested rows not yet written into the buffer
         self._fill(torch.arange(buffer_tokens))
         self.perm = torch.randperm(buffer_tokens, generator=self.gen)
-        self.pos = self.rows_served = self.refills = 0
+        self.pos = self.refills = 0
 
     def _rows(self, n: int) -> torch.Tensor:
         """The next `n` fresh activation rows (running the model as needed)."""
@@ -143,7 +141,6 @@ class ActivationBuffer:
             self.refills += 1
         idx = self.perm[self.pos:self.pos + self.batch_size]
         self.pos += self.batch_size
-        self.rows_served += self.batch_size
         return self.buffer[idx.to(self.device)]
 
     def __iter__(self) -> Iterator[torch.Tensor]:
@@ -168,8 +165,7 @@ def write_cache(path: str | Path, model: GPT, tokens: np.ndarray, site: str, n_t
     header_path.unlink(missing_ok=True)  # from here until the new header, the cache is refused
     source = ContextSource(tokens, model.cfg.n_ctx, seed=seed)
     per_ctx = model.cfg.n_ctx - drop_first
-    d = harvest(model, source.contexts(1), site, drop_first).shape[1]
-    source = ContextSource(tokens, model.cfg.n_ctx, seed=seed)
+    d = harvest(model, source.windows[:1], site, drop_first).shape[1]  # source stays at its start
     tmp = path.with_name(path.name + ".tmp")
     mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n_tokens, d))
     t0, done = time.time(), 0
@@ -202,10 +198,8 @@ def cache_header_path(path: str | Path) -> Path:
 class CachedActivations:
     """Shuffled batches read from a cache written by `write_cache` (same interface as the buffer).
 
-    Refuses a cache whose header names another model or site. Each epoch visits every row once
-    in a new random order; a batch's rows are read in sorted order (fast on a memmap) and then
-    shuffled in memory.
-    """
+    Each epoch visits every row once in a new random order; a batch's rows are read in sorted
+    order (fast on a memmap) and then shuffled in memory."""
 
     def __init__(self, path: str | Path, model: GPT, site: str, batch_size: int = 4096,
                  seed: int = 0, device: str | torch.device = "cpu"):
@@ -229,18 +223,14 @@ class CachedActivations:
             raise ValueError(f"batch_size={batch_size} is larger than the cache ({len(self.data)} rows)")
         self.batch_size, self.device = batch_size, torch.device(device)
         self.gen = torch.Generator().manual_seed(seed)
-        self.rows_served = 0
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         n = len(self.data)
         while True:
             order = torch.randperm(n, generator=self.gen)
             for i in range(0, n - self.batch_size + 1, self.batch_size):
-                idx = order[i:i + self.batch_size]
-                rows = torch.from_numpy(self.data[np.sort(idx.numpy())])
-                x = rows[torch.randperm(len(rows), generator=self.gen)]
-                self.rows_served += len(x)
-                yield x.to(self.device)
+                rows = torch.from_numpy(self.data[np.sort(order[i:i + self.batch_size].numpy())])
+                yield rows[torch.randperm(len(rows), generator=self.gen)].to(self.device)
 
     def estimate_scale(self, n: int = 65_536) -> float:
         x = torch.from_numpy(np.array(self.data[:n]))  # a copy: the memmap is read-only

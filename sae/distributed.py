@@ -16,10 +16,9 @@ gradients in, same parameters out, with no parameter ever sent. What else must a
   gradients, so identical (nothing to send);
 - dead features: a feature fired in the step if it fired on any rank (an all-reduce of the
   per-feature maximum), so every rank keeps the same "steps since fired" counters;
-- b_dec's initial geometric median and resampling's inputs: every rank draws its share and the
-  rows are gathered (rank-major per batch, the order one process with batch B would see), so
-  every rank computes the same new rows with the same seeded generator and zeroes the same Adam
-  moments;
+- b_dec's initial geometric median and resampling's inputs: every rank draws its share, the rows
+  are gathered (rank-major per batch, the order one process with batch B would see), and every
+  rank computes the same new rows (same seeded generator) and zeroes the same Adam moments;
 - checkpoints, logs and progress lines come from rank 0 alone. A resumed run reloads rank 0's
   checkpoint on every rank and replays each rank's own stream up to the same batch.
 
@@ -30,9 +29,8 @@ the rank: "rank 0 logs, so rank 0 flushes its numbers" breaks it (only rank 0 en
 collective while the others go on to the next step's gradients), and gloo then fails with
 "Received data size doesn't match expected size". Only what a collective does not follow may
 depend on the rank: printing, writing files. With `SAE_CHECK_SYNC=1` in the environment, `Sync`
-checks the rule before each of its collectives (one extra small all-gather each, a debugging aid,
-off by default) and a broken rule stops every rank with `RanksDiverged`, naming the step and
-each rank's call.
+checks the rule before each of its collectives (one extra small all-gather each, off by default)
+and a broken rule stops every rank with `RanksDiverged`, naming the step and each rank's call.
 
 Backend from the device: gloo on CPU, NCCL on CUDA (one GPU per rank, `cuda:LOCAL_RANK`). With
 one process nothing here creates a process group, and training runs the single-process code.
@@ -69,8 +67,7 @@ def launched() -> bool:
 
 
 def init_from_env(device: str | torch.device = "cpu") -> torch.device:
-    """Under torchrun (WORLD_SIZE > 1) start the process group, gloo on CPU and NCCL on CUDA, and
-    return this rank's device (`cuda:LOCAL_RANK` on GPUs). Otherwise return `device` untouched."""
+    """This rank's device, after starting the process group under torchrun (else `device` as is)."""
     device = torch.device(device)
     if not launched():
         return device
@@ -133,9 +130,8 @@ class Sync:
         self.calls += 1
         if not self.check:
             return
-        mine = (self.calls, self.step, call)
         everyone: list = [None] * self.n_ranks
-        dist.all_gather_object(everyone, mine)
+        dist.all_gather_object(everyone, (self.calls, self.step, call))
         if len(set(everyone)) > 1:
             said = "; ".join(f"rank {r} made call {n} at step {s}: {c}" for r, (n, s, c) in enumerate(everyone))
             raise RanksDiverged(f"the ranks reached different collectives ({said}); every collective must run on "

@@ -1,13 +1,11 @@
 """What does a feature mean? Activation statistics, contexts and logit effects of SAE features.
 
-Towards Monosemanticity ("Interpretability" and the feature browser) reads a feature from two
-sides, and so do we:
+Towards Monosemanticity ("Interpretability", the feature browser) reads a feature from two sides:
 
 - **Activations** (what makes it fire). `feature_stats` streams held-out text through the model
   and the SAE once and keeps, per feature i, with a memory independent of the number of tokens:
     top-k        the k largest activations a_i(t) and their token indices t: each batch's top-k
-                 merged with the running top-k (exact: the top-k of a union is the top-k of the
-                 union of the top-ks);
+                 merged with the running top-k (exact: a union's top-k lies in its parts' top-ks);
     sample       a uniform sample (without replacement) of up to n_samples firing tokens: each
                  firing gets a key u ~ U(0, 1) and the n_samples largest keys are kept, merged like
                  the top-k (a "bottom-k sketch": reservoir sampling's law, vectorised). Sorted by
@@ -49,14 +47,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sae.buffer import harvest
 from sae.world.corpus import CONCEPTS
 from sae.evaluation.held_out import HeldOutBatch, held_out_batches
 from sae.utils import atomic_torch_save, load_checkpoint, weights_fingerprint
 
 
 # ----------------------------------------------------------------------------- statistics
-
-
 @dataclass
 class FeatureStats:
     """Streaming statistics of every feature of one SAE over `n_tokens` held-out tokens."""
@@ -178,18 +175,16 @@ class FeatureStatsBuilder:
                                                                     device=dev)
         self.n_ctx = None  # the pass's shape, read from its first batch
 
-    def _start(self, b: HeldOutBatch) -> None:
-        B, self.n_ctx = b.ctx.shape
-        self.drop_first = self.n_ctx - len(b.x) // B
-        self.n_tokens = b.n_windows * (self.n_ctx - self.drop_first)
-        n = b.n_windows * self.n_ctx  # the token stream the pass reads, kept to rebuild contexts
-        self.stream = torch.from_numpy(np.asarray(self.all_tokens[:n], dtype=np.int32))
-        self.labels = None if self.all_labels is None else torch.from_numpy(np.asarray(self.all_labels[:n], dtype=np.int8))
-
     @torch.no_grad()
     def add(self, b: HeldOutBatch) -> None:
-        if self.n_ctx is None:
-            self._start(b)
+        if self.n_ctx is None:  # the first batch: the pass's shape
+            B, self.n_ctx = b.ctx.shape
+            self.drop_first = self.n_ctx - len(b.x) // B
+            self.n_tokens = b.n_windows * (self.n_ctx - self.drop_first)
+            n = b.n_windows * self.n_ctx  # the token stream the pass reads, to rebuild contexts
+            self.stream = torch.from_numpy(np.asarray(self.all_tokens[:n], dtype=np.int32))
+            self.labels = None if self.all_labels is None else torch.from_numpy(
+                np.asarray(self.all_labels[:n], dtype=np.int8))
         dev, d_sae = self.top_acts.device, self.top_acts.shape[0]
         rows, cols, acts = (t.to(dev) for t in b.active)  # f's non-zero entries: all that is read below
         where = b.index.to(dev)[rows]  # each entry's token index
@@ -239,8 +234,6 @@ def feature_stats(model, sae, tokens: np.ndarray, labels: np.ndarray | None = No
 
 
 # ----------------------------------------------------------------------------- contexts
-
-
 class Context(NamedTuple):
     """A stretch of text around one token, with one feature's activation on each of its tokens."""
 
@@ -258,21 +251,18 @@ def contexts_many(stats: FeatureStats, model, sae, requests: dict[int, list[int]
     A context is clipped to the n_ctx window its token was read in, re-run whole (once, however
     many requests need it): exactly what `feature_stats` saw.
     Memory: (windows needed × n_ctx × features requested) floats."""
-    device = next(model.parameters()).device
-    feats = list(requests)
     reqs = {f: [int(i) for i in idx if int(i) >= 0] for f, idx in requests.items()}
     n_ctx = stats.n_ctx
     wins = sorted({i // n_ctx for idx in reqs.values() for i in idx})
     row = {w: r for r, w in enumerate(wins)}
-    acts = torch.zeros(len(wins), n_ctx, len(feats))
-    sel = torch.tensor(feats, dtype=torch.long)
+    acts = torch.zeros(len(wins), n_ctx, len(reqs))
+    sel = torch.tensor(list(reqs), dtype=torch.long)
     for s in range(0, len(wins), batch_contexts):
         ws = torch.tensor(wins[s:s + batch_contexts])
         ctx = stats.tokens.view(-1, n_ctx)[ws].long()  # (b, n_ctx)
-        _, cache = model.run_with_cache(ctx.to(device), [stats.site], stop_at=stats.site)
-        x = cache[stats.site]  # (b, n_ctx, d_in)
-        f = sae.encode(x.reshape(-1, x.shape[-1]).float())[:, sel.to(x.device)]  # (b·n_ctx, n_feats)
-        acts[s:s + len(ws)] = f.reshape(len(ws), n_ctx, len(feats)).cpu()
+        x = harvest(model, ctx, stats.site, drop_first=0)  # (b·n_ctx, d_in)
+        f = sae.encode(x)[:, sel.to(x.device)]  # (b·n_ctx, n_feats)
+        acts[s:s + len(ws)] = f.reshape(len(ws), n_ctx, len(reqs)).cpu()
     acts[:, : stats.drop_first] = 0  # never encoded by feature_stats (the SAE never saw them)
     out: dict[int, list[Context]] = {}
     for j, (feat, idx) in enumerate(reqs.items()):  # feature `feat` is column j of `acts`
@@ -315,8 +305,6 @@ def quantile_indices(stats: FeatureStats, feature: int, n_bins: int = 4, per_bin
 
 
 # ----------------------------------------------------------------------------- logit effects
-
-
 class LogitEffects(NamedTuple):
     promoted: list[tuple[int, float]]  # (token id, logit change per unit of activation), largest first
     suppressed: list[tuple[int, float]]  # most negative first
@@ -351,8 +339,6 @@ def logit_effects(model, sae, feature: int, k: int = 10, site: str | None = None
 
 
 # ----------------------------------------------------------------------------- search
-
-
 def features_for_concept(stats: FeatureStats, concept: str | int, k: int = 10,
                          min_fires: int = 10) -> list[tuple[int, float]]:
     """Features sorted by the share of their activation mass on `concept`: [(feature, share)].
@@ -389,15 +375,13 @@ def features_for_token(stats: FeatureStats, model, sae, tok, text: str, match: s
     where = hit.nonzero()[:, 0][:max_occurrences]
     if len(where) == 0:
         return []
-    device = next(model.parameters()).device
     wins, inv = (where // stats.n_ctx).unique(return_inverse=True)
     ctx = stats.tokens.view(-1, stats.n_ctx)[wins].long()
     total = torch.zeros(sae.cfg.d_sae)
     for s in range(0, len(wins), 64):
-        _, cache = model.run_with_cache(ctx[s:s + 64].to(device), [stats.site], stop_at=stats.site)
+        x = harvest(model, ctx[s:s + 64], stats.site, drop_first=0).unflatten(0, (-1, stats.n_ctx))
         sel = (inv >= s) & (inv < s + 64)
-        x = cache[stats.site][inv[sel] - s, where[sel] % stats.n_ctx]  # (n_hits, d_in)
-        total += sae.encode(x.float()).sum(0).cpu()
+        total += sae.encode(x[inv[sel] - s, where[sel] % stats.n_ctx]).sum(0).cpu()
     mean = total / len(where)
     v, i = mean.topk(min(k, len(mean)))
     return [(int(f), float(x)) for f, x in zip(i, v)]
@@ -408,7 +392,6 @@ def features_for_logit_token(model, sae, tok, text: str, match: str = "equals", 
     """Features that promote a token whose string equals (or contains) `text` the most:
     [(feature, largest direct logit effect on such a token)]."""
     ids = _matching_ids(tok, text, match)
-    W = logit_weights(model, sae) if weights is None else weights
-    best = W[:, ids].max(1).values
+    best = (logit_weights(model, sae) if weights is None else weights)[:, ids].max(1).values
     v, i = best.topk(min(k, len(best)))
     return [(int(f), float(x)) for f, x in zip(i, v)]

@@ -50,7 +50,10 @@ def training_curves(lm_history: list[dict], sae_history: list[dict], path: str |
             for i, s in enumerate(resamples):
                 ax.axvline(s, color="red", ls=":", lw=1, label="resampling" if i == 0 else None)
             ax.set(title=title, xlabel="SAE step", ylabel=ylabel)
-        _plain_log_axis(axes[1, 0])
+        axes[1, 0].set_yscale("log")  # labelled 10, 20, 50, 100 (at a glance), not 10^1, 2x10^1
+        axes[1, 0].yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axes[1, 0].yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axes[1, 0].yaxis.set_minor_formatter(NullFormatter())
         ax, top = axes[1, 1], max((h["dead_frac"] for h in sae_history), default=0.0)
         ax.set_ylim(-0.002, max(0.05, 1.1 * top))
         if top == 0:
@@ -59,14 +62,6 @@ def training_curves(lm_history: list[dict], sae_history: list[dict], path: str |
         if resamples:
             ax.legend(loc="upper right")
         return save_figure(fig, path)
-
-
-def _plain_log_axis(ax) -> None:
-    """A log-scale y-axis labelled 10, 20, 50, 100... instead of 10^1, 2x10^1 (read at a glance)."""
-    ax.set_yscale("log")
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def log_density_histogram(fire_counts, n_tokens: int, path: str | Path) -> Path:

@@ -50,8 +50,7 @@ def train_bpe(texts: str | Iterable[str], vocab_size: int = 2048, verbose: bool 
     """Learn byte-level BPE ranks: `{token bytes: rank}` with ranks 0..vocab_size-2.
 
     Rank `vocab_size - 1` is left for the end-of-text token. Deterministic: ties between
-    equally frequent pairs go to the pair of smaller token ids.
-    """
+    equally frequent pairs go to the pair of smaller token ids."""
     if vocab_size < 257:
         raise ValueError(f"vocab_size={vocab_size} is too small: byte-level BPE needs 256 byte tokens + <|endoftext|> (use >= 257)")
     texts = [texts] if isinstance(texts, str) else texts
@@ -78,23 +77,17 @@ def train_bpe(texts: str | Iterable[str], vocab_size: int = 2048, verbose: bool 
         if -neg != pair_count.get(pair, 0) or -neg <= 0:
             continue  # stale heap entry: the count changed since it was pushed
         merged = token_bytes[pair[0]] + token_bytes[pair[1]]
-        new_id = ranks.get(merged)
-        if new_id is None:  # the same bytes can arise from two different pairs; keep one id
-            new_id = len(token_bytes)
+        new_id = ranks.setdefault(merged, len(token_bytes))  # two pairs may make the same bytes
+        if new_id == len(token_bytes):
             token_bytes.append(merged)
-            ranks[merged] = new_id
         changed: set[tuple[int, int]] = set()
         for wi in where.pop(pair):
             w, f = words[wi], freqs[wi]
-            new_w: list[int] = []
-            i = 0
+            new_w, i = [], 0
             while i < len(w):
-                if i + 1 < len(w) and w[i] == pair[0] and w[i + 1] == pair[1]:
-                    new_w.append(new_id)
-                    i += 2
-                else:
-                    new_w.append(w[i])
-                    i += 1
+                hit = i + 1 < len(w) and w[i] == pair[0] and w[i + 1] == pair[1]
+                new_w.append(new_id if hit else w[i])
+                i += 2 if hit else 1
             if len(new_w) == len(w):
                 continue  # stale index: this word no longer holds the pair
             for p in zip(w, w[1:]):
@@ -136,8 +129,7 @@ class Tokenizer:
     """A `tiktoken.Encoding` plus save/load. `encode` treats `<|endoftext|>` in text as plain text."""
 
     def __init__(self, encoding: tiktoken.Encoding, pretrained: str | None = None):
-        self.encoding = encoding
-        self.pretrained = pretrained
+        self.encoding, self.pretrained = encoding, pretrained
 
     # -- construction
     @classmethod
@@ -198,17 +190,15 @@ class Tokenizer:
         return out
 
     # -- persistence
-    def to_dict(self) -> dict:
-        if self.pretrained:
-            return {"format": FORMAT, "pretrained": self.pretrained}
-        ranks = self.encoding._mergeable_ranks
-        tokens = [base64.b64encode(b).decode("ascii") for b in sorted(ranks, key=ranks.get)]
-        return {"format": FORMAT, "pat_str": self.encoding._pat_str, "tokens": tokens,
-                "special_tokens": self.encoding._special_tokens}
-
     def save(self, path: str | Path) -> Path:
         """Write the tokenizer as JSON (token bytes in rank order, base64-encoded)."""
-        return atomic_write_json(path, self.to_dict())
+        if self.pretrained:
+            return atomic_write_json(path, {"format": FORMAT, "pretrained": self.pretrained})
+        enc = self.encoding
+        ranks = enc._mergeable_ranks
+        tokens = [base64.b64encode(b).decode("ascii") for b in sorted(ranks, key=ranks.get)]
+        return atomic_write_json(path, {"format": FORMAT, "pat_str": enc._pat_str, "tokens": tokens,
+                                        "special_tokens": enc._special_tokens})
 
     @classmethod
     def load(cls, path: str | Path) -> "Tokenizer":

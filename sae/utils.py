@@ -1,5 +1,4 @@
-"""Small helpers shared by every stage: atomic writes, checked reads, output-path checks,
-device choice, seeding.
+"""Helpers every stage shares: atomic writes, checked reads, output-path checks, devices, seeding.
 
 Atomic writes matter because every stage writes into `runs/NAME/` and a later run skips a stage
 whose output exists: a half-written file left by Ctrl-C must never look like a finished one.
@@ -113,9 +112,8 @@ def read_json(path: str | os.PathLike, kind: type, fix: str) -> Any:
 def check_output_dir(path: str | os.PathLike) -> Path:
     """Raise a one-line ValueError unless `path` is a writable directory or can be made one.
 
-    Call it before the work starts: a command that trains for minutes and then cannot write its
-    result wastes those minutes. The nearest existing ancestor decides: it must be a directory
-    (not a file that `path` would lie under) that we may write into."""
+    Call it before the work, not after minutes of training. The nearest existing ancestor decides:
+    it must be a directory (not a file that `path` would lie under) that we may write into."""
     return _check_writable_dir(Path(path), f"cannot write into {path}", "it")
 
 
@@ -161,8 +159,7 @@ def describe_os_error(e: OSError) -> str:
 
 def weights_fingerprint(module: torch.nn.Module, prefix: bytes = b"") -> str:
     """SHA-256 (16 hex digits) of `prefix` (e.g. the config) and a module's parameters and buffers,
-    by name: equal exactly when the weights are bit-identical, wherever the file was copied and
-    whatever its timestamps."""
+    by name: equal exactly when the weights are bit-identical, whatever the file's path or mtime."""
     h = hashlib.sha256(prefix)
     for name, t in sorted(module.state_dict().items()):
         h.update(name.encode())

@@ -41,8 +41,7 @@ def page(title: str, body: str, script: str = "") -> str:
 
 
 def table(rows: list[list[str]], head: list[str] | None = None, num: tuple[int, ...] = ()) -> str:
-    """A table of cells given as HTML, under the header row `head`; the columns in `num` hold
-    numbers (right-aligned)."""
+    """A table of HTML cells under the header row `head`; the columns in `num` are right-aligned."""
     th = "<tr>" + "".join(f"<th>{c}</th>" for c in head) + "</tr>" if head else ""
     tds = ("".join(f'<td class="num">{c}</td>' if j in num else f"<td>{c}</td>" for j, c in enumerate(r)) for r in rows)
     return f"<table>{th}" + "".join(f"<tr>{r}</tr>" for r in tds) + "</table>"

@@ -1,8 +1,7 @@
 """How every command of the project refuses bad input: one line naming the problem, exit code 2.
 
 `Parser` (argparse with one-line usage errors), the argument types that check values while parsing,
-and `run_command`, which turns a command's errors into that one line. `python -m sae` and the
-benchmarks' scripts use them alike.
+and `run_command`, which turns a command's errors into that line (in `python -m sae`, benchmarks).
 """
 
 from __future__ import annotations
@@ -29,8 +28,6 @@ class Parser(argparse.ArgumentParser):
 # ----------------------------------------------------------------------------- argument types
 # Checked while parsing, so that every command that takes the same argument refuses the same
 # bad values with the same one-line message, before any work (argparse adds the argument's name).
-
-
 def _number(text: str, kind: type, wanted: str):
     """`text` as a `kind` (int or float), or the error "must be WANTED, got TEXT"."""
     try:

@@ -85,7 +85,6 @@ def get_preset(name: str) -> Preset:
 
 
 # ----------------------------------------------------------------------------- fields by name
-
 # filled in when the thing is built (see the module docstring): setting them would change nothing
 _DERIVED = {"sae.d_in": "the width of the activations at sae.site",
             "train_lm.seed": "the run's seed (set seed=...)", "train_lm.device": "the run's device (set device=...)",

@@ -1,14 +1,10 @@
 """A static HTML feature browser (after Towards Monosemanticity's), and the same view as text.
 
-`build_dashboard` writes a folder that opens from disk, with no server and no network:
-
-    index.html           every alive feature: density, max and mean activation, best concept and
-                         its share of the activation mass (toy world only), its most common top
-                         tokens. A click on a column header sorts (a few lines of inline JS; the
-                         page works without them). Every page in `features/` is linked.
-    features/f{id}.html  one feature: its statistics, an activation histogram (inline SVG), top and
-                         quantile contexts with every token coloured by its activation, the tokens
-                         its decoder direction promotes and suppresses, its mass per concept.
+`build_dashboard` writes a folder that opens from disk (no server, no network): `index.html`, a
+table of every alive feature (a click on a column header sorts it: a few lines of inline JS, the
+page works without them), and `features/f{id}.html`, one feature's statistics, activation
+histogram (inline SVG), top and quantile contexts with every token coloured by its activation,
+the tokens its decoder direction promotes and suppresses, and its mass per concept.
 
 Every token string goes through `html.escape`: the text is data, never markup. Each token is an
 isolated bidirectional run (`<bdi>`), so right-to-left text (Arabic) keeps the model's reading
@@ -62,8 +58,6 @@ def _concept_name(c: int) -> str:
 
 
 # ----------------------------------------------------------------------------- pieces of pages
-
-
 def context_html(tok, ctx: Context, scale: float) -> str:
     """One context, every token's background opacity proportional to its activation / `scale`."""
     spans, texts = [], tok.token_texts(ctx.token_ids)  # a character split over tokens shows whole
@@ -137,9 +131,8 @@ def _examples(stats: FeatureStats, feature: int, n_top: int, per_quantile: int) 
     """The sections of examples of a feature: [(heading, token indices)], top activations first."""
     idx = stats.top_idx[feature]
     sections = [(f"Top {int((idx >= 0).sum().clamp_max(n_top))} activations", idx[idx >= 0][:n_top].tolist())]
-    for lo, hi, q in quantile_indices(stats, feature, per_bin=per_quantile):
-        sections.append((f"Quantile {lo:.2f} – {hi:.2f}", q))
-    return sections
+    return sections + [(f"Quantile {lo:.2f} – {hi:.2f}", q)
+                       for lo, hi, q in quantile_indices(stats, feature, per_bin=per_quantile)]
 
 
 Sections = list[tuple[str, list[Context]]]  # [(heading, contexts)] of one feature's page
@@ -156,13 +149,10 @@ def _section_contexts(stats, model, sae, sections: dict[int, list[tuple[str, lis
     return out
 
 
-def feature_page(stats: FeatureStats, tok, model, sae, feature: int, top_k: int = 20, per_quantile: int = 5,
-                 examples: Sections | None = None) -> str:
-    """The HTML of one feature's page (links are relative to `features/`). `examples` are the
-    context sections, computed here unless `build_dashboard` batched them for many features."""
+def feature_page(stats: FeatureStats, tok, model, sae, feature: int, examples: Sections) -> str:
+    """The HTML of one feature's page (links are relative to `features/`), with the context
+    sections `examples` (`_section_contexts`, batched over many features by `build_dashboard`)."""
     f = feature
-    if examples is None:
-        examples = _section_contexts(stats, model, sae, {f: _examples(stats, f, top_k, per_quantile)})[f]
     scale = float(stats.max_act[f])
     share = None  # (n_concepts,) its column of `FeatureStats.concept_share`, not all d_sae of them
     if stats.concept_mass is not None:
@@ -237,9 +227,8 @@ def _pages_note(n_pages: int, n_alive: int, run_hint: str) -> str:
 def index_page(stats: FeatureStats, tok, pages: set[int], title: str = "SAE features",
                detectors: dict[int, str] | None = None, run_hint: str = RUN_HINT) -> str:
     """The table of every alive feature; ids with a page link to it. `detectors` {feature: concept}
-    marks each concept's detector feature (`sae.evaluation.detectors.Detectors`) in a column and names each
-    concept's chosen one in the intro. Without concept labels (real text) the concept columns
-    are left out rather than shown empty."""
+    marks each concept's detector features (`sae.evaluation.detectors`) in a column and names each
+    concept's chosen one in the intro; real text (no concept labels) gets no concept columns."""
     detectors = detectors or {}
     best = stats.best_concept()
     alive = stats.alive.nonzero()[:, 0].tolist()
@@ -250,15 +239,15 @@ def index_page(stats: FeatureStats, tok, pages: set[int], title: str = "SAE feat
     def link(f: int) -> str:
         return f'<a href="features/f{f}.html">{f}</a>' if f in pages else str(f)
 
+    numbers = [(stats.density, ".3%"), (stats.max_act, ".2f"), (stats.mean_act, ".2f")]
     rows = []
     for f in alive:
         cells = [f'<td data-v="{f}">{link(f)}</td>']
         if detectors:
             d = html.escape(detectors.get(f, ""))
             cells.append(f'<td data-v="{d}"><b>{d}</b></td>')
-        cells += [f'<td class="num" data-v="{float(stats.density[f]):.6g}">{float(stats.density[f]):.3%}</td>',
-                  f'<td class="num" data-v="{float(stats.max_act[f]):.6g}">{float(stats.max_act[f]):.2f}</td>',
-                  f'<td class="num" data-v="{float(stats.mean_act[f]):.6g}">{float(stats.mean_act[f]):.2f}</td>']
+        cells += [f'<td class="num" data-v="{float(v[f]):.6g}">{float(v[f]):{fmt}}</td>'
+                  for v, fmt in numbers]
         if best is not None:
             concept, share = html.escape(_concept_name(int(best[1][f]))), float(best[0][f])
             cells += [f'<td data-v="{concept}">{concept}</td>', f'<td class="num" data-v="{share:.4f}">{share:.0%}</td>']
@@ -284,7 +273,6 @@ def index_page(stats: FeatureStats, tok, pages: set[int], title: str = "SAE feat
 
 
 # ----------------------------------------------------------------------------- the folder
-
 # Memory for the batched contexts of one chunk of pages (`contexts_many` keeps windows × n_ctx ×
 # features floats). Large chunks share each window among many features, so the model reads the
 # held-out windows fewer times.
@@ -306,21 +294,13 @@ def default_features(stats: FeatureStats, per_concept: int = DEFAULT_PER_CONCEPT
     return list(dict.fromkeys(chosen))
 
 
-def existing_pages(out_dir: str | os.PathLike, d_sae: int) -> set[int]:
-    """The feature ids whose page is already in `out_dir/features/` (from this or an earlier
-    build), so that `--features 5` adds a page instead of unlinking every other one."""
-    found = (re.fullmatch(r"f(\d+)\.html", p.name) for p in (Path(out_dir) / "features").glob("f*.html"))
-    return {int(m.group(1)) for m in found if m and int(m.group(1)) < d_sae}
-
-
 def build_dashboard(model, sae, tok, stats: FeatureStats, out_dir: str | os.PathLike,
                     features: list[int] | None = None, title: str = "SAE features", chunk: int | None = None,
                     detectors: dict[int, str] | None = None, run_hint: str | None = None) -> Path:
     """Write `out_dir/index.html` and `out_dir/features/f{id}.html` for `features` (default:
-    `default_features(stats)`); return the index's path. The index links every page in the
-    folder, earlier builds' included. `detectors` {feature: concept} are marked in the index;
-    `run_hint` is the command the index suggests for adding pages. `chunk` features share one
-    batched pass over their contexts (default: as many as `CONTEXT_MEMORY_BYTES` allows, >= 16)."""
+    `default_features(stats)`); return the index's path. `detectors` and `run_hint` go to
+    `index_page`. `chunk` features share one batched pass over their contexts (default: as many
+    as `CONTEXT_MEMORY_BYTES` allows, >= 16)."""
     out = Path(out_dir)
     features = default_features(stats) if features is None else [int(f) for f in features]
     chunk = chunk or max(16, CONTEXT_MEMORY_BYTES // (4 * max(len(stats.tokens), 1)))
@@ -330,13 +310,13 @@ def build_dashboard(model, sae, tok, stats: FeatureStats, out_dir: str | os.Path
         for f in group:
             atomic_write_text(out / "features" / f"f{f}.html",
                               feature_page(stats, tok, model, sae, f, examples=examples[f]))
-    pages = set(features) | existing_pages(out, stats.d_sae)
+    # earlier builds' pages stay linked: `--features 5` adds a page, it does not unlink the rest
+    found = (re.fullmatch(r"f(\d+)\.html", p.name) for p in (out / "features").glob("f*.html"))
+    pages = set(features) | {int(m.group(1)) for m in found if m and int(m.group(1)) < stats.d_sae}
     return atomic_write_text(out / "index.html", index_page(stats, tok, pages, title, detectors, run_hint or RUN_HINT))
 
 
 # ----------------------------------------------------------------------------- terminal
-
-
 def _context_text(tok, ctx: Context, threshold: float) -> str:
     texts = (s.replace("\n", "↵") for s in tok.token_texts(ctx.token_ids))
     marked = (f"«{s} {a:.2f}»" if a > threshold or j == ctx.focus else s
@@ -345,9 +325,8 @@ def _context_text(tok, ctx: Context, threshold: float) -> str:
 
 
 def format_feature(stats: FeatureStats, tok, model, sae, feature: int, n_top: int = 8, per_quantile: int = 2) -> str:
-    """One feature as text: statistics, best concept, logit effects, top and quantile contexts;
-    tokens on which the feature is active (above 10% of its max), and the example token itself,
-    are marked «token activation»."""
+    """One feature as text: statistics, best concept, logit effects, top and quantile contexts,
+    with the example token and those above 10% of the max activation marked «token activation»."""
     f = feature
     lines = [f"feature {f} at {stats.site}: density {float(stats.density[f]):.4%}, "
              f"max {float(stats.max_act[f]):.3f}, mean when firing {float(stats.mean_act[f]):.3f}"]

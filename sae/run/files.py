@@ -67,9 +67,8 @@ def stats_path(run: str | Path, name: str = "sae") -> Path:
 
 def run_feature_stats(run: str | Path, name: str = "sae", device: str = "cpu") -> FeatureStats:
     """The statistics of the run's SAE on its held-out text: the file the evaluation pass wrote,
-    or, if it is missing or describes another SAE (its `sae_fingerprint` is not this SAE's
-    weights'), a fresh pass. A file from before fingerprints is trusted when it is not older than
-    the SAE's file."""
+    or a fresh pass if it is missing or its `sae_fingerprint` is another SAE's. A file from before
+    fingerprints is trusted when it is not older than the SAE's file."""
     run = Path(run)
     path, sae_file = stats_path(run, name), sae_path(run, name)
     sae = load_sae(run, name, device)
@@ -88,7 +87,6 @@ def run_feature_stats(run: str | Path, name: str = "sae", device: str = "cpu") -
 
 
 # ----------------------------------------------------------------------------- the run's JSON files
-
 # The JSON files the stages write (besides config.json), all read back by later stages or the
 # report; `reproduce` reads every one of them.
 RUN_JSON_FILES = ("stages.json", "metrics.json", "lm_history.json", "sae_history.json", "steering.json", "steer_eval.json")
@@ -132,9 +130,8 @@ def check_run_dir(run: str | Path) -> Path:
 
 
 def check_run_files(run: str | Path, names=RUN_JSON_FILES) -> None:
-    """Read every JSON file in `names` that the run has (config.json too, if named), so that a
-    truncated or hand-broken one, or one another version of sae wrote, stops a command before its
-    work, with one line naming it."""
+    """Read every JSON file in `names` that the run has (config.json too, if named), so that one
+    truncated, hand-broken or of another version of sae stops a command early, in one line."""
     for name in names:
         if name == "config.json":
             preset_of_run(run)
