@@ -58,6 +58,13 @@ def test_each_row_is_edited_as_its_own_method(small):
             added = model(tokens)
     for r, want in enumerate([clamp, clean, neuron, added, clean]):
         assert torch.allclose(got[r], want[0], atol=1e-5), f"row {r} is not its method's edit"
+    # two features clamped together, each at its own strength × the row's: clamp_features with both
+    f7, f9 = Handle("c", "feature", "f", unit=7, scale=2.0), Handle("c", "feature", "f", unit=9, scale=1.0)
+    pair = Handle("p", "features", "f7 + f9", parts=[(f7, 1.5), (f9, 4.0)])
+    got = _logits(model, sae, tokens, [(pair, 0.5), None])
+    with torch.no_grad(), clamp_features(model, sae, clamp={7: 1.5, 9: 2.0}):
+        both = model(tokens)
+    assert torch.allclose(got[0], both[0], atol=1e-5) and torch.allclose(got[1], clean[0], atol=1e-5)
 
 
 def test_directions_on_a_hand_made_case():

@@ -237,11 +237,11 @@ print(repr(tok.decode(prompt[-20:])), "->", repr(tok.decode(out[len(prompt):].to
 #
 # Our toy world labels every sentence, so the question has an exact answer here: the steering
 # benchmark (`sae/steering/benchmark.py`, the `steer_eval` stage of `reproduce`, or `python -m sae
-# steer-eval --run ...`) takes every concept, eight methods (SAE clamp on detector features, on
-# output-score features, SAE direction added, DiffMean, a logistic probe's direction, the best
-# neuron, a random direction, prompting), chooses each method's unit and strength on validation
-# prompts, and measures it on other test prompts: the share of continuations that are mostly on
-# the target (sentence by sentence) *and* fluent.
+# steer-eval --run ...`) takes every concept, nine methods (SAE clamp on detector features, on
+# output-score features, SAE direction added, two SAE features together, DiffMean, a logistic
+# probe's direction, the best neuron, a random direction, prompting), chooses each method's unit
+# and strength on validation prompts, and measures it on other test prompts: the share of
+# continuations that are mostly on the target (sentence by sentence) *and* fluent.
 
 # %%
 from sae.run import Run

@@ -20,10 +20,11 @@ prompts; the *sweet spot* is the strengths where Δloss ≤ `LOSS_MARGIN` and ac
 
 Methods (`sae.steering.methods`): the SAE clamp on detector features (the demos' rule) and on the
 features with the highest output score (Arad et al. 2025), the SAE feature's decoder direction
-added, DiffMean, a logistic probe's direction, the best MLP neuron clamped, a random direction (the
+added, the two best SAE features clamped together (each at its best multiple, then scaled
+together), DiffMean, a logistic probe's direction, the best MLP neuron clamped, a random direction (the
 control), and prompting with a held-out sentence of the concept. Each method's unit and strength are
-chosen on validation prompts (the most steered; ties: the higher score), which never include a test
-prompt; the tables report the test prompts. The control is not tuned: it is added at the norm
+chosen on validation prompts (the most steered; ties: the higher score; on the strength grid, then
+at the midpoints around the best), which never include a test prompt; the tables report the test prompts. The control is not tuned: it is added at the norm
 DiffMean chose, so it asks whether *any* edit that large steers. (Tuned, it would find one: a random
 direction an activation's norm long pushes a one-layer model's text onto some concept, a different
 one for each direction; the report's curves show it.) The code concepts are left out: their judge works on
@@ -53,17 +54,19 @@ METHODS = {  # name: what it is
     "sae_clamp": "SAE feature clamped (detector features)",
     "sae_output": "SAE feature clamped (highest output score)",
     "sae_add": "SAE decoder direction added",
+    "sae_pair": "two SAE features clamped together",
     "diffmean": "DiffMean direction added",
     "probe": "logistic probe's direction added",
     "neuron": "MLP neuron clamped",
     "random": "random direction added (control)",
     "prompt": "prompting with a sentence of the concept",
 }
-SAE_METHODS = ("sae_clamp", "sae_output", "sae_add")
+SAE_METHODS = ("sae_clamp", "sae_output", "sae_add", "sae_pair")
 # The strengths tried: the fluent window is narrow (between "no effect" and "broken text", often
 # within a factor of 2), so the grids are fine where it usually lies (the report's curves show it).
 CLAMP_GRID = (0.5, 0.75, 1, 1.5, 2, 3, 4, 10)  # × the unit's max activation on held-out text (the paper: 10×)
 ADD_GRID = (0.25, 0.375, 0.5, 0.75, 1, 1.5, 2)  # × ρ, the mean norm of the site's activation on held-out text
+PAIR_GRID = (0.5, 0.75, 1)  # × each feature's own best multiple, for two features clamped together
 LOSS_MARGIN = 0.1  # nats/token: the sweet spot's bound on the other concepts' loss increase
 ARITHMETIC_MARGIN = 0.1  # the sweet spot's bound on the drop in arithmetic accuracy
 
@@ -276,7 +279,7 @@ def handles(model, sae, concept: str, rows: dict, max_acts, acts: torch.Tensor, 
 
 
 def grid(h: Handle) -> tuple:
-    return {"feature": CLAMP_GRID, "neuron": CLAMP_GRID, "add": ADD_GRID, "prompt": (1,)}[h.kind]
+    return {"feature": CLAMP_GRID, "neuron": CLAMP_GRID, "add": ADD_GRID, "features": PAIR_GRID, "prompt": (1,)}[h.kind]
 
 
 def _best(rows: list[dict]) -> dict:
@@ -290,23 +293,47 @@ def steer_concept(model, sae, tok, concept: str, hs: dict, val: dict, test: dict
     method's unit across its strengths."""
     val_prompts = [p for d, ps in val.items() if d != concept for p in ps]
     test_prompts = [p for d, ps in test.items() if d != concept for p in ps]
-    settings = [(h, s) for m in METHODS if m != "prompt" for h in hs[m] for s in grid(h)]
+    settings = [(h, s) for m in METHODS if m not in ("prompt", "sae_pair") for h in hs[m] for s in grid(h)]
     parts = [_measure(model, sae, tok, p, settings, sz.val_samples, sz.val_tokens, seed + 1000 + i, concept)
              for i, p in enumerate(val_prompts)]
     pooled = _pool(parts, concept)
     prompted = _pool([_measure(model, sae, tok, p, [None], sz.val_samples, sz.val_tokens, seed + 2000 + i, concept,
                                prefix=concept_sentence(concept, "val", seed + 3, i)) for i, p in enumerate(val_prompts)],
                      concept)[0]
-    chosen, curves = {}, {}
-    for m in METHODS:
-        if m == "prompt":
-            chosen[m], curves[m] = (hs[m][0], 1), [{"strength": 1, **_short(prompted)}]
-            continue
-        mine = [(st, r) for st, r in zip(settings, pooled) if st[0].method == m]
-        (h, s), best = max(mine, key=lambda x: (x[1]["steered"], x[1]["score"]))
-        # the control is not tuned: it adds a random direction at the norm DiffMean chose
-        chosen[m] = (h, chosen["diffmean"][1]) if m == "random" else (h, s)
-        curves[m] = [{"strength": st[1], "unit": st[0].label, **_short(r)} for st, r in mine if st[0] is h]
+    rows = {m: [(st, r) for st, r in zip(settings, pooled) if st[0].method == m] for m in METHODS
+            if m not in ("prompt", "sae_pair")}
+    tuned = [m for m in METHODS if m not in ("prompt", "random", "sae_pair")]
+    # the fluent window can be narrower than the grid's steps: each method's best unit is tried again
+    # at the geometric midpoints around its best strength
+    best = {m: max(rows[m], key=lambda x: (x[1]["steered"], x[1]["score"]))[0] for m in tuned}
+    extra = []
+    for m in tuned:
+        h, s = best[m]
+        g = grid(h)
+        j = g.index(s)
+        lo, hi = (g[j - 1] if j else s / 2), (g[j + 1] if j + 1 < len(g) else s * 2)
+        extra += [(h, round((lo * s) ** 0.5, 3)), (h, round((s * hi) ** 0.5, 3))]
+    parts = [_measure(model, sae, tok, p, extra, sz.val_samples, sz.val_tokens, seed + 1500 + i, concept)
+             for i, p in enumerate(val_prompts)]
+    for st, r in zip(extra, _pool(parts, concept)):
+        rows[st[0].method].append((st, r))
+    chosen = {m: max(rows[m], key=lambda x: (x[1]["steered"], x[1]["score"]))[0] for m in tuned}
+    # two features together: the two best candidates on validation, each at its best multiple, scaled together
+    top = {}
+    for st, r in rows["sae_clamp"] + rows["sae_output"]:
+        if st[0].unit not in top or (r["steered"], r["score"]) > (top[st[0].unit][1]["steered"], top[st[0].unit][1]["score"]):
+            top[st[0].unit] = (st, r)
+    two = sorted(top.values(), key=lambda x: (x[1]["steered"], x[1]["score"]), reverse=True)[:2]
+    pair = Handle("sae_pair", "features", " + ".join(st[0].label for st, _ in two), parts=[st for st, _ in two])
+    parts = [_measure(model, sae, tok, p, [(pair, t) for t in PAIR_GRID], sz.val_samples, sz.val_tokens,
+                      seed + 1700 + i, concept) for i, p in enumerate(val_prompts)]
+    rows["sae_pair"] = list(zip([(pair, t) for t in PAIR_GRID], _pool(parts, concept)))
+    chosen["sae_pair"] = max(rows["sae_pair"], key=lambda x: (x[1]["steered"], x[1]["score"]))[0]
+    chosen["random"] = (hs["random"][0], chosen["diffmean"][1])  # the control is not tuned: DiffMean's norm
+    chosen["prompt"] = (hs["prompt"][0], 1)
+    curves = {m: sorted(({"strength": st[1], "unit": st[0].label, **_short(r)} for st, r in rows[m]
+                         if st[0] is chosen[m][0]), key=lambda c: c["strength"]) for m in rows}
+    curves["prompt"] = [{"strength": 1, "unit": hs["prompt"][0].label, **_short(prompted)}]
     order = [m for m in METHODS if m != "prompt"]
     test_settings = [None] + [chosen[m] for m in order]
     parts = [_measure(model, sae, tok, p, test_settings, sz.test_samples, sz.test_tokens, seed + 5000 + i, concept)
@@ -317,7 +344,7 @@ def steer_concept(model, sae, tok, concept: str, hs: dict, val: dict, test: dict
                                 for i, p in enumerate(test_prompts)], concept)[0]
     windows, wlabels, sums = capability
     cid = CONCEPTS.index(concept)
-    cap_settings = [(chosen[m][0], s) for m in order for s in grid(chosen[m][0])]
+    cap_settings = [(chosen[m][0], s) for m in order for s in sorted(set(grid(chosen[m][0])) | {chosen[m][1]})]
     caps = _capability(model, sae, cap_settings, windows, wlabels, cid, sums, tok)
     clean = _capability(model, sae, [None], windows, wlabels, cid, sums, tok)[0]
     base = measured["unsteered"]
@@ -422,7 +449,9 @@ def headline(r: Result) -> list[Headline]:
 
 
 def _strength(m: str, s) -> str:
-    return "" if m == "prompt" else f"{s:g}× max" if m in ("sae_clamp", "sae_output", "neuron") else f"{s:g}ρ"
+    if m == "prompt":
+        return ""
+    return f"{s:g}× max" if m in ("sae_clamp", "sae_output", "neuron") else f"{s:g}× their best" if m == "sae_pair" else f"{s:g}ρ"
 
 
 def section(r: Result, page) -> list[str]:

@@ -5,7 +5,8 @@ Each method is a `Handle` on the activation x at the SAE's site, applied at ever
 
     clamp    x' = x + (v − r(x)) · w     a unit set to the value v = strength × its max activation:
                                          an SAE feature (r = encode_i(x), w = W_dec[i] / s: the clamp of
-                                         `clamp_features`, error term kept) or an MLP neuron (r = x_n, w = e_n)
+                                         `clamp_features`, error term kept) or an MLP neuron (r = x_n, w = e_n);
+                                         several features: the sum of their edits
     add      x' = x + α · u              a unit direction u at the norm α = strength × ρ, where ρ is the
                                          mean norm of x on held-out text
     prompt   no edit: a sentence of the concept is put before the prompt
@@ -22,7 +23,7 @@ to the logits of the concept's own tokens.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -36,22 +37,36 @@ class Handle:
     """One thing to steer with: a unit to clamp, a direction to add, or a sentence to prompt with."""
 
     method: str  # the method's name in the benchmark
-    kind: str  # "feature" | "neuron" (clamped) | "add" | "prompt"
+    kind: str  # "feature" | "neuron" (clamped) | "features" (several clamped together) | "add" | "prompt"
     label: str  # what it is, for the report ("feature 848", "neuron 17", "DiffMean")
     unit: int = -1  # the feature or neuron
     scale: float = 1.0  # a strength of 1: the unit's max activation (clamp) or ρ (add)
     direction: Tensor | None = None  # (d_in,) unit vector (add)
+    parts: list = field(default_factory=list)  # [(feature handle, its strength)] ("features")
 
 
 def row_edit(sae, rows: list[tuple[Handle, float] | None]):
     """A hook `fn(x) -> x'` for `GPT.hooks` that edits row r of a (len(rows), T, d_in) activation
     with rows[r] = (handle, strength), as the module docstring says; a None row (or a "prompt"
-    handle) is left as it is."""
+    handle) is left as it is. A "features" handle clamps its parts together, part j at strength
+    × its own strength (every unit read from the unedited x, as `clamp_features` does)."""
+    edits = [[] if row is None or row[0].kind == "prompt" else
+             [(p, row[1] * s) for p, s in row[0].parts] if row[0].kind == "features" else [row] for row in rows]
+    slots = [_slot(sae, [e[k] if k < len(e) else None for e in edits]) for k in range(max(map(len, edits), default=0))]
+
+    def fn(x: Tensor) -> Tensor:
+        xf = x.float()
+        return (xf + sum((slot(xf) for slot in slots), torch.zeros_like(xf))).to(x.dtype)
+    return fn
+
+
+def _slot(sae, rows: list[tuple[Handle, float] | None]):
+    """One edit per row (or None): fn(x) -> the change (v − r(x)) · w of each row."""
     d, dev = sae.cfg.d_in, sae.W_dec.device
     w, v = torch.zeros(len(rows), d, device=dev), torch.zeros(len(rows), device=dev)
     feature, neuron = torch.full((len(rows),), -1, device=dev), torch.full((len(rows),), -1, device=dev)
     for r, row in enumerate(rows):
-        if row is None or row[0].kind == "prompt":
+        if row is None:
             continue
         h, strength = row
         if h.kind == "add":
@@ -61,12 +76,11 @@ def row_edit(sae, rows: list[tuple[Handle, float] | None]):
         elif h.kind == "neuron":
             w[r, h.unit], v[r], neuron[r] = 1.0, strength * h.scale, h.unit
         else:
-            raise ValueError(f"unknown handle kind {h.kind!r}: feature, neuron, add or prompt")
+            raise ValueError(f"unknown handle kind {h.kind!r}: feature, features, neuron, add or prompt")
     ids = sorted(set(feature[feature >= 0].tolist()))
     col = torch.tensor([ids.index(i) if i >= 0 else 0 for i in feature.tolist()], device=dev)
 
-    def fn(x: Tensor) -> Tensor:
-        xf = x.float()
+    def change(xf: Tensor) -> Tensor:
         read = torch.zeros(xf.shape[:-1], device=xf.device)  # (B, T) the clamped unit's activation
         if ids:
             f = sae.encode(xf, ids)  # (B, T, n_ids)
@@ -75,8 +89,8 @@ def row_edit(sae, rows: list[tuple[Handle, float] | None]):
         if (neuron >= 0).any():
             picked = xf.gather(-1, neuron.clamp_min(0)[:, None, None].expand(-1, xf.shape[1], 1))[..., 0]
             read = torch.where((neuron >= 0)[:, None], picked, read)
-        return (xf + (v[:, None] - read)[..., None] * w[:, None, :]).to(x.dtype)
-    return fn
+        return (v[:, None] - read)[..., None] * w[:, None, :]
+    return change
 
 
 def fit_directions(x: Tensor, labels: Tensor, n_concepts: int, steps: int = 300, l2: float = 1e-3,
