@@ -43,6 +43,7 @@ import torch
 
 from sae.gpt import cross_entropy
 from sae.markdown import Headline, num, pct, text
+from sae.plots import steering_pareto
 from sae.steering.fluency import FLUENT_CE, TEMPERATURE, continuation_ce, device_of
 from sae.steering.golden_gate import DISTRACTORS, topic_candidates
 from sae.steering.methods import Handle, concept_tokens, fit_directions, output_scores, row_edit
@@ -417,7 +418,6 @@ def run(run) -> Result | None:
         return None
     r = steer_eval(run.model, run.sae, run.tok, run.result("concepts").rows, run.stats.max_act.tolist(),
                    seed=run.preset.seed, sizes=SIZES.get(run.preset.name), log=run.log)
-    from sae.plots import steering_pareto  # (plots import matplotlib: only when a figure is drawn)
     steering_pareto({c: {m: v["validation"] for m, v in row["methods"].items()} for c, row in r.concepts.items()},
                     METHODS, FLUENT_CE, run.path / "figures" / "steer_eval.png")
     return r
