@@ -11,6 +11,7 @@ import torch
 from sae.autoencoder import SAEConfig, SparseAutoencoder
 from sae.gpt import GPT, GPTConfig
 from sae.steering import benchmark as B
+from sae.steering import scores as S
 from sae.steering.clamp import clamp_features
 from sae.steering.methods import Handle, concept_tokens, fit_directions, output_scores, row_edit
 
@@ -109,27 +110,27 @@ def test_scores_tell_a_continuation_that_drifts_back_from_one_that_stays():
              "The suspension bridge spans the strait.")
     drifts = ("The Golden Gate Bridge glowed in the fog. Simmer the soup with garlic. "
               "Whisk the eggs and butter in the skillet.")
-    s = B.score_texts([stays], [1.0], "golden_gate")
-    d = B.score_texts([drifts], [1.0], "golden_gate")
+    s = S.score_texts([stays], [1.0], "golden_gate")
+    d = S.score_texts([drifts], [1.0], "golden_gate")
     assert s["concept"] == 1.0 and s["on_target"] == 1.0 and s["steered"] == 1.0
     assert d["concept"] == pytest.approx(1 / 3) and d["on_target"] == 0.0 and d["other"] == {"cooking": 2}
-    broken = B.score_texts([stays], [3.0], "golden_gate")  # on target, not fluent
+    broken = S.score_texts([stays], [3.0], "golden_gate")  # on target, not fluent
     assert broken["steered"] == 0.0 and broken["fluent"] == 0.0 and broken["score"] == pytest.approx(2 * 0.5 / 1.5)
-    assert B.fluency(B.FLUENT_CE) == 1.0 and B.fluency(2 * B.FLUENT_CE) == 0.0
+    assert S.fluency(S.FLUENT_CE) == 1.0 and S.fluency(2 * S.FLUENT_CE) == 0.0
 
 
 def test_off_target_is_total_variation_of_the_other_sentences():
-    tv, top, change = B.off_target({"weather": 3, "none": 1}, {"cooking": 2, "none": 2})
+    tv, top, change = S.off_target({"weather": 3, "none": 1}, {"cooking": 2, "none": 2})
     assert tv == pytest.approx(0.75) and top == "weather" and change == pytest.approx(0.75)
-    assert B.off_target({}, {"cooking": 1}) == (None, None, None)
+    assert S.off_target({}, {"cooking": 1}) == (None, None, None)
 
 
 def test_the_sentence_judge_on_held_out_labelled_sentences():
     """Precision and recall of the judge per steered concept, on test-split sentences (pinned at
     what it measures, less a margin: at 30 segments a concept, precision >= 0.93 everywhere,
     recall >= 0.74; arithmetic's and manipulation's sentences without a keyword are the misses)."""
-    q = B.judge_quality()
-    assert set(q) == set(B.STEERED)
+    q = S.judge_quality()
+    assert set(q) == set(S.STEERED)
     low = {c: v for c, v in q.items() if v["precision"] < 0.9 or v["recall"] < 0.7}
     assert not low, low
 

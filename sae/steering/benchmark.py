@@ -2,38 +2,27 @@
 strength chosen on validation prompts and measured on test prompts, scored exactly by the world's labels.
 
 The field asks it with an LLM judge (AxBench, Wu et al. 2025: prompting 0.894, DiffMean 0.239, SAE
-features 0.165 on Gemma-2); the toy world labels every sentence, so here each score is exact:
-
-    concept   c = share of a continuation's sentences the judge (`corpus.sentence_concepts`)
-                  assigns to the target; *on target* ⇔ c ≥ 1/2
-    fluency   φ = 1 for CE ≤ F, falling linearly to 0 at CE = 2F (CE: the clean model's cross-entropy of the
-                  continuation, F = `FLUENT_CE`); *fluent* ⇔ CE ≤ F
-    score     2cφ / (c + φ), their harmonic mean (AxBench's form), averaged over continuations
-    steered   the share of continuations on target *and* fluent: the headline, as in the demos
-
-Off-target effects: over the sentences that are not on the target, the distribution of the judge's
-answers (other concepts, or none) against the unsteered one's: total variation ½ Σ |p − p₀|, and the
-concept that moved most. Capability under the steer (the strength grid, at the chosen unit): the
-loss on held-out text of the other concepts (Δ against clean) and accuracy on held-out `a + b =`
-prompts; the *sweet spot* is the strengths where Δloss ≤ `LOSS_MARGIN` and accuracy drops ≤
-`ARITHMETIC_MARGIN`.
+features 0.165 on Gemma-2); the toy world labels every sentence, so here each score is exact
+(`sae.steering.scores`): a continuation is *steered* when at least half of its sentences are on the
+target and it is fluent; beside it its concept and fluency scores, their harmonic mean, the
+off-target shift and the capability under the steer (the sweet spot of strengths).
 
 Methods (`sae.steering.methods`): the SAE clamp on detector features (the demos' rule) and on the
 features with the highest output score (Arad et al. 2025), the SAE feature's decoder direction
 added, the two best SAE features clamped together (each at its best multiple, then scaled
-together), DiffMean, a logistic probe's direction, the best MLP neuron clamped, a random direction (the
-control), and prompting with a held-out sentence of the concept. Each method's unit and strength are
-chosen on validation prompts (the most steered; ties: the higher score; on the strength grid, then
-at the midpoints around the best), which never include a test prompt; the tables report the test prompts. The control is not tuned: it is added at the norm
-DiffMean chose, so it asks whether *any* edit that large steers. (Tuned, it would find one: a random
-direction an activation's norm long pushes a one-layer model's text onto some concept, a different
-one for each direction; the report's curves show it.) The code concepts are left out: their judge works on
+together), DiffMean, a logistic probe's direction, the best MLP neuron clamped, a random direction
+(the control), and prompting with a held-out sentence of the concept. Each method's unit and
+strength are chosen on validation prompts (the most steered; ties: the higher score; on the
+strength grid, then at the midpoints around the best), which never include a test prompt; the
+tables report the test prompts. The control is not tuned: it is added at the norm DiffMean chose,
+so it asks whether *any* edit that large steers. (Tuned, it would find one: a random direction an
+activation's norm long pushes a one-layer model's text onto some concept, a different one for each
+direction; the report's curves show it.) The code concepts are left out: their judge works on
 whole snippets (a safe line of unsafe code is plain code), not sentences.
 """
 
 from __future__ import annotations
 
-import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -41,16 +30,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from sae.gpt import cross_entropy
 from sae.markdown import Headline, num, pct, text
 from sae.plots import steering_pareto
 from sae.steering.fluency import FLUENT_CE, TEMPERATURE, continuation_ce, device_of
 from sae.steering.golden_gate import DISTRACTORS, topic_candidates
 from sae.steering.methods import Handle, concept_tokens, fit_directions, output_scores, row_edit
-from sae.world.corpus import CODE_FAMILY, CONCEPTS, concept_segments, document_text, sentence_concepts, toy_tokens
+from sae.steering.scores import (ARITHMETIC_MARGIN, LOSS_MARGIN, STEERED, held_out_sums, judge_quality,
+                                 measure_capability, off_target, score_texts)
+from sae.world.corpus import CONCEPTS, concept_segments, document_text, toy_tokens
 
 NAME = "steer_eval"
-STEERED = [c for c in CONCEPTS if c not in CODE_FAMILY]  # the concepts steered towards
 METHODS = {  # name: what it is
     "sae_clamp": "SAE feature clamped (detector features)",
     "sae_output": "SAE feature clamped (highest output score)",
@@ -68,8 +57,6 @@ SAE_METHODS = ("sae_clamp", "sae_output", "sae_add", "sae_pair")
 CLAMP_GRID = (0.5, 0.75, 1, 1.5, 2, 3, 4, 10)  # × the unit's max activation on held-out text (the paper: 10×)
 ADD_GRID = (0.25, 0.375, 0.5, 0.75, 1, 1.5, 2)  # × ρ, the mean norm of the site's activation on held-out text
 PAIR_GRID = (0.5, 0.75, 1)  # × each feature's own best multiple, for two features clamped together
-LOSS_MARGIN = 0.1  # nats/token: the sweet spot's bound on the other concepts' loss increase
-ARITHMETIC_MARGIN = 0.1  # the sweet spot's bound on the drop in arithmetic accuracy
 
 
 @dataclass
@@ -98,55 +85,6 @@ class Result:
     rho: float
     seconds: float
     notes: list[str] = field(default_factory=list)
-
-
-# ----------------------------------------------------------------------------- scores
-
-def fluency(ce: float) -> float:
-    """φ: 1 at CE ≤ FLUENT_CE, 0 at CE ≥ 2·FLUENT_CE, linear between."""
-    return float(min(1.0, max(0.0, (2 * FLUENT_CE - ce) / FLUENT_CE)))
-
-
-def concept_share(labels: list[str | None], concept: str) -> float:
-    return sum(x == concept for x in labels) / len(labels) if labels else 0.0
-
-
-def score_texts(texts: list[str], ces: list[float], concept: str) -> dict:
-    """The scores of one setting's continuations (module docstring), and its off-target counts."""
-    labels = [sentence_concepts(t) for t in texts]
-    c = np.array([concept_share(lab, concept) for lab in labels])
-    phi = np.array([fluency(x) for x in ces])
-    fluent = np.array(ces) <= FLUENT_CE
-    score = np.where(c + phi > 0, 2 * c * phi / np.maximum(c + phi, 1e-12), 0.0)
-    other = Counter(x or "none" for lab in labels for x in lab if x != concept)
-    return {"steered": float(np.mean((c >= 0.5) & fluent)), "on_target": float(np.mean(c >= 0.5)),
-            "concept": float(c.mean()), "fluent": float(fluent.mean()), "ce": float(np.mean(ces)),
-            "score": float(score.mean()), "other": dict(other)}
-
-
-def off_target(other: dict, base: dict) -> tuple[float | None, str | None, float | None]:
-    """Total variation between two off-target distributions (counts of the judge's answers on the
-    sentences off the target), the concept that moved most and its change; None without sentences."""
-    n, n0 = sum(other.values()), sum(base.values())
-    if not n or not n0:
-        return None, None, None
-    keys = sorted(set(other) | set(base))
-    diff = {k: other.get(k, 0) / n - base.get(k, 0) / n0 for k in keys}
-    top = max(keys, key=lambda k: abs(diff[k]))
-    return 0.5 * sum(abs(v) for v in diff.values()), top, diff[top]
-
-
-def judge_quality(n: int = 30, seed: int = 7) -> dict:
-    """{concept: {precision, recall}} of the sentence judge on held-out labelled sentences (`n`
-    test-split segments of each concept), as `score_texts` uses it."""
-    tp, fp, count = Counter(), Counter(), Counter()
-    for c in CONCEPTS:
-        for seg in concept_segments(c, n, seed=seed, split="test"):
-            for got in sentence_concepts(document_text(seg)):
-                count[c] += 1
-                tp[c] += got == c
-                fp[got] += got is not None and got != c
-    return {c: {"precision": tp[c] / max(1, tp[c] + fp[c]), "recall": tp[c] / max(1, count[c])} for c in STEERED}
 
 
 # ----------------------------------------------------------------------------- prompts
@@ -214,41 +152,6 @@ def _heldout(model, sae, tok, n_tokens: int, seed: int) -> tuple[torch.Tensor, t
     return torch.cat(acts), torch.as_tensor(labels[:n].astype(np.int64)), tokens[:n], labels[:n]
 
 
-def _capability(model, sae, settings: list, windows: torch.Tensor, wlabels: torch.Tensor, concept: int,
-                sums: dict[int, tuple[torch.Tensor, list[int]]], tok) -> list[dict]:
-    """Per setting (or None): the mean loss on the windows' tokens not labelled `concept`, and the
-    accuracy of greedy answers to the held-out sums ({prompt length: (prompts (n, L), answers)})."""
-    k, n = len(settings), len(windows)
-    rows = [s for s in settings for _ in range(n)]
-    with torch.no_grad(), model.hooks({sae.cfg.site: row_edit(sae, rows)}):
-        logits = model(windows.repeat(k, 1))[:, :-1]
-    loss = cross_entropy(logits, windows[:, 1:].repeat(k, 1), reduction="none").view(k, n, -1)
-    keep = wlabels[:, 1:] != concept
-    right, total = np.zeros(k), 0
-    for prompts, answers in sums.values():
-        rows = [s for s in settings for _ in range(len(prompts))]
-        with torch.no_grad(), model.hooks({sae.cfg.site: row_edit(sae, rows)}):
-            out = model.generate(prompts.repeat(k, 1), 4, temperature=0, use_cache=True)[:, prompts.shape[1]:]
-        for r, cont in enumerate(out.tolist()):
-            words = tok.decode(cont).split()
-            right[r // len(prompts)] += bool(words) and words[0].rstrip(".") == str(answers[r % len(prompts)])
-        total += len(prompts)
-    return [{"loss": float(loss[j][keep].mean()), "arithmetic": float(right[j] / max(1, total))} for j in range(k)]
-
-
-def held_out_sums(tok, n: int, seed: int, device) -> dict[int, tuple[torch.Tensor, list[int]]]:
-    """`n` prompts "a + b =" (a, b from 2 to 99, as the world's arithmetic) grouped by token length."""
-    rng = random.Random(seed + 202)
-    groups: dict[int, tuple[list, list]] = {}
-    for _ in range(n):
-        a, b = rng.randint(2, 99), rng.randint(2, 99)
-        ids = [tok.eot_token] + tok.encode(f"{a} + {b} =")
-        groups.setdefault(len(ids), ([], []))
-        groups[len(ids)][0].append(ids)
-        groups[len(ids)][1].append(a + b)
-    return {L: (torch.tensor(p, device=device), a) for L, (p, a) in groups.items()}
-
-
 # ----------------------------------------------------------------------------- the benchmark
 
 def handles(model, sae, concept: str, rows: dict, max_acts, acts: torch.Tensor, directions: dict, tokens: list[int],
@@ -281,10 +184,6 @@ def handles(model, sae, concept: str, rows: dict, max_acts, acts: torch.Tensor, 
 
 def grid(h: Handle) -> tuple:
     return {"feature": CLAMP_GRID, "neuron": CLAMP_GRID, "add": ADD_GRID, "features": PAIR_GRID, "prompt": (1,)}[h.kind]
-
-
-def _best(rows: list[dict]) -> dict:
-    return max(rows, key=lambda r: (r["steered"], r["score"]))
 
 
 def steer_concept(model, sae, tok, concept: str, hs: dict, val: dict, test: dict, sz: Sizes, seed: int,
@@ -346,8 +245,8 @@ def steer_concept(model, sae, tok, concept: str, hs: dict, val: dict, test: dict
     windows, wlabels, sums = capability
     cid = CONCEPTS.index(concept)
     cap_settings = [(chosen[m][0], s) for m in order for s in sorted(set(grid(chosen[m][0])) | {chosen[m][1]})]
-    caps = _capability(model, sae, cap_settings, windows, wlabels, cid, sums, tok)
-    clean = _capability(model, sae, [None], windows, wlabels, cid, sums, tok)[0]
+    caps = measure_capability(model, sae, cap_settings, windows, wlabels, cid, sums, tok)
+    clean = measure_capability(model, sae, [None], windows, wlabels, cid, sums, tok)[0]
     base = measured["unsteered"]
     methods = {}
     for m in METHODS:
