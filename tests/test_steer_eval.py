@@ -70,7 +70,7 @@ def test_each_row_is_edited_as_its_own_method(small):
 
 def test_directions_on_a_hand_made_case():
     """Two concepts placed along two axes: DiffMean and the probe point along their own axis; every
-    direction has unit norm; the random one is the same for the same seed."""
+    direction has unit norm; the random ones (four a concept) are the same for the same seed."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(600, 8, generator=g) * 0.3
     labels = torch.full((600,), -1)
@@ -78,8 +78,9 @@ def test_directions_on_a_hand_made_case():
     x[:200, 2] += 3.0
     x[200:400, 5] -= 2.0
     d = fit_directions(x, labels, 2, seed=3)
+    assert d["diffmean"].shape == d["probe"].shape == (2, 8) and d["random"].shape == (2, 4, 8)
     for name, t in d.items():
-        assert torch.allclose(t.norm(dim=1), torch.ones(2), atol=1e-5), name
+        assert torch.allclose(t.norm(dim=-1), torch.ones(t.shape[:-1]), atol=1e-5), name
     for c in (0, 1):  # DiffMean: mean(x | c) − mean(x | not c), by hand
         want = x[labels == c].mean(0) - x[labels != c].mean(0)
         assert torch.allclose(d["diffmean"][c], want / want.norm(), atol=1e-5)

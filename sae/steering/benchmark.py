@@ -10,14 +10,14 @@ off-target shift and the capability under the steer (the sweet spot of strengths
 Methods (`sae.steering.methods`): the SAE clamp on detector features (the demos' rule) and on the
 features with the highest output score (Arad et al. 2025), the SAE feature's decoder direction
 added, the two best SAE features clamped together (each at its best multiple, then scaled
-together), DiffMean, a logistic probe's direction, the best MLP neuron clamped, a random direction
-(the control), and prompting with a held-out sentence of the concept. Each method's unit and
-strength are chosen on validation prompts (the most steered; ties: the higher score; on the
-strength grid, then at the midpoints around the best), which never include a test prompt; the
+together), DiffMean, a logistic probe's direction, the best MLP neuron clamped, random directions
+(the control: four, pooled), and prompting with a held-out sentence of the concept. Each method's
+unit and strength are chosen on validation prompts (the most steered; ties: the higher score; on
+the strength grid, then at the midpoints around the best), which never include a test prompt; the
 tables report the test prompts. The control is not tuned: it is added at the norm DiffMean chose,
 so it asks whether *any* edit that large steers. (Tuned, it would find one: a random direction an
 activation's norm long pushes a one-layer model's text onto some concept, a different one for each
-direction; the report's curves show it.) The code concepts are left out: their judge works on
+direction, which is also why one direction alone is too noisy a control; the report's curves show it.) The code concepts are left out: their judge works on
 whole snippets (a safe line of unsafe code is plain code), not sentences.
 """
 
@@ -48,7 +48,7 @@ METHODS = {  # name: what it is
     "diffmean": "DiffMean direction added",
     "probe": "logistic probe's direction added",
     "neuron": "MLP neuron clamped",
-    "random": "random direction added (control)",
+    "random": "random directions added (control)",
     "prompt": "prompting with a sentence of the concept",
 }
 SAE_METHODS = ("sae_clamp", "sae_output", "sae_add", "sae_pair")
@@ -132,10 +132,13 @@ def _measure(model, sae, tok, prompt: str, settings: list, n: int, max_new: int,
     return [{"texts": texts[k * n:(k + 1) * n], "ces": ces[k * n:(k + 1) * n]} for k in range(len(settings))]
 
 
-def _pool(parts: list[list[dict]], concept: str) -> list[dict]:
-    """Per setting, the scores over every prompt's continuations (parts: per prompt, per setting)."""
-    return [score_texts([t for p in parts for t in p[k]["texts"]], [x for p in parts for x in p[k]["ces"]], concept)
-            | {"example": parts[0][k]["texts"][0]} for k in range(len(parts[0]))]
+def _pool(parts: list[list[dict]], concept: str, groups: list[list[int]] | None = None) -> list[dict]:
+    """Per group of settings (default: each setting alone), the scores over every prompt's
+    continuations of its settings (parts: per prompt, per setting)."""
+    groups = groups or [[k] for k in range(len(parts[0]))]
+    return [score_texts([t for p in parts for k in g for t in p[k]["texts"]],
+                        [x for p in parts for k in g for x in p[k]["ces"]], concept)
+            | {"example": parts[0][g[0]]["texts"][0]} for g in groups]
 
 
 def _heldout(model, sae, tok, n_tokens: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
@@ -177,7 +180,8 @@ def handles(model, sae, concept: str, rows: dict, max_acts, acts: torch.Tensor, 
         "diffmean": [add("diffmean", "DiffMean", directions["diffmean"][c])],
         "probe": [add("probe", "logistic probe", directions["probe"][c])],
         "neuron": [Handle("neuron", "neuron", f"neuron {neuron}", neuron, float(acts[:, neuron].max()))],
-        "random": [add("random", "random direction", directions["random"][c])],
+        "random": [add("random", f"{len(directions['random'][c])} random directions", d)
+                   for d in directions["random"][c]],
         "prompt": [Handle("prompt", "prompt", "a sentence of the concept")],
     }
 
@@ -201,7 +205,11 @@ def steer_concept(model, sae, tok, concept: str, hs: dict, val: dict, test: dict
                                prefix=concept_sentence(concept, "val", seed + 3, i)) for i, p in enumerate(val_prompts)],
                      concept)[0]
     rows = {m: [(st, r) for st, r in zip(settings, pooled) if st[0].method == m] for m in METHODS
-            if m not in ("prompt", "sae_pair")}
+            if m not in ("prompt", "sae_pair", "random")}
+    # the control: its random directions pooled at each strength (one direction may happen to point at the concept)
+    first = hs["random"][0]
+    rows["random"] = [((first, s), r) for s, r in zip(grid(first), _pool(parts, concept, [
+        [k for k, st in enumerate(settings) if st[0].method == "random" and st[1] == s] for s in grid(first)]))]
     tuned = [m for m in METHODS if m not in ("prompt", "random", "sae_pair")]
     # the fluent window can be narrower than the grid's steps: each method's best unit is tried again
     # at the geometric midpoints around its best strength
@@ -229,16 +237,18 @@ def steer_concept(model, sae, tok, concept: str, hs: dict, val: dict, test: dict
                       seed + 1700 + i, concept) for i, p in enumerate(val_prompts)]
     rows["sae_pair"] = list(zip([(pair, t) for t in PAIR_GRID], _pool(parts, concept)))
     chosen["sae_pair"] = max(rows["sae_pair"], key=lambda x: (x[1]["steered"], x[1]["score"]))[0]
-    chosen["random"] = (hs["random"][0], chosen["diffmean"][1])  # the control is not tuned: DiffMean's norm
+    chosen["random"] = (first, chosen["diffmean"][1])  # the control is not tuned: DiffMean's norm
     chosen["prompt"] = (hs["prompt"][0], 1)
     curves = {m: sorted(({"strength": st[1], "unit": st[0].label, **_short(r)} for st, r in rows[m]
                          if st[0] is chosen[m][0]), key=lambda c: c["strength"]) for m in rows}
     curves["prompt"] = [{"strength": 1, "unit": hs["prompt"][0].label, **_short(prompted)}]
-    order = [m for m in METHODS if m != "prompt"]
-    test_settings = [None] + [chosen[m] for m in order]
+    order = [m for m in METHODS if m not in ("prompt", "random")]
+    test_settings = [None] + [chosen[m] for m in order] + [(h, chosen["random"][1]) for h in hs["random"]]
     parts = [_measure(model, sae, tok, p, test_settings, sz.test_samples, sz.test_tokens, seed + 5000 + i, concept)
              for i, p in enumerate(test_prompts)]
-    measured = dict(zip(["unsteered"] + order, _pool(parts, concept)))
+    groups = [[k] for k in range(len(order) + 1)] + [list(range(len(order) + 1, len(test_settings)))]
+    measured = dict(zip(["unsteered"] + order + ["random"], _pool(parts, concept, groups)))
+    order.append("random")  # (its capability: under the first of its directions)
     measured["prompt"] = _pool([_measure(model, sae, tok, p, [None], sz.test_samples, sz.test_tokens,
                                          seed + 6000 + i, concept, prefix=concept_sentence(concept, "test", seed + 4, i))
                                 for i, p in enumerate(test_prompts)], concept)[0]
@@ -307,7 +317,7 @@ def steer_eval(model, sae, tok, rows: dict, max_acts, seed: int = 0, sizes: Size
 
 # ----------------------------------------------------------------------------- the analysis
 
-TARGETS = {"steering control: a random direction on target <= 5% for every concept": lambda h: h["steer_random_max"] <= 0.05,
+TARGETS = {"steering control: random directions on target <= 5% for every concept": lambda h: h["steer_random_max"] <= 0.05,
            "Golden Gate steered >= 60% by the SAE method chosen on validation": lambda h: h["steer_gg_sae"] >= 0.6}
 
 

@@ -15,7 +15,7 @@ The directions u (`fit_directions`, on held-out labelled activations X with conc
     DiffMean     mean(X | y = c) − mean(X | y ≠ c)                    (AxBench's strongest baseline)
     probe        w of a logistic regression  p(y = c | x) = σ(w·x + b), fitted on X
     SAE add      W_dec[i], the decoder direction of a feature chosen as for the clamp
-    random       a random direction (seeded): the control, which should steer nothing
+    random       random directions (seeded): the control, which should steer nothing
 The SAE candidates come from detection (the concept's detector features, as the Golden Gate demo)
 or from their output (`output_scores`, Arad et al. 2025): what a feature's decoder direction does
 to the logits of the concept's own tokens.
@@ -94,10 +94,11 @@ def _slot(sae, rows: list[tuple[Handle, float] | None]):
 
 
 def fit_directions(x: Tensor, labels: Tensor, n_concepts: int, steps: int = 300, l2: float = 1e-3,
-                   seed: int = 0) -> dict[str, Tensor]:
-    """{"diffmean", "probe", "random"}: (n_concepts, d) unit directions from held-out activations
-    x (n, d) with concept labels (n,) (−1: none). The probes are one-vs-rest logistic regressions
-    on standardised x (full-batch Adam, L2 penalty `l2`), mapped back to x's units."""
+                   seed: int = 0, n_random: int = 4) -> dict[str, Tensor]:
+    """{"diffmean", "probe"}: (n_concepts, d) unit directions from held-out activations x (n, d) with
+    concept labels (n,) (−1: none), and "random": (n_concepts, n_random, d) random unit directions
+    (seeded). The probes are one-vs-rest logistic regressions on standardised x (full-batch Adam, L2
+    penalty `l2`), mapped back to x's units."""
     x = x.float()
     onehot = torch.stack([labels == c for c in range(n_concepts)], 1).float()  # (n, C)
     inside = onehot.T @ x / onehot.sum(0).clamp_min(1)[:, None]
@@ -115,8 +116,8 @@ def fit_directions(x: Tensor, labels: Tensor, n_concepts: int, steps: int = 300,
             loss.backward()
             opt.step()
     probe = (w.detach() / sd[:, None]).T  # w·z = (w / sd)·x + const
-    random = torch.randn(n_concepts, x.shape[1], generator=g)
-    return {name: t / t.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    random = torch.randn(n_concepts, n_random, x.shape[1], generator=g)
+    return {name: t / t.norm(dim=-1, keepdim=True).clamp_min(1e-12)
             for name, t in (("diffmean", inside - outside), ("probe", probe), ("random", random))}
 
 
