@@ -291,7 +291,7 @@ class GPT(nn.Module):
     @torch.no_grad()
     def generate(self, prompt_tokens: torch.Tensor | list[int], max_new_tokens: int,
                  temperature: float = 1.0, top_k: int | None = None, seed: int = 0,
-                 use_cache: bool = False) -> torch.Tensor:
+                 use_cache: bool = False, uniforms: torch.Tensor | None = None) -> torch.Tensor:
         """Sample `max_new_tokens` tokens after the prompt; returns prompt + continuation.
 
         `prompt_tokens` is a list of ids, a 1-D tensor (returns 1-D) or a (B, T) tensor (returns
@@ -305,6 +305,12 @@ class GPT(nn.Module):
         position per step, so it must treat every position alike (a clamp over the prompt only,
         `clamp_features(until=...)`, does not). Without room for the whole continuation in the
         context (`n_ctx`), the window slides and the cache is not used.
+
+        `uniforms` (B, max_new_tokens) in [0, 1): row b's token at step t is the first whose
+        cumulative probability exceeds uniforms[b, t] (instead of drawing from the seeded
+        generator). Rows given the same uniforms share their randomness ("common random numbers":
+        two steering methods compared on the same draws), and a row's text does not depend on the
+        other rows of the batch.
         """
         idx = torch.as_tensor(prompt_tokens, dtype=torch.long, device=self.wte.weight.device)
         squeeze = idx.dim() == 1
@@ -328,7 +334,12 @@ class GPT(nn.Module):
                     if top_k is not None:
                         kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, [-1]]
                         logits[logits < kth] = -float("inf")
-                    next_id = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=gen)  # (B, 1)
+                    probs = F.softmax(logits, dim=-1)
+                    if uniforms is None:
+                        next_id = torch.multinomial(probs, 1, generator=gen)  # (B, 1)
+                    else:  # inverse CDF (clamped: float rounding can leave the last sum below u)
+                        u = uniforms[:, step:step + 1].float().cpu().contiguous()
+                        next_id = torch.searchsorted(probs.cumsum(-1), u, right=True).clamp_max(probs.shape[-1] - 1)
                 idx = torch.cat([idx, next_id.to(idx.device)], dim=1)
         return idx[0] if squeeze else idx
 

@@ -209,3 +209,17 @@ def test_the_steer_eval_command_on_a_finished_run(smoke_run, tmp_path, capsys):
     (run / "metrics.json").unlink()
     assert main(["steer-eval", "--run", str(run)]) == 2
     assert "concepts" in capsys.readouterr().err
+
+
+def test_generate_with_given_uniforms_samples_the_models_distribution(small):
+    """Inverse-CDF sampling from given uniforms: rows with the same uniforms write the same text,
+    and the first token's frequencies over many rows match the model's probabilities."""
+    model, _, tokens = small
+    u = torch.rand(1, 6, generator=torch.Generator().manual_seed(0)).repeat(3, 1)
+    out = model.generate(tokens.repeat(3, 1), 6, temperature=0.8, uniforms=u, use_cache=True)
+    assert torch.equal(out[0], out[1]) and torch.equal(out[1], out[2])
+    with torch.no_grad():
+        p = torch.softmax(model(tokens)[0, -1] / 0.8, -1)
+    many = torch.rand(20_000, 1, generator=torch.Generator().manual_seed(1))
+    first = model.generate(tokens.repeat(20_000, 1), 1, temperature=0.8, uniforms=many)[:, -1]
+    assert (torch.bincount(first, minlength=len(p)).float() / 20_000 - p).abs().max() < 0.01

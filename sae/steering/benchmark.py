@@ -124,8 +124,11 @@ def _measure(model, sae, tok, prompt: str, settings: list, n: int, max_new: int,
     ids = ids[-(model.cfg.n_ctx - max_new):]
     rows = [s for s in settings for _ in range(n)]
     batch = torch.tensor([ids] * len(rows), device=device_of(model))
+    # sample i of every setting draws with the same uniforms (common random numbers): the methods are
+    # compared on the same draws, and a setting's text does not depend on which others share its batch
+    uniforms = torch.rand(n, max_new, generator=torch.Generator().manual_seed(seed)).repeat(len(settings), 1)
     with torch.no_grad(), model.hooks({sae.cfg.site: row_edit(sae, rows)}):
-        out = model.generate(batch, max_new, temperature=TEMPERATURE, seed=seed, use_cache=True)
+        out = model.generate(batch, max_new, temperature=TEMPERATURE, use_cache=True, uniforms=uniforms)
     conts = out[:, len(ids):].tolist()
     ces = continuation_ce(model, [(ids, c) for c in conts])
     texts = [tok.decode(c) for c in conts]
@@ -387,7 +390,7 @@ def section(r: Result, page) -> list[str]:
     out += ["", f"An SAE method wins on {sae_wins} of {len(rows)} concepts, DiffMean on {wins['diffmean']}, prompting "
             f"on {wins['prompt']}, another method on {others}; no method steers any test continuation on "
             f"{wins['none']}. The random "
-            f"direction's highest on-target share is {pct(rows[worst]['methods']['random']['on_target'])} ({text(worst)}): "
+            f"directions' highest on-target share is {pct(rows[worst]['methods']['random']['on_target'])} ({text(worst)}): "
             + ("the harness does not find steering where there is none." if rows[worst]["methods"]["random"]["on_target"]
                <= 0.05 else "**above the 5% a control should stay under: read the table with care.**"),
             "", *page.figure("steer_eval.png"),
