@@ -266,19 +266,20 @@ print(f"an SAE method wins on {sae_wins} of {len(bench.concepts)} concepts; "
 assert all(0 <= row["methods"][m]["steered"] <= 1 for row in bench.concepts.values() for m in benchmark.METHODS)
 
 # %% [markdown]
-# **What to look for** (over five seeds, in docs/results.md; your run is like one of them, and
-# one run's rates move by ±7 points): the dictionary is a usable handle, not a privileged one. DiffMean and
-# the probe, directions fitted straight to the labels, steer about as often as the best SAE method
-# on average (36% and 35% against 34%) and beat it on most prose concepts, as AxBench found; the SAE
-# loses most on Arabic, a concept a direction names whole but the dictionary splits. Two things
-# differ from AxBench. Prompting steers almost nothing: a one-layer model reads a preceding sentence
-# of the concept but follows the neutral prompt after it, while Gemma follows instructions. And
-# choosing features by what they write (output score) helps a little on average (32% against 29%),
-# not 2-3×: a one-layer feature writes the same push to the logits at every position, and whether
-# that push makes *fluent* text is what the validation sweep finds. The random directions, added at
-# the norm DiffMean chose, stay near zero: the harness does not invent steering. Pushed harder, one
-# random direction does move the text, onto whatever concept it happens to point at (the curves in
-# the report's figure): "steers" needs a target and fluency, not just change.
+# **What to look for** (over five seeds, in docs/results.md; your run is like one of them, and one
+# run's rates move by ±7 points): the dictionary is a usable handle, not a privileged one. DiffMean
+# and the probe, directions fitted straight to the labels, steer about as often as the best SAE
+# method on average (36% and 35% against 34%) and beat it on most prose concepts, as AxBench found;
+# the SAE loses most on Arabic, a concept a direction names whole but the dictionary splits. Two
+# things differ from AxBench. Prompting steers almost nothing: a one-layer model reads a preceding
+# sentence of the concept but follows the neutral prompt after it, while Gemma follows
+# instructions. And choosing features by what they write (output score) helps a little on average
+# (32% against 29%), not 2-3×: a one-layer feature writes the same push to the logits at every
+# position, and whether that push makes *fluent* text is what the validation sweep finds. The
+# random directions, added at the norm DiffMean chose, stay near zero: the harness does not invent
+# steering. Pushed harder, one random direction does move the text, onto whatever concept it
+# happens to point at (the curves in the report's figure): "steers" needs a target and fluency, not
+# just change.
 
 # %% [markdown]
 # ## Exercise: the purest feature is not the best one to steer with
