@@ -239,7 +239,7 @@ print(repr(tok.decode(prompt[-20:])), "->", repr(tok.decode(out[len(prompt):].to
 # benchmark (`sae/steering/benchmark.py`, the `steer_eval` stage of `reproduce`, or `python -m sae
 # steer-eval --run ...`) takes every concept, nine methods (SAE clamp on detector features, on
 # output-score features, SAE direction added, two SAE features together, DiffMean, a logistic
-# probe's direction, the best neuron, a random direction, prompting), chooses each method's unit
+# probe's direction, the best neuron, random directions, prompting), chooses each method's unit
 # and strength on validation prompts, and measures it on other test prompts: the share of
 # continuations that are mostly on the target (sentence by sentence) *and* fluent.
 
