@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -82,9 +82,7 @@ class Result:
     sizes: dict
     capability_clean: dict  # {concept: {loss, arithmetic}}
     judge: dict  # {concept: {precision, recall}} on held-out labelled sentences
-    rho: float
-    seconds: float
-    notes: list[str] = field(default_factory=list)
+    rho: float  # the mean norm of the site's activation on held-out text (the added directions' unit)
 
 
 # ----------------------------------------------------------------------------- prompts
@@ -315,7 +313,7 @@ def steer_eval(model, sae, tok, rows: dict, max_acts, seed: int = 0, sizes: Size
             spent = time.perf_counter() - t0
             log(f"    {i}/{len(concepts)} {c}: steered " + ", ".join(f"{m} {v['steered']:.0%}" for m, v in r["methods"].items())
                 + f"; winner {r['winner']} ({time.perf_counter() - t1:.0f}s, about {spent / i * (len(concepts) - i):.0f}s left)")
-    return Result(out, vars(sz), clean, judge_quality(), rho, round(time.perf_counter() - t0, 1))
+    return Result(out, vars(sz), clean, judge_quality(), rho)
 
 
 # ----------------------------------------------------------------------------- the analysis
@@ -376,7 +374,7 @@ def section(r: Result, page) -> list[str]:
            f"samples) and measured on other test prompts ({sz['test_prompts']} of each × {sz['test_samples']} samples, "
            f"{sz['test_tokens']} new tokens). A continuation is *steered* when at least half of its sentences are on the "
            f"target (the world's judge, sentence by sentence) and it is fluent (clean-model CE ≤ {num(FLUENT_CE, '.1f')}). "
-           f"The benchmark took {r.seconds:.0f} s.", "",
+           "Its time is in the wall-time table at the end.", "",
            "Steered share on the test prompts (the winner of each concept in bold; `sae.steering.benchmark` defines "
            "every score):", "",
            "| concept | unsteered | " + " | ".join(names) + " |", "|---|" + "---|" * (len(names) + 1)]
