@@ -232,9 +232,12 @@ class JumpReLU(ReLU):
     with a learned threshold θ_i = exp(log_threshold_i) per feature, S = Σ_i H(pre_i - θ_i) (the L0
     itself), both trained through straight-through estimators with the rectangle kernel of width
     ε = `jump_bandwidth`. No pre-encoder bias (as the paper); unit-norm decoder rows, so θ is in
-    the units of the activation along the feature's direction."""
+    the units of the activation along the feature's direction. Aux = TopK's AuxK on the dead
+    latents (as SynthSAEBench's JumpReLU): a latent whose pre-activations all sit below θ gets no
+    gradient from R or S, and without AuxK a third of the dictionary died on the toy task."""
 
     pre_encoder_bias = False
+    aux_loss = TopK.aux_loss
 
     @staticmethod
     def check(cfg):

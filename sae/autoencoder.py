@@ -46,8 +46,8 @@ class SAEConfig:
     d_sae: int  # number of dictionary features; d_sae / d_in is the expansion factor
     arch: str = "relu"  # one of ARCHS: relu, relu_april, topk, batchtopk, jumprelu, matryoshka (see the module docstring)
     k: int = 32  # topk: active latents per token; batchtopk, matryoshka: per token on average over the batch
-    k_aux: int = 0  # topk, batchtopk, matryoshka: dead latents AuxK may use to model the error (0: d_in // 2, as Gao et al.)
-    aux_coeff: float = 1 / 32  # topk, batchtopk, matryoshka: α, weight of the AuxK loss (Gao et al.)
+    k_aux: int = 0  # topk, batchtopk, matryoshka, jumprelu: dead latents AuxK may use to model the error (0: d_in // 2, as Gao et al.)
+    aux_coeff: float = 1 / 32  # topk, batchtopk, matryoshka, jumprelu: α, weight of the AuxK loss (Gao et al.)
     sparse_topk: bool = True  # topk: decode and back-propagate through the k active latents only
     jump_threshold: float = 0.5  # jumprelu: every θ_i's initial value (in the scaled space)
     jump_bandwidth: float = 0.1  # jumprelu: ε, the width of the straight-through estimators' window around θ

@@ -140,6 +140,27 @@ def test_auxk_equals_the_formula_on_all_latents(k_aux, every_third):
         assert torch.allclose(dict(fast.named_parameters())[name].grad, p.grad, atol=1e-5), name
 
 
+def test_jumprelu_auxk_is_the_formula_without_the_pre_encoder_bias():
+    """JumpReLU borrows TopK's AuxK (SynthSAEBench's recipe); it has no pre-encoder bias, so the dead
+    latents' pre-activations are x_s @ W_enc + b_enc, and only the dead latents' parameters move."""
+    x = data(40, 16)
+    sae = make_sae("jumprelu", jump_threshold=0.5)
+    with torch.no_grad():
+        sae.b_dec.normal_()  # a b_dec the formula must not subtract
+    dead = torch.zeros(64, dtype=torch.bool)
+    dead[::4] = True
+    out = sae(x, dead_mask=dead)
+    x_s = x * sae.input_scale
+    pre = x_s @ sae.W_enc + sae.b_enc
+    with torch.no_grad():
+        err = x_s - out.x_hat * sae.input_scale
+    vals, idx = pre.masked_fill(~dead, float("-inf")).topk(8, dim=-1)  # k_aux = d_in // 2 = 8 of 16 dead
+    aux = (torch.zeros_like(pre).scatter(-1, idx, vals.relu()) @ sae.W_dec - err).pow(2).sum(-1).mean()
+    assert out.aux > 0 and torch.allclose(out.aux, aux, rtol=1e-5)
+    out.aux.backward()
+    assert sae.W_enc.grad[:, ~dead].abs().sum() == 0 and sae.W_enc.grad[:, dead].abs().sum() > 0
+
+
 def test_encoder_input_gradient_is_not_computed():
     """A dense step costs 10·B·d_in·d_sae FLOPs: 2 for each of 5 matmuls. A 6th (the encoder's input
     gradient) appears if b_dec is subtracted from x with autograd watching (x - b_dec) @ W_enc."""

@@ -29,7 +29,7 @@ QUICK = {
     "bench_generate": ([], "greedy tokens equal with and without the cache: True"),
     "bench_lm": ([], "train tok/s"),
     "bench_peers": (["--out", "{out}/bench_peers.json"], "| sae_topk |"),
-    "bench_recovery": (["--out", "{out}/bench_recovery.json"], "| topk |"),
+    "bench_recovery": (["--out", "{out}/bench_recovery.json"], "| matryoshka | hierarchy | 0 |"),
     "bench_sae": (["--out", "{out}/bench_sae.json"], "sparse / dense TopK"),
     "gpu_check": (["--device", "cpu", "--out", "{out}"], "gpu_check: trainer done"),
     "sweep_sae": (["--out", "{out}"], "sae.arch=topk,sae.k=8"),

@@ -420,6 +420,7 @@ BENCH_BAD = [
     ("bench_peers", ["--l1-dl=-1"], ["--l1-dl", "> 0"]),
     ("bench_recovery", ["--arch", "bogus"], ["--arch", "bogus", "topk"]),
     ("bench_recovery", ["--steps", "0"], ["--steps", ">= 1"]),
+    ("bench_recovery", ["--task", "flat,bogus"], ["--task", "bogus", "hierarchy"]),
     ("bench_recovery", ["--seeds", "x"], ["--seeds", "0-4"]),
     ("bench_recovery", ["--seed", "x"], ["--seed", "whole number"]),
     ("bench_recovery", ["--set", "bogus=1"], ["--set", "sae.FIELD=VALUE"]),

@@ -106,3 +106,33 @@ def test_the_task_does_not_share_its_random_stream_with_a_seeded_sae():
         for seed in range(5):
             sae = SparseAutoencoder(SAEConfig(d_in=128, d_sae=1024), generator=torch.Generator().manual_seed(seed))
             assert mmcs(sae.W_dec, data.dictionary) < 0.35, f"SAE seed {seed} starts at task {task}'s answer"
+
+
+def test_bounded_magnitudes_and_the_default_unchanged():
+    base = SyntheticConfig(n_features=64, d=32, power=0.7, mean_active=6, seed=2)
+    _, c = SyntheticActivations(base).sample(4000, torch.Generator().manual_seed(0))
+    _, c_default = SyntheticActivations(SyntheticConfig(**{**base.__dict__, "magnitude": (0.0, 1.0)})).sample(
+        4000, torch.Generator().manual_seed(0))
+    assert torch.equal(c, c_default), "magnitude (0, 1) must be the task as it was, bit for bit"
+    _, cb = SyntheticActivations(SyntheticConfig(**{**base.__dict__, "magnitude": (0.5, 1.5)})).sample(
+        4000, torch.Generator().manual_seed(0))
+    assert torch.equal(cb > 0, c > 0), "the magnitude range must not change which features fire"
+    nz = cb[cb > 0]
+    assert nz.min() >= 0.5 and nz.max() <= 1.5 and abs(nz.mean().item() - 1.0) < 0.02
+
+
+def test_hierarchy_children_fire_only_with_their_parent_and_one_at_a_time():
+    cfg = SyntheticConfig(n_features=128, d=32, power=0.7, mean_active=8, n_parents=6, n_children=3,
+                          child_rate=0.6, seed=1)
+    data = SyntheticActivations(cfg)
+    _, c = data.sample(60_000, torch.Generator().manual_seed(0))
+    fires = c > 0
+    kids = fires[:, 6:24].view(-1, 6, 3)
+    assert not (kids.any(2) & ~fires[:, :6]).any(), "a child fired without its parent"
+    assert (kids.sum(2) <= 1).all(), "a parent's children exclude each other"
+    rate = kids.any(2)[fires[:, :6]].float().mean().item()
+    assert abs(rate - 0.6) < 0.02, f"P(a child | parent) should be child_rate 0.6, got {rate:.3f}"
+    assert torch.allclose(fires.float().mean(0), data.probs, atol=0.01), "probs must be each feature's marginal"
+    assert data.parents[6:24].tolist() == [q for q in range(6) for _ in range(3)] and (data.parents[24:] == -1).all()
+    with pytest.raises(ValueError, match="n_features"):
+        SyntheticActivations(SyntheticConfig(n_features=10, d=8, n_parents=4, n_children=4))

@@ -1,11 +1,13 @@
 """Architectures side by side: on a toy task with a known dictionary, and on one model's activations.
 
-1. `toy_recovery`: train an architecture on an instance of the synthetic task (Sharkey et al.
-   2022; `TOY_TASK`, about 10 of 512 directions active per row) and measure how much of the true
+1. `toy_recovery`: train an architecture on an instance of a synthetic task (Sharkey et al.
+   2022; `TOY_TASKS`, about 10 of 512 directions active per row) and measure how much of the true
    dictionary it found:
        MMCS   mean over true directions of the best cosine with any decoder row
        found  share of true directions with a decoder row at cosine >= 0.9
-   with FVU, L0 and dead latents on held-out rows (`benchmarks/bench_recovery.py` runs it).
+   with FVU, L0 and dead latents on held-out rows, and the one-to-one measures of
+   `sae.evaluation.matching` (MCC, uniqueness, firing precision/recall, absorption)
+   (`benchmarks/bench_recovery.py` runs it).
 2. `train_variants` + `compare_variants`: SAEs of several architectures trained on *the same*
    cached activations of a run's site (one `write_cache`: only the architecture differs), then
    evaluated on the same held-out text with everything `metrics.json` holds.
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 
 from sae.autoencoder import SAEConfig, SparseAutoencoder, input_scale_for
-from sae.evaluation import concepts, ground_truth, reconstruction
+from sae.evaluation import concepts, ground_truth, matching, reconstruction
 from sae.evaluation.evaluate import evaluate, held_out_pass
 from sae.evaluation.formulas import fvu, l0
 from sae.buffer import CachedActivations, cache_header_path, write_cache
@@ -31,16 +33,34 @@ from sae.world.toy import SyntheticActivations, SyntheticConfig, max_cosine
 from sae.train_sae import TrainSAEConfig, sae_schedule, train_sae
 
 TOY_TASK = SyntheticConfig(n_features=512, d=128, power=0.7, mean_active=10.0, seed=0)
+# The task's variants: magnitudes on [0, 1] put many true activations near 0, where any threshold
+# cuts them; [0.5, 1.5] keeps the same mean. The hierarchy: 16 parents (the most common features),
+# 4 children each that fire only with their parent, so absorption can be counted exactly.
+TOY_TASKS = {"flat": TOY_TASK, "bounded": replace(TOY_TASK, magnitude=(0.5, 1.5)),
+             "hierarchy": replace(TOY_TASK, magnitude=(0.5, 1.5), n_parents=16, n_children=4)}
 # Each architecture's settings on the toy task ("sae.FIELD" / "train_sae.FIELD": value), on top of
 # `sae_schedule(n_steps)`. Why a small initial encoder: it starts as W_dec.T, and from unit rows
 # every pre-activation starts ~N(0, 1), half the latents fire on every row and they end quiet and
 # random; from rows of norm 0.1 each decoder row pulls towards the inputs it fires on and locks onto
 # one direction. relu_april (default 0.1) needs 0.01 (bench_recovery --set sae.decoder_init_norm=1).
+# Why BatchTopK and Matryoshka need a stronger, earlier AuxK than TopK: TopK gives each row's spare
+# slots (k minus the row's true features) to the latents best aligned with *that row*, so a latent
+# near a rare feature is picked on the rare feature's rows and learns it. BatchTopK gives the
+# batch's spare slots to the largest pre-activations anywhere, mostly second latents on common
+# features; a latent near a rare feature is rarely picked, and only AuxK can teach it. With α =
+# 1/32 after 150 silent steps the rare third of the features ended at MCC 0.66 (common 0.98);
+# with α = 1/4 after 30 steps, 0.96 (docs/todays-saes.md has the sweep). JumpReLU needs AuxK too,
+# and strong: its L0 penalty shuts down every latent that duplicates a found feature (1,024 latents,
+# 512 features), and AuxK keeps reviving them. On instance 0 of "bounded", after 150 silent steps:
+# α = 1/32, MMCS 0.91 with 41% dead; 1: 0.99, 29%; 4: 0.99, 20%; 16: 0.96, 8%; 32: 0.91, 6%; and
+# α = 16 after 30 steps: 0.98, 4%.
+_BATCH_TOPK = {"sae.k": 16, "train_sae.lr": 3e-3, "train_sae.dead_window": 30, "sae.aux_coeff": 0.25}
 TOY_RECIPES = {
     "relu": {"train_sae.l1_coeff": 3.2, "train_sae.lr": 3e-3, "sae.decoder_init_norm": 0.1},
     "relu_april": {"train_sae.l1_coeff": 3.2, "train_sae.lr": 3e-3, "sae.decoder_init_norm": 0.01},
-    "topk": {"sae.k": 16}, "batchtopk": {"sae.k": 16}, "matryoshka": {"sae.k": 16},
-    "jumprelu": {"train_sae.l1_coeff": 1.0, "train_sae.lr": 3e-3, "sae.decoder_init_norm": 0.1},
+    "topk": {"sae.k": 16}, "batchtopk": _BATCH_TOPK, "matryoshka": _BATCH_TOPK,
+    "jumprelu": {"train_sae.l1_coeff": 1.0, "train_sae.lr": 3e-3, "sae.decoder_init_norm": 0.1, "sae.aux_coeff": 16.0,
+                 "train_sae.dead_window": 30},
 }
 
 
@@ -71,10 +91,10 @@ def _set(cfg, key: str, value):
 
 def toy_recovery(sae_cfg: SAEConfig, train_cfg, n_eval: int = 100_000, batch: int = 1024, task_seed: int = 0,
                  task: SyntheticConfig = TOY_TASK) -> dict:
-    """Train an SAE (`sae_cfg`, `train_cfg`; seeded by `train_cfg.seed`) on task instance
-    `task_seed` and measure it: FVU, L0 and dead share on `n_eval` held-out rows, MMCS and found
-    against the true dictionary, the training rows per second (the batches are made before the
-    clock starts) and the share of steps that ran AuxK."""
+    """Train an SAE (`sae_cfg`, `train_cfg`; seeded by `train_cfg.seed`) on instance `task_seed`
+    of `task` and measure it: FVU, L0 and dead share on `n_eval` held-out rows, MMCS and found
+    against the true dictionary, `matching.recovery`'s one-to-one measures, the training rows per
+    second (the batches are made before the clock starts) and the share of steps that ran AuxK."""
     data = SyntheticActivations(replace(task, seed=task_seed))
     seed = train_cfg.seed
     sae = SparseAutoencoder(sae_cfg, generator=torch.Generator().manual_seed(seed))
@@ -84,7 +104,7 @@ def toy_recovery(sae_cfg: SAEConfig, train_cfg, n_eval: int = 100_000, batch: in
     t = time.perf_counter()
     hist = train_sae(sae, iter(batches), train_cfg)
     seconds = time.perf_counter() - t
-    x = data.sample(n_eval, torch.Generator().manual_seed(10_000 + seed))[0]
+    x, coeffs = data.sample(n_eval, torch.Generator().manual_seed(10_000 + seed))
     with torch.no_grad():
         f = torch.cat([sae.encode(c) for c in x.split(8192)])
         x_hat = torch.cat([sae.decode(c) for c in f.split(8192)])
@@ -92,6 +112,7 @@ def toy_recovery(sae_cfg: SAEConfig, train_cfg, n_eval: int = 100_000, batch: in
     return {"arch": sae_cfg.arch, "task_seed": task_seed, "seed": seed, "fvu": fvu(x, x_hat),
             "l0": l0(f), "dead": (f.amax(0) <= 0).float().mean().item(), "mmcs": cos.mean().item(),
             "found": (cos >= 0.9).float().mean().item(),
+            **matching.recovery(sae.W_dec, data.dictionary, f, coeffs, data.probs, data.parents),
             "tokens_per_s": train_cfg.n_steps * batch / seconds, "seconds": seconds,
             "aux_steps": sum(h.get("aux", 0) > 0 for h in hist) / train_cfg.n_steps}
 

@@ -11,7 +11,9 @@ known dictionary, on which a sparse autoencoder can be graded exactly.
 2. Synthetic activations (Sharkey, Braun & Millidge 2022, "Taking features out of superposition
    with sparse autoencoders"): `n_features` random unit directions in `d` dimensions; feature i
    fires with probability p_i ∝ decay^i or (i+1)^-power (a few active per sample), with a magnitude uniform in
-   [0, 1]; optionally correlated. The dictionary is known, so `mmcs` says how much of it an SAE found.
+   [0, 1] (or any [lo, hi]); optionally correlated, or hierarchical (children that fire only with
+   their parent, the Matryoshka paper's toy). The dictionary is known, so `mmcs` says how much of it
+   an SAE found (`sae.evaluation.matching` grades it one to one).
 """
 
 from __future__ import annotations
@@ -122,6 +124,10 @@ class SyntheticConfig:
     mean_active: float = 5.0  # Σ_i p_i, the expected number of active features per sample
     correlation: float = 0.0  # in [0, 1): share of each feature's firing noise that comes from common factors
     n_factors: int = 16  # common factors behind the correlated variant
+    magnitude: tuple[float, float] = (0.0, 1.0)  # a firing feature's coefficient is uniform on [lo, hi]
+    n_parents: int = 0  # hierarchical variant: features 0..n_parents-1 are parents, each with...
+    n_children: int = 4  # ...this many children, the next features, which fire only with their parent
+    child_rate: float = 0.5  # P(one of a parent's children fires | the parent fires); they exclude each other
     seed: int = 0  # fixes the dictionary, the probabilities and the correlation structure
 
 
@@ -135,12 +141,19 @@ def task_seed(seed: int) -> int:
 
 
 class SyntheticActivations:
-    """x = Σ_i c_i D_i with D_i unit directions, c_i ~ U[0, 1] when feature i fires, else 0.
+    """x = Σ_i c_i D_i with D_i unit directions, c_i ~ U[lo, hi] when feature i fires, else 0.
 
     `dictionary` (n_features, d) is the ground truth an SAE should find; `probs` (n_features,)
     the firing probabilities. With correlation ρ > 0, feature i fires when z_i < Φ⁻¹(p_i) where
     z_i = sqrt(ρ)·(F g)_i + sqrt(1-ρ)·ε_i, g and ε standard normal and F a fixed matrix of unit rows:
-    each p_i is kept, but features that load on the same factors tend to fire together."""
+    each p_i is kept, but features that load on the same factors tend to fire together.
+
+    Hierarchy (`n_parents` P > 0, after Bussmann et al. 2025's toy): parent q < P owns the children
+    P + q·K ... P + q·K + K - 1 (K = `n_children`). A child fires only when its parent does: given
+    the parent, one child fires with probability `child_rate`, uniformly which, so p_child =
+    p_parent · child_rate / K. `parents` (n_features,) holds each child's parent, -1 elsewhere.
+    An SAE may then *absorb* the parent into a child: a latent for "child" whose direction carries
+    the parent's too, leaving the parent's latent silent exactly when a child fires."""
 
     def __init__(self, cfg: SyntheticConfig):
         if not 0.0 <= cfg.correlation < 1.0:
@@ -152,6 +165,14 @@ class SyntheticActivations:
         p = (i + 1) ** -cfg.power if cfg.power > 0 else cfg.decay ** i
         self.probs = (p * cfg.mean_active / p.sum()).clamp(max=1.0).float()
         self.factors = F.normalize(torch.randn(cfg.n_features, cfg.n_factors, generator=gen), dim=1)
+        P, K = cfg.n_parents, cfg.n_children
+        self.parents = torch.full((cfg.n_features,), -1)
+        if P:
+            if P * (K + 1) > cfg.n_features or K < 1 or not 0 < cfg.child_rate <= 1:
+                raise ValueError(f"SyntheticConfig: {P} parents with {K} children each need {P * (K + 1)} "
+                                 f"features (n_features={cfg.n_features}), n_children >= 1 and child_rate in (0, 1]")
+            self.parents[P:P * (K + 1)] = torch.arange(P).repeat_interleave(K)
+            self.probs[P:P * (K + 1)] = self.probs[:P].repeat_interleave(K) * cfg.child_rate / K
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """n samples: activations x (n, d) and the true coefficients c (n, n_features)."""
@@ -164,7 +185,16 @@ class SyntheticActivations:
         else:
             u = torch.rand(n, cfg.n_features, generator=generator)
         # fires iff u < p_i; given that, u / p_i is uniform on [0, 1]: one draw gives both
-        coeffs = torch.where(u < self.probs, u / self.probs, 0.0)
+        fires, unit = u < self.probs, u / self.probs
+        if P := cfg.n_parents:  # the children instead: one per firing parent, with probability child_rate
+            K = cfg.n_children
+            pick = torch.rand(n, P, generator=generator)  # < child_rate: a child fires; which: its position
+            child = (pick / cfg.child_rate * K).long().clamp(max=K - 1)
+            kids = (pick < cfg.child_rate) & fires[:, :P]
+            fires[:, P:P * (K + 1)] = F.one_hot(child, K).bool().flatten(1) & kids.repeat_interleave(K, 1)
+            unit[:, P:P * (K + 1)] = torch.rand(n, P * K, generator=generator)
+        lo, hi = cfg.magnitude
+        coeffs = torch.where(fires, lo + (hi - lo) * unit, 0.0)
         return coeffs @ self.dictionary, coeffs
 
     def batches(self, batch_size: int, seed: int = 0, n_batches: int | None = None) -> Iterator[Tensor]:
