@@ -280,6 +280,23 @@ assert all(0 <= row["methods"][m]["steered"] <= 1 for row in bench.concepts.valu
 # steering. Pushed harder, one random direction does move the text, onto whatever concept it
 # happens to point at (the curves in the report's figure): "steers" needs a target and fluency, not
 # just change.
+#
+# **Would a deeper model make the feature a better handle?** Here the clamped feature is the last
+# thing before the unembedding, so it writes the same push to the logits at every position;
+# Scaling Monosemanticity steered in the middle of a deep model, where later layers can integrate
+# the push. The same pipeline with two layers (`python -m sae reproduce --set gpt.n_layer=2`, the
+# SAE on the first layer), seeds 0-4 (docs/results.md, "Depth"), one layer → two layers:
+#
+# | averaged over 12 concepts and 5 seeds | one layer | two layers |
+# |---|---|---|
+# | SAE method chosen on validation | 34% | 37% |
+# | DiffMean | 36% | 43% |
+# | logistic probe | 35% | 37% |
+# | seed × concept cells an SAE method wins | 25 of 60 | 20 of 60 |
+# | seeds with Golden Gate ≥ 60% (SAE method chosen on validation) | 3 of 5 | 3 of 5 |
+#
+# Depth helps every direction, and the directions fitted to the labels most, so the default stays
+# one layer. Try it: `--set gpt.n_layer=2` on any command trains the two-layer model.
 
 # %% [markdown]
 # ## Exercise: the purest feature is not the best one to steer with
