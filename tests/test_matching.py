@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sae.evaluation.matching import assign, one_to_one, recovery
+from sae.evaluation.matching import assign, cosines, one_to_one, recovery
 
 
 def test_assign_finds_the_least_total_cost_against_brute_force():
@@ -28,10 +28,12 @@ def test_one_to_one_differs_from_max_cosine_where_one_latent_serves_two_features
     counts twice. One to one, the second feature gets the other latent (cos 0)."""
     truth = torch.tensor([[1.0, 0.0, 0.0], [0.5, 3 ** 0.5 / 2, 0.0]])
     decoder = torch.tensor([[3 ** 0.5 / 2, 0.5, 0.0], [0.0, 0.0, 1.0]])
-    m, cos = one_to_one(decoder, truth)
+    m, cos = one_to_one(cosines(decoder, truth))
     assert sorted(m.tolist()) == [0, 1] and sorted(cos.tolist()) == pytest.approx([0.0, 3 ** 0.5 / 2], abs=1e-6)
     with pytest.raises(ValueError, match="d_sae"):
-        one_to_one(decoder[:1], truth)
+        one_to_one(cosines(decoder[:1], truth))
+    with pytest.raises(ValueError, match="not W_enc"):
+        cosines(decoder.T, truth)
 
 
 def _truth(n=6, d=8):

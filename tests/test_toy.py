@@ -119,6 +119,8 @@ def test_bounded_magnitudes_and_the_default_unchanged():
     assert torch.equal(cb > 0, c > 0), "the magnitude range must not change which features fire"
     nz = cb[cb > 0]
     assert nz.min() >= 0.5 and nz.max() <= 1.5 and abs(nz.mean().item() - 1.0) < 0.02
+    with pytest.raises(ValueError, match="0 <= lo <= hi"):
+        SyntheticActivations(SyntheticConfig(magnitude=(1.0, -1.0)))
 
 
 def test_hierarchy_children_fire_only_with_their_parent_and_one_at_a_time():

@@ -70,10 +70,18 @@ def assign(cost: np.ndarray) -> np.ndarray:
     return col
 
 
-def one_to_one(decoder: Tensor, dictionary: Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """(m, cos): the latent m(i) matched to each true feature i (rows of `dictionary`) and their
-    cosine, maximising Σ_i cos(D_i, W_dec[m(i)]) over one-to-one assignments."""
-    cos = (F.normalize(dictionary.float(), dim=1) @ F.normalize(decoder.detach().float().cpu(), dim=1).T).numpy()
+def cosines(decoder: Tensor, dictionary: Tensor) -> np.ndarray:
+    """(n, d_sae) cos(D_i, W_dec[j]) on the CPU, whatever device the decoder is on."""
+    if decoder.shape[-1] != dictionary.shape[-1]:
+        raise ValueError(f"decoder rows have width {decoder.shape[-1]} but true features {dictionary.shape[-1]}: "
+                         "pass W_dec (d_sae, d_in), not W_enc (d_in, d_sae)")
+    D = F.normalize(decoder.detach().float().cpu(), dim=1)
+    return (F.normalize(dictionary.detach().float().cpu(), dim=1) @ D.T).numpy()
+
+
+def one_to_one(cos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(m, cos_m): the latent m(i) matched to each true feature i (rows of `cos`, from `cosines`) and
+    their cosine, maximising Σ_i cos(D_i, W_dec[m(i)]) over one-to-one assignments."""
     if cos.shape[0] > cos.shape[1]:
         raise ValueError(f"one-to-one matching needs at least as many latents ({cos.shape[1]}) as true "
                          f"features ({cos.shape[0]}): widen the SAE (sae.d_sae)")
@@ -87,23 +95,24 @@ def recovery(decoder: Tensor, dictionary: Tensor, f: Tensor, coeffs: Tensor, pro
     """The module docstring's measures: `decoder` W_dec (d_sae, d), `dictionary` the truth (n, d),
     `f` the latents on held-out rows (rows, d_sae), `coeffs` the rows' true coefficients (rows, n),
     `probs` (n,) the firing probabilities, `parents` (n,) each child's parent (-1: none)."""
-    m, cos = one_to_one(decoder, dictionary)
-    on = f[:, torch.from_numpy(m)] > 0  # (rows, n): the matched latents fire
-    true = coeffs > 0
+    cos_all = cosines(decoder, dictionary)
+    m, cos = one_to_one(cos_all)
+    on = (f[:, torch.from_numpy(m).to(f.device)] > 0).cpu()  # (rows, n): the matched latents fire
+    true = coeffs.cpu() > 0
     both = (on & true).sum(0).double()
     precision = (both / on.sum(0).clamp_min(1)).mean().item()  # a latent that never fires: 0
     recall = (both / true.sum(0).clamp_min(1)).mean().item()
-    alive = (f > 0).any(0).cpu()
-    best = (F.normalize(decoder.detach().float().cpu()[alive], dim=1) @ F.normalize(dictionary.float(), dim=1).T).argmax(1)
-    order = probs.argsort(descending=True).numpy()
-    out = {"mcc": float(cos.mean()), "uniqueness": best.unique().numel() / max(int(alive.sum()), 1),
-           "precision": precision, "recall": recall, "mcc_thirds": [float(cos[part].mean()) if len(part) else float("nan") for part in np.array_split(order, 3)]}
+    alive = (f > 0).any(0).cpu().numpy()
+    best = cos_all[:, alive].argmax(0)  # each live latent's best true feature
+    order = probs.cpu().argsort(descending=True).numpy()
+    out = {"mcc": float(cos.mean()), "uniqueness": len(np.unique(best)) / max(int(alive.sum()), 1),
+           "precision": precision, "recall": recall,
+           "mcc_thirds": [float(cos[part].mean()) if len(part) else float("nan") for part in np.array_split(order, 3)]}
     if parents is not None and bool((parents >= 0).any()):
         kids = (parents >= 0).nonzero().squeeze(1)
         par = parents[kids]
         rows = true[:, kids]  # (rows, n_kids): the child fires (its parent with it)
         took = ~on[:, par] & on[:, kids] & rows
         out["absorbed"] = (took.sum(0) / rows.sum(0).clamp_min(1)).mean().item()
-        w = F.normalize(decoder.detach().float().cpu()[torch.from_numpy(m)[kids]], dim=1)
-        out["parent_cos"] = (w * F.normalize(dictionary[par].float(), dim=1)).sum(1).mean().item()
+        out["parent_cos"] = float(cos_all[par.numpy(), m[kids.numpy()]].mean())  # cos(D_q, W_dec[m(k)])
     return out

@@ -158,6 +158,8 @@ class SyntheticActivations:
     def __init__(self, cfg: SyntheticConfig):
         if not 0.0 <= cfg.correlation < 1.0:
             raise ValueError(f"SyntheticConfig.correlation must be in [0, 1), got {cfg.correlation}")
+        if not 0.0 <= cfg.magnitude[0] <= cfg.magnitude[1]:
+            raise ValueError(f"SyntheticConfig.magnitude must be (lo, hi) with 0 <= lo <= hi, got {cfg.magnitude}")
         self.cfg = cfg
         gen = torch.Generator().manual_seed(task_seed(cfg.seed))
         self.dictionary = F.normalize(torch.randn(cfg.n_features, cfg.d, generator=gen), dim=1)
