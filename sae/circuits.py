@@ -176,6 +176,9 @@ def attribute(model: GPT, transcoders: dict[int, SparseAutoencoder], tokens: Ten
     tokens = torch.as_tensor(tokens, dtype=torch.long)
     if tokens.dim() != 1 or len(tokens) == 0:
         raise ValueError(f"attribute takes one prompt, a 1-D list of token ids, got shape {tuple(tokens.shape)}")
+    if len(tokens) > model.cfg.n_ctx:
+        raise ValueError(f"the prompt has {len(tokens)} tokens, more than the model's context n_ctx={model.cfg.n_ctx}: "
+                         f"keep its last {model.cfg.n_ctx} (tokens[-{model.cfg.n_ctx}:])")
     rep = Replacement(model, transcoders, tokens)
     L, T = model.cfg.n_layer, len(tokens)
     active = [f.nonzero().tolist() for f in rep.feats]  # per layer: [(position, index), ...]

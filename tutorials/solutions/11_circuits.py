@@ -11,7 +11,7 @@ import torch  # noqa: E402
 from common import FAST, PRESET, RUN  # noqa: E402
 import exercises.ch11  # noqa: E402
 from sae.circuits import Replacement, attribute, prune  # noqa: E402
-from sae.evaluation.circuits import bridge_cuts, unsafe_code_check  # noqa: E402
+from sae.circuit_checks import bridge_cuts, unsafe_code_check  # noqa: E402
 from sae.run import load_run, load_sae, reproduce, sae_path, train_sae_on_run, with_overrides  # noqa: E402
 
 

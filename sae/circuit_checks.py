@@ -69,9 +69,9 @@ def comment_positions(tok, ids: list[int]) -> list[int]:
 
 
 def golden_gate_check(model, transcoders, tok, top_concept: np.ndarray, n_prompts: int = 20, seed: int = 0) -> dict:
-    """The Golden Gate check (module docstring) over `n_prompts` held-out cuts. `top_concept`:
-    (d_sae,) each layer-0... feature's top concept id (`top_concepts`), for the one transcoder of a
-    one-layer model or a dict {layer: array} for several."""
+    """The Golden Gate check (module docstring) over `n_prompts` held-out cuts. `top_concept`: each
+    transcoder feature's top concept id (`top_concepts`), a (d_sae,) array for a one-layer model or
+    {layer: array}."""
     by_layer = top_concept if isinstance(top_concept, dict) else {0: top_concept}
     gg = concept_id("golden_gate")
     shares, corrs, repl, compl = [], [], [], []
@@ -119,5 +119,6 @@ def unsafe_code_check(model, transcoders, tok, n_files: int = 20, seed: int = 0,
 
 def top_concepts(concept_mass: torch.Tensor) -> np.ndarray:
     """(d_sae,) each feature's concept of most activation mass (`len(CONCEPTS)`: none, or no text)."""
-    assert concept_mass.shape[0] == len(CONCEPTS) + 1
+    if concept_mass is None or concept_mass.shape[0] != len(CONCEPTS) + 1:
+        raise ValueError("top concepts need feature statistics with concept labels (a run on the toy corpus)")
     return concept_mass.argmax(0).numpy()
