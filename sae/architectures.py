@@ -61,8 +61,9 @@ class ReLU:
         l1 = f.sum(-1).mean()
         return l1, l1
 
-    def aux_loss(self, sae, x_s: Tensor, x_hat_s: Tensor, dead_mask: Tensor | None) -> Tensor:
-        """Aux, given the latents that have not fired lately (the trainer's `dead_mask`); none here."""
+    def aux_loss(self, sae, x_s: Tensor, err: Tensor, dead_mask: Tensor | None) -> Tensor:
+        """Aux, given the detached error e = y_s - ŷ_s (an SAE's y_s is x_s) and the latents that have
+        not fired lately (the trainer's `dead_mask`); none here."""
         return x_s.new_zeros(())
 
     @torch.no_grad()
@@ -70,8 +71,9 @@ class ReLU:
         """After each optimizer step, with the step's f: statistics the architecture keeps (none
         here). `mean` averages a tensor over the processes of a distributed training."""
 
-    def reconstruction_loss(self, sae, x_s: Tensor, f: Tensor, mse: Tensor) -> Tensor:
-        """The loss's reconstruction term R, given mse = mean_batch ‖x_s - x̂_s‖²: mse itself here."""
+    def reconstruction_loss(self, sae, x_s: Tensor, y_s: Tensor, f: Tensor, mse: Tensor) -> Tensor:
+        """The loss's reconstruction term R, given mse = mean_batch ‖y_s - ŷ_s‖² (y_s: the target, an
+        SAE's is x_s): mse itself here."""
         return mse
 
     @torch.no_grad()
@@ -128,8 +130,9 @@ class TopK(ReLU):
     def sparsity(self, sae, pre, f):
         return _reported_l1(sae, f), f.new_zeros(())
 
-    def aux_loss(self, sae, x_s, x_hat_s, dead_mask):
-        """AuxK (Gao et al. 2024, appendix A.2): reconstruct the error e = x_s - x̂_s from the top k_aux dead latents.
+    def aux_loss(self, sae, x_s, err, dead_mask):
+        """AuxK (Gao et al. 2024, appendix A.2): reconstruct the error e = x_s - x̂_s (a transcoder's
+        y_s - ŷ_s) from the top k_aux dead latents.
 
             pre_dead = x_s @ W_enc[:, dead] + b[dead]        # (batch, n_dead): only the dead latents
             ê        = TopK_{k_aux}(pre_dead) @ W_dec[dead]   # ReLU'd, the rest zero
@@ -142,9 +145,8 @@ class TopK(ReLU):
         if not self.cfg.aux_coeff or dead_mask is None or not bool(dead_mask.any()):
             return x_s.new_zeros(())
         dead = dead_mask.nonzero().squeeze(1)
-        k_aux = min(self.cfg.k_aux or self.cfg.d_in // 2, dead.numel())
-        err = (x_s - x_hat_s).detach()
-        bias = sae.b_enc[dead] - sae.b_dec @ sae.W_enc[:, dead] if self.pre_encoder_bias else sae.b_enc[dead]
+        k_aux = min(self.cfg.k_aux or sae.d_out // 2, dead.numel())
+        bias = sae.b_enc[dead] - sae.b_dec @ sae.W_enc[:, dead] if sae.pre_encoder_bias else sae.b_enc[dead]
         pre = torch.addmm(bias, x_s, sae.W_enc[:, dead])  # (batch, n_dead)
         if k_aux < dead.numel():
             vals, idx = pre.topk(k_aux, dim=-1, sorted=False)
@@ -294,14 +296,14 @@ class MatryoshkaBatchTopK(BatchTopK):
         default = {max(cfg.d_sae // 16, 1), max(cfg.d_sae // 4, 1), cfg.d_sae}
         return tuple(cfg.matryoshka_sizes or sorted(default))
 
-    def reconstruction_loss(self, sae, x_s, f, mse):
-        """The prefixes' reconstructions, built up block by block: x̂^(g) = x̂^(g-1) + f_block W_block.
-        The full one's error (g = G) is `mse`, already computed; the others cost a decode of the
-        first m_{G-1} latents."""
-        sizes, total, x_hat, start = self.sizes(self.cfg), x_s.new_zeros(()), sae.b_dec, 0
+    def reconstruction_loss(self, sae, x_s, y_s, f, mse):
+        """The prefixes' reconstructions, built up block by block: x̂^(g) = x̂^(g-1) + f_block W_block
+        from x̂^(0) = b_dec (a skip transcoder's b_dec + x_s W_skip). The full one's error (g = G) is
+        `mse`, already computed; the others cost a decode of the first m_{G-1} latents."""
+        sizes, total, x_hat, start = self.sizes(self.cfg), x_s.new_zeros(()), sae.decoder_base(x_s), 0
         for m in sizes[:-1]:
             x_hat = x_hat + f[:, start:m] @ sae.W_dec[start:m]
-            total = total + (x_hat - x_s).pow(2).sum(-1).mean()
+            total = total + (x_hat - y_s).pow(2).sum(-1).mean()
             start = m
         return (total + mse) / len(sizes)
 

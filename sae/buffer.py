@@ -80,38 +80,47 @@ class ContextSource:
 
 
 @torch.no_grad()
-def harvest(model: GPT, contexts: torch.Tensor, site: str, drop_first: int = 1) -> torch.Tensor:
+def harvest(model: GPT, contexts: torch.Tensor, site: str, drop_first: int = 1,
+            target_site: str | None = None) -> torch.Tensor:
     """Activations of `site` for a batch of contexts, without the first `drop_first` positions:
-    (n_contexts × (n_ctx − drop_first), d) float32 rows, context-major."""
+    (n_contexts × (n_ctx − drop_first), d) float32 rows, context-major. With `target_site` (a
+    transcoder's), each row is the two sites' activations side by side, [x | y]."""
+    sites = [site] + ([target_site] if target_site else [])
+    last = max(sites, key=model.sites.index)
     with eval_mode(model):
-        _, cache = model.run_with_cache(contexts.to(next(model.parameters()).device), [site], stop_at=site)
-    act = cache[site][:, drop_first:, :]  # (B, T - drop_first, d)
+        _, cache = model.run_with_cache(contexts.to(next(model.parameters()).device), sites, stop_at=last)
+    act = torch.cat([cache[s] for s in sites], dim=-1)[:, drop_first:, :]  # (B, T - drop_first, d)
     return act.reshape(-1, act.shape[-1]).float()
 
 
 class ActivationBuffer:
     """Shuffled batches of raw activations of `site` (see the module docstring): iterate over it
-    (`for x in buffer`) or call `next_batch()`."""
+    (`for x in buffer`) or call `next_batch()`. With `target_site`, rows are a transcoder's
+    [x | y]: `d_in` is x's width, `d_out` y's (0 without a target)."""
 
     def __init__(self, model: GPT, tokens: np.ndarray, site: str, buffer_tokens: int = 2**16,
                  batch_size: int = 4096, model_batch: int | None = None, drop_first: int = 1,
-                 seed: int = 0, device: str | torch.device | None = None):
+                 seed: int = 0, device: str | torch.device | None = None, target_site: str | None = None):
         model._hook_point(site)  # fail now, with the list of valid sites
+        if target_site:
+            model._hook_point(target_site)
         n_ctx = model.cfg.n_ctx
         if not 0 <= drop_first < n_ctx:
             raise ValueError(f"drop_first={drop_first} must be in [0, n_ctx={n_ctx})")
         if batch_size > buffer_tokens // 2:
             raise ValueError(f"batch_size={batch_size} must be at most half of buffer_tokens={buffer_tokens}")
-        self.model, self.site, self.drop_first = model, site, drop_first
+        self.model, self.site, self.drop_first, self.target_site = model, site, drop_first, target_site
         self.source = ContextSource(tokens, n_ctx, seed=seed)
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         # contexts per model call: a GPU idles between small calls (a refill of 2^18 rows is then
         # 32 calls of a few kernels each), a CPU does not
         self.batch_size, self.model_batch = batch_size, model_batch or (512 if self.device.type == "cuda" else 64)
         self.chunk = max(8192, self.model_batch * n_ctx)  # rows written into the buffer at a time
-        probe = harvest(model, self.source.contexts(1), site, drop_first)
-        self.d_in = probe.shape[1]
-        self.buffer = torch.empty(buffer_tokens, self.d_in, device=self.device)
+        first = self.source.contexts(1)
+        probe = harvest(model, first, site, drop_first, target_site)
+        self.d_in = harvest(model, first, site, drop_first).shape[1] if target_site else probe.shape[1]
+        self.d_out = probe.shape[1] - self.d_in
+        self.buffer = torch.empty(buffer_tokens, probe.shape[1], device=self.device)
         self.gen = torch.Generator().manual_seed(seed + 1)
         self._pending = probe.to(self.device)  # harvested rows not yet written into the buffer
         self._fill(torch.arange(buffer_tokens))
@@ -122,7 +131,8 @@ class ActivationBuffer:
         """The next `n` fresh activation rows (running the model as needed)."""
         parts, have = [self._pending], len(self._pending)
         while have < n:
-            rows = harvest(self.model, self.source.contexts(self.model_batch), self.site, self.drop_first)
+            rows = harvest(self.model, self.source.contexts(self.model_batch), self.site, self.drop_first,
+                           self.target_site)
             parts.append(rows.to(self.device))
             have += len(rows)
         rows = torch.cat(parts)
@@ -149,7 +159,11 @@ class ActivationBuffer:
 
     def estimate_scale(self) -> float:
         """s with E‖s·x‖ = sqrt(d_in), from the rows currently in the buffer (`input_scale_for`)."""
-        return input_scale_for(self.buffer)
+        return input_scale_for(self.buffer[:, :self.d_in])
+
+    def estimate_target_scale(self) -> float | None:
+        """t with E‖t·y‖ = sqrt(d_out) for a transcoder's targets; None without a target site."""
+        return input_scale_for(self.buffer[:, self.d_in:]) if self.d_out else None
 
 
 # ----------------------------------------------------------------------------- on-disk cache

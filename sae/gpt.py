@@ -11,9 +11,11 @@ holds `HookPoint` modules (identity layers that do nothing but give an activatio
 
     x = blocks.i.hook_resid_pre(x)
     x = x + blocks.i.attn.hook_out( attn(ln_1(x)) )            # after the output projection
-    h = blocks.i.mlp.hook_pre( ln_2(x) @ W_in + b_in )          # neuron pre-activations
+    u = blocks.i.mlp.hook_in( ln_2(x) )                         # what the MLP reads (a transcoder's input)
+    h = blocks.i.mlp.hook_pre( u @ W_in + b_in )                # neuron pre-activations
     h = blocks.i.mlp.hook_post( gelu(h) )                       # the MLP neurons (default SAE site)
-    x = blocks.i.hook_resid_post( x + h @ W_out + b_out )
+    y = blocks.i.mlp.hook_out( h @ W_out + b_out )              # what it writes (a transcoder's target)
+    x = blocks.i.hook_resid_post( x + y )
 
 `run_with_cache` records activations at chosen sites; the `hooks` context manager runs functions
 `fn(act) -> act` there, which may replace them (that is how an SAE is spliced in for steering).
@@ -104,14 +106,20 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
+        self.hook_in = HookPoint()  # the MLP's input, ln_2 of the residual stream
         self.c_fc = nn.Linear(cfg.d_model, cfg.d_mlp)
         self.hook_pre = HookPoint()  # neuron pre-activations
         self.act = nn.GELU() if cfg.activation == "gelu" else nn.ReLU()
         self.hook_post = HookPoint()  # the neurons: what Towards Monosemanticity decomposes
         self.c_proj = nn.Linear(cfg.d_mlp, cfg.d_model)
+        self.hook_out = HookPoint()  # the MLP's output, its write into the residual stream
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.c_proj(self.hook_post(self.act(self.hook_pre(self.c_fc(x)))))
+        return self.from_neurons(self.hook_post(self.act(self.hook_pre(self.c_fc(self.hook_in(x))))))
+
+    def from_neurons(self, h: torch.Tensor) -> torch.Tensor:
+        """The MLP's output from its neurons (after hook_post)."""
+        return self.hook_out(self.c_proj(h))
 
 
 class Block(nn.Module):
@@ -143,10 +151,14 @@ class Block(nn.Module):
             x = act + self.attn(self.ln_1(act))
         else:
             x = resid_pre + (act if name == "attn.hook_out" else attn_out)
-        if name == "mlp.hook_post":
-            x = x + self.mlp.c_proj(act)
+        if name == "mlp.hook_out":
+            x = x + act
+        elif name == "mlp.hook_post":
+            x = x + self.mlp.from_neurons(act)
         elif name == "mlp.hook_pre":
-            x = x + self.mlp.c_proj(self.mlp.hook_post(self.mlp.act(act)))
+            x = x + self.mlp.from_neurons(self.mlp.hook_post(self.mlp.act(act)))
+        elif name == "mlp.hook_in":
+            x = x + self.mlp.from_neurons(self.mlp.hook_post(self.mlp.act(self.mlp.hook_pre(self.mlp.c_fc(act)))))
         else:
             x = x + self.mlp(self.ln_2(x))
         return self.hook_resid_post(x)

@@ -313,10 +313,10 @@ class LogitEffects(NamedTuple):
 @torch.no_grad()
 def _direct_logits(model, d: Tensor, site: str) -> Tensor:
     """(n, d_in) raw-unit directions at `site` -> (n, vocab) direct logit effects."""
-    m = re.fullmatch(r"blocks\.(\d+)\.(mlp\.hook_post|hook_resid_pre|hook_resid_post|attn\.hook_out)", site)
+    m = re.fullmatch(r"blocks\.(\d+)\.(mlp\.hook_post|mlp\.hook_out|hook_resid_pre|hook_resid_post|attn\.hook_out)", site)
     if m is None:
         raise ValueError(f"no direct path from {site!r} to the logits: logit effects are defined for "
-                         "blocks.i.mlp.hook_post and residual-stream sites (hook_resid_pre/post, attn.hook_out)")
+                         "blocks.i.mlp.hook_post and residual-stream sites (hook_resid_pre/post, attn.hook_out, mlp.hook_out)")
     r = d  # (n, d_model) what the directions write into the residual stream
     if m.group(2) == "mlp.hook_post":
         r = d @ model.blocks[int(m.group(1))].mlp.c_proj.weight.T  # c_proj: (d_model, d_mlp)
@@ -326,13 +326,13 @@ def _direct_logits(model, d: Tensor, site: str) -> Tensor:
 
 def logit_weights(model, sae, site: str | None = None) -> Tensor:
     """(d_sae, vocab) direct logit effect of one unit of each feature (module docstring)."""
-    return _direct_logits(model, sae.W_dec / sae.input_scale, site or sae.cfg.site)
+    return _direct_logits(model, sae.W_dec / sae.output_scale, site or sae.write_site)
 
 
 def logit_effects(model, sae, feature: int, k: int = 10, site: str | None = None) -> LogitEffects:
     """The k tokens whose logits feature `feature` raises most, and the k it lowers most."""
-    d = (sae.W_dec[feature] / sae.input_scale)[None]  # (1, d_in)
-    logits = _direct_logits(model, d, site or sae.cfg.site)[0]  # (vocab,)
+    d = (sae.W_dec[feature] / sae.output_scale)[None]  # (1, d_out)
+    logits = _direct_logits(model, d, site or sae.write_site)[0]  # (vocab,)
     top, bottom = logits.topk(k), (-logits).topk(k)
     return LogitEffects([(int(i), float(v)) for v, i in zip(top.values, top.indices)],
                         [(int(i), -float(v)) for v, i in zip(bottom.values, bottom.indices)])

@@ -114,6 +114,7 @@ def resample_dead_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, dead: Ten
     input per dead feature with probability ∝ loss²; with v = (x_s - b_dec) / ‖x_s - b_dec‖ the
     scaled, centred input, set
         W_dec[i] = v,   W_enc[:, i] = v · encoder_scale · mean_{alive j} ‖W_enc[:, j]‖,   b_enc[i] = 0,
+    (a transcoder: W_dec[i] from its centred target y_s - b_dec, W_enc[:, i] from its input x_s)
     and zero Adam's moments (exp_avg, exp_avg_sq) of exactly those rows, columns and biases,
     looked up by parameter (`opt.state[p]`), so nothing else moves.
 
@@ -124,15 +125,16 @@ def resample_dead_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, dead: Ten
     n_dead = dead_idx.numel()
     if n_dead == 0:
         return {"n_resampled": 0}
-    scale = sae.input_scale
-    loss = torch.cat([(sae(chunk).x_hat * scale - chunk * scale).pow(2).sum(-1)  # ‖x̂_s - x_s‖²
-                      for chunk in sample.split(4096)])  # (n_sample,)
+    x_s, y_s = (part * scale for part, scale in zip(sae.split(sample), (sae.input_scale, sae.output_scale)))
+    loss = torch.cat([(sae(x / sae.input_scale, target=y / sae.output_scale).x_hat * sae.output_scale - y).pow(2).sum(-1)
+                      for x, y in zip(x_s.split(4096), y_s.split(4096))])  # (n_sample,): ‖ŷ_s - y_s‖²
     weights = loss.double().pow(2).cpu()
     if weights.sum() <= 0:
         weights = torch.ones_like(weights)
-    pick = torch.multinomial(weights, n_dead, replacement=n_dead > len(weights), generator=generator)
-    v = sample[pick.to(sample.device)] * scale - sae.b_dec  # (n_dead, d_in)
+    pick = torch.multinomial(weights, n_dead, replacement=n_dead > len(weights), generator=generator).to(sample.device)
+    v = y_s[pick] - sae.b_dec  # (n_dead, d_out)
     v = v / v.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    v_in = x_s[pick] / x_s[pick].norm(dim=1, keepdim=True).clamp_min(1e-12) if sae.transcoder else v
 
     alive = ~dead
     enc_norm = sae.W_enc[:, alive].norm(dim=0).mean() if bool(alive.any()) else torch.tensor(1.0)
@@ -141,10 +143,10 @@ def resample_dead_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, dead: Ten
     else:  # relu_april: match the typical alive decoder norm so the L1 price is ordinary
         dec_norm = sae.W_dec[alive].norm(dim=1).mean() if bool(alive.any()) else torch.tensor(1.0)
         sae.W_dec[dead_idx] = v * dec_norm
-    sae.W_enc[:, dead_idx] = v.T * (encoder_scale * enc_norm)
+    sae.W_enc[:, dead_idx] = v_in.T * (encoder_scale * enc_norm)
     sae.b_enc[dead_idx] = 0.0
     if fire_frac > 0:  # lower each new bias until the feature fires on at most `fire_frac` of the sample
-        x_c = sample * scale - sae.b_dec if sae.arch.pre_encoder_bias else sample * scale
+        x_c = x_s - sae.b_dec if sae.pre_encoder_bias else x_s
         pre_new = x_c @ sae.W_enc[:, dead_idx]  # (n_sample, n_dead)
         kth = max(1, len(sample) - int(fire_frac * len(sample)))
         threshold = pre_new.kthvalue(kth, dim=0).values  # (n_dead,)
@@ -157,7 +159,8 @@ def resample_dead_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, dead: Ten
             if key in state:
                 state[key][rows] = 0.0
 
-    fires = torch.cat([(sae.encode(chunk)[:, dead_idx] > 0).float().sum(0, keepdim=True) for chunk in sample.split(4096)])
+    fires = torch.cat([(sae.encode(chunk / sae.input_scale)[:, dead_idx] > 0).float().sum(0, keepdim=True)
+                       for chunk in x_s.split(4096)])
     fire_frac = fires.sum(0) / len(sample)  # (n_dead,)
     return {"n_resampled": n_dead, "sample_loss_mean": loss.mean().item(),
             "fire_frac_mean": fire_frac.mean().item(), "fire_frac_max": fire_frac.max().item()}
@@ -165,7 +168,8 @@ def resample_dead_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, dead: Ten
 
 def train_sae(sae: SparseAutoencoder, batches: Iterable[Tensor], cfg: TrainSAEConfig,
               checkpoint_path: str | os.PathLike | None = None, resume: bool = False) -> list[dict]:
-    """Train `sae` on an iterator of raw activation batches (batch, d_in); returns the history.
+    """Train `sae` on an iterator of raw activation batches (batch, d_in) (a transcoder: rows [x | y]
+    of width d_in + d_out, `SparseAutoencoder.split`); returns the history.
 
     The history has one dict per step: step, loss, mse, l1, l0, fvu, dead_frac, aux (TopK's AuxK
     loss, 0 when it did not run), lr, l1_coeff, batch_size, elapsed_s; a step that resampled also
@@ -278,8 +282,9 @@ class _Training:
         lr, lam = lr_at(self.step, cfg), l1_coeff_at(self.step, cfg)
         for group in opt.param_groups:
             group["lr"] = lr
+        x, y = sae.split(x)  # a transcoder's rows are [input | target]; an SAE's target is its input
         with mixed_precision(cfg.precision, self.device):  # parameters, gradients and Adam stay float32
-            out = sae(x, l1_coeff=lam, dead_mask=dead)
+            out = sae(x, l1_coeff=lam, dead_mask=dead, target=y)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         self.sync.grads(sae.parameters())
@@ -301,7 +306,7 @@ class _Training:
             # converts a (batch, d_sae) bool tensor to int64 first: 20x slower, a sixth of a training step)
             l0 = f.sign().sum() / len(f)
             x_hat = out.x_hat.float()
-            fvu = (x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()  # `metrics.fvu`, kept on the device
+            fvu = (y - x_hat).pow(2).sum() / (y - y.mean(0)).pow(2).sum()  # `metrics.fvu`, kept on the device
             scalars = torch.stack([t.float() for t in (out.loss, out.mse, out.l1, l0, self.dead().float().mean(),
                                                        out.aux, fvu)])
             scalars = self.sync.mean(scalars, "logged numbers")  # the mean over ranks (for the FVU, of the ranks' batch FVUs)

@@ -476,7 +476,8 @@ def test_a_benchmark_refuses_bad_arguments_at_the_process_level(tmp_path):
 # ----------------------------------------------------------------------------- 10: --run that is not a run directory
 
 RUN_COMMANDS = [["evaluate"], ["dashboard"], ["feature", "3"], ["steer", "--feature", "3", "--prompt", "The"],
-                ["generate", "--prompt", "The"], ["train-sae", "--name", "x"]]
+                ["generate", "--prompt", "The"], ["train-sae", "--name", "x"],
+                ["circuit", "--prompt", "The", "--target", " Gate"]]
 
 
 @pytest.mark.parametrize("kind", ["missing", "file"])

@@ -32,8 +32,10 @@ def test_sites_are_named_per_block_in_execution_order(model):
         expected += [
             f"blocks.{i}.hook_resid_pre",
             f"blocks.{i}.attn.hook_out",
+            f"blocks.{i}.mlp.hook_in",
             f"blocks.{i}.mlp.hook_pre",
             f"blocks.{i}.mlp.hook_post",
+            f"blocks.{i}.mlp.hook_out",
             f"blocks.{i}.hook_resid_post",
         ]
     assert model.sites == expected
@@ -109,6 +111,10 @@ def test_run_with_cache_shapes_and_values(model, tokens):
         "hook_post should be the GELU of hook_pre: are the two hooks on either side of the nonlinearity?"
     )
     assert (cache["blocks.0.mlp.hook_post"] >= -0.2).all(), "GELU outputs are never below about -0.17"
+    block = model.blocks[0]  # the MLP's input and output: what a transcoder reads and predicts
+    mid = cache["blocks.0.hook_resid_pre"] + cache["blocks.0.attn.hook_out"]
+    assert torch.equal(cache["blocks.0.mlp.hook_in"], block.ln_2(mid))
+    assert torch.equal(cache["blocks.0.hook_resid_post"], mid + cache["blocks.0.mlp.hook_out"])
 
 
 def test_run_with_cache_stop_at_gives_the_same_activation_and_no_logits(model, tokens):
@@ -132,7 +138,8 @@ def test_cache_sees_a_replaced_activation_from_an_enclosing_hook(model, tokens):
 
 
 @pytest.mark.parametrize("site", [f"blocks.{i}.{name}" for i in range(SMALL["n_layer"]) for name in
-                                  ("hook_resid_pre", "attn.hook_out", "mlp.hook_pre", "mlp.hook_post", "hook_resid_post")])
+                                  ("hook_resid_pre", "attn.hook_out", "mlp.hook_in", "mlp.hook_pre", "mlp.hook_post",
+                                   "mlp.hook_out", "hook_resid_post")])
 def test_forward_from_a_site_equals_the_forward_pass_with_a_replacing_hook(model, tokens, site):
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens, [site, *model.resume_sites(site)], stop_at=site)

@@ -35,8 +35,9 @@ class Evaluator:
     Sums are kept in float64 and turned into the formulas at the end: with S_e = Σ‖x − x̂‖²,
     S_x = Σ‖x‖² and m = Σx / n, the centred sum is Σ‖x − m‖² = S_x − n‖m‖², so
     fvu = S_e / (S_x − n‖m‖²) and nmse = S_e / S_x over every token, exactly as `fvu` and `nmse`
-    on the materialised activations (tested); l0 = Σ_i fire_i / n. `mean_act` (d_in,) is the
-    mean-ablation baseline (None: the mean of the first batch). Everything accumulates on the
+    on the materialised activations (tested); l0 = Σ_i fire_i / n. A transcoder's x in these is its
+    target y, and its losses splice its prediction in at the target site (the MLP *replaced*).
+    `mean_act` (d_in, or d_out) is the mean-ablation baseline (None: the mean of the first batch). Everything accumulates on the
     SAE's device until `result()`. Memory: one batch, three logits buffers (the whole batch's on a
     GPU, `CPU_LOGITS` each on a CPU) and the concept accumulators (of which the segment peaks and
     the probe's scores grow with the tokens)."""
@@ -53,7 +54,7 @@ class Evaluator:
         self.probe = MeanDiffProbe(d_in, n_concepts, device=dev) if n_concepts else None
         self.feature_peaks = SegmentPeaks(d_sae, device=dev) if n_concepts else None
         self.neuron_peaks = SegmentPeaks(d_in, device=dev) if n_concepts and neurons else None
-        self.x_sum = torch.zeros(d_in, dtype=torch.float64, device=dev)
+        self.x_sum = torch.zeros(sae.d_out, dtype=torch.float64, device=dev)  # of the targets (an SAE's: x)
         # running sums as float64 tensors on the device: a .item() per batch would wait for the GPU
         self.sums = {k: torch.zeros((), dtype=torch.float64, device=dev)
                      for k in ("sq_err", "sq_x", "l1", "ce_clean", "ce_sae", "ce_zero", "ce_mean", "kl")}
@@ -71,7 +72,7 @@ class Evaluator:
         prediction made at p), and KL(clean ‖ SAE). The model resumes at the site from the batch's
         cache (`GPT.forward_from`: what runs before the site runs once for all four), a few contexts
         at a time on a CPU (`CPU_LOGITS`)."""
-        s, d, site = self.sums, self.drop_first, self.sae.cfg.site
+        s, d, site = self.sums, self.drop_first, self.sae.write_site
         B, T = b.ctx.shape
         clean = b.cache[site]
         shape = (B, T - d, clean.shape[-1])
@@ -111,15 +112,15 @@ class Evaluator:
 
     @torch.no_grad()
     def add(self, b: HeldOutBatch) -> None:
-        s, x, f = self.sums, b.x, b.f
+        s, x, f, y = self.sums, b.x, b.f, b.y  # y: what the dictionary predicts (a transcoder's target, else x)
         if self.mean_act is None:
-            self.mean_act = x.mean(0)
-        x_hat = self.sae.decode(f, b.active).float()
+            self.mean_act = y.mean(0)
+        x_hat = self.sae.predict(x, f, b.active).float()
         self._add_losses(b, x_hat)
-        err, xd = (x - x_hat).double(), x.to(torch.float64, copy=True)  # a float32's square is exact in float64
+        err, yd = (y - x_hat).double(), y.to(torch.float64, copy=True)  # a float32's square is exact in float64
         s["sq_err"] += err.mul_(err).sum()
-        s["sq_x"] += xd.mul_(xd).sum()
-        self.x_sum += x.sum(0, dtype=torch.float64)
+        s["sq_x"] += yd.mul_(yd).sum()
+        self.x_sum += y.sum(0, dtype=torch.float64)
         a = b.active
         s["l1"] += a.vals.abs().sum(dtype=torch.float64)
         self.n += len(x)

@@ -45,6 +45,7 @@ class HeldOutBatch(NamedTuple):
     cache: dict[str, Tensor]  # the site's (B, n_ctx, d_in) activations and what `GPT.forward_from` needs to resume there
     x: Tensor  # (N, d_in) activations at the site, positions >= drop_first, N = B·(n_ctx − drop_first)
     f: Tensor  # (N, d_sae) feature activations
+    y: Tensor  # (N, d_out) what the dictionary predicts: a transcoder's target activations, an SAE's x
     active: Active  # f's non-zero entries
     index: Tensor  # (N,) int64 index of each row's token in the token stream (on the CPU, to index arrays)
     labels: Tensor | None  # (N,) int64 concept of each row's token (−1: none), or None; on the model's device
@@ -70,12 +71,15 @@ def held_out_batches(model, sae, tokens: np.ndarray, labels: np.ndarray | None =
     """Cut `tokens` into consecutive n_ctx windows (at most `n_tokens` tokens), run each batch of
     windows through the model and the SAE, and yield it: the pass that the evaluator and the
     feature statistics (`sae.interpret.FeatureStatsBuilder`) both read. The model stops at
-    `sae.cfg.site`; whoever needs logits resumes from the batch's `cache` (`GPT.forward_from`).
-    `log` names the pass in the progress lines (rate and ETA on stderr); "" is silent."""
-    site = sae.cfg.site
+    `sae.cfg.site` (a transcoder's at its target site); whoever needs logits resumes from the
+    batch's `cache` at `sae.write_site` (`GPT.forward_from`). `log` names the pass in the progress
+    lines (rate and ETA on stderr); "" is silent."""
+    site, write = sae.cfg.site, sae.write_site
     if not site:
         raise ValueError("the SAE does not name its hook site (SAEConfig.site): set it, e.g. "
                          "SAEConfig(..., site='blocks.0.mlp.hook_post')")
+    sites = list(dict.fromkeys([site, write, *model.resume_sites(write)]))
+    last = max(site, write, key=model.sites.index)
     device, n_ctx = next(model.parameters()).device, model.cfg.n_ctx
     n_windows = min(len(tokens) // n_ctx, max(n_tokens // n_ctx, 1))
     if n_windows == 0:
@@ -92,12 +96,13 @@ def held_out_batches(model, sae, tokens: np.ndarray, labels: np.ndarray | None =
         for start in range(0, n_windows, batch_contexts):
             ctx = windows[start:start + batch_contexts].to(device)
             B = len(ctx)
-            _, cache = model.run_with_cache(ctx, [site, *model.resume_sites(site)], stop_at=site)
+            _, cache = model.run_with_cache(ctx, sites, stop_at=last)
             x = cache[site][:, drop_first:].reshape(-1, sae.cfg.d_in).float()  # (N, d_in)
+            y = cache[write][:, drop_first:].reshape(-1, sae.d_out).float() if sae.transcoder else x
             index = ((start + torch.arange(B))[:, None] * n_ctx + positions[None, :]).reshape(-1)  # (N,)
             on_device = index.to(device)
             f = sae.encode(x)
-            yield HeldOutBatch(ctx, cache, x, f, Active.of(f), index, None if lab is None else lab[on_device],
+            yield HeldOutBatch(ctx, cache, x, f, y, Active.of(f), index, None if lab is None else lab[on_device],
                                None if seg is None else seg[on_device], start, n_windows)
             done = start + B
             if log and (done == n_windows or (start // batch_contexts) % 20 == 19):

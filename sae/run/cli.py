@@ -255,6 +255,60 @@ def cmd_dashboard(args) -> int:
     return 0
 
 
+def cmd_circuit(args) -> int:
+    """The attribution graph of one prompt's next token through the run's transcoder (`sae.circuits`)."""
+    import time
+
+    from sae.circuits import ablation_check, attribute, prune
+    from sae.run.circuit_page import top_nodes, write_circuit
+
+    run = Path(args.run)
+    _check_sae_name(args.sae, "--sae")
+    check_run_dir(run)
+    if not sae_path(run, args.sae).exists():
+        raise ValueError(f"{run} has no transcoder {args.sae}.pt: train one with python -m sae train-sae --run {run} "
+                         f"--name {args.sae} --set sae.site=blocks.0.mlp.hook_in --set sae.target_site=blocks.0.mlp.hook_out "
+                         f"(one per layer, named {args.sae}, {args.sae}_1, ... in a deeper model)")
+    tok, model = load_run(run)
+    tcs = {0: load_sae(run, args.sae)}
+    for layer in range(1, model.cfg.n_layer):
+        name = f"{args.sae}_{layer}"
+        if not sae_path(run, name).exists():
+            raise ValueError(f"{run} has {model.cfg.n_layer} layers: a graph needs a transcoder per MLP, and {name}.pt "
+                             "is missing")
+        tcs[layer] = load_sae(run, name)
+    if not all(t.transcoder for t in tcs.values()):
+        raise ValueError(f"{args.sae}.pt is an SAE, not a transcoder (no sae.target_site): a graph replaces the MLP, "
+                         "so it needs a transcoder from blocks.0.mlp.hook_in to blocks.0.mlp.hook_out")
+    ids = [tok.eot_token] + tok.encode(args.prompt)
+    if len(ids) < 2 or len(ids) > model.cfg.n_ctx:
+        raise ValueError(f"--prompt must hold 1 to {model.cfg.n_ctx - 1} tokens, got {len(ids) - 1}")
+    target = tok.encode(args.target)
+    if len(target) != 1:
+        pieces = ", ".join(repr(tok.decode([t])) for t in target) or "none"
+        raise ValueError(f"--target must be one token, got {len(target)}: {pieces} (mind the leading space: ' Bridge')")
+    if not 0 < args.node_threshold <= 1 or not 0 < args.edge_threshold <= 1:
+        raise ValueError("--node-threshold and --edge-threshold are shares of the influence, in (0, 1]")
+    out = check_output_dir(Path(args.out) if args.out else run / "circuits")
+    t0 = time.perf_counter()
+    graph = prune(attribute(model, tcs, ids, target[0]), args.node_threshold, args.edge_threshold)
+    seconds = time.perf_counter() - t0
+    check = ablation_check(model, tcs, graph)
+    note = (f"Built in {seconds:.2f} s; the graph's predicted logit changes for its top {len(check['predicted'])} "
+            f"features against the model's, when each is removed: correlation {check['correlation']:.2f}.")
+    page = write_circuit(out, graph, model, tok, tcs[0], run_feature_stats(run, args.sae),
+                         f"{args.prompt!r} → {args.target!r}", note)
+    print(f"{args.prompt!r} -> {args.target!r}: logit {graph.logit:.2f}, {int(graph.node_mask.sum())} of "
+          f"{len(graph.adjacency)} nodes kept, replacement score {graph.scores['replacement']:.3f}, completeness "
+          f"{graph.scores['completeness']:.3f} ({seconds:.2f} s; ablation check r = {check['correlation']:.2f})")
+    print(f"{'kind':<8} {'layer':>5} {'pos':>4} {'token':<14} {'feature':>7} {'influence':>9} {'direct':>8}")
+    for kind, layer, pos, text, index, inf, direct in top_nodes(graph, tok):
+        print(f"{kind:<8} {layer if layer >= 0 else '':>5} {pos:>4} {text!r:<14} {index if kind == 'feature' else '':>7} "
+              f"{inf:>9.3f} {direct:>+8.3f}")
+    print(f"wrote {page}")
+    return 0
+
+
 def cmd_feature(args) -> int:
     run = Path(args.run)
     sae = load_sae(run)
@@ -358,6 +412,18 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--features", default=None, help="comma-separated feature ids (default: top features of each concept + a random sample)")
     db.add_argument("--out", default=None, help="output folder (default RUN/dashboard)")
     db.set_defaults(fn=cmd_dashboard)
+
+    ci = sub.add_parser("circuit", help="the attribution graph of a prompt's next token through the run's "
+                                        "transcoder (writes RUN/circuits/*.html, prints the top nodes)")
+    ci.add_argument("--run", required=True)
+    ci.add_argument("--prompt", required=True, help="the text before the token to explain")
+    ci.add_argument("--target", required=True, help="the next token, one token of the run's tokenizer (e.g. ' Bridge')")
+    ci.add_argument("--sae", default="tc", help="the transcoder: NAME.pt, trained from blocks.0.mlp.hook_in to "
+                                                "blocks.0.mlp.hook_out (default tc)")
+    ci.add_argument("--node-threshold", type=float, default=0.8, help="share of influence the kept nodes carry (0.8)")
+    ci.add_argument("--edge-threshold", type=float, default=0.98, help="share of influence the kept edges carry (0.98)")
+    ci.add_argument("--out", default=None, help="output folder (default RUN/circuits)")
+    ci.set_defaults(fn=cmd_circuit)
 
     fe = sub.add_parser("feature", help="print one feature's contexts, density and logit effects")
     fe.add_argument("--run", required=True)

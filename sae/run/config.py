@@ -3,8 +3,9 @@
 A `Preset` nests the configs it builds under their own names (`gpt`, `train_lm`, `sae`,
 `train_sae`) beside the run-level settings. `with_overrides` (`--set` on the command line) sets
 any field by its dotted name, e.g. `train_sae.lr=1e-3`, except those filled in at build time:
-`sae.d_in` (the width at `sae.site`) and the trainers' `seed`/`device` (the run's). Step counts
-are absolute: with `train_sae.n_steps`, set `dead_window` and `resample_steps` too.
+`sae.d_in` and `sae.d_out` (the widths at `sae.site` and `sae.target_site`) and the trainers'
+`seed`/`device` (the run's). Step counts are absolute: with `train_sae.n_steps`, set
+`dead_window` and `resample_steps` too.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ class Preset:
     def gpt_config(self, vocab_size: int) -> GPTConfig:
         return replace(self.gpt, vocab_size=vocab_size)
 
-    def sae_config(self, d_in: int) -> SAEConfig:
-        return replace(self.sae, d_in=d_in)
+    def sae_config(self, d_in: int, d_out: int = 0) -> SAEConfig:
+        """The SAE's config with the widths at its sites filled in (d_out: a transcoder's target's)."""
+        return replace(self.sae, d_in=d_in, d_out=d_out)
 
     def train_lm_config(self) -> TrainLMConfig:
         return replace(self.train_lm, seed=self.seed, device=self.device)
@@ -87,6 +89,7 @@ def get_preset(name: str) -> Preset:
 # ----------------------------------------------------------------------------- fields by name
 # filled in when the thing is built (see the module docstring): setting them would change nothing
 _DERIVED = {"sae.d_in": "the width of the activations at sae.site",
+            "sae.d_out": "the width of the activations at sae.target_site",
             "train_lm.seed": "the run's seed (set seed=...)", "train_lm.device": "the run's device (set device=...)",
             "train_sae.seed": "the run's seed (set seed=...)"}
 

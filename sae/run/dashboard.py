@@ -176,7 +176,7 @@ def feature_page(stats: FeatureStats, tok, model, sae, feature: int, examples: S
         rows = [[html.escape(CONCEPTS[c]), f"{float(share[c]):.1%}"] for c in order.tolist() if share[c] > 0]
         concept_rows = f"<div><h2>Activation mass by concept</h2>{table(rows, num=(1,))}</div>"
     parts = ["\n".join(head), f'<div class="cols">{hist}{concept_rows}</div>']
-    eff = logit_effects(model, sae, f, k=10, site=stats.site)
+    eff = logit_effects(model, sae, f, k=10, site=sae.cfg.target_site or stats.site)
     parts.append('<h2>Logit effects</h2><p class="muted">W_dec[i] through the MLP output, the final '
                  'LayerNorm (as linear) and the unembedding: direct effect on the next-token logits.</p>'
                  f'<div class="cols">{_logit_table(tok, eff.promoted, "promoted")}'
@@ -333,7 +333,7 @@ def format_feature(stats: FeatureStats, tok, model, sae, feature: int, n_top: in
     best = stats.best_concept()
     if best is not None and stats.fire_count[f] > 0:
         lines.append(f"best concept: {_concept_name(int(best[1][f]))} ({float(best[0][f]):.0%} of its activation mass)")
-    eff = logit_effects(model, sae, f, k=6, site=stats.site)
+    eff = logit_effects(model, sae, f, k=6, site=sae.cfg.target_site or stats.site)
     lines.append("promotes:   " + ", ".join(f"{tok.token_str(t)!r} {v:+.3f}" for t, v in eff.promoted))
     lines.append("suppresses: " + ", ".join(f"{tok.token_str(t)!r} {v:+.3f}" for t, v in eff.suppressed))
     threshold = 0.1 * float(stats.max_act[f])

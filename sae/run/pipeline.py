@@ -118,13 +118,14 @@ def train_sae_on_run(p: Preset, out: Path, name: str = "sae") -> dict:
     tokens, _ = corpus_tokens(p, tok, "train", p.lm_train_tokens)
     part = len(tokens) // n_ranks
     buffer = ActivationBuffer(model, tokens[rank * part:(rank + 1) * part], p.sae.site, buffer_tokens=p.buffer_tokens,
-                              batch_size=batch, seed=p.seed + rank, device=device)
+                              batch_size=batch, seed=p.seed + rank, device=device, target_site=p.sae.target_site)
     torch.manual_seed(p.seed)
-    sae = SparseAutoencoder(p.sae_config(buffer.d_in)).to(device)
-    scale = buffer.estimate_scale()
+    sae = SparseAutoencoder(p.sae_config(buffer.d_in, buffer.d_out)).to(device)
+    scales = [buffer.estimate_scale(), buffer.estimate_target_scale()]
     if n_ranks > 1:  # s = sqrt(d)/E‖x‖ over every rank's rows: average the ranks' mean norms sqrt(d)/s_r
-        scale = 1.0 / distributed.Sync().mean(torch.tensor([1.0 / scale], device=device), "input scale").item()
-    sae.set_input_scale_(scale)
+        scales = [None if s is None else 1.0 / distributed.Sync().mean(torch.tensor([1.0 / s], device=device),
+                                                                        "input scale").item() for s in scales]
+    sae.set_input_scale_(*scales)
     path = sae_path(out, name)
     ckpt = path.with_suffix(".ckpt")
     resume = ckpt.exists()
@@ -273,6 +274,12 @@ def reproduce(preset: Preset, out: str | Path, until: str | None = None, log=pri
     """
     if until is not None and until not in STAGE_BY_NAME:
         raise ValueError(f"unknown stage {until!r}; stages: {', '.join(STAGE_BY_NAME)}")
+    names = list(STAGE_BY_NAME)
+    if preset.sae.target_site and names.index(until or names[-1]) > names.index("dashboard"):
+        raise ValueError("reproduce trains an SAE (sae.target_site must be empty): its steering stages clamp features "
+                         "where they are read. Train a transcoder beside the run's SAE: python -m sae train-sae --run "
+                         "RUN --name tc --set sae.site=blocks.0.mlp.hook_in --set sae.target_site=blocks.0.mlp.hook_out, "
+                         "then python -m sae evaluate --run RUN --sae tc")
     out = Path(out)
     # under torchrun (several processes) rank 0 runs every stage but `sae`, which all ranks run
     # together (`sae.distributed`); the others wait at a barrier after each stage
