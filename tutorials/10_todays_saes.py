@@ -185,8 +185,8 @@ print(f"wrote {FIG / 'comparison.json'}")
 # the L1 architectures at this budget (no shrinkage of the active values, chapter 9's frontier);
 # at L0 ≈ 17 the L1 ones keep more concept detectors. Compare Matryoshka with plain BatchTopK: its first
 # latents must stand alone, so fewer of a concept's tokens should be left to narrower features
-# (a lower *absorbed*), at a small cost in FVU; on the default run it ties at L0 ≈ 17 and absorbs
-# less at L0 ≈ 8 (docs/todays-saes.md). Sparser dictionaries absorb more. The
+# (a lower *absorbed*), at a small cost in FVU; on the default run it absorbs about as much as the
+# others at L0 ≈ 17 and less at L0 ≈ 8 (docs/todays-saes.md). Sparser dictionaries absorb more. The
 # neurons' k-sparse probes beat most dictionaries' features at small k: a sparse feature fires on
 # part of its concept's tokens and ranks the rest with every other token, absorption seen from the
 # probe's side; Matryoshka's broad early features are the exception.
