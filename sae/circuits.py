@@ -179,6 +179,8 @@ def attribute(model: GPT, transcoders: dict[int, SparseAutoencoder], tokens: Ten
     if len(tokens) > model.cfg.n_ctx:
         raise ValueError(f"the prompt has {len(tokens)} tokens, more than the model's context n_ctx={model.cfg.n_ctx}: "
                          f"keep its last {model.cfg.n_ctx} (tokens[-{model.cfg.n_ctx}:])")
+    if not 0 <= int(target) < model.cfg.vocab_size:
+        raise ValueError(f"target {target} is not a token id of the model (0 to {model.cfg.vocab_size - 1})")
     rep = Replacement(model, transcoders, tokens)
     L, T = model.cfg.n_layer, len(tokens)
     active = [f.nonzero().tolist() for f in rep.feats]  # per layer: [(position, index), ...]

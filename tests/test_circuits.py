@@ -120,6 +120,10 @@ def test_a_model_without_a_transcoder_per_mlp_is_a_clear_error(setup):
         attribute(model, {0: tcs[0]}, tokens, target=5)
     with pytest.raises(ValueError, match="one prompt"):
         attribute(model, tcs, tokens[None], target=5)
+    with pytest.raises(ValueError, match="not a token id"):
+        attribute(model, tcs, tokens, target=40)
+    with pytest.raises(ValueError, match="keep its last 16"):
+        attribute(model, tcs, torch.zeros(17, dtype=torch.long), target=5)
 
 
 def test_the_graph_predicts_what_ablating_a_feature_does_to_the_model(setup):
