@@ -60,7 +60,7 @@ def stage_work(p) -> dict[str, float]:
     g = p.gpt
     forward = 2 * (g.n_layer * (4 * g.d_model**2 + 2 * g.d_model * g.d_mlp + g.n_ctx * g.d_model)
                    + g.d_model * g.vocab_size)
-    d_in = g.d_mlp if "mlp" in p.sae.site else g.d_model
+    d_in = g.d_mlp if p.sae.site.endswith(("mlp.hook_pre", "mlp.hook_post")) else g.d_model  # hook_in/out: d_model
     sae = 2 * d_in * p.sae.d_sae
     return {"tokenizer": p.tokenizer_chars, "lm": 3 * forward * p.train_lm.n_steps * p.train_lm.batch_size * g.n_ctx,
             "sae": (forward + 6 * sae) * p.train_sae.n_steps * p.sae_batch_size,
