@@ -188,3 +188,26 @@ def test_reproduce_refuses_a_transcoder_and_says_how_to_train_one(tmp_path):
     p = with_overrides(get_preset("smoke"), ["sae.site=blocks.0.mlp.hook_in", "sae.target_site=blocks.0.mlp.hook_out"])
     with pytest.raises(ValueError, match="train-sae --run RUN --name tc"):
         reproduce(p, tmp_path / "run")
+
+
+def test_a_transcoders_neurons_are_the_mlps_it_replaces():
+    """Features against neurons: a transcoder of an MLP is compared with that MLP's neurons (its
+    held-out pass carries them as `units`), an SAE with what it reads."""
+    from sae.evaluation.evaluator import evaluate_sae
+    from sae.evaluation.held_out import held_out_batches
+    from sae.gpt import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=1, d_model=16, n_head=2, d_mlp=32, n_ctx=16, vocab_size=50))
+    tc = SparseAutoencoder(SAEConfig(d_in=16, d_sae=24, d_out=16, site="blocks.0.mlp.hook_in",
+                                     target_site="blocks.0.mlp.hook_out"))
+    tc.set_input_scale_(1.0, 1.0)
+    tokens = torch.randint(0, 50, (16 * 8,)).numpy()
+    labels = torch.randint(-1, 3, (16 * 8,)).numpy()
+    b = next(held_out_batches(model, tc, tokens, n_tokens=len(tokens)))
+    _, cache = model.run_with_cache(b.ctx, ["blocks.0.mlp.hook_post"])
+    assert torch.equal(b.units, cache["blocks.0.mlp.hook_post"][:, 1:].reshape(-1, 32))
+    ev = evaluate_sae(model, tc, tokens, labels, n_concepts=3, n_tokens=len(tokens), log=False)
+    assert ev.neurons.n_units == 32 and ev.features.n_units == 24
+    sae = SparseAutoencoder(SAEConfig(d_in=16, d_sae=24, site="blocks.0.mlp.hook_in"))
+    assert next(held_out_batches(model, sae, tokens, n_tokens=len(tokens))).units.shape[1] == 16

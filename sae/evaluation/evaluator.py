@@ -12,7 +12,7 @@ from torch import Tensor
 
 from sae.evaluation.detectors import ConceptHistogram, Detectors, MeanDiffProbe, SegmentPeaks
 from sae.evaluation.formulas import ce_recovered, density_summary
-from sae.evaluation.held_out import HeldOutBatch, first_half_rows, held_out_batches
+from sae.evaluation.held_out import HeldOutBatch, first_half_rows, held_out_batches, unit_site
 
 
 @dataclass
@@ -24,7 +24,7 @@ class Evaluation:
     max_act: Tensor  # (d_sae,) largest activation seen
     features: ConceptHistogram | None
     neurons: ConceptHistogram | None
-    probe: MeanDiffProbe | None = None  # a mean-difference linear probe on the site's activations
+    probe: MeanDiffProbe | None = None  # a mean-difference linear probe on the neurons (`unit_site`)
     feature_detectors: Detectors | None = None
     neuron_detectors: Detectors | None = None
 
@@ -45,15 +45,16 @@ class Evaluator:
     def __init__(self, model, sae, n_concepts: int = 0, mean_act: Tensor | None = None,
                  neurons: bool = True, drop_first: int = 1):
         self.model, self.sae, self.drop_first, self.mean_act = model, sae, drop_first, mean_act
-        d_in, d_sae = sae.cfg.d_in, sae.cfg.d_sae
+        d_sae = sae.cfg.d_sae
         dev = self.device = next(sae.parameters()).device
         self.fire = torch.zeros(d_sae, dtype=torch.int64, device=dev)
         self.max_act = torch.zeros(d_sae, device=dev)
         self.features = ConceptHistogram(d_sae, n_concepts, device=dev) if n_concepts else None
-        self.neurons = ConceptHistogram(d_in, n_concepts, device=dev) if n_concepts and neurons else None
-        self.probe = MeanDiffProbe(d_in, n_concepts, device=dev) if n_concepts else None
+        d_units = unit_site(model, sae)[1]  # the neurons: an SAE's input, a transcoder's MLP neurons
+        self.neurons = ConceptHistogram(d_units, n_concepts, device=dev) if n_concepts and neurons else None
+        self.probe = MeanDiffProbe(d_units, n_concepts, device=dev) if n_concepts else None
         self.feature_peaks = SegmentPeaks(d_sae, device=dev) if n_concepts else None
-        self.neuron_peaks = SegmentPeaks(d_in, device=dev) if n_concepts and neurons else None
+        self.neuron_peaks = SegmentPeaks(d_units, device=dev) if n_concepts and neurons else None
         self.x_sum = torch.zeros(sae.d_out, dtype=torch.float64, device=dev)  # of the targets (an SAE's: x)
         # running sums as float64 tensors on the device: a .item() per batch would wait for the GPU
         self.sums = {k: torch.zeros((), dtype=torch.float64, device=dev)
@@ -129,13 +130,14 @@ class Evaluator:
         if self.features is not None:
             self.features.add(f, b.labels, a)
             self.feature_peaks.add(f, b.labels, b.segments)
+            u = b.units
             if self.neurons is not None:
-                self.neurons.add(x, b.labels)
-                self.neuron_peaks.add(x, b.labels, b.segments)
+                self.neurons.add(u, b.labels)
+                self.neuron_peaks.add(u, b.labels, b.segments)
             k = first_half_rows(b)  # fit the probe on the first half of the windows, score it on the second
-            self.probe.fit(x[:k], b.labels[:k])
-            if k < len(x):
-                self.probe.score(x[k:], b.labels[k:])
+            self.probe.fit(u[:k], b.labels[:k])
+            if k < len(u):
+                self.probe.score(u[k:], b.labels[k:])
 
     def result(self) -> Evaluation:
         s = {k: v.item() for k, v in self.sums.items()}

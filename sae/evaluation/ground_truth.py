@@ -164,7 +164,7 @@ def measure(batches: Iterable[HeldOutBatch], detector: Tensor, specific: Tensor,
         absorption.add(b.active, b.labels)
         k = first_half_rows(b)  # the pass's one split (`held_out.first_half_rows`)
         for kind, p in probes.items():
-            acts = b.f if kind == "features" else b.x
+            acts = b.f if kind == "features" else b.units
             if k > 0:
                 p.fit(acts[:k], b.labels[:k])
             if k < len(acts):

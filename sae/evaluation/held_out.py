@@ -38,6 +38,16 @@ class Active(NamedTuple):
         return cls(rows, cols, f.detach()[rows, cols])
 
 
+def unit_site(model, sae) -> tuple[str, int]:
+    """(site, width) of the model's own units a dictionary is compared with (its "neurons"): what it
+    reads, or for a transcoder that reads an MLP's input (`blocks.i.mlp.hook_in`) that MLP's
+    neurons (`blocks.i.mlp.hook_post`), the units it stands in for."""
+    site = sae.cfg.site
+    if sae.transcoder and site.endswith("mlp.hook_in"):
+        return site[: -len("hook_in")] + "hook_post", model.cfg.d_mlp
+    return site, sae.cfg.d_in
+
+
 class HeldOutBatch(NamedTuple):
     """One batch of held-out windows, read by the model and encoded by the SAE."""
 
@@ -46,6 +56,7 @@ class HeldOutBatch(NamedTuple):
     x: Tensor  # (N, d_in) activations at the site, positions >= drop_first, N = B·(n_ctx − drop_first)
     f: Tensor  # (N, d_sae) feature activations
     y: Tensor  # (N, d_out) what the dictionary predicts: a transcoder's target activations, an SAE's x
+    units: Tensor  # (N, d) the model's units it is compared with (`unit_site`): an SAE's x, a transcoder's MLP neurons
     active: Active  # f's non-zero entries
     index: Tensor  # (N,) int64 index of each row's token in the token stream (on the CPU, to index arrays)
     labels: Tensor | None  # (N,) int64 concept of each row's token (−1: none), or None; on the model's device
@@ -78,8 +89,9 @@ def held_out_batches(model, sae, tokens: np.ndarray, labels: np.ndarray | None =
     if not site:
         raise ValueError("the SAE does not name its hook site (SAEConfig.site): set it, e.g. "
                          "SAEConfig(..., site='blocks.0.mlp.hook_post')")
-    sites = list(dict.fromkeys([site, write, *model.resume_sites(write)]))
-    last = max(site, write, key=model.sites.index)
+    units_at, d_units = unit_site(model, sae)
+    sites = list(dict.fromkeys([site, write, units_at, *model.resume_sites(write)]))
+    last = max(site, write, units_at, key=model.sites.index)
     device, n_ctx = next(model.parameters()).device, model.cfg.n_ctx
     n_windows = min(len(tokens) // n_ctx, max(n_tokens // n_ctx, 1))
     if n_windows == 0:
@@ -99,10 +111,11 @@ def held_out_batches(model, sae, tokens: np.ndarray, labels: np.ndarray | None =
             _, cache = model.run_with_cache(ctx, sites, stop_at=last)
             x = cache[site][:, drop_first:].reshape(-1, sae.cfg.d_in).float()  # (N, d_in)
             y = cache[write][:, drop_first:].reshape(-1, sae.d_out).float() if sae.transcoder else x
+            units = cache[units_at][:, drop_first:].reshape(-1, d_units).float() if units_at != site else x
             index = ((start + torch.arange(B))[:, None] * n_ctx + positions[None, :]).reshape(-1)  # (N,)
             on_device = index.to(device)
             f = sae.encode(x)
-            yield HeldOutBatch(ctx, cache, x, f, y, Active.of(f), index, None if lab is None else lab[on_device],
+            yield HeldOutBatch(ctx, cache, x, f, y, units, Active.of(f), index, None if lab is None else lab[on_device],
                                None if seg is None else seg[on_device], start, n_windows)
             done = start + B
             if log and (done == n_windows or (start // batch_contexts) % 20 == 19):
