@@ -19,6 +19,8 @@ the model's) and reports the scores.
 from __future__ import annotations
 
 import re
+import sys
+import time
 
 import numpy as np
 import torch
@@ -68,6 +70,12 @@ def comment_positions(tok, ids: list[int]) -> list[int]:
     return [p for p, (a, b) in enumerate(_token_spans(tok, ids)) if a < end and b > start]
 
 
+def _progress(what: str, done: int, total: int, t0: float) -> None:
+    """A line on stderr every 5 graphs (a check builds 20 and runs each one's ablation check)."""
+    if done % 5 == 0 or done == total:
+        print(f"  {what}: {done}/{total} graphs ({time.perf_counter() - t0:.0f}s)", file=sys.stderr, flush=True)
+
+
 def golden_gate_check(model, transcoders, tok, top_concept: np.ndarray, n_prompts: int = 20, seed: int = 0) -> dict:
     """The Golden Gate check (module docstring) over `n_prompts` held-out cuts. `top_concept`: each
     transcoder feature's top concept id (`top_concepts`), a (d_sae,) array for a one-layer model or
@@ -75,7 +83,8 @@ def golden_gate_check(model, transcoders, tok, top_concept: np.ndarray, n_prompt
     by_layer = top_concept if isinstance(top_concept, dict) else {0: top_concept}
     gg = concept_id("golden_gate")
     shares, corrs, repl, compl = [], [], [], []
-    for cut in bridge_cuts(tok, n_prompts, seed=seed):
+    cuts, t0 = bridge_cuts(tok, n_prompts, seed=seed), time.perf_counter()
+    for cut in cuts:
         g = prune(attribute(model, transcoders, cut["ids"][-model.cfg.n_ctx:], cut["target"]))
         n_f = len(g.features)
         kept = [s for s in range(n_f) if g.node_mask[s]]
@@ -85,6 +94,7 @@ def golden_gate_check(model, transcoders, tok, top_concept: np.ndarray, n_prompt
         corrs.append(ablation_check(model, transcoders, g)["correlation"])
         repl.append(g.scores["replacement"])
         compl.append(g.scores["completeness"])
+        _progress("Golden Gate", len(shares), len(cuts), t0)
     return {"n_prompts": len(shares), "golden_gate_share": float(np.mean(shares)), "shares": shares,
             "ablation_correlation": float(np.nanmean(corrs)), "replacement": float(np.mean(repl)),
             "completeness": float(np.mean(compl))}
@@ -94,7 +104,7 @@ def unsafe_code_check(model, transcoders, tok, n_files: int = 20, seed: int = 0,
     """The unsafe-code check (module docstring): one cut per held-out file of `concept`
     ("unsafe_code": target the insecure value; "code": the safe one)."""
     ranks, corrs, repl = [], [], []
-    seen = set()
+    seen, t0 = set(), time.perf_counter()
     for cut in risk_cuts(tok, concept, n_files, seed, split="test"):
         if cut["file"] in seen:
             continue
@@ -111,6 +121,7 @@ def unsafe_code_check(model, transcoders, tok, n_files: int = 20, seed: int = 0,
         ranks.append(1 + min(order.index(p) for p in where))
         corrs.append(ablation_check(model, transcoders, g)["correlation"])
         repl.append(g.scores["replacement"])
+        _progress(concept, len(ranks), n_files, t0)
     ranks_a = np.array(ranks)
     return {"concept": concept, "n_cuts": len(ranks), "comment_in_top3": float((ranks_a <= 3).mean()) if len(ranks) else 0.0,
             "median_rank": float(np.median(ranks_a)) if len(ranks) else float("nan"), "ranks": ranks,

@@ -37,6 +37,18 @@ def pairs(n, seed=0, sparse=True):
     return torch.cat([x, y], 1)
 
 
+def tiny_mlp_transcoder(d_sae: int):
+    """A one-layer model (d_model 16, 32 neurons) and an untrained transcoder of its MLP."""
+    from sae.gpt import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=1, d_model=16, n_head=2, d_mlp=32, n_ctx=16, vocab_size=50))
+    tc = SparseAutoencoder(SAEConfig(d_in=16, d_sae=d_sae, d_out=16, site="blocks.0.mlp.hook_in",
+                                     target_site="blocks.0.mlp.hook_out"))
+    tc.set_input_scale_(1.0, 1.0)
+    return model, tc
+
+
 def test_forward_is_the_skip_transcoders_equation():
     sae = make()
     x, y = sae.split(pairs(32))
@@ -127,13 +139,8 @@ def test_a_transcoder_that_predicts_the_mlp_exactly_recovers_all_of_the_loss():
     """The evaluator splices a transcoder's prediction in at its target site (the MLP replaced): a
     transcoder whose prediction is the MLP's own output scores FVU 0 and CE recovered 1."""
     from sae.evaluation.evaluator import evaluate_sae
-    from sae.gpt import GPT, GPTConfig
 
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(n_layer=1, d_model=16, n_head=2, d_mlp=32, n_ctx=16, vocab_size=50))
-    sae = SparseAutoencoder(SAEConfig(d_in=16, d_sae=32, d_out=16, site="blocks.0.mlp.hook_in",
-                                      target_site="blocks.0.mlp.hook_out"))
-    sae.set_input_scale_(1.0, 1.0)
+    model, sae = tiny_mlp_transcoder(32)
     tokens = torch.randint(0, 50, (16 * 20,)).numpy()
     mlp = model.blocks[0].mlp
     sae.predict = lambda x, f, active=None: mlp.c_proj(mlp.act(mlp.c_fc(x)))  # the MLP itself
@@ -195,13 +202,8 @@ def test_a_transcoders_neurons_are_the_mlps_it_replaces():
     held-out pass carries them as `units`), an SAE with what it reads."""
     from sae.evaluation.evaluator import evaluate_sae
     from sae.evaluation.held_out import held_out_batches
-    from sae.gpt import GPT, GPTConfig
 
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(n_layer=1, d_model=16, n_head=2, d_mlp=32, n_ctx=16, vocab_size=50))
-    tc = SparseAutoencoder(SAEConfig(d_in=16, d_sae=24, d_out=16, site="blocks.0.mlp.hook_in",
-                                     target_site="blocks.0.mlp.hook_out"))
-    tc.set_input_scale_(1.0, 1.0)
+    model, tc = tiny_mlp_transcoder(24)
     tokens = torch.randint(0, 50, (16 * 8,)).numpy()
     labels = torch.randint(-1, 3, (16 * 8,)).numpy()
     b = next(held_out_batches(model, tc, tokens, n_tokens=len(tokens)))
