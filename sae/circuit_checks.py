@@ -14,6 +14,10 @@ On Claude nobody knows a circuit's right answer; in our world two are known:
 
 Each check also runs `ablation_check` on its graphs (the graph's predicted logit changes against
 the model's) and reports the scores.
+
+The circuits analysis of a run (`sae.run.analyses`, the `circuits` stage): the run's skip transcoders
+(one per MLP, TopK at the SAE's held-out L0, trained and evaluated by the stage) beside its SAE, and
+both checks through them.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ from __future__ import annotations
 import re
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from sae.circuits import ablation_check, attribute, prune
+from sae.markdown import Headline, code, num, pct, text
 from sae.steering.unsafe_code import _CUE, risk_cuts
 from sae.world.corpus import CONCEPTS, concept_id, concept_segments, document_text
 
@@ -133,3 +139,124 @@ def top_concepts(concept_mass: torch.Tensor) -> np.ndarray:
     if concept_mass is None or concept_mass.shape[0] != len(CONCEPTS) + 1:
         raise ValueError("top concepts need feature statistics with concept labels (a run on the toy corpus)")
     return concept_mass.argmax(0).numpy()
+
+
+# ----------------------------------------------------------------------------- the circuits analysis
+NAME = "circuits"
+
+TARGETS = {
+    "transcoder (MLP replaced) adds no more CE than the SAE (neurons spliced) at equal L0":
+        lambda h: h["tc_ce_added"] <= h["sae_ce_added"],
+    "Golden Gate graphs: >= 70% of feature influence from golden_gate features": lambda h: h["circuit_gg_share"] >= 0.7,
+    "unsafe-code graphs: the posture comment in the top 3 input tokens on >= 80% of cuts":
+        lambda h: h["circuit_comment_top3"] >= 0.8,
+    "ablation check: r >= 0.9 (top 20 features, mean over the prompts)": lambda h: h["circuit_ablation_r"] >= 0.9,
+}
+
+
+@dataclass
+class Result:
+    k: int  # the transcoders' k: the SAE's held-out L0, rounded (so the two compare at equal L0)
+    sae: dict  # `compared`'s numbers of the run's SAE
+    transcoders: list[dict]  # the same of each MLP's transcoder, layer 0 first
+    golden_gate: dict  # `golden_gate_check` (without the per-prompt shares)
+    unsafe: dict  # `unsafe_code_check` on insecure files
+    safe: dict  # and on safe files (target the safe value)
+    seconds_per_graph: float  # attributed, pruned and ablation-checked, on the machine that ran it
+
+
+def transcoder_names(n_layer: int) -> list[str]:
+    """The run's transcoder of each MLP: `tc`, `tc_1`, ... (as `python -m sae circuit` reads them)."""
+    return ["tc"] + [f"tc_{layer}" for layer in range(1, n_layer)]
+
+
+def compared(run) -> dict:
+    """The numbers a transcoder and an SAE are compared by, from the evaluation of `run`
+    (`sae.run.files.Run`, opened on the SAE or transcoder's name): its site, L0, FVU of what it
+    reconstructs, CE added by splicing it in, detectors, best-feature token AUROC, absorption."""
+    r, c, g = (run.result(n) for n in ("sae", "concepts", "ground_truth"))
+    site = f"{r.site} → {run.sae.cfg.target_site}" if run.sae.transcoder else r.site
+    return {"site": site, "l0": r.l0, "fvu": r.fvu, "ce_added": r.ce_added_nats, "ce_recovered": r.ce_recovered_zero,
+            "dead": r.dead_fraction, "detector_features": c.detectors["features"], "of": c.detectors["of"],
+            "auroc": float(np.mean([row["auroc"] for row in c.rows.values()])), "absorbed": g.absorbed}
+
+
+def run(run) -> Result | None:
+    """The analysis on a run (`sae.run.files.Run`) whose transcoders the stage has trained and
+    evaluated; None on unlabelled text."""
+    from sae.run.files import Run, load_sae, run_feature_stats  # (sae.run imports the analyses)
+
+    if run.preset.corpus != "toy":
+        return None
+    names = transcoder_names(run.model.cfg.n_layer)
+    tcs = {layer: load_sae(run.path, name).eval() for layer, name in enumerate(names)}
+    tops = {layer: top_concepts(run_feature_stats(run.path, name).concept_mass) for layer, name in enumerate(names)}
+    n, seed = run.preset.circuit_prompts, run.preset.seed
+    t0 = time.perf_counter()
+    gg = golden_gate_check(run.model, tcs, run.tok, tops, n_prompts=n, seed=seed)
+    unsafe = unsafe_code_check(run.model, tcs, run.tok, n_files=n, seed=seed)
+    safe = unsafe_code_check(run.model, tcs, run.tok, n_files=n, seed=seed, concept="code")
+    graphs = gg["n_prompts"] + unsafe["n_cuts"] + safe["n_cuts"]
+    return Result(k=tcs[0].cfg.k, sae=compared(run), transcoders=[compared(Run(run.path, name=m)) for m in names],
+                  golden_gate={k: v for k, v in gg.items() if k != "shares"}, unsafe=unsafe, safe=safe,
+                  seconds_per_graph=(time.perf_counter() - t0) / max(graphs, 1))
+
+
+def headline(r: Result) -> list[Headline]:
+    tc = r.transcoders[0]
+    return [Headline("tc_fvu", "skip transcoder: FVU of the MLP's output (TopK at the SAE's L0)", tc["fvu"]),
+            Headline("tc_ce_added", "CE added with the MLP replaced by the transcoder (nats/token)", tc["ce_added"]),
+            Headline("sae_ce_added", "CE added with the SAE spliced at the neurons (nats/token), for comparison",
+                     r.sae["ce_added"]),
+            Headline("circuit_gg_share", "Golden Gate graphs: feature influence from golden_gate features",
+                     r.golden_gate["golden_gate_share"], "%"),
+            Headline("circuit_comment_top3", "unsafe-code graphs: posture comment among the top 3 input tokens",
+                     r.unsafe["comment_in_top3"], "%"),
+            Headline("circuit_ablation_r", "ablation check: r of predicted and measured logit changes (top 20 features)",
+                     ablation_r(r), ".2f")]
+
+
+def ablation_r(r: Result) -> float:
+    """The ablation check's correlation, averaged over the Golden Gate and unsafe-code prompts."""
+    return float(np.mean([r.golden_gate["ablation_correlation"], r.unsafe["ablation_correlation"]]))
+
+
+def section(r: Result, page) -> list[str]:
+    tcs, s = r.transcoders, r.sae
+    rows = [("site", "site", lambda v: code(v, cell=True)), ("L0 (active features / token)", "l0", num),
+            ("FVU (of what it reconstructs)", "fvu", num), ("CE added by the splice (nats/token)", "ce_added", num),
+            ("CE loss recovered (zero-ablation)", "ce_recovered", num), ("dead fraction", "dead", pct),
+            ("concepts with a detector feature", "detector_features", lambda v: f"{v} of {s['of']}"),
+            ("best feature's token AUROC (mean over concepts)", "auroc", num),
+            ("concept tokens absorbed", "absorbed", pct)]
+    heads = " | ".join(f"transcoder, MLP {i} replaced" for i in range(len(tcs)))
+    tc, better = tcs[0], tcs[0]["ce_added"] <= s["ce_added"]
+    gg, un, sa = r.golden_gate, r.unsafe, r.safe
+    out = ["## Circuits: a skip transcoder and attribution graphs", "",
+           f"A skip transcoder per MLP reads the MLP's input and predicts its output (TopK, k = {r.k}: the SAE's "
+           f"held-out L0, rounded, so that the two compare at about equal L0; a TopK transcoder's L0 is at most k, "
+           f"here {num(tc['l0'], '.1f')} against the SAE's {num(s['l0'], '.1f')}). Replacing the MLP with it adds "
+           f"{num(tc['ce_added'])} nats/token, {'no more than' if better else 'more than'} splicing the SAE in at the "
+           f"neurons ({num(s['ce_added'])}); the transcoder leaves {pct(tc['fvu'])} of its target's variance "
+           f"unexplained, the SAE {pct(s['fvu'])} of its own.", "",
+           f"| metric | SAE, neurons spliced | {heads} |", "|---|---|" + "---|" * len(tcs)]
+    out += [f"| {label} | {show(s[k])} | " + " | ".join(show(t[k]) for t in tcs) + " |" for label, k, show in rows]
+    out += ["", "Attribution graphs through the transcoders (`sae.circuits`: attention patterns and LayerNorm scales "
+            "frozen at the prompt, an error node per position and layer, pruned to 80% of node influence and 98% of "
+            "edge influence), checked against what the world planted (`sae.circuit_checks`):", "",
+            "| check | prompts | measured | target |", "|---|---|---|---|",
+            f"| Golden Gate: feature influence from `golden_gate` features | {gg['n_prompts']} | "
+            f"**{pct(gg['golden_gate_share'])}** | >= 70% |",
+            f"| insecure files: the posture comment among the top 3 input tokens on `False`'s logit | {un['n_cuts']} | "
+            f"**{pct(un['comment_in_top3'])}** (median rank {num(un['median_rank'], '.1f')}) | >= 80% |",
+            f"| safe files: the same, on the safe value's logit | {sa['n_cuts']} | {pct(sa['comment_in_top3'])} "
+            f"(median rank {num(sa['median_rank'], '.1f')}) | |",
+            f"| ablation check: r of predicted and measured logit changes, top 20 features (Golden Gate; insecure) | "
+            f"| **{num(gg['ablation_correlation'], '.2f')}; {num(un['ablation_correlation'], '.2f')}** | >= 0.9 |",
+            f"| replacement score (Golden Gate; insecure) | | {num(gg['replacement'])}; {num(un['replacement'])} | |",
+            f"| completeness score (Golden Gate) | | {num(gg['completeness'])} | |", "",
+            f"A graph took {r.seconds_per_graph:.2f} s to build, prune and check here. The graph freezes the final "
+            "LayerNorm's scale and the model does not, so where removing a feature changes that scale the measured "
+            "change departs from the predicted one" + (" (in a one-layer model nothing else after the MLP is nonlinear)"
+                                                     if len(tcs) == 1 else "") + ". Draw one graph with `python -m sae circuit`.", ""]
+    return out

@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 
+from sae import circuit_checks
 from sae.run.cli import main
 from sae.run.seeds import seed_row, spread, table_markdown, targets
 
@@ -25,6 +26,12 @@ def make_seed_run(smoke, path, fluent: float, detectors: int = 12):
         row["methods"]["random"]["on_target"] = 0.0
         if c == "golden_gate":
             row["methods"][row["sae_best"]]["steered"] = fluent
+    ci = json.loads((path / "circuits.json").read_text())
+    ci["circuits"]["transcoders"][0].update(fvu=0.05, ce_added=0.03)
+    ci["circuits"]["sae"].update(ce_added=0.11)
+    ci["circuits"]["golden_gate"].update(golden_gate_share=0.8, ablation_correlation=0.95)
+    ci["circuits"]["unsafe"].update(comment_in_top3=0.9, ablation_correlation=0.93)
+    (path / "circuits.json").write_text(json.dumps(ci))
     (path / "metrics.json").write_text(json.dumps(m))
     (path / "steering.json").write_text(json.dumps(st))
     (path / "steer_eval.json").write_text(json.dumps(se))
@@ -36,8 +43,9 @@ def test_a_row_a_seed_with_its_targets_and_the_spread(smoke_run, tmp_path):
             seed_row(make_seed_run(smoke_run[0], tmp_path / "seed1", 0.5, detectors=9), 1)]
     rows, columns = [r for r, _ in made], made[0][1]
     assert rows[0]["gg_fluent"] == 0.6 and rows[0]["unsafe_fluent"] == 0.8 and rows[0]["lm_val_loss"] == 0.98
-    assert rows[0]["targets_met"] == targets(), "seed 0 meets every target"
-    assert len(rows[1]["targets_met"]) == 2, ("seed 1 misses Golden Gate, clamped and in the benchmark (50% < 60%), "
+    assert rows[0]["targets_met"] == [claim for _, claim in targets()], "seed 0 meets every target"
+    assert rows[0]["circuit_gg_share"] == 0.8 and rows[0]["tc_ce_added"] == 0.03
+    assert len(rows[1]["targets_met"]) == 2 + len(circuit_checks.TARGETS), ("seed 1 misses Golden Gate, clamped and in the benchmark (50% < 60%), "
                                               "and the detectors (9 < 12)")
     s = spread(rows, columns)
     assert s["gg_fluent"]["mean"] == pytest.approx(0.55) and s["gg_fluent"]["min"] == 0.5
@@ -47,6 +55,15 @@ def test_a_row_a_seed_with_its_targets_and_the_spread(smoke_run, tmp_path):
     assert "| mean ± sd |" in md and "| min–max |" in md and "50%–60%" in md
     assert "Golden Gate steered >= 60%, unsteered <= 5%: seeds 0 of 0, 1" in md
     assert md.rstrip().endswith("Machine: test")
+
+
+def test_a_run_without_circuits_has_no_circuit_columns_and_says_so(smoke_run, tmp_path):
+    run = make_seed_run(smoke_run[0], tmp_path / "seed0", 0.6)
+    (run / "circuits.json").write_text(json.dumps({"version": 2, "skipped": "circuits=false"}))
+    row, columns = seed_row(run, 0)
+    assert row["skipped"] == ["circuits"] and not any(k.startswith(("tc_", "circuit_")) for k, _, _ in columns)
+    md = table_markdown([row], spread([row], columns), columns)
+    assert f"{next(iter(circuit_checks.TARGETS))}: seeds none of 0 (skipped on seeds 0)" in md
 
 
 @pytest.mark.parametrize("bad", ["4-1", "a", "0,0", "-1"])

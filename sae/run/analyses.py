@@ -20,13 +20,14 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import NamedTuple
 
+from sae import circuit_checks
 from sae.evaluation import concepts, ground_truth, reconstruction
 from sae.steering import benchmark, golden_gate, unsafe_code
 
 
 class Analysis(NamedTuple):
     module: object
-    stage: str  # "evaluate": computed from the held-out pass into metrics.json; "steering", "steer_eval": from the run
+    stage: str  # "evaluate": computed from the held-out pass into metrics.json; the others (FILES): from the run
 
 
 ANALYSES = [
@@ -36,9 +37,11 @@ ANALYSES = [
     Analysis(golden_gate, "steering"),
     Analysis(unsafe_code, "steering"),
     Analysis(benchmark, "steer_eval"),
+    Analysis(circuit_checks, "circuits"),
 ]
 
-FILES = {"evaluate": "metrics.json", "steering": "steering.json", "steer_eval": "steer_eval.json"}
+FILES = {"evaluate": "metrics.json", "steering": "steering.json", "steer_eval": "steer_eval.json",
+         "circuits": "circuits.json"}
 VERSION = 2  # of the files' layout: one key an analysis (a file without it is another version's)
 
 

@@ -44,6 +44,14 @@ class Preset:
     # the SAE on the MLP neurons of the one layer, twice as many features as neurons
     sae: SAEConfig = field(default_factory=lambda: SAEConfig(d_in=0, d_sae=1024, site="blocks.0.mlp.hook_post"))
     train_sae: TrainSAEConfig = field(default_factory=lambda: sae_schedule(732, lr=3e-3, l1_coeff=3.0))
+    # the circuits stage: a skip transcoder per MLP (TopK at the SAE's L0, `train_sae`'s schedule) and
+    # attribution graphs through it, checked against the world on this many held-out prompts of each kind
+    circuits: bool = True
+    circuit_prompts: int = 20
+
+    def __post_init__(self):
+        if self.circuit_prompts < 1:
+            raise ValueError(f"circuit_prompts must be >= 1 (held-out prompts per circuit check), got {self.circuit_prompts}")
 
     def gpt_config(self, vocab_size: int) -> GPTConfig:
         return replace(self.gpt, vocab_size=vocab_size)
@@ -51,6 +59,12 @@ class Preset:
     def sae_config(self, d_in: int, d_out: int = 0) -> SAEConfig:
         """The SAE's config with the widths at its sites filled in (d_out: a transcoder's target's)."""
         return replace(self.sae, d_in=d_in, d_out=d_out)
+
+    def transcoder(self, layer: int, k: int) -> Preset:
+        """This preset with its SAE swapped for the circuits stage's skip transcoder of MLP `layer`: TopK
+        at `k` (the SAE's held-out L0, so the two compare at equal L0), as many features, the same trainer."""
+        return replace(self, sae=replace(self.sae, arch="topk", k=k, skip=True, site=f"blocks.{layer}.mlp.hook_in",
+                                         target_site=f"blocks.{layer}.mlp.hook_out"))
 
     def train_lm_config(self) -> TrainLMConfig:
         return replace(self.train_lm, seed=self.seed, device=self.device)
@@ -66,7 +80,7 @@ PRESETS: dict[str, Preset] = {
         gpt=GPTConfig(d_model=64, n_head=2, d_mlp=256, n_ctx=64, vocab_size=512),
         train_lm=lm_schedule(60, batch_size=16, lr=3e-3, warmup=10),
         sae=SAEConfig(d_in=0, d_sae=256, site="blocks.0.mlp.hook_post"),
-        train_sae=sae_schedule(195, lr=3e-3, l1_coeff=3.0)),
+        train_sae=sae_schedule(195, lr=3e-3, l1_coeff=3.0), circuit_prompts=4),
     "tiny": Preset("tiny", "the default: the whole reproduction on a 2-core CPU"),
     "base": Preset(
         "base", "larger model and dictionary, for a GPU", tokenizer_chars=20_000_000,

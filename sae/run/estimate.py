@@ -7,6 +7,8 @@ matmuls (a forward pass costs 2 FLOPs per weight per token, training 3 times tha
     sae       (F + 6 · 2 · d_in · d_sae) · (SAE training tokens)     the buffer's forward + SAE step
     evaluate  (4 · F + 4 · d_in · d_sae) · (evaluation tokens)       four LM passes + the SAE
     steering, steer_eval  F                           fixed prompts and samples: scale with F only
+    circuits  what `sae` and `evaluate` cost, with the transcoder's d_model inputs, per layer (the
+              graphs: fixed prompts, mostly Python; 0 with circuits=false)
     tokenizer, dashboard: the BPE's training characters, the dictionary's features
 
 A stage also has costs that do not grow with its work (Python between small matmuls, sampling
@@ -37,9 +39,11 @@ from sae.run.config import get_preset
 # steer_eval, added later, timed on another machine and rescaled to these rates).
 CALIBRATION = {
     "smoke": {"gflops": 259.0, "seconds": {"tokenizer": 0.21, "lm": 2.92, "sae": 1.2, "evaluate": 1.13,
-                                           "dashboard": 0.81, "steering": 17.65, "steer_eval": 7.2}},
+                                           "dashboard": 0.81, "steering": 17.65, "steer_eval": 7.2,
+                                           "circuits": 10.0}},
     "tiny": {"gflops": 337.0, "seconds": {"tokenizer": 1.7, "lm": 178.0, "sae": 78.7, "evaluate": 11.5,
-                                          "dashboard": 7.7, "steering": 51.3, "steer_eval": 87.0}},
+                                          "dashboard": 7.7, "steering": 51.3, "steer_eval": 87.0,
+                                          "circuits": 120.0}},
 }
 
 
@@ -61,11 +65,12 @@ def stage_work(p) -> dict[str, float]:
     forward = 2 * (g.n_layer * (4 * g.d_model**2 + 2 * g.d_model * g.d_mlp + g.n_ctx * g.d_model)
                    + g.d_model * g.vocab_size)
     d_in = g.d_mlp if p.sae.site.endswith(("mlp.hook_pre", "mlp.hook_post")) else g.d_model  # hook_in/out: d_model
-    sae = 2 * d_in * p.sae.d_sae
+    sae, tc = 2 * d_in * p.sae.d_sae, 2 * g.d_model * p.sae.d_sae
+    circuits = g.n_layer * ((forward + 6 * tc) * p.train_sae.n_steps * p.sae_batch_size + (4 * forward + 2 * tc) * p.eval_tokens)
     return {"tokenizer": p.tokenizer_chars, "lm": 3 * forward * p.train_lm.n_steps * p.train_lm.batch_size * g.n_ctx,
             "sae": (forward + 6 * sae) * p.train_sae.n_steps * p.sae_batch_size,
             "evaluate": (4 * forward + 2 * sae) * p.eval_tokens, "dashboard": p.sae.d_sae, "steering": forward,
-            "steer_eval": forward}
+            "steer_eval": forward, "circuits": circuits if p.circuits else 0}
 
 
 def estimate_seconds(p, gflops: float, stages) -> dict[str, float]:

@@ -89,7 +89,8 @@ def run_feature_stats(run: str | Path, name: str = "sae", device: str = "cpu") -
 # ----------------------------------------------------------------------------- the run's JSON files
 # The JSON files the stages write (besides config.json), all read back by later stages or the
 # report; `reproduce` reads every one of them.
-RUN_JSON_FILES = ("stages.json", "metrics.json", "lm_history.json", "sae_history.json", "steering.json", "steer_eval.json")
+RUN_JSON_FILES = ("stages.json", "metrics.json", "lm_history.json", "sae_history.json", "steering.json", "steer_eval.json",
+                  "tc_metrics.json", "circuits.json")
 
 
 def json_fix(run: str | Path, name: str) -> str:

@@ -18,6 +18,8 @@ Stages (outputs in `runs/NAME/`):
     dashboard   dashboard/           the static HTML dashboard
     steering    steering.json        Golden Gate and unsafe-code clamping demos
     steer_eval  steer_eval.json, figures/steer_eval.png   the steering benchmark: every concept and method
+    circuits    tc.pt, tc_metrics.json, circuits.json   a skip transcoder per MLP (tc, tc_1, ...), evaluated
+                beside the SAE, and attribution graphs through it checked against the world (`sae.circuit_checks`)
     report      report.md, report.html   every number and figure of the run, readable on its own
 """
 
@@ -38,7 +40,7 @@ except ImportError:  # Windows
 
 import torch
 
-from sae import distributed, plots
+from sae import circuit_checks, distributed, plots
 from sae.autoencoder import SparseAutoencoder
 from sae.buffer import ActivationBuffer
 from sae.evaluation import concepts, reconstruction
@@ -212,13 +214,15 @@ def dashboard_features(run: Run) -> list[int]:
     return list(dict.fromkeys(default_features(run.stats) + linked + [r["feature"] for r in rows]))
 
 
-def stage_analyses(p: Preset, out: Path, stage: str) -> dict:
+def stage_analyses(p: Preset, out: Path, stage: str, skip: str = "") -> dict:
     """The analyses of a stage that reads the finished run (`sae.run.analyses`: "steering" for the
-    Golden Gate and unsafe-code demos, "steer_eval" for the steering benchmark) into its file. The
-    stage writes no other file (but its figures): `metrics.json` is the evaluation's alone."""
+    Golden Gate and unsafe-code demos, "steer_eval" for the steering benchmark, "circuits") into its
+    file, or a file that says why they were skipped. The stage writes no other file (but its
+    figures): `metrics.json` is the evaluation's alone."""
     name = analyses.FILES[stage]
-    if p.corpus != "toy":
-        atomic_write_json(out / name, {"version": analyses.VERSION, "skipped": f"{stage} needs the labelled toy world"})
+    skip = skip or (f"{stage} needs the labelled toy world" if p.corpus != "toy" else "")
+    if skip:
+        atomic_write_json(out / name, {"version": analyses.VERSION, "skipped": skip})
         return {"skipped": True}
     run = Run(out, str(resolve_device(p.device)), log=lambda s: print(s, flush=True))
     todo, results, heads = analyses.of_stage(stage), {}, {}
@@ -231,6 +235,27 @@ def stage_analyses(p: Preset, out: Path, stage: str) -> dict:
         print(f"  {stage} {i}/{len(todo)}: {a.NAME} done in {format_duration(time.perf_counter() - t0)}", flush=True)
     atomic_write_json(out / name, analyses.to_json(results))
     return heads
+
+
+def stage_circuits(p: Preset, out: Path) -> dict:
+    """A skip transcoder per MLP (`Preset.transcoder`: TopK at the SAE's held-out L0), trained like the
+    SAE (every rank, under torchrun) and evaluated like it (`tc_metrics.json`); then the circuits
+    analysis (`sae.circuit_checks`) into `circuits.json`. Skipped with `circuits=false`, and on unlabelled text."""
+    if not p.circuits or p.corpus != "toy":
+        return stage_analyses(p, out, "circuits", "" if p.circuits else "circuits=false") if distributed.is_main() else {}
+    k = max(1, round(Run(out).result("sae").l0))
+    names = circuit_checks.transcoder_names(p.gpt.n_layer)
+    for layer, name in enumerate(names):
+        if not sae_path(out, name).exists():
+            print(f"  circuits: training transcoder {name} (MLP {layer}, k = {k}) ...", flush=True)
+            train_sae_on_run(p.transcoder(layer, k), out, name)
+    if not distributed.is_main():
+        return {}
+    for layer, name in enumerate(names):
+        if not (out / Run(out, name=name).file_of("evaluate")).exists():
+            print(f"  circuits: evaluating transcoder {name} ...", flush=True)
+            write_evaluation(p.transcoder(layer, k), out, name)
+    return {"k": k, **stage_analyses(p, out, "circuits")}
 
 
 def rerun_stage(p: Preset, out: Path, name: str) -> dict:
@@ -262,6 +287,8 @@ STAGES: list[Stage] = [
           ("gg_baseline", "gg_fluent", "unsafe_baseline", "unsafe_fluent", "skipped")),
     Stage("steer_eval", ["steer_eval.json"], partial(stage_analyses, stage="steer_eval"),
           ("steer_gg_sae", "steer_gg_diffmean", "steer_sae_wins", "steer_random_max", "skipped")),
+    Stage("circuits", ["circuits.json"], stage_circuits,
+          ("k", "tc_fvu", "tc_ce_added", "sae_ce_added", "circuit_gg_share", "circuit_comment_top3", "skipped")),
     Stage("report", ["report.md", "report.html"], stage_report, ("report",)),
 ]
 STAGE_BY_NAME = {st.name: st for st in STAGES}
@@ -281,8 +308,8 @@ def reproduce(preset: Preset, out: str | Path, until: str | None = None, log=pri
                          "RUN --name tc --set sae.site=blocks.0.mlp.hook_in --set sae.target_site=blocks.0.mlp.hook_out, "
                          "then python -m sae evaluate --run RUN --sae tc")
     out = Path(out)
-    # under torchrun (several processes) rank 0 runs every stage but `sae`, which all ranks run
-    # together (`sae.distributed`); the others wait at a barrier after each stage
+    # under torchrun (several processes) rank 0 runs every stage but `sae` and the training in
+    # `circuits`, which all ranks run together (`sae.distributed`); the others wait at a barrier after each stage
     distributed.init_from_env(resolve_device(preset.device))
     main = distributed.is_main()
     with run_lock(out) if main else nullcontext():
@@ -316,7 +343,7 @@ def _run_stages(preset: Preset, out: Path, until: str | None, log, main: bool) -
         tag = f"[{i}/{len(STAGES)}] {st.name:<10}"
         if _finished(summary, out, st.name):
             log(f"{tag} done already ({', '.join(st.outputs)}), skipped")
-        elif main or st.name == "sae":
+        elif main or st.name in ("sae", "circuits"):
             log(f"{tag} running...")
             t0 = time.time()
             info = st.run(preset, out) or {}

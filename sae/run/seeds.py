@@ -33,8 +33,11 @@ def seed_row(run: str | Path, seed: int) -> tuple[dict, list[tuple[str, str, str
     opened = Run(run)
     row, columns = {"seed": seed}, [("seed", "seed", "d"), ("lm_val_loss", "LM val loss", ".3f")]
     row["lm_val_loss"] = read_run_json(run, "stages.json")["lm"]["val_loss"]
-    met = []
+    met, row["skipped"] = [], []
     for a in analyses.ANALYSES:
+        if a.stage in analyses.FILES and read_run_json(run, opened.file_of(a.stage), missing={}).get("skipped"):
+            row["skipped"].append(a.module.NAME)  # e.g. circuits=false: no columns, and its targets say so
+            continue
         if a.module.NAME not in opened.results(a.stage):
             raise ValueError(f"{run} has no {a.module.NAME!r} results ({opened.file_of(a.stage)}): finish the run "
                              f"with `python -m sae reproduce --out {run}` (its config's preset and seed)")
@@ -46,9 +49,9 @@ def seed_row(run: str | Path, seed: int) -> tuple[dict, list[tuple[str, str, str
     return row, columns
 
 
-def targets() -> list[str]:
-    """Every analysis's targets, which each seed must meet."""
-    return [claim for a in analyses.ANALYSES for claim in getattr(a.module, "TARGETS", {})]
+def targets() -> list[tuple[str, str]]:
+    """Every analysis's targets, which each seed must meet: (analysis name, claim) each."""
+    return [(a.module.NAME, claim) for a in analyses.ANALYSES for claim in getattr(a.module, "TARGETS", {})]
 
 
 def spread(rows: list[dict], columns: list[tuple[str, str, str]]) -> dict:
@@ -77,9 +80,11 @@ def table_markdown(rows: list[dict], stats: dict, columns: list[tuple[str, str, 
                                for k, _, f in columns[1:]]
             out.append("| " + " | ".join(cells) + " |")
     out += ["", "Targets (every seed must meet each):", ""]
-    for name in targets():
+    for analysis, name in targets():
         met = [r["seed"] for r in rows if name in r["targets_met"]]
-        out.append(f"- {name}: seeds {', '.join(map(str, met)) or 'none'} of {', '.join(str(r['seed']) for r in rows)}")
+        skipped = [r["seed"] for r in rows if analysis in r.get("skipped", [])]
+        out.append(f"- {name}: seeds {', '.join(map(str, met)) or 'none'} of {', '.join(str(r['seed']) for r in rows)}"
+                   + (f" (skipped on seeds {', '.join(map(str, skipped))})" if skipped else ""))
     if machine:
         out += ["", machine]
     return "\n".join(out) + "\n"
