@@ -293,7 +293,7 @@ READERS = [("lm.pt", ["generate", "--prompt", "The"]), ("tokenizer.json", ["gene
            ("sae_history.json", ["evaluate"]), ("config.json", ["train-sae", "--name", "other"]),
            ("config.json", ["reproduce"]), ("stages.json", ["reproduce"]), ("metrics.json", ["reproduce"]),
            ("lm_history.json", ["reproduce"]), ("sae_history.json", ["reproduce"]), ("steering.json", ["reproduce"]),
-           ("steer_eval.json", ["reproduce"])]
+           ("steer_eval.json", ["reproduce"]), ("tc_metrics.json", ["reproduce"]), ("circuits.json", ["reproduce"])]
 
 
 def _argv(command: list[str], run: Path) -> list[str]:
@@ -306,7 +306,8 @@ def _argv(command: list[str], run: Path) -> list[str]:
 @pytest.mark.parametrize("name, command", READERS, ids=[f"{n}-{c[0]}" for n, c in READERS])
 def test_a_truncated_or_invalid_run_file_is_one_line_naming_it_and_the_fix(run_copy, capsys, name, command, damage):
     path = run_copy / name
-    if name in ("steering.json", "steer_eval.json") and not path.exists():  # the shared run stops before them
+    if name in ("steering.json", "steer_eval.json", "tc_metrics.json", "circuits.json") and not path.exists():
+        # the shared run stops before them
         path.write_text(json.dumps({c: {"feature": 1, "rate_clamped": 0.5, "rate_baseline": 0.1}
                                     for c in ("golden_gate", "unsafe_code")}, indent=2))
     if damage == "truncated":

@@ -1,7 +1,8 @@
 """Faults as users meet them: `reproduce` killed with SIGKILL (not a Python exception: nothing gets
-to clean up) at eleven points of the smoke run, then the same command again. Each rerun finishes,
+to clean up) at twelve points of the smoke run, then the same command again. Each rerun finishes,
 leaves no temporary file behind, and ends with the uninterrupted run's numbers, bit for bit:
-`metrics.json`, `steering.json`, `steer_eval.json` and the LM's and SAE's weights. (docs/usage.md promises that the LM
+`metrics.json`, `steering.json`, `steer_eval.json`, `circuits.json` (but its seconds) and the LM's,
+SAE's and transcoder's weights. (docs/usage.md promises that the LM
 and the SAE resume bit-identically; everything after them is a deterministic function of them.)
 
 Each run is its own `python tests/kill_at.py POINT -- reproduce ...` process. They run two at a
@@ -33,9 +34,11 @@ POINTS = [
     ("steering-mid-demo", "call:sae.steering.unsafe_code:sample:10", "steering", False),
     ("steering-json-half-written", "midwrite:steering.json:1", "steering", False),
     ("steer-eval-json-half-written", "midwrite:steer_eval.json:1", "steer_eval", False),
+    # the smoke SAE trains 195 steps, so the transcoder's 60th step is the process's 255th
+    ("transcoder-mid-training", "call:sae.train_sae:_Training.train_step:255", "circuits", True),
     ("report-md-written-html-not", "write:report.html:1", "report", False),
 ]
-STAGES = ["tokenizer", "lm", "sae", "evaluate", "dashboard", "steering", "steer_eval", "report"]
+STAGES = ["tokenizer", "lm", "sae", "evaluate", "dashboard", "steering", "steer_eval", "circuits", "report"]
 
 
 def _reproduce(out: Path, point: str | None = None) -> subprocess.CompletedProcess:
@@ -83,10 +86,12 @@ def test_a_killed_reproduce_reruns_to_the_uninterrupted_numbers(faults, name, po
         assert "resum" in rerun.stdout, f"the rerun of {stage} must resume its checkpoint:\n{rerun.stdout[-2000:]}"
     left = [str(p.relative_to(out)) for p in out.rglob("*.tmp")]
     assert not left, f"temporary files left behind: {left}"
-    for f in ("metrics.json", "steering.json", "steer_eval.json"):
+    for f in ("metrics.json", "steering.json", "steer_eval.json", "tc_metrics.json", "circuits.json"):
         want, got = json.loads((reference / f).read_text()), json.loads((out / f).read_text())
+        for d in (want, got):
+            d.get("circuits", {}).pop("seconds_per_graph", None)  # wall time: differs, rightly
         assert got == want, f"{f} differs from the uninterrupted run's"
-    for f in ("lm.pt", "sae.pt"):
+    for f in ("lm.pt", "sae.pt", "tc.pt"):
         want, got = _weights(reference / f), _weights(out / f)
         assert want.keys() == got.keys()
         for k in want:

@@ -157,7 +157,7 @@ def test_train_sae_evaluate_and_circuit_with_a_skip_transcoder_on_a_run(smoke_ru
     from sae.run.cli import main
 
     run = tmp_path / "smoke"
-    shutil.copytree(smoke_run[0], run, ignore=shutil.ignore_patterns("dashboard", "*.ckpt"))
+    shutil.copytree(smoke_run[0], run, ignore=shutil.ignore_patterns("dashboard", "*.ckpt", "tc*"))  # (the stage's)
     assert main(["train-sae", "--run", str(run), "--name", "tc", "--set", "sae.site=blocks.0.mlp.hook_in",
                  "--set", "sae.target_site=blocks.0.mlp.hook_out", "--set", "sae.arch=topk", "--set", "sae.k=8",
                  "--set", "train_sae.n_steps=30", "--set", "train_sae.resample_steps=",
@@ -193,7 +193,7 @@ def test_reproduce_refuses_a_transcoder_and_says_how_to_train_one(tmp_path):
     from sae.run.pipeline import reproduce
 
     p = with_overrides(get_preset("smoke"), ["sae.site=blocks.0.mlp.hook_in", "sae.target_site=blocks.0.mlp.hook_out"])
-    with pytest.raises(ValueError, match="train-sae --run RUN --name tc"):
+    with pytest.raises(ValueError, match="train-sae --run RUN --name tc2"):
         reproduce(p, tmp_path / "run")
 
 
@@ -213,3 +213,44 @@ def test_a_transcoders_neurons_are_the_mlps_it_replaces():
     assert ev.neurons.n_units == 32 and ev.features.n_units == 24
     sae = SparseAutoencoder(SAEConfig(d_in=16, d_sae=24, site="blocks.0.mlp.hook_in"))
     assert next(held_out_batches(model, sae, tokens, n_tokens=len(tokens))).units.shape[1] == 16
+
+
+def test_the_circuits_stage_sets_a_transcoder_beside_the_sae_and_checks_its_graphs(smoke_run):
+    """`reproduce`'s circuits stage: a skip transcoder trained at the SAE's held-out L0, evaluated
+    like the SAE, the world checks through it, a report section and the seed study's numbers."""
+    from sae.circuit_checks import headline
+    from sae.run.files import Run, load_sae
+
+    run, printed = smoke_run
+    r = Run(run).result("circuits")
+    tc = load_sae(run, "tc")
+    assert tc.transcoder and tc.cfg.arch == "topk" and tc.cfg.skip and tc.cfg.d_sae == Run(run).sae.cfg.d_sae
+    assert r.k == tc.cfg.k == max(1, round(Run(run).result("sae").l0)), "k: the SAE's held-out L0"
+    t = r.transcoders[0]
+    assert t["site"] == "blocks.0.mlp.hook_in → blocks.0.mlp.hook_out" and 0 < t["l0"] <= r.k
+    assert 0 < t["fvu"] < 1 and t["ce_added"] == Run(run, name="tc").result("sae").ce_added_nats
+    assert r.golden_gate["n_prompts"] == r.unsafe["n_cuts"] == 4, "the smoke preset's circuit_prompts"
+    assert all(1 <= k for k in r.unsafe["ranks"]) and 0 <= r.golden_gate["golden_gate_share"] <= 1
+    assert "[8/9] circuits   finished" in printed
+    report = (run / "report.md").read_text()
+    assert "## Circuits: a skip transcoder and attribution graphs" in report
+    assert f"| CE added by the splice (nats/token) | {r.sae['ce_added']:.3f} | {t['ce_added']:.3f} |" in report
+    assert {h.key for h in headline(r)} >= {"tc_fvu", "tc_ce_added", "circuit_gg_share", "circuit_comment_top3"}
+
+
+def test_circuits_false_skips_the_stage_and_the_report_leaves_it_out(smoke_run, tmp_path):
+    import shutil
+    from dataclasses import replace
+
+    from sae.run.config import get_preset, with_overrides
+    from sae.run.files import Run
+    from sae.run.pipeline import stage_circuits
+    from sae.run.report import report_markdown
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run[0], run, ignore=shutil.ignore_patterns("dashboard", "tc*", "circuits.json"))
+    assert stage_circuits(replace(get_preset("smoke"), circuits=False), run) == {"skipped": True}
+    assert not (run / "tc.pt").exists() and Run(run).results("circuits") == {}
+    assert "## Circuits" not in report_markdown(run)
+    with pytest.raises(ValueError, match="circuit_prompts must be >= 1"):
+        with_overrides(get_preset("smoke"), ["circuit_prompts=0"])

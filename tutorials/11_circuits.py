@@ -22,6 +22,10 @@
 #     python -m sae train-sae --run runs/tiny --name tc --set sae.site=blocks.0.mlp.hook_in \
 #         --set sae.target_site=blocks.0.mlp.hook_out --set sae.arch=topk --set sae.k=17
 #
+# `python -m sae reproduce` trains this one in its `circuits` stage (k: the SAE's held-out L0,
+# 17 on the default run) and runs this chapter's checks into `circuits.json` and the report; the
+# cell below trains it only where the run has none yet.
+#
 # **Attribution graphs** (Anthropic's "Circuit Tracing", 2025). On one prompt, freeze what makes
 # the rest of the model non-linear (the attention patterns and the LayerNorm denominators), put
 # the transcoder in the MLP's place and add an *error node* per position holding what it

@@ -36,14 +36,14 @@ from sae.run.config import get_preset
 
 # Two runs on the machine that calibrated this, stage by stage: seconds, and the probe's rate
 # during each (`python -m benchmarks.bench_estimate --preset smoke`, then `--preset tiny`;
-# steer_eval, added later, timed on another machine and rescaled to these rates).
+# steer_eval and circuits, added later, timed on other machines and rescaled to these rates).
 CALIBRATION = {
     "smoke": {"gflops": 259.0, "seconds": {"tokenizer": 0.21, "lm": 2.92, "sae": 1.2, "evaluate": 1.13,
                                            "dashboard": 0.81, "steering": 17.65, "steer_eval": 7.2,
-                                           "circuits": 10.0}},
+                                           "circuits": 5.5}},
     "tiny": {"gflops": 337.0, "seconds": {"tokenizer": 1.7, "lm": 178.0, "sae": 78.7, "evaluate": 11.5,
                                           "dashboard": 7.7, "steering": 51.3, "steer_eval": 87.0,
-                                          "circuits": 120.0}},
+                                          "circuits": 59.0}},
 }
 
 

@@ -247,7 +247,8 @@ def stage_circuits(p: Preset, out: Path) -> dict:
     names = circuit_checks.transcoder_names(p.gpt.n_layer)
     for layer, name in enumerate(names):
         if not sae_path(out, name).exists():
-            print(f"  circuits: training transcoder {name} (MLP {layer}, k = {k}) ...", flush=True)
+            if distributed.is_main():
+                print(f"  circuits: training transcoder {name} (MLP {layer}, k = {k}) ...", flush=True)
             train_sae_on_run(p.transcoder(layer, k), out, name)
     if not distributed.is_main():
         return {}
@@ -304,9 +305,9 @@ def reproduce(preset: Preset, out: str | Path, until: str | None = None, log=pri
     names = list(STAGE_BY_NAME)
     if preset.sae.target_site and names.index(until or names[-1]) > names.index("dashboard"):
         raise ValueError("reproduce trains an SAE (sae.target_site must be empty): its steering stages clamp features "
-                         "where they are read. Train a transcoder beside the run's SAE: python -m sae train-sae --run "
-                         "RUN --name tc --set sae.site=blocks.0.mlp.hook_in --set sae.target_site=blocks.0.mlp.hook_out, "
-                         "then python -m sae evaluate --run RUN --sae tc")
+                         "where they are read, and its circuits stage trains a transcoder beside it (tc.pt). Train "
+                         "another with python -m sae train-sae --run RUN --name tc2 --set sae.site=blocks.0.mlp.hook_in "
+                         "--set sae.target_site=blocks.0.mlp.hook_out, then python -m sae evaluate --run RUN --sae tc2")
     out = Path(out)
     # under torchrun (several processes) rank 0 runs every stage but `sae` and the training in
     # `circuits`, which all ranks run together (`sae.distributed`); the others wait at a barrier after each stage

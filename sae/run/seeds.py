@@ -4,7 +4,8 @@ A result is a property of the method only if it holds across seeds and machines:
 trains a slightly different model on another CPU (float addition is not associative, math kernels
 sum in an order that depends on the processor and its threads, and the differences grow during
 training). So the headlines are reported over seeds 0-4, each a whole `reproduce` (text, tokenizer,
-LM, SAE, evaluation, steering) with `seed=N` in `OUT/seedN/`, and nothing else changed.
+LM, SAE, evaluation, steering, circuits) with `seed=N` in `OUT/seedN/`, and nothing else changed.
+An analysis a run skipped (`circuits=false`) has no columns, and its targets say so.
 
 `seed_study` is resumable as `reproduce` is (finished stages are skipped), prints progress with
 an ETA, and writes `OUT/seeds.json` (one row a seed, with the spread) and `OUT/seeds.md`.
