@@ -184,20 +184,18 @@ def compared(run) -> dict:
 def run(run) -> Result | None:
     """The analysis on a run (`sae.run.files.Run`) whose transcoders the stage has trained and
     evaluated; None on unlabelled text."""
-    from sae.run.files import Run, load_sae, run_feature_stats  # (sae.run imports the analyses)
-
     if run.preset.corpus != "toy":
         return None
-    names = transcoder_names(run.model.cfg.n_layer)
-    tcs = {layer: load_sae(run.path, name).eval() for layer, name in enumerate(names)}
-    tops = {layer: top_concepts(run_feature_stats(run.path, name).concept_mass) for layer, name in enumerate(names)}
+    opened = [run.named(name) for name in transcoder_names(run.model.cfg.n_layer)]
+    tcs = {layer: tc.sae.eval() for layer, tc in enumerate(opened)}
+    tops = {layer: top_concepts(tc.stats.concept_mass) for layer, tc in enumerate(opened)}
     n, seed = run.preset.circuit_prompts, run.preset.seed
     t0 = time.perf_counter()
     gg = golden_gate_check(run.model, tcs, run.tok, tops, n_prompts=n, seed=seed)
     unsafe = unsafe_code_check(run.model, tcs, run.tok, n_files=n, seed=seed)
     safe = unsafe_code_check(run.model, tcs, run.tok, n_files=n, seed=seed, concept="code")
     graphs = gg["n_prompts"] + unsafe["n_cuts"] + safe["n_cuts"]
-    return Result(k=tcs[0].cfg.k, sae=compared(run), transcoders=[compared(Run(run.path, name=m)) for m in names],
+    return Result(k=tcs[0].cfg.k, sae=compared(run), transcoders=[compared(tc) for tc in opened],
                   golden_gate={k: v for k, v in gg.items() if k != "shares"}, unsafe=unsafe, safe=safe,
                   seconds_per_graph=(time.perf_counter() - t0) / max(graphs, 1))
 

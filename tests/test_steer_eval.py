@@ -185,7 +185,7 @@ def test_the_smoke_run_has_the_benchmark_in_its_file_report_and_headlines(smoke_
             assert 0 <= v["steered"] <= v["on_target"] <= 1 and (m == "prompt" or v["capability"]), m
     assert (out / "figures" / "steer_eval.png").exists()
     assert "## Steering benchmark: is a feature a good handle?" in (out / "report.md").read_text()
-    assert "[7/8] steer_eval" in printed
+    assert "[7/9] steer_eval" in printed
 
 
 def test_the_steer_eval_command_on_a_finished_run(smoke_run, tmp_path, capsys):

@@ -43,7 +43,7 @@ CALIBRATION = {
                                            "circuits": 5.5}},
     "tiny": {"gflops": 337.0, "seconds": {"tokenizer": 1.7, "lm": 178.0, "sae": 78.7, "evaluate": 11.5,
                                           "dashboard": 7.7, "steering": 51.3, "steer_eval": 87.0,
-                                          "circuits": 59.0}},
+                                          "circuits": 83.0}},
 }
 
 

@@ -176,6 +176,10 @@ class Run:
     def stats(self) -> FeatureStats:
         return run_feature_stats(self.path, self.name, self.device)
 
+    def named(self, name: str) -> Run:
+        """The same run directory opened on another SAE or transcoder (`NAME.pt`, `NAME_metrics.json`)."""
+        return Run(self.path, self.device, name, self.log)
+
     def file_of(self, stage: str) -> str:
         """The file a stage's analyses write: `metrics.json` (`NAME_metrics.json` for another SAE), `steering.json`."""
         name = analyses.FILES[stage]
