@@ -138,7 +138,7 @@ def top_concepts(concept_mass: torch.Tensor) -> np.ndarray:
     """(d_sae,) each feature's concept of most activation mass (`len(CONCEPTS)`: none, or no text)."""
     if concept_mass is None or concept_mass.shape[0] != len(CONCEPTS) + 1:
         raise ValueError("top concepts need feature statistics with concept labels (a run on the toy corpus)")
-    return concept_mass.argmax(0).numpy()
+    return concept_mass.argmax(0).cpu().numpy()
 
 
 # ----------------------------------------------------------------------------- the circuits analysis
@@ -165,9 +165,10 @@ class Result:
     seconds_per_graph: float  # attributed, pruned and ablation-checked, on the machine that ran it
 
 
-def transcoder_names(n_layer: int) -> list[str]:
-    """The run's transcoder of each MLP: `tc`, `tc_1`, ... (as `python -m sae circuit` reads them)."""
-    return ["tc"] + [f"tc_{layer}" for layer in range(1, n_layer)]
+def transcoder_names(n_layer: int, name: str = "tc") -> list[str]:
+    """A run's transcoder of each MLP, layer 0 first: `tc`, `tc_1`, ... (the circuits stage's, and
+    what `python -m sae circuit --sae NAME` reads)."""
+    return [name] + [f"{name}_{layer}" for layer in range(1, n_layer)]
 
 
 def compared(run) -> dict:

@@ -259,6 +259,7 @@ def cmd_circuit(args) -> int:
     """The attribution graph of one prompt's next token through the run's transcoder (`sae.circuits`)."""
     import time
 
+    from sae.circuit_checks import transcoder_names
     from sae.circuits import ablation_check, attribute, prune
     from sae.run.circuit_page import top_nodes, write_circuit
 
@@ -270,13 +271,12 @@ def cmd_circuit(args) -> int:
                          f"--name {args.sae} --set sae.site=blocks.0.mlp.hook_in --set sae.target_site=blocks.0.mlp.hook_out "
                          f"(one per layer, named {args.sae}, {args.sae}_1, ... in a deeper model)")
     tok, model = load_run(run)
-    tcs = {0: load_sae(run, args.sae)}
-    for layer in range(1, model.cfg.n_layer):
-        name = f"{args.sae}_{layer}"
+    names = transcoder_names(model.cfg.n_layer, args.sae)
+    for name in names[1:]:
         if not sae_path(run, name).exists():
             raise ValueError(f"{run} has {model.cfg.n_layer} layers: a graph needs a transcoder per MLP, and {name}.pt "
                              "is missing")
-        tcs[layer] = load_sae(run, name)
+    tcs = {layer: load_sae(run, name) for layer, name in enumerate(names)}
     if not all(t.transcoder for t in tcs.values()):
         raise ValueError(f"{args.sae}.pt is an SAE, not a transcoder (no sae.target_site): a graph replaces the MLP, "
                          "so it needs a transcoder from blocks.0.mlp.hook_in to blocks.0.mlp.hook_out")
